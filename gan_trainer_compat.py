@@ -1,0 +1,198 @@
+"""Make Chainer 7.8.1 (2020) import and run on today's Python and NumPy.
+
+Chainer's last release predates NumPy 2, Python 3.12 and setuptools without
+``pkg_resources``. This module is the project's single compatibility step. It
+fixes exactly four measured failures and nothing else:
+
+1. NumPy >= 2 removed ``numpy.sctypes``; ``chainer.functions.array.as_strided``
+   reads it at import time. We restore the dict NumPy 1.26 had.
+2. Python >= 3.12 has no ``numpy.distutils``; ``chainer._environment_check``
+   imports ``numpy.distutils.system_info`` (only to detect macOS Accelerate).
+   When the real module cannot be imported we register a stub whose
+   ``get_info`` returns ``{}``, i.e. "no BLAS info", which skips that warning.
+3. ``pkg_resources`` is gone from setuptools >= 81 and from Python 3.12's
+   default venvs; Chainer imports it to look for optional CuPy/iDeep installs.
+   When it is missing we register a small stand-in backed by
+   :mod:`importlib.metadata` that answers "installed or not". It never reports
+   a version conflict, so CuPy 13/14 (which Chainer 7 did not know) work
+   without a misleading warning.
+4. ``F.resize_images`` uses ``numpy.float``, removed in NumPy 1.24, in one
+   helper, ``compute_indices_and_weights``. Rather than putting the alias back
+   into NumPy for everyone, we rebind that one function to globals in which
+   ``numpy.float`` is the builtin ``float`` (what the alias always meant).
+
+How it is applied: ``install()`` puts a tiny finder on :data:`sys.meta_path`
+that waits for the first ``import chainer``, applies fixes 1-3 just before
+Chainer's own code runs, and fix 4 right after. ``gan_trainer_compat.pth``
+(installed into site-packages next to this module) calls ``install()`` at
+interpreter start-up, so it works whether a program imports ``chainer`` or
+``gan_trainer`` first; ``gan_trainer`` also calls it, which covers running from
+a source checkout. Start-up cost is one small import; NumPy is only touched
+when Chainer is imported. If Chainer is already imported, ``install()`` applies
+fix 4 at once.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.metadata
+import sys
+import types
+
+_RESIZE_MODULE = 'chainer.functions.array.resize_images'
+
+
+def _restore_sctypes() -> None:
+    import numpy
+
+    if 'sctypes' in vars(numpy):
+        return
+    numpy.sctypes = {
+        'int': [numpy.int8, numpy.int16, numpy.int32, numpy.int64],
+        'uint': [numpy.uint8, numpy.uint16, numpy.uint32, numpy.uint64],
+        'float': [numpy.float16, numpy.float32, numpy.float64],
+        'complex': [numpy.complex64, numpy.complex128],
+        'others': [bool, object, bytes, str, numpy.void],
+    }
+
+
+def _stub_numpy_distutils() -> None:
+    try:
+        import numpy.distutils.system_info  # noqa: F401
+        return
+    except Exception:  # ImportError on 3.12+, or a broken distutils
+        pass
+    distutils = types.ModuleType('numpy.distutils')
+    system_info = types.ModuleType('numpy.distutils.system_info')
+    system_info.get_info = lambda name, notfound_action=0: {}
+    distutils.system_info = system_info
+    sys.modules['numpy.distutils'] = distutils
+    sys.modules['numpy.distutils.system_info'] = system_info
+
+
+class _ResolutionError(Exception):
+    pass
+
+
+class _DistributionNotFound(_ResolutionError):
+    pass
+
+
+class _VersionConflict(_ResolutionError):
+    pass
+
+
+def _project_name(requirement: str) -> str:
+    for i, ch in enumerate(requirement):
+        if not (ch.isalnum() or ch in '-_.'):
+            return requirement[:i]
+    return requirement
+
+
+def _require(requirement: str) -> list:
+    name = _project_name(requirement.strip())
+    try:
+        return [_get_distribution(name)]
+    except importlib.metadata.PackageNotFoundError:
+        raise _DistributionNotFound(requirement) from None
+
+
+def _get_distribution(name: str) -> types.SimpleNamespace:
+    version = importlib.metadata.version(_project_name(name))
+    return types.SimpleNamespace(project_name=name, version=version)
+
+
+def _stub_pkg_resources() -> None:
+    if 'pkg_resources' in sys.modules:
+        return
+    if importlib.machinery.PathFinder.find_spec('pkg_resources') is not None:
+        return
+    mod = types.ModuleType('pkg_resources')
+    mod.__doc__ = 'Minimal stand-in installed by gan_trainer_compat.'
+    mod.ResolutionError = _ResolutionError
+    mod.DistributionNotFound = _DistributionNotFound
+    mod.VersionConflict = _VersionConflict
+    mod.require = _require
+    mod.get_distribution = _get_distribution
+    mod.WorkingSet = lambda *args: types.SimpleNamespace(require=_require)
+    sys.modules['pkg_resources'] = mod
+
+
+class _NumpyWithFloat(types.ModuleType):
+    """NumPy as seen by one Chainer function: ``numpy.float`` is ``float``."""
+
+    float = float
+
+    def __init__(self, numpy_module: types.ModuleType) -> None:
+        super().__init__(numpy_module.__name__)
+        self._numpy = numpy_module
+
+    def __getattr__(self, name: str):
+        return getattr(self._numpy, name)
+
+
+def _patch_resize_images() -> None:
+    module = sys.modules.get(_RESIZE_MODULE)
+    if module is None:
+        return
+    func = module.compute_indices_and_weights
+    if isinstance(func.__globals__.get('numpy'), _NumpyWithFloat):
+        return
+    # The module itself keeps the real NumPy: its ``xp is numpy`` tests
+    # choose between the CPU and GPU kernels.
+    scope = dict(vars(module), numpy=_NumpyWithFloat(module.numpy))
+    patched = types.FunctionType(
+        func.__code__, scope, func.__name__, func.__defaults__, func.__closure__)
+    patched.__doc__ = func.__doc__
+    module.compute_indices_and_weights = patched
+
+
+def before_chainer() -> None:
+    """Apply the fixes that must be in place before Chainer's import runs."""
+    _restore_sctypes()
+    _stub_numpy_distutils()
+    _stub_pkg_resources()
+
+
+def after_chainer() -> None:
+    """Apply the fixes to Chainer modules that are already imported."""
+    _patch_resize_images()
+
+
+class _ChainerLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        before_chainer()
+        self._loader.exec_module(module)
+        after_chainer()
+
+
+class _ChainerFinder(importlib.abc.MetaPathFinder):
+    """Wraps the loader of the top-level ``chainer`` package, once."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != 'chainer':
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _ChainerLoader(spec.loader)
+        return spec
+
+
+_FINDER = _ChainerFinder()
+
+
+def install() -> None:
+    """Make the next ``import chainer`` work; idempotent and cheap."""
+    if 'chainer' in sys.modules:
+        after_chainer()
+        return
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
