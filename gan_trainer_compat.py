@@ -8,8 +8,10 @@ fixes exactly four measured failures and nothing else:
    reads it at import time. We restore the dict NumPy 1.26 had.
 2. Python >= 3.12 has no ``numpy.distutils``; ``chainer._environment_check``
    imports ``numpy.distutils.system_info`` (only to detect macOS Accelerate).
-   When the real module cannot be imported we register a stub whose
-   ``get_info`` returns ``{}``, i.e. "no BLAS info", which skips that warning.
+   For the duration of Chainer's import we register a stub whose
+   ``get_info`` returns ``{}`` ("no BLAS info", which skips that macOS-only
+   warning) and remove it afterwards, so NumPy is left untouched and the slow,
+   deprecated real module is never imported.
 3. ``pkg_resources`` is gone from setuptools >= 81 and from Python 3.12's
    default venvs; Chainer imports it to look for optional CuPy/iDeep installs.
    When it is missing we register a small stand-in backed by
@@ -57,18 +59,36 @@ def _restore_sctypes() -> None:
     }
 
 
-def _stub_numpy_distutils() -> None:
-    try:
-        import numpy.distutils.system_info  # noqa: F401
-        return
-    except Exception:  # ImportError on 3.12+, or a broken distutils
-        pass
+def _stub_numpy_distutils() -> list[str]:
+    """Registers a stub ``numpy.distutils`` for the duration of Chainer's import.
+
+    Returns the names it registered, for :func:`_unstub_numpy_distutils`.
+    The real module is never imported: it is slow, deprecated, noisy and,
+    on Python 3.12+, absent; Chainer only calls it on macOS.
+    """
+    import numpy
+
+    if 'numpy.distutils' in sys.modules:
+        return []
     distutils = types.ModuleType('numpy.distutils')
     system_info = types.ModuleType('numpy.distutils.system_info')
     system_info.get_info = lambda name, notfound_action=0: {}
     distutils.system_info = system_info
     sys.modules['numpy.distutils'] = distutils
     sys.modules['numpy.distutils.system_info'] = system_info
+    # ``numpy.distutils.system_info.get_info`` is looked up as attributes.
+    numpy.distutils = distutils
+    return ['numpy.distutils', 'numpy.distutils.system_info']
+
+
+def _unstub_numpy_distutils(names: list[str]) -> None:
+    """Removes the stubs again, so NumPy itself is left as it was."""
+    import numpy
+
+    for name in names:
+        sys.modules.pop(name, None)
+    if names:
+        vars(numpy).pop('distutils', None)
 
 
 class _ResolutionError(Exception):
@@ -148,11 +168,14 @@ def _patch_resize_images() -> None:
     module.compute_indices_and_weights = patched
 
 
-def before_chainer() -> None:
-    """Apply the fixes that must be in place before Chainer's import runs."""
+def before_chainer() -> list[str]:
+    """Apply the fixes that must be in place before Chainer's import runs.
+
+    Returns the temporary module stubs to remove after the import.
+    """
     _restore_sctypes()
-    _stub_numpy_distutils()
     _stub_pkg_resources()
+    return _stub_numpy_distutils()
 
 
 def after_chainer() -> None:
@@ -168,8 +191,11 @@ class _ChainerLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module) -> None:
-        before_chainer()
-        self._loader.exec_module(module)
+        stubs = before_chainer()
+        try:
+            self._loader.exec_module(module)
+        finally:
+            _unstub_numpy_distutils(stubs)
         after_chainer()
 
 

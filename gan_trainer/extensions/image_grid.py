@@ -1,0 +1,72 @@
+"""ImageGrid: a picture of G(z) for one fixed z, saved during training.
+
+Watching the same z over training shows how the generator evolves (and
+whether it collapses) far better than loss curves. The extension draws its
+z once, from its own ``RandomState(seed)``, so the grid at iteration 5,000
+of a resumed run shows the same z as in the original run, and training's
+own random stream is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+
+import chainer
+import numpy
+from chainer import training
+
+from gan_trainer.image import save_grid
+from gan_trainer.latent import global_seed
+
+
+class ImageGrid(training.Extension):
+    """Saves a ``rows x cols`` grid of generated images for a fixed z.
+
+    Each call writes ``OUT/<out_dir>/image_{iteration:08d}.png`` and
+    replaces ``OUT/<out_dir>/latest.png`` (written to a temporary file and
+    renamed, so a viewer never sees a half-written picture).
+
+    The generator is the target of the updater's ``'gen'`` optimizer and z
+    comes from ``trainer.updater.make_hidden(n, rng)``, as
+    :class:`~gan_trainer.GANUpdater` provides; the generator runs in
+    evaluation mode (BatchNorm with running statistics) without a graph.
+
+    Args:
+        rows: Grid rows.
+        cols: Grid columns.
+        seed: Seed of the fixed z.
+        out_dir: Folder under the trainer's ``out``.
+        filename: Per-iteration file name, formatted with ``iteration``.
+    """
+
+    trigger = 1000, 'iteration'
+    priority = training.PRIORITY_WRITER
+    default_name = 'image_grid'
+
+    def __init__(self, *, rows: int = 10, cols: int = 10, seed: int = 0,
+                 out_dir: str = 'preview',
+                 filename: str = 'image_{iteration:08d}.png') -> None:
+        if rows < 1 or cols < 1:
+            raise ValueError(f'rows and cols must be at least 1, got {rows}x{cols}')
+        self.rows, self.cols, self.seed = rows, cols, seed
+        self.out_dir, self.filename = out_dir, filename
+
+    def fixed_hidden(self, updater):
+        """The grid's z, on the updater's device; the same at every call."""
+        with global_seed(self.seed):
+            return updater.make_hidden(
+                self.rows * self.cols, numpy.random.RandomState(self.seed))
+
+    def __call__(self, trainer: training.Trainer) -> None:
+        updater = trainer.updater
+        gen = updater.get_optimizer('gen').target
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
+            images = gen(self.fixed_hidden(updater)).array
+        folder = os.path.join(trainer.out, self.out_dir)
+        path = save_grid(images, os.path.join(
+            folder, self.filename.format(iteration=updater.iteration)),
+            self.rows, self.cols)
+        tmp = os.path.join(folder, '.latest.tmp.png')
+        save_grid(images, tmp, self.rows, self.cols)
+        os.replace(tmp, os.path.join(folder, 'latest.png'))
+        return path

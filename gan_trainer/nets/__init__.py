@@ -1,0 +1,67 @@
+"""Generator/discriminator architectures, chosen by name from a config dict.
+
+Each architecture is a ``(Generator, Discriminator)`` pair in :data:`NETS`.
+A net's ``config()`` gives the JSON-able constructor kwargs, so a snapshot or
+a CLI can rebuild it with :func:`build_generator` /
+:func:`build_discriminator`; the optional ``'arch'`` key picks the pair
+(``'dcgan'`` when absent). Adding an architecture is one more dict entry.
+"""
+
+from gan_trainer.nets.dcgan import Discriminator, Generator
+
+#: Architecture name -> (generator class, discriminator class).
+NETS = {"dcgan": (Generator, Discriminator)}
+
+
+def _lookup(config: dict) -> tuple[type, type, dict]:
+    kwargs = dict(config)  # never mutate the caller's dict
+    arch = kwargs.pop("arch", "dcgan")
+    if arch not in NETS:
+        raise ValueError(f"unknown arch {arch!r}; valid ones are {sorted(NETS)}")
+    gen_cls, dis_cls = NETS[arch]
+    return gen_cls, dis_cls, kwargs
+
+
+def build_generator(config: dict) -> Generator:
+    """Builds a generator from a config dict.
+
+    Args:
+        config (dict): Constructor kwargs, e.g. ``gen.config()``, plus an
+            optional ``'arch'`` key naming an entry of :data:`NETS`
+            (default ``'dcgan'``). The dict is not modified.
+
+    Returns:
+        chainer.Chain: A freshly initialized generator.
+
+    Raises:
+        ValueError: If ``config['arch']`` is not in :data:`NETS`.
+    """
+    gen_cls, _, kwargs = _lookup(config)
+    return gen_cls(**kwargs)
+
+
+def build_discriminator(config: dict) -> Discriminator:
+    """Builds a discriminator from a config dict.
+
+    Args:
+        config (dict): Constructor kwargs, e.g. ``dis.config()``, plus an
+            optional ``'arch'`` key naming an entry of :data:`NETS`
+            (default ``'dcgan'``). The dict is not modified.
+
+    Returns:
+        chainer.Chain: A freshly initialized discriminator.
+
+    Raises:
+        ValueError: If ``config['arch']`` is not in :data:`NETS`.
+    """
+    _, dis_cls, kwargs = _lookup(config)
+    return dis_cls(**kwargs)
+
+
+__all__ = [
+    "NETS",
+    "Discriminator",
+    "Generator",
+    "build_discriminator",
+    "build_generator",
+]

@@ -1,0 +1,248 @@
+"""GANUpdater: the one training loop for every GAN in this package.
+
+One call to :meth:`GANUpdater.update` is one *iteration*: ``n_dis``
+discriminator (D) steps, each on a fresh real batch and a fresh z, and one
+generator (G) step on a fresh z. Everything that varies between GAN recipes
+(the loss, ``n_dis``, the order of the steps, the z distribution, whether D
+sees real and fake images in one batch) is a keyword argument; a new variant
+is a new :class:`~gan_trainer.losses.GANLoss`, never a copy of this loop.
+
+The details that the DCGAN write-ups learned the hard way are defaults here:
+
+* **D step, G not touched.** Fakes for the D step are generated under
+  ``chainer.no_backprop_mode()``, so no graph is built through G: G's
+  gradients stay empty and no time is spent on a backward pass through G.
+* **G step, D frozen.** Only G's optimizer is applied after the G step's
+  backward pass, so D's parameters cannot change; D's gradients from that
+  pass are cleared straight away. The G step runs after the D step(s) of the
+  same iteration (``order='dis_first'``) and therefore sees the updated D.
+* **Real and fake batches kept apart.** D sees the real and the fake batch
+  in two forward passes (``separate_batches=True``): in one concatenated
+  batch, BatchNorm would normalise real and fake images with shared
+  statistics, which lets D tell them apart by batch statistics alone.
+
+Reported keys (through ``chainer.report`` with the optimizers' targets as
+observers): ``gen/loss``, ``dis/loss``, ``dis/loss_real``, ``dis/loss_fake``,
+``dis/acc_real`` (fraction of real images with logit > 0) and
+``dis/acc_fake`` (fraction of fakes with logit < 0). With ``n_dis > 1`` the
+``dis/*`` values are means over the iteration's D steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chainer
+import chainer.functions as F
+import numpy
+from chainer.dataset import convert
+from chainer.training import StandardUpdater
+
+from gan_trainer.latent import Sampler, get_sampler
+from gan_trainer.losses import GANLoss, get_loss
+
+ORDERS = ('dis_first', 'gen_first')
+
+
+class GANUpdater(StandardUpdater):
+    """Trains a generator and a discriminator with one shared loop.
+
+    Args:
+        iterator: Dataset iterator (or ``{'main': iterator}``) yielding
+            image arrays ``(C, H, W)`` or ``(image, label)`` tuples; labels
+            are ignored by an unconditional GAN.
+        optimizer: ``{'gen': opt_gen, 'dis': opt_dis}``; the networks are the
+            optimizers' targets. G maps z ``(B, n_hidden)`` to images; D maps
+            images to one logit per image, shape ``(B,)`` or ``(B, 1)``.
+        device: Device the models and batches go to (``-1``/``'@numpy'``
+            CPU, ``0``/``'@cupy:0'`` first GPU), as in ``StandardUpdater``.
+        converter: Turns a list of examples into arrays on ``device``.
+        loss: A name from :data:`gan_trainer.losses.LOSSES`
+            (``'nonsaturating'``, the DCGAN paper's choice, by default) or a
+            :class:`~gan_trainer.losses.GANLoss`.
+        n_dis: D steps per G step (``k`` in Goodfellow et al.; WGAN uses 5).
+        order: ``'dis_first'`` (the papers' order: G learns against the D it
+            just updated) or ``'gen_first'``.
+        z_dist: ``'normal'``, ``'uniform'`` or a sampler function, see
+            :mod:`gan_trainer.latent`. Ignored when G has a
+            ``make_hidden(batchsize)`` method (Chainer's DCGAN example
+            convention), which is then called instead.
+        n_hidden: Dimension of z; defaults to ``gen.n_hidden``.
+        separate_batches: Feed real and fake batches to D in separate
+            forward passes (default, BatchNorm-safe) or concatenated.
+        seed: Seed of the updater's own z random state (saved in snapshots).
+        loss_scale: Passed to ``StandardUpdater`` (mixed precision).
+    """
+
+    def __init__(
+        self,
+        iterator,
+        optimizer: dict[str, chainer.Optimizer],
+        *,
+        device: Any = None,
+        converter=convert.concat_examples,
+        loss: str | GANLoss = 'nonsaturating',
+        n_dis: int = 1,
+        order: str = 'dis_first',
+        z_dist: str | Sampler = 'normal',
+        n_hidden: int | None = None,
+        separate_batches: bool = True,
+        seed: int | None = None,
+        loss_scale: float | None = None,
+    ) -> None:
+        if not isinstance(optimizer, dict) or set(optimizer) != {'gen', 'dis'}:
+            raise ValueError(
+                "optimizer must be a dict with the keys 'gen' and 'dis'")
+        if n_dis < 1:
+            raise ValueError(f'n_dis must be at least 1, got {n_dis}')
+        if order not in ORDERS:
+            raise ValueError(f'unknown order {order!r}; valid: {", ".join(ORDERS)}')
+        super().__init__(iterator, optimizer, converter=converter,
+                         device=device, loss_scale=loss_scale)
+        self.loss = get_loss(loss)
+        self.n_dis = n_dis
+        self.order = order
+        self.sampler = get_sampler(z_dist)
+        self.separate_batches = separate_batches
+        gen = self.gen
+        self.n_hidden = n_hidden if n_hidden is not None else getattr(gen, 'n_hidden', None)
+        if self.n_hidden is None and not hasattr(gen, 'make_hidden'):
+            raise ValueError(
+                'n_hidden is required when the generator has neither an '
+                'n_hidden attribute nor a make_hidden method')
+        self.rng = numpy.random.RandomState(seed)
+
+    @property
+    def gen(self) -> chainer.Link:
+        """The generator (the target of the ``'gen'`` optimizer)."""
+        return self.get_optimizer('gen').target
+
+    @property
+    def dis(self) -> chainer.Link:
+        """The discriminator (the target of the ``'dis'`` optimizer)."""
+        return self.get_optimizer('dis').target
+
+    @property
+    def device(self) -> chainer.backend.Device:
+        """The device batches and z are sent to."""
+        return self._device or chainer.get_device('@numpy')
+
+    def make_hidden(self, batchsize: int,
+                    rng: numpy.random.RandomState | None = None):
+        """Draws z for ``batchsize`` images on the updater's device.
+
+        Args:
+            batchsize: Number of vectors.
+            rng: Random state to draw from; the updater's own (saved in
+                snapshots) by default. Extensions pass their own to get a
+                fixed z without disturbing training.
+
+        Returns:
+            An array ``(batchsize, n_hidden)`` (or whatever
+            ``gen.make_hidden`` returns) on :attr:`device`.
+        """
+        if hasattr(self.gen, 'make_hidden'):
+            z = self.gen.make_hidden(batchsize)
+        else:
+            z = self.sampler(rng or self.rng, batchsize, self.n_hidden)
+        return self.device.send(z)
+
+    def next_real_batch(self):
+        """Returns the next real batch as an array on the device."""
+        batch = self.get_iterator('main').next()
+        arrays = self.converter(batch, self.device)
+        # Tuples (image, label): an unconditional GAN uses the images only.
+        return arrays[0] if isinstance(arrays, tuple) else arrays
+
+    def update_core(self) -> None:
+        steps = [self.dis_step] * self.n_dis
+        steps = [*steps, self.gen_step] if self.order == 'dis_first' else [
+            self.gen_step, *steps]
+        dis_reports = []
+        for step in steps:
+            report = step()
+            if report is not None:
+                dis_reports.append(report)
+        # With n_dis > 1 the D statistics of one iteration are averaged, so
+        # the log shows the whole iteration rather than its last D step.
+        mean = {k: sum(r[k] for r in dis_reports) / len(dis_reports)
+                for k in dis_reports[0]}
+        chainer.report(mean, self.dis)
+
+        iterator = self.get_iterator('main')
+        if self.auto_new_epoch and iterator.is_new_epoch:
+            for opt in self._optimizers.values():
+                opt.new_epoch(auto=True)
+
+    def dis_logits(self, x_real, x_fake):
+        """D's logits for a real and a fake batch, each flattened to (B,)."""
+        dis = self.dis
+        if self.separate_batches:
+            y_real, y_fake = dis(x_real), dis(x_fake)
+        else:
+            y = F.flatten(dis(F.concat([x_real, x_fake], axis=0)))
+            y_real, y_fake = F.split_axis(y, [len(x_real)], axis=0)
+        return F.flatten(y_real), F.flatten(y_fake)
+
+    def dis_step(self) -> dict[str, Any]:
+        """One D update on a fresh real batch and fresh fakes.
+
+        Returns:
+            The D statistics of this step (loss, loss_real, loss_fake,
+            acc_real, acc_fake) as arrays, for :meth:`update_core` to report.
+        """
+        x_real = self.next_real_batch()
+        batchsize = len(x_real)
+        # G in train mode (its BatchNorm uses batch statistics, as in the G
+        # step) but without a graph: nothing will flow back into G.
+        with chainer.no_backprop_mode():
+            x_fake = self.gen(self.make_hidden(batchsize))
+        y_real, y_fake = self.dis_logits(x_real, x_fake)
+        loss_real = self.loss.dis_real(y_real)
+        loss_fake = self.loss.dis_fake(y_fake)
+        loss = loss_real + loss_fake
+
+        dis = self.dis
+        dis.cleargrads()
+        loss.backward(loss_scale=self.loss_scale)
+        self.get_optimizer('dis').update()
+        loss.unchain_backward()
+
+        xp = self.device.xp
+        return {
+            'loss': loss.array,
+            'loss_real': loss_real.array,
+            'loss_fake': loss_fake.array,
+            'acc_real': xp.mean((y_real.array > 0).astype(xp.float32)),
+            'acc_fake': xp.mean((y_fake.array < 0).astype(xp.float32)),
+        }
+
+    def gen_step(self) -> None:
+        """One G update against the current D, on a fresh z."""
+        batchsize = self.get_iterator('main').batch_size
+        gen, dis = self.gen, self.dis
+        x_fake = gen(self.make_hidden(batchsize))
+        y_fake = F.flatten(dis(x_fake))
+        loss = self.loss.gen(y_fake)
+
+        gen.cleargrads()
+        dis.cleargrads()
+        loss.backward(loss_scale=self.loss_scale)
+        # Only G's optimizer runs: D is frozen. Its gradients from this pass
+        # are dropped so they can never leak into a later D update.
+        self.get_optimizer('gen').update()
+        dis.cleargrads()
+        loss.unchain_backward()
+        chainer.report({'loss': loss}, gen)
+
+    def serialize(self, serializer) -> None:
+        """Saves/restores iterators, optimizers, models and the z RNG."""
+        super().serialize(serializer)
+        name, keys, pos, has_gauss, cached = self.rng.get_state()
+        keys = serializer('z_rng/keys', keys)
+        scalars = serializer(
+            'z_rng/scalars', numpy.array([pos, has_gauss, cached], numpy.float64))
+        if isinstance(serializer, chainer.serializer.Deserializer):
+            self.rng.set_state(
+                (name, numpy.asarray(keys, numpy.uint32), int(scalars[0]),
+                 int(scalars[1]), float(scalars[2])))

@@ -1,0 +1,97 @@
+"""Chainer 7.8.1 on today's stacks: the fixes of gan_trainer_compat."""
+
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+import gan_trainer_compat
+
+
+def run_python(code):
+    """Runs ``code`` in a fresh interpreter (site hooks active) and returns stdout."""
+    proc = subprocess.run([sys.executable, '-c', code], check=False, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_chainer_imports_first_in_a_fresh_process():
+    # Outside projects import chainer before gan_trainer: the .pth hook must
+    # already have made that import work.
+    out = run_python(
+        'import chainer, numpy\n'
+        'import chainer.functions as F\n'
+        'x = numpy.ones((1, 1, 2, 2), numpy.float32)\n'
+        'print(chainer.__version__, F.resize_images(x, (4, 4)).shape)\n'
+        'import gan_trainer\n'
+        'print(gan_trainer.GANUpdater.__name__)')
+    assert out.split() == ['7.8.1', '(1,', '1,', '4,', '4)', 'GANUpdater']
+
+
+def test_gan_trainer_imports_first_in_a_fresh_process():
+    out = run_python('import gan_trainer, chainer\nprint(chainer.__version__)')
+    assert out.strip() == '7.8.1'
+
+
+def test_resize_images_bilinear_matches_hand_computed():
+    import chainer.functions as F
+
+    x = numpy.array([[[[0, 1], [2, 3]]]], numpy.float32)
+    y = F.resize_images(x, (3, 3), align_corners=True).array
+    # align_corners=True samples at 0, 0.5, 1 along each axis: bilinear
+    # interpolation of f(r, c) = 2r + c.
+    expected = numpy.array([[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]], numpy.float32)
+    numpy.testing.assert_allclose(y[0, 0], expected, atol=1e-6)
+
+
+def test_resize_images_nearest_and_backward():
+    import chainer
+    import chainer.functions as F
+
+    x = chainer.Variable(numpy.arange(16, dtype=numpy.float32).reshape(1, 1, 4, 4))
+    y = F.resize_images(x, (2, 2), mode='nearest')
+    numpy.testing.assert_array_equal(y.array[0, 0], [[0, 2], [8, 10]])
+    F.sum(F.resize_images(x, (8, 8))).backward()
+    # Upsampling by 2 without align_corners spreads each output over the
+    # input with weights summing to 64/16 = 4 per input pixel on average.
+    assert x.grad.sum() == pytest.approx(64.0)
+
+
+def test_as_strided_uses_restored_sctypes():
+    import chainer.functions as F
+
+    x = numpy.arange(6, dtype=numpy.float32)
+    # Strides in elements: a sliding window of width 3 over x.
+    y = F.as_strided(x, (2, 3), (1, 1))
+    numpy.testing.assert_array_equal(y.array, [[0, 1, 2], [1, 2, 3]])
+    assert numpy.int64 in numpy.sctypes['int']
+
+
+def test_numpy_distutils_stub_is_removed_after_chainer_import():
+    out = run_python(
+        'import sys, chainer, numpy\n'
+        'print("numpy.distutils" in sys.modules, "distutils" in vars(numpy))')
+    assert out.split() == ['False', 'False']
+
+
+def test_numpy_float_alias_is_not_put_back_globally():
+    import chainer.functions  # noqa: F401
+
+    if numpy.lib.NumpyVersion(numpy.__version__) >= '1.24.0':
+        assert 'float' not in vars(numpy)
+
+
+def test_install_is_idempotent_and_leaves_one_finder():
+    gan_trainer_compat.install()
+    gan_trainer_compat.install()
+    finders = [f for f in sys.meta_path if isinstance(f, gan_trainer_compat._ChainerFinder)]
+    assert len(finders) <= 1
+
+
+def test_pkg_resources_stand_in_answers_installed_or_not():
+    assert gan_trainer_compat._project_name('cupy>=7.7.0,<8.0.0') == 'cupy'
+    assert gan_trainer_compat._require('numpy>=1.0')[0].version == numpy.__version__
+    with pytest.raises(gan_trainer_compat._DistributionNotFound):
+        gan_trainer_compat._require('no-such-package-gan-trainer>=1')

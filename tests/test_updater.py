@@ -1,0 +1,229 @@
+"""GANUpdater: the correctness properties of the one training loop."""
+
+import chainer
+import chainer.functions as F
+import numpy
+import pytest
+from chainer import training
+
+from gan_trainer import GANUpdater
+from gan_trainer.losses import NONSATURATING
+from gan_trainer.testing import fake_dataset, fake_images, tiny_discriminator, tiny_generator
+
+
+def make_updater(data=None, *, batchsize=4, gen=None, dis=None, **options):
+    gen = gen or tiny_generator()
+    dis = dis or tiny_discriminator()
+    opts = {}
+    for name, net in (('gen', gen), ('dis', dis)):
+        opts[name] = chainer.optimizers.Adam(1e-2, beta1=0.5)
+        opts[name].setup(net)
+    data = fake_images(40) if data is None else data
+    it = chainer.iterators.SerialIterator(data, batchsize, shuffle=False)
+    options.setdefault('seed', 0)
+    return GANUpdater(it, opts, device=-1, **options)
+
+
+def params(link):
+    return {name: p.array.copy() for name, p in link.namedparams()}
+
+
+def same(a, b):
+    return all(numpy.array_equal(a[k], b[k]) for k in a)
+
+
+class Recorder:
+    """Wraps a link's forward to record its inputs, outputs and parameters."""
+
+    def __init__(self, link):
+        self.calls = []
+        forward = link.forward
+
+        def recording_forward(x):
+            y = forward(x)
+            self.calls.append({'x': numpy.asarray(getattr(x, 'array', x)).copy(),
+                               'y': y.array.copy(), 'params': params(link)})
+            return y
+
+        link.forward = recording_forward
+
+
+def reported(updater):
+    reporter = chainer.Reporter()
+    reporter.add_observer('gen', updater.gen)
+    reporter.add_observer('dis', updater.dis)
+    observation = {}
+    with reporter.scope(observation):
+        updater.update()
+    return {k: float(v.array if hasattr(v, 'array') else v) for k, v in observation.items()}
+
+
+def test_dis_step_does_not_backpropagate_into_gen():
+    updater = make_updater()
+    gen_before = params(updater.gen)
+    updater.gen.cleargrads()  # Chainer starts grads as NaN arrays, not None
+    updater.dis_step()
+    assert all(p.grad is None for p in updater.gen.params())
+    assert same(gen_before, params(updater.gen))
+    assert any(p.grad is not None for p in updater.dis.params())
+
+
+def test_gen_step_does_not_change_dis_parameters():
+    updater = make_updater()
+    dis_before, gen_before = params(updater.dis), params(updater.gen)
+    updater.gen_step()
+    assert same(dis_before, params(updater.dis))
+    assert not same(gen_before, params(updater.gen))
+    # D's gradients from the G step are dropped, never left for a D update.
+    assert all(p.grad is None for p in updater.dis.params())
+
+
+@pytest.mark.parametrize('order', ['dis_first', 'gen_first'])
+def test_gen_step_sees_dis_as_of_its_turn(order):
+    updater = make_updater(order=order)
+    dis_initial = params(updater.dis)
+    recorder = Recorder(updater.dis)
+    updater.update()
+    # Separate batches: D is called twice in its step and once in G's step.
+    assert len(recorder.calls) == 3
+    g_call = recorder.calls[-1] if order == 'dis_first' else recorder.calls[0]
+    if order == 'dis_first':
+        assert same(g_call['params'], params(updater.dis))
+        assert not same(g_call['params'], dis_initial)
+    else:
+        assert same(g_call['params'], dis_initial)
+
+
+@pytest.mark.parametrize('n_dis', [1, 3])
+def test_n_dis_steps_each_take_a_fresh_batch_and_fresh_z(n_dis):
+    updater = make_updater(n_dis=n_dis)
+    gen_rec, dis_rec = Recorder(updater.gen), Recorder(updater.dis)
+    updater.update()
+    assert updater.get_iterator('main').current_position == 4 * n_dis
+    assert len(gen_rec.calls) == n_dis + 1
+    zs = [c['x'] for c in gen_rec.calls]
+    assert all(not numpy.array_equal(a, b) for i, a in enumerate(zs) for b in zs[i + 1:])
+    # The real batches D saw are consecutive, distinct slices of the data.
+    data = fake_images(40)
+    reals = [c['x'] for c in dis_rec.calls[0:2 * n_dis:2]]
+    for k, x in enumerate(reals):
+        numpy.testing.assert_array_equal(x, data[4 * k:4 * k + 4])
+
+
+def test_reports_match_hand_computed_values_from_d_outputs():
+    updater = make_updater()
+    recorder = Recorder(updater.dis)
+    obs = reported(updater)
+    assert set(obs) == {'gen/loss', 'dis/loss', 'dis/loss_real', 'dis/loss_fake',
+                        'dis/acc_real', 'dis/acc_fake'}
+    y_real, y_fake, y_gen = (c['y'].astype(numpy.float64) for c in recorder.calls)
+    softplus = lambda v: numpy.log1p(numpy.exp(v))
+    assert obs['dis/loss_real'] == pytest.approx(softplus(-y_real).mean(), rel=1e-5)
+    assert obs['dis/loss_fake'] == pytest.approx(softplus(y_fake).mean(), rel=1e-5)
+    assert obs['dis/loss'] == pytest.approx(obs['dis/loss_real'] + obs['dis/loss_fake'])
+    assert obs['dis/acc_real'] == pytest.approx((y_real > 0).mean())
+    assert obs['dis/acc_fake'] == pytest.approx((y_fake < 0).mean())
+    assert obs['gen/loss'] == pytest.approx(softplus(-y_gen).mean(), rel=1e-5)
+
+
+def test_concatenated_batches_go_through_d_in_one_pass():
+    updater = make_updater(separate_batches=False)
+    recorder = Recorder(updater.dis)
+    updater.dis_step()
+    assert [c['x'].shape[0] for c in recorder.calls] == [8]
+    numpy.testing.assert_array_equal(recorder.calls[0]['x'][:4], fake_images(40)[:4])
+
+
+def test_separate_batches_keep_batchnorm_statistics_apart():
+    # With real and fake in separate passes, D's BatchNorm normalises each
+    # batch with its own statistics: the D output on the real batch does
+    # not depend on the fakes. Concatenated, it does.
+    outs = {}
+    for separate in (True, False):
+        updater = make_updater(separate_batches=separate)
+        real = updater.device.send(fake_images(40)[:4])
+        fakes = [updater.gen(updater.make_hidden(4)).array for _ in range(2)]
+        with chainer.no_backprop_mode():
+            outs[separate] = [updater.dis_logits(real, f)[0].array for f in fakes]
+    numpy.testing.assert_allclose(outs[True][0], outs[True][1], rtol=1e-6)
+    assert not numpy.allclose(outs[False][0], outs[False][1])
+
+
+def test_tuple_batches_and_b1_logits_are_accepted():
+    dis = tiny_discriminator()
+    plain_forward = dis.forward
+    dis.forward = lambda x: F.reshape(plain_forward(x), (-1, 1))
+    updater = make_updater(fake_dataset(20), dis=dis)
+    obs = reported(updater)
+    assert numpy.isfinite(obs['dis/loss']) and numpy.isfinite(obs['gen/loss'])
+
+
+@pytest.mark.parametrize('z_dist', ['normal', 'uniform'])
+def test_z_distribution(z_dist):
+    updater = make_updater(z_dist=z_dist)
+    z = updater.make_hidden(2000)
+    assert z.shape == (2000, 4) and z.dtype == numpy.float32
+    if z_dist == 'uniform':
+        assert z.min() >= -1 and z.max() <= 1 and z.std() == pytest.approx(1 / 3 ** 0.5, rel=0.05)
+    else:
+        assert z.min() < -2 and z.std() == pytest.approx(1.0, rel=0.05)
+
+
+def test_generator_make_hidden_takes_precedence():
+    gen = tiny_generator()
+    gen.make_hidden = lambda b: numpy.full((b, 4), 0.25, numpy.float32)
+    updater = make_updater(gen=gen, z_dist='uniform')
+    numpy.testing.assert_array_equal(updater.make_hidden(3), numpy.full((3, 4), 0.25))
+
+
+def test_custom_loss_object_is_used():
+    updater = make_updater(loss=NONSATURATING._replace(gen=lambda y: F.mean(y) * 0))
+    gen_before = params(updater.gen)
+    updater.gen_step()
+    # A zero loss gives zero gradients; Adam then leaves G unchanged.
+    assert same(gen_before, params(updater.gen))
+
+
+def run_trainer(updater, iterations, out, snapshot_at=None):
+    trainer = training.Trainer(updater, (iterations, 'iteration'), out=str(out))
+    if snapshot_at:
+        trainer.extend(chainer.training.extensions.snapshot(filename='snap'),
+                       trigger=(snapshot_at, 'iteration'))
+    return trainer
+
+
+def test_serialize_resumes_exactly(tmp_path):
+    data = fake_images(64)
+    straight = make_updater(data, z_dist='normal')
+    run_trainer(straight, 6, tmp_path / 'a').run()
+
+    first = make_updater(data)
+    run_trainer(first, 3, tmp_path / 'b', snapshot_at=3).run()
+    # A new process would build everything from scratch, with another seed.
+    resumed = make_updater(data, gen=tiny_generator(seed=7), dis=tiny_discriminator(seed=7), seed=99)
+    trainer = run_trainer(resumed, 6, tmp_path / 'c')
+    chainer.serializers.load_npz(str(tmp_path / 'b' / 'snap'), trainer)
+    assert resumed.iteration == 3
+    trainer.run()
+    assert same(params(straight.gen), params(resumed.gen))
+    assert same(params(straight.dis), params(resumed.dis))
+    assert straight.rng.randint(1 << 30) == resumed.rng.randint(1 << 30)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'n_dis': 0}, 'n_dis must be at least 1'),
+    ({'order': 'both'}, "unknown order 'both'"),
+    ({'loss': 'nope'}, "unknown loss 'nope'"),
+    ({'z_dist': 'cauchy'}, "unknown z distribution 'cauchy'"),
+])
+def test_bad_options_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_updater(**kwargs)
+
+
+def test_optimizers_must_be_named_gen_and_dis():
+    opt = chainer.optimizers.Adam()
+    opt.setup(tiny_generator())
+    it = chainer.iterators.SerialIterator(fake_images(8), 4)
+    with pytest.raises(ValueError, match="keys 'gen' and 'dis'"):
+        GANUpdater(it, {'main': opt})
