@@ -123,10 +123,15 @@ def _get_distribution(name: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(project_name=name, version=version)
 
 
-def _stub_pkg_resources() -> None:
+def _stub_pkg_resources(*, force: bool = False) -> None:
+    """Registers the stand-in unless a real ``pkg_resources`` can be imported.
+
+    ``force=True`` registers it regardless (the tests use this to run Chainer
+    against the stand-in on machines that still have setuptools).
+    """
     if 'pkg_resources' in sys.modules:
         return
-    if importlib.machinery.PathFinder.find_spec('pkg_resources') is not None:
+    if not force and importlib.machinery.PathFinder.find_spec('pkg_resources') is not None:
         return
     mod = types.ModuleType('pkg_resources')
     mod.__doc__ = 'Minimal stand-in installed by gan_trainer_compat.'

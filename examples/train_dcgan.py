@@ -119,12 +119,15 @@ def build(args):
         return training.triggers.ManualScheduleTrigger(points, 'iteration')
 
     keep = {'n_retains': args.keep}
-    trainer.extend(extensions.snapshot(filename='snapshot_iter_{.updater.iteration}', **keep),
-                   trigger=every(args.snapshot_interval))
     for name, net in (('gen', gen), ('dis', dis)):
         trainer.extend(extensions.snapshot_object(
             net, name + '_iter_{.updater.iteration}.npz', **keep),
             trigger=every(args.snapshot_interval))
+    # Added after gen/dis (same priority, so it runs after them): the trainer
+    # snapshot saves every trigger's state, and a trigger not yet checked at
+    # this iteration would fire again right after --resume.
+    trainer.extend(extensions.snapshot(filename='snapshot_iter_{.updater.iteration}', **keep),
+                   trigger=every(args.snapshot_interval))
     trainer.extend(GANEvaluator(test_iter, {'gen': gen, 'dis': dis}, device=device,
                                 loss=args.loss, z_dist=args.z_dist, seed=args.seed),
                    trigger=every(args.eval_interval))

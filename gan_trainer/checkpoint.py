@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import zipfile
+import zlib
 
 import chainer
 
@@ -66,13 +68,19 @@ def load_config(snapshot: str, config_path: str | None = None) -> dict:
         raise SnapshotError(f"cannot read config '{path}': {e}") from None
 
 
-def load_params(snapshot: str, link: chainer.Link) -> chainer.Link:
-    """Loads a ``save_npz`` snapshot into ``link`` with one-line errors."""
+def _check_exists(snapshot: str) -> None:
     if not os.path.isfile(snapshot):
         raise SnapshotError(f"snapshot '{snapshot}' does not exist")
+
+
+def load_params(snapshot: str, link: chainer.Link) -> chainer.Link:
+    """Loads a ``save_npz`` snapshot into ``link`` with one-line errors."""
+    _check_exists(snapshot)
     try:
         chainer.serializers.load_npz(snapshot, link)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    # numpy.load takes a file that is not a zip for a pickle (UnpicklingError);
+    # a damaged compressed member fails in zlib.
+    except (zipfile.BadZipFile, pickle.UnpicklingError, zlib.error, OSError, EOFError) as e:
         raise SnapshotError(f"snapshot '{snapshot}' is not a readable .npz file ({e})") from None
     except (KeyError, ValueError) as e:
         raise SnapshotError(
@@ -86,11 +94,15 @@ def load_generator(snapshot: str, config_path: str | None = None):
     Returns:
         ``(gen, config)``: the generator on the CPU and the run's config.
     """
+    # Checked first: a missing snapshot would otherwise be reported as a
+    # missing config.json beside it.
+    _check_exists(snapshot)
     config = load_config(snapshot, config_path)
     return load_params(snapshot, build_generator(config['gen'])), config
 
 
 def load_discriminator(snapshot: str, config_path: str | None = None) -> chainer.Link:
     """Rebuilds the discriminator of a run and loads ``snapshot`` into it."""
+    _check_exists(snapshot)
     config = load_config(snapshot, config_path)
     return load_params(snapshot, build_discriminator(config['dis']))

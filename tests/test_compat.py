@@ -95,3 +95,13 @@ def test_pkg_resources_stand_in_answers_installed_or_not():
     assert gan_trainer_compat._require('numpy>=1.0')[0].version == numpy.__version__
     with pytest.raises(gan_trainer_compat._DistributionNotFound):
         gan_trainer_compat._require('no-such-package-gan-trainer>=1')
+
+
+def test_chainer_runs_with_the_pkg_resources_stand_in():
+    # Python 3.12+ venvs and setuptools >= 81 have no pkg_resources.
+    out = run_python(
+        'import gan_trainer_compat as c\n'
+        'c._stub_pkg_resources(force=True)\n'
+        'import chainer, pkg_resources, chainer.links as L, numpy\n'
+        'print(pkg_resources.__doc__.split()[0], L.Linear(3, 2)(numpy.ones((1, 3), numpy.float32)).shape)')
+    assert out.split() == ['Minimal', '(1,', '2)']

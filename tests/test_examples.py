@@ -1,0 +1,399 @@
+"""The example scripts as a user runs them: real subprocesses, tiny nets, a few iterations.
+
+One digits run (a session fixture) is shared by the tests that only read
+its output; everything else writes under its own ``tmp_path``.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import chainer
+import numpy
+import pytest
+from PIL import Image
+
+from gan_trainer.checkpoint import load_discriminator, load_generator
+from gan_trainer.image import tile_images
+from gan_trainer.sampling import draw_hidden, generate, nice_samples
+
+REPO = Path(__file__).resolve().parents[1]
+# Tiny nets (widths 4, 8) and 6 iterations keep each run at about 2 s on a CPU.
+FAST = (
+    '--base_width 4 --batchsize 8 --iteration 6 --snapshot_interval 3 --display_interval 3 '
+    '--preview_interval 3 --eval_interval 3 --no_progress'
+)
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def run(script, *args):
+    return subprocess.run(
+        [sys.executable, f'examples/{script}', *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def train(*args):
+    return run('train_dcgan.py', *FAST.split(), *args)
+
+
+def succeeded(proc):
+    assert proc.returncode == 0, f'exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}'
+    return proc
+
+
+def read_png(path):
+    assert Path(path).read_bytes()[:8] == PNG_SIGNATURE, f'{path} is not a PNG'
+    with Image.open(path) as img:
+        return numpy.asarray(img)
+
+
+def grid_side(n, side):
+    return n * side + (n + 1) * 2  # padding 2 around and between cells
+
+
+def weights(path):
+    with numpy.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert sorted(wa) == sorted(wb)
+    for key in wa:
+        numpy.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
+
+
+@pytest.fixture(scope='session')
+def digits_run(tmp_path_factory):
+    """One 6-iteration run on the built-in digits: (out folder, process)."""
+    out = tmp_path_factory.mktemp('digits') / 'result'
+    return out, succeeded(train('--out', out))
+
+
+@pytest.fixture(scope='session')
+def image_folder(tmp_path_factory):
+    """12 random 16x16 RGB PNGs in two class folders, plus a text file named broken.png."""
+    root = tmp_path_factory.mktemp('images') / 'pets'
+    rng = numpy.random.RandomState(0)
+    for name in ('cats', 'dogs'):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.randint(0, 256, (16, 16, 3)).astype(numpy.uint8)
+            Image.fromarray(pixels).save(root / name / f'{i}.png')
+    (root / 'cats' / 'broken.png').write_text('not an image')
+    return root
+
+
+@pytest.fixture(scope='session')
+def folder_run(tmp_path_factory, image_folder):
+    """A run on the image folder at 8x8, evaluated only at its end."""
+    out = tmp_path_factory.mktemp('folder') / 'result'
+    proc = train('--dataset', image_folder, '--size', '8', '--eval_interval', '6', '--out', out)
+    return out, succeeded(proc)
+
+
+def test_training_on_digits_writes_logs_previews_snapshots_and_config(digits_run):
+    out, proc = digits_run
+    assert proc.stderr == ''  # no warnings from Chainer, NumPy or us
+    assert {p.name for p in out.iterdir()} == {
+        'log',
+        'loss.png',
+        'preview',
+        'config.json',
+        'snapshot_iter_3',
+        'snapshot_iter_6',
+        'gen_iter_3.npz',
+        'gen_iter_6.npz',
+        'dis_iter_3.npz',
+        'dis_iter_6.npz',
+    }
+
+    log = json.loads((out / 'log').read_text())
+    assert isinstance(log, list) and all(isinstance(entry, dict) for entry in log)
+    assert [entry['iteration'] for entry in log] == [3, 6]
+    for entry in log:
+        for key in ('gen/loss', 'dis/loss', 'validation/gen/loss', 'validation/dis/loss'):
+            assert numpy.isfinite(entry[key]), (entry['iteration'], key)
+
+    read_png(out / 'loss.png')
+    preview = out / 'preview'
+    assert sorted(p.name for p in preview.iterdir()) == [
+        'image_00000003.png',
+        'image_00000006.png',
+        'latest.png',
+    ]
+    latest = read_png(preview / 'latest.png')
+    assert latest.shape == (grid_side(10, 28), grid_side(10, 28))  # 10x10 grid of 28x28 digits
+    numpy.testing.assert_array_equal(latest, read_png(preview / 'image_00000006.png'))
+
+    config = json.loads((out / 'config.json').read_text())
+    assert config['gen'] == {
+        'size': 28,
+        'channels': 1,
+        'n_hidden': 100,
+        'widths': [4, 8],
+        'ksize': 4,
+    }
+    assert config['dis'] == {'size': 28, 'channels': 1, 'widths': [4, 8], 'ksize': 4}
+    assert (config['z_dist'], config['loss'], config['dataset']) == (
+        'normal',
+        'nonsaturating',
+        'digits',
+    )
+    # Six iterations of training changed G.
+    gen3, gen6 = weights(out / 'gen_iter_3.npz'), weights(out / 'gen_iter_6.npz')
+    assert not numpy.array_equal(gen3['project/W'], gen6['project/W'])
+
+
+def test_resume_continues_where_the_snapshot_left_off_exactly(digits_run, tmp_path):
+    first, _ = digits_run
+    out = tmp_path / 'resumed'
+    proc = succeeded(train('--resume', first / 'snapshot_iter_3', '--out', out))
+    assert proc.stderr == ''
+
+    # Iterations 4..6 only: no preview or snapshot of iterations 1..3 (it did
+    # not restart from 0), and none at 4 (each trigger's state was restored).
+    assert {p.name for p in out.iterdir()} == {
+        'log',
+        'loss.png',
+        'preview',
+        'config.json',
+        'snapshot_iter_6',
+        'gen_iter_6.npz',
+        'dis_iter_6.npz',
+    }
+    assert sorted(p.name for p in (out / 'preview').iterdir()) == [
+        'image_00000006.png',
+        'latest.png',
+    ]
+    # The log carries on from the snapshot: the iteration-3 entry comes from
+    # there and the iteration-6 entry matches the uninterrupted run's.
+    resumed_log = json.loads((out / 'log').read_text())
+    original_log = json.loads((first / 'log').read_text())
+    assert [entry['iteration'] for entry in resumed_log] == [3, 6]
+    for resumed, original in zip(resumed_log, original_log):
+        resumed.pop('elapsed_time')
+        original.pop('elapsed_time')
+        assert resumed == original
+
+    # Data order, z stream, optimizer moments and BN statistics all resumed.
+    assert_same_weights(out / 'gen_iter_6.npz', first / 'gen_iter_6.npz')
+    assert_same_weights(out / 'dis_iter_6.npz', first / 'dis_iter_6.npz')
+    numpy.testing.assert_array_equal(
+        read_png(out / 'preview' / 'latest.png'), read_png(first / 'preview' / 'latest.png')
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='resume across an epoch boundary is not exact: the ShuffleOrderSampler '
+    'RandomState that train_dcgan.py passes to SerialIterator is not saved in the '
+    "snapshot (Chainer's SerialIterator.serialize saves the current order only), so "
+    'the resumed run shuffles the next epoch from a fresh RandomState(seed)',
+)
+def test_resume_across_an_epoch_boundary_is_exact(folder_run, image_folder, tmp_path):
+    # 10 training images, batch 8: iterations 4..6 start two new epochs.
+    first, _ = folder_run
+    out = tmp_path / 'resumed'
+    resume = ['--resume', first / 'snapshot_iter_3', '--out', out]
+    succeeded(train('--dataset', image_folder, '--size', '8', '--eval_interval', '6', *resume))
+    assert_same_weights(out / 'gen_iter_6.npz', first / 'gen_iter_6.npz')
+
+
+def test_training_on_an_image_folder_warns_once_about_the_broken_file(folder_run):
+    out, proc = folder_run
+    broken = [line for line in proc.stderr.splitlines() if 'broken.png' in line]
+    assert len(broken) == 1, proc.stderr
+    assert 'SkippedFilesWarning' in broken[0] and 'skipped 1 unreadable file' in broken[0]
+    assert proc.stderr.count('Warning') == 1, proc.stderr  # and no other warning
+
+    config = json.loads((out / 'config.json').read_text())
+    assert (config['gen']['size'], config['gen']['channels']) == (8, 3)
+    latest = read_png(out / 'preview' / 'latest.png')
+    assert latest.shape == (grid_side(10, 8), grid_side(10, 8), 3)
+    log = json.loads((out / 'log').read_text())
+    assert [entry['iteration'] for entry in log] == [3, 6]
+    # --eval_interval 6: validation ran at the end only.
+    assert 'validation/gen/loss' not in log[0]
+    assert numpy.isfinite(log[1]['validation/gen/loss'])
+    assert numpy.isfinite(log[1]['gen/loss'])
+
+
+@pytest.mark.parametrize('keep, kept', [(1, [6]), (2, [4, 6])])
+def test_keep_retains_only_the_newest_snapshots(image_folder, tmp_path, keep, kept):
+    out = tmp_path / 'result'
+    options = ['--snapshot_interval', '2', '--keep', keep, '--out', out]
+    succeeded(train('--dataset', image_folder, '--size', '8', *options))
+    for prefix, suffix in (('snapshot_iter_', ''), ('gen_iter_', '.npz'), ('dis_iter_', '.npz')):
+        found = sorted(p.name for p in out.glob(prefix + '*'))
+        assert found == sorted(f'{prefix}{i}{suffix}' for i in kept)
+
+
+def test_generate_writes_the_grid_of_the_snapshot(digits_run, tmp_path):
+    out, _ = digits_run
+    grid = tmp_path / 'grid.png'
+    proc = succeeded(
+        run('generate.py', out / 'gen_iter_6.npz', '--rows', '2', '--cols', '3', '--out', grid)
+    )
+    assert str(grid) in proc.stdout
+    pixels = read_png(grid)
+    assert pixels.shape == (grid_side(2, 28), grid_side(3, 28))
+    gen, _ = load_generator(str(out / 'gen_iter_6.npz'))
+    expected = tile_images(generate(gen, draw_hidden(6, 100, seed=0)), 2, 3)
+    numpy.testing.assert_array_equal(pixels, expected)
+
+
+def test_generate_nice_keeps_what_the_discriminator_likes_best(digits_run, tmp_path):
+    out, _ = digits_run
+    grid = tmp_path / 'nice.png'
+    args = ['--rows', '2', '--cols', '3', '--nice', '--out', grid]
+    succeeded(run('generate.py', out / 'gen_iter_6.npz', *args))
+    pixels = read_png(grid)
+    assert pixels.shape == (grid_side(2, 28), grid_side(3, 28))
+    gen, _ = load_generator(str(out / 'gen_iter_6.npz'))
+    dis = load_discriminator(str(out / 'dis_iter_6.npz'))
+    kept = nice_samples(gen, dis, draw_hidden(6 * 20, 100, seed=0), 6)
+    numpy.testing.assert_array_equal(pixels, tile_images(kept, 2, 3))
+
+
+def test_generate_is_repeatable_by_seed(digits_run, tmp_path):
+    out, _ = digits_run
+    paths = {}
+    for name, seed in (('a', 5), ('b', 5), ('c', 6)):
+        paths[name] = tmp_path / f'{name}.png'
+        args = ['--rows', '2', '--cols', '2', '--seed', seed, '--out', paths[name]]
+        succeeded(run('generate.py', out / 'gen_iter_6.npz', *args))
+    assert paths['a'].read_bytes() == paths['b'].read_bytes()
+    assert not numpy.array_equal(read_png(paths['a']), read_png(paths['c']))
+
+
+def bad_train_cases():
+    """id -> f(tmp_path, digits_out) returning (args, text the error must name)."""
+
+    def dataset(make):
+        def case(tmp, _):
+            folder = tmp / 'data'
+            make(folder)
+            return ['--dataset', folder], str(folder)
+
+        return case
+
+    def only_file(name, content):
+        def make(folder):
+            folder.mkdir()
+            (folder / name).write_text(content)
+
+        return make
+
+    def resume_from(content):
+        def case(tmp, _):
+            path = tmp / 'snapshot_iter_3'
+            if content is not None:
+                path.write_bytes(content)
+            return ['--resume', path], str(path)
+
+        return case
+
+    def out_under_file(tmp, _):
+        (tmp / 'file.txt').write_text('a file')
+        return ['--out', tmp / 'file.txt' / 'out'], str(tmp / 'file.txt' / 'out')
+
+    return {
+        'dataset_missing': dataset(lambda folder: None),
+        'dataset_empty': dataset(lambda folder: folder.mkdir()),
+        'dataset_text_file_only': dataset(only_file('notes.txt', 'hello')),
+        'dataset_undecodable_only': dataset(only_file('broken.png', 'not an image')),
+        'batchsize_zero': lambda tmp, _: (['--batchsize', '0'], '--batchsize'),
+        'batchsize_text': lambda tmp, _: (
+            ['--batchsize', 'abc'],
+            "--batchsize/-b: expected an integer, got 'abc'",
+        ),
+        'gpu_without_cupy': lambda tmp, _: (['--gpu', '0'], '--gpu 0'),
+        'size_odd': lambda tmp, _: (['--size', '9'], 'size 9'),
+        'size_vs_widths': lambda tmp, _: (['--size', '30', '--widths', '4,8'], 'size 30'),
+        'out_under_a_file': out_under_file,
+        'resume_missing': resume_from(None),
+        'resume_garbage': resume_from(b'this is not a snapshot\n'),
+        'resume_gen_snapshot': lambda tmp, out: (
+            ['--resume', out / 'gen_iter_3.npz'],
+            str(out / 'gen_iter_3.npz'),
+        ),
+    }
+
+
+BAD_TRAIN = bad_train_cases()
+
+
+def assert_one_line_error(proc, names, prog):
+    assert proc.returncode == 2, f'exit {proc.returncode}\n{proc.stderr}'
+    assert 'Traceback' not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), proc.stderr
+    assert lines[0].startswith(f'{prog}: error: ')
+    assert names in lines[0]
+
+
+@pytest.mark.parametrize('case', list(BAD_TRAIN))
+def test_bad_training_input_is_one_line_and_exit_status_2(case, tmp_path, digits_run):
+    if case == 'gpu_without_cupy' and chainer.backends.cuda.available:
+        pytest.skip('CuPy with a GPU is available here')
+    args, names = BAD_TRAIN[case](tmp_path, digits_run[0])
+    out = tmp_path / 'result'
+    proc = train('--out', out, *args)
+    assert_one_line_error(proc, names, 'train_dcgan.py')
+    assert not (out / 'log').exists() and not list(out.glob('*iter*'))  # nothing trained
+
+
+def bad_generate_cases():
+    def copy(out, tmp, *names):
+        folder = tmp / 'copy'
+        folder.mkdir()
+        for name in names:
+            shutil.copy(out / name, folder / name)
+        return folder
+
+    def missing(out, tmp):
+        return [tmp / 'gen_iter_6.npz', '--out', tmp / 'grid.png'], str(tmp / 'gen_iter_6.npz')
+
+    def no_config(out, tmp):
+        folder = copy(out, tmp, 'gen_iter_6.npz')
+        return [folder / 'gen_iter_6.npz', '--out', tmp / 'grid.png'], str(folder / 'config.json')
+
+    def nice_without_dis(out, tmp):
+        folder = copy(out, tmp, 'gen_iter_6.npz', 'config.json')
+        return [folder / 'gen_iter_6.npz', '--nice', '--out', tmp / 'grid.png'], str(
+            folder / 'dis_iter_6.npz'
+        )
+
+    def out_under_file(out, tmp):
+        (tmp / 'file.txt').write_text('a file')
+        return [out / 'gen_iter_6.npz', '--out', tmp / 'file.txt' / 'g.png'], str(tmp / 'file.txt')
+
+    def rows_zero(out, tmp):
+        return [out / 'gen_iter_6.npz', '--rows', '0', '--out', tmp / 'grid.png'], '--rows'
+
+    return {
+        'missing_snapshot': missing,
+        'no_config': no_config,
+        'nice_without_dis': nice_without_dis,
+        'out_under_a_file': out_under_file,
+        'rows_zero': rows_zero,
+    }
+
+
+BAD_GENERATE = bad_generate_cases()
+
+
+@pytest.mark.parametrize('case', list(BAD_GENERATE))
+def test_bad_generate_input_is_one_line_and_exit_status_2(case, tmp_path, digits_run):
+    args, names = BAD_GENERATE[case](digits_run[0], tmp_path)
+    proc = run('generate.py', *args)
+    assert_one_line_error(proc, names, 'generate.py')
+    assert not list(tmp_path.rglob('*.png'))
