@@ -236,13 +236,29 @@ class GANUpdater(StandardUpdater):
         chainer.report({'loss': loss}, gen)
 
     def serialize(self, serializer) -> None:
-        """Saves/restores iterators, optimizers, models and the z RNG."""
+        """Saves/restores iterators, optimizers, models and random states.
+
+        Besides what ``StandardUpdater`` saves, this keeps the z random state
+        and, for iterators shuffled by Chainer's ``ShuffleOrderSampler`` with
+        their own ``RandomState``, the random state that orders the next
+        epochs (Chainer saves only the current epoch's order), so a resumed
+        run draws the same z and the same batches as an uninterrupted one.
+        """
         super().serialize(serializer)
-        name, keys, pos, has_gauss, cached = self.rng.get_state()
-        keys = serializer('z_rng/keys', keys)
-        scalars = serializer(
-            'z_rng/scalars', numpy.array([pos, has_gauss, cached], numpy.float64))
-        if isinstance(serializer, chainer.serializer.Deserializer):
-            self.rng.set_state(
-                (name, numpy.asarray(keys, numpy.uint32), int(scalars[0]),
-                 int(scalars[1]), float(scalars[2])))
+        serialize_random_state(serializer['z_rng'], self.rng)
+        for name, iterator in self._iterators.items():
+            sampler = getattr(iterator, 'order_sampler', None)
+            rng = getattr(sampler, '_random', None)
+            # The global RNG (Chainer's default) is the program's, not ours.
+            if isinstance(rng, numpy.random.RandomState) and rng is not numpy.random.mtrand._rand:
+                serialize_random_state(serializer['order_rng:' + name], rng)
+
+
+def serialize_random_state(serializer, rng: numpy.random.RandomState) -> None:
+    """Saves or restores a NumPy ``RandomState`` through a Chainer serializer."""
+    name, keys, pos, has_gauss, cached = rng.get_state()
+    keys = serializer('keys', keys)
+    scalars = serializer('scalars', numpy.array([pos, has_gauss, cached], numpy.float64))
+    if isinstance(serializer, chainer.serializer.Deserializer):
+        rng.set_state((name, numpy.asarray(keys, numpy.uint32), int(scalars[0]),
+                       int(scalars[1]), float(scalars[2])))

@@ -19,7 +19,12 @@ def make_updater(data=None, *, batchsize=4, gen=None, dis=None, **options):
         opts[name] = chainer.optimizers.Adam(1e-2, beta1=0.5)
         opts[name].setup(net)
     data = fake_images(40) if data is None else data
-    it = chainer.iterators.SerialIterator(data, batchsize, shuffle=False)
+    shuffle_seed = options.pop('shuffle_seed', None)
+    if shuffle_seed is None:
+        it = chainer.iterators.SerialIterator(data, batchsize, shuffle=False)
+    else:
+        sampler = chainer.iterators.ShuffleOrderSampler(numpy.random.RandomState(shuffle_seed))
+        it = chainer.iterators.SerialIterator(data, batchsize, order_sampler=sampler)
     options.setdefault('seed', 0)
     return GANUpdater(it, opts, device=-1, **options)
 
@@ -192,15 +197,18 @@ def run_trainer(updater, iterations, out, snapshot_at=None):
     return trainer
 
 
-def test_serialize_resumes_exactly(tmp_path):
-    data = fake_images(64)
-    straight = make_updater(data, z_dist='normal')
+def test_serialize_resumes_exactly_across_epochs(tmp_path):
+    # 12 images, batch 4, n_dis 2: an epoch every 1.5 iterations, so the
+    # shuffled order of later epochs must come back from the snapshot too.
+    data = fake_images(12)
+    straight = make_updater(data, n_dis=2, shuffle_seed=1)
     run_trainer(straight, 6, tmp_path / 'a').run()
 
-    first = make_updater(data)
+    first = make_updater(data, n_dis=2, shuffle_seed=1)
     run_trainer(first, 3, tmp_path / 'b', snapshot_at=3).run()
-    # A new process would build everything from scratch, with another seed.
-    resumed = make_updater(data, gen=tiny_generator(seed=7), dis=tiny_discriminator(seed=7), seed=99)
+    # A new process would build everything from scratch, with other seeds.
+    resumed = make_updater(data, n_dis=2, shuffle_seed=5, gen=tiny_generator(seed=7),
+                           dis=tiny_discriminator(seed=7), seed=99)
     trainer = run_trainer(resumed, 6, tmp_path / 'c')
     chainer.serializers.load_npz(str(tmp_path / 'b' / 'snap'), trainer)
     assert resumed.iteration == 3
