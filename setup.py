@@ -84,6 +84,6 @@ setup(
     ],
     extras_require={
         'gpu': ['cupy-cuda12x'],
-        'test': ['pytest>=7', 'ruff'],
+        'test': ['pytest>=7', 'ruff>=0.17,<0.18'],
     },
 )

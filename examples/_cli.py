@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit status 2, no usage dump)."""
+    """argparse with one-line errors (exit status 2, no usage dump).
+
+    It also makes warnings (such as the list of skipped image files) print
+    as one line under the script's name instead of a source location.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        warnings.formatwarning = self._format_warning
+
+    def _format_warning(self, message, category, filename, lineno, line=None):
+        return f'{self.prog}: warning: {message}\n'
 
     def error(self, message):
         self.exit(2, f'{self.prog}: error: {message}\n')

@@ -58,7 +58,12 @@ def main(argv=None) -> int:
         n = args.rows * args.cols
         z_dist = config.get('z_dist', 'normal')
         if args.nice:
-            dis = load_discriminator(args.dis or dis_twin(args.gen), args.config)
+            dis_path = args.dis or dis_twin(args.gen)
+            if not os.path.isfile(dis_path):
+                raise SnapshotError(
+                    f"--nice needs the discriminator snapshot, and '{dis_path}' does not "
+                    'exist: pass it with --dis')
+            dis = load_discriminator(dis_path, args.config)
             dis.to_device(device)
             z = draw_hidden(n * NICE_FACTOR, gen.n_hidden, z_dist=z_dist, seed=args.seed)
             images = nice_samples(gen, dis, z, n)

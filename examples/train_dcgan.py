@@ -40,7 +40,7 @@ from gan_trainer.nets import Discriminator, Generator
 PROG = 'train_dcgan.py'
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> Parser:
     p = Parser(prog=PROG, description='Train a DCGAN with gan_trainer.')
     a = p.add_argument
     a('--gpu', '-g', type=int, default=-1, help='GPU id; -1 (default) runs on the CPU')
@@ -66,12 +66,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     a('--concat_batches', action='store_true',
       help='feed real and fake to D in one batch (breaks BatchNorm; for comparison)')
     a('--widths', type=int_list, help='D conv widths, e.g. 64,128,256 (G mirrors them)')
-    a('--base_width', type=positive_int, default=64, help='width of the first D layer')
+    a('--base_width', type=positive_int, default=32, help='width of the first D layer')
     a('--ksize', type=int, default=4, choices=[4, 5], help='convolution kernel size')
     a('--lr', type=float, default=2e-4, help='Adam learning rate (DCGAN: 2e-4)')
     a('--beta1', type=float, default=0.5, help='Adam beta1 (DCGAN: 0.5)')
     a('--no_progress', action='store_true', help='no progress bar (for logs and CI)')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def make_optimizer(link, args):

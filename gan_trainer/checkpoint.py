@@ -82,7 +82,7 @@ def load_params(snapshot: str, link: chainer.Link) -> chainer.Link:
     # a damaged compressed member fails in zlib.
     except (zipfile.BadZipFile, pickle.UnpicklingError, zlib.error, OSError, EOFError) as e:
         raise SnapshotError(f"snapshot '{snapshot}' is not a readable .npz file ({e})") from None
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise SnapshotError(
             f"snapshot '{snapshot}' does not match what it is loaded into: {e}") from None
     return link
