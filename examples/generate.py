@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Write a grid of images from a trained generator snapshot.
 
-    python examples/generate.py result/gen_iter_1500.npz --rows 8 --cols 8 --out grid.png
-    python examples/generate.py result/gen_iter_1500.npz --nice --out nice.png
+    python examples/generate.py result/gen_iter_1200.npz --rows 8 --cols 8 --out grid.png
+    python examples/generate.py result/gen_iter_1200.npz --nice --out nice.png
 
 The network is rebuilt from ``config.json`` in the snapshot's folder (or
 ``--config``). ``--nice`` draws 20 times as many images as the grid holds
@@ -31,7 +31,7 @@ NICE_FACTOR = 20  # keep the top 1/20 = 5%
 def parse_args(argv=None) -> argparse.Namespace:
     p = Parser(prog=PROG, description='Generate images from a gan_trainer snapshot.')
     a = p.add_argument
-    a('gen', metavar='GEN_SNAPSHOT', help='generator snapshot, e.g. result/gen_iter_1500.npz')
+    a('gen', metavar='GEN_SNAPSHOT', help='generator snapshot, e.g. result/gen_iter_1200.npz')
     a('--rows', type=positive_int, default=10)
     a('--cols', type=positive_int, default=10)
     a('--out', '-o', default='generated.png', help='PNG file to write')
