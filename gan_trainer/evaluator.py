@@ -46,6 +46,9 @@ class GANEvaluator(extensions.Evaluator):
             ``make_hidden`` method, as in the updater.
         n_hidden: Dimension of z; defaults to ``gen.n_hidden``.
         seed: Seed of the fixed z.
+        conditional: Pass the held-out labels to G and D, as
+            ``GANUpdater(conditional=True)`` does (fakes get the real
+            batch's labels).
         name: Prefix of the reported keys (``validation/gen/loss``); set
             here so that calling the evaluator directly, outside a trainer,
             reports the same keys.
@@ -65,6 +68,7 @@ class GANEvaluator(extensions.Evaluator):
         z_dist: str | Sampler = 'normal',
         n_hidden: int | None = None,
         seed: int = 0,
+        conditional: bool = False,
         name: str = 'validation',
     ) -> None:
         if not isinstance(target, dict) or set(target) != {'gen', 'dis'}:
@@ -76,6 +80,7 @@ class GANEvaluator(extensions.Evaluator):
         self.n_hidden = n_hidden if n_hidden is not None else getattr(
             target['gen'], 'n_hidden', None)
         self.seed = seed
+        self.conditional = conditional
         self.name = name
         self._rng = None
 
@@ -87,6 +92,7 @@ class GANEvaluator(extensions.Evaluator):
     def evaluate_batch(self, *arrays) -> None:
         """Reports the losses and accuracy of one held-out batch."""
         x_real = arrays[0]
+        t = arrays[1] if self.conditional else None
         gen, dis = self.get_target('gen'), self.get_target('dis')
         batchsize = len(x_real)
         if hasattr(gen, 'make_hidden'):
@@ -94,11 +100,12 @@ class GANEvaluator(extensions.Evaluator):
         else:
             z = self.sampler(self._rng, batchsize, self.n_hidden)
         device = self.device or chainer.get_device('@numpy')
-        x_fake = gen(device.send(z))
+        z = device.send(z)
+        x_fake = gen(z) if t is None else gen(z, t)
         # Separate passes, as in training; in evaluation mode BatchNorm uses
         # running statistics, so this matches a concatenated pass anyway.
-        y_real = F.flatten(dis(x_real))
-        y_fake = F.flatten(dis(x_fake))
+        y_real = F.flatten(dis(x_real) if t is None else dis(x_real, t))
+        y_fake = F.flatten(dis(x_fake) if t is None else dis(x_fake, t))
         loss_real = self.loss.dis_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
         xp = device.xp

@@ -4,8 +4,9 @@ One call to :meth:`GANUpdater.update` is one *iteration*: ``n_dis``
 discriminator (D) steps, each on a fresh real batch and a fresh z, and one
 generator (G) step on a fresh z. Everything that varies between GAN recipes
 (the loss, ``n_dis``, the order of the steps, the z distribution, whether D
-sees real and fake images in one batch) is a keyword argument; a new variant
-is a new :class:`~gan_trainer.losses.GANLoss`, never a copy of this loop.
+sees real and fake images in one batch, a gradient penalty on D, class
+conditioning, an EMA of G) is a keyword argument; a new variant is a new
+:class:`~gan_trainer.losses.GANLoss` or penalty, never a copy of this loop.
 
 The details that the DCGAN write-ups learned the hard way are defaults here:
 
@@ -24,13 +25,20 @@ The details that the DCGAN write-ups learned the hard way are defaults here:
 Reported keys (through ``chainer.report`` with the optimizers' targets as
 observers): ``gen/loss``, ``dis/loss``, ``dis/loss_real``, ``dis/loss_fake``,
 ``dis/acc_real`` (fraction of real images with logit > 0) and
-``dis/acc_fake`` (fraction of fakes with logit < 0). With ``n_dis > 1`` the
-``dis/*`` values are means over the iteration's D steps.
+``dis/acc_fake`` (fraction of fakes with logit < 0), and ``dis/penalty``
+when a gradient penalty is used (``dis/loss`` includes it). With
+``n_dis > 1`` the ``dis/*`` values are means over the iteration's D steps.
+
+Conditional GANs (``conditional=True``): the iterator yields ``(image,
+label)``; G is called as ``gen(z, t)`` and D as ``dis(x, t)``. In the D step
+the fakes get the labels of the real batch (so both halves have the same
+class mix); in the G step labels are drawn uniformly from
+``range(gen.n_classes)`` with the updater's random state.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import chainer
 import chainer.functions as F
@@ -38,6 +46,7 @@ import numpy
 from chainer.dataset import convert
 from chainer.training import StandardUpdater
 
+from gan_trainer.ema import GeneratorEMA
 from gan_trainer.latent import Sampler, get_sampler
 from gan_trainer.losses import GANLoss, get_loss
 
@@ -71,6 +80,13 @@ class GANUpdater(StandardUpdater):
         separate_batches: Feed real and fake batches to D in separate
             forward passes (default, BatchNorm-safe) or concatenated.
         seed: Seed of the updater's own z random state (saved in snapshots).
+        penalty: A gradient penalty added to D's loss, a callable
+            ``(d, x_real, x_fake, rng) -> scalar`` such as
+            :class:`gan_trainer.penalties.WGANGP` or
+            :class:`gan_trainer.penalties.R1`; ``None`` for none.
+        conditional: Pass class labels to G and D (see above).
+        ema: A :class:`gan_trainer.ema.GeneratorEMA` of G, updated after
+            every G step and saved in snapshots; ``None`` for none.
         loss_scale: Passed to ``StandardUpdater`` (mixed precision).
     """
 
@@ -88,6 +104,9 @@ class GANUpdater(StandardUpdater):
         n_hidden: int | None = None,
         separate_batches: bool = True,
         seed: int | None = None,
+        penalty: Callable | None = None,
+        conditional: bool = False,
+        ema: GeneratorEMA | None = None,
         loss_scale: float | None = None,
     ) -> None:
         if not isinstance(optimizer, dict) or set(optimizer) != {'gen', 'dis'}:
@@ -111,6 +130,11 @@ class GANUpdater(StandardUpdater):
                 'n_hidden is required when the generator has neither an '
                 'n_hidden attribute nor a make_hidden method')
         self.rng = numpy.random.RandomState(seed)
+        self.penalty = penalty
+        self.conditional = conditional
+        if conditional and not hasattr(gen, 'n_classes'):
+            raise ValueError('conditional=True needs a generator with an n_classes attribute')
+        self.ema = ema
 
     @property
     def gen(self) -> chainer.Link:
@@ -148,11 +172,33 @@ class GANUpdater(StandardUpdater):
         return self.device.send(z)
 
     def next_real_batch(self):
-        """Returns the next real batch as an array on the device."""
+        """Returns the next real batch ``(x, t)`` on the device.
+
+        ``t`` (the labels) is ``None`` for an unconditional GAN, which
+        ignores labels even when the iterator yields them.
+        """
         batch = self.get_iterator('main').next()
         arrays = self.converter(batch, self.device)
-        # Tuples (image, label): an unconditional GAN uses the images only.
-        return arrays[0] if isinstance(arrays, tuple) else arrays
+        if not isinstance(arrays, tuple):
+            if self.conditional:
+                raise ValueError('conditional=True needs an iterator of (image, label) pairs')
+            return arrays, None
+        return arrays[0], (arrays[1] if self.conditional else None)
+
+    def generate(self, z, t=None):
+        """G(z), or G(z, t) for a conditional GAN."""
+        return self.gen(z) if t is None else self.gen(z, t)
+
+    def discriminate(self, x, t=None):
+        """D's logits flattened to ``(B,)``; D(x) or D(x, t)."""
+        return F.flatten(self.dis(x) if t is None else self.dis(x, t))
+
+    def sample_labels(self, batchsize: int):
+        """Uniform class labels for the G step (``None`` if unconditional)."""
+        if not self.conditional:
+            return None
+        labels = self.rng.randint(0, self.gen.n_classes, batchsize).astype(numpy.int32)
+        return self.device.send(labels)
 
     def update_core(self) -> None:
         steps = [self.dis_step] * self.n_dis
@@ -174,33 +220,39 @@ class GANUpdater(StandardUpdater):
             for opt in self._optimizers.values():
                 opt.new_epoch(auto=True)
 
-    def dis_logits(self, x_real, x_fake):
-        """D's logits for a real and a fake batch, each flattened to (B,)."""
-        dis = self.dis
+    def dis_logits(self, x_real, x_fake, t=None):
+        """D's logits ``(B,)`` for a real and a fake batch (labels ``t``)."""
         if self.separate_batches:
-            y_real, y_fake = dis(x_real), dis(x_fake)
-        else:
-            y = F.flatten(dis(F.concat([x_real, x_fake], axis=0)))
-            y_real, y_fake = F.split_axis(y, [len(x_real)], axis=0)
-        return F.flatten(y_real), F.flatten(y_fake)
+            return self.discriminate(x_real, t), self.discriminate(x_fake, t)
+        x = F.concat([x_real, x_fake], axis=0)
+        tt = None if t is None else self.device.xp.concatenate([t, t])
+        y = self.discriminate(x, tt)
+        y_real, y_fake = F.split_axis(y, [len(x_real)], axis=0)
+        return y_real, y_fake
 
     def dis_step(self) -> dict[str, Any]:
         """One D update on a fresh real batch and fresh fakes.
 
         Returns:
             The D statistics of this step (loss, loss_real, loss_fake,
-            acc_real, acc_fake) as arrays, for :meth:`update_core` to report.
+            acc_real, acc_fake, and penalty if any) as arrays, for
+            :meth:`update_core` to report.
         """
-        x_real = self.next_real_batch()
+        x_real, t = self.next_real_batch()
         batchsize = len(x_real)
         # G in train mode (its BatchNorm uses batch statistics, as in the G
         # step) but without a graph: nothing will flow back into G.
         with chainer.no_backprop_mode():
-            x_fake = self.gen(self.make_hidden(batchsize))
-        y_real, y_fake = self.dis_logits(x_real, x_fake)
+            x_fake = self.generate(self.make_hidden(batchsize), t)
+        y_real, y_fake = self.dis_logits(x_real, x_fake, t)
         loss_real = self.loss.dis_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
         loss = loss_real + loss_fake
+        stats = {}
+        if self.penalty is not None:
+            penalty = self.penalty(lambda x: self.discriminate(x, t), x_real, x_fake, self.rng)
+            loss = loss + penalty
+            stats['penalty'] = penalty.array
 
         dis = self.dis
         dis.cleargrads()
@@ -209,21 +261,22 @@ class GANUpdater(StandardUpdater):
         loss.unchain_backward()
 
         xp = self.device.xp
-        return {
+        stats.update({
             'loss': loss.array,
             'loss_real': loss_real.array,
             'loss_fake': loss_fake.array,
             'acc_real': xp.mean((y_real.array > 0).astype(xp.float32)),
             'acc_fake': xp.mean((y_fake.array < 0).astype(xp.float32)),
-        }
+        })
+        return stats
 
     def gen_step(self) -> None:
         """One G update against the current D, on a fresh z."""
         batchsize = self.get_iterator('main').batch_size
         gen, dis = self.gen, self.dis
-        x_fake = gen(self.make_hidden(batchsize))
-        y_fake = F.flatten(dis(x_fake))
-        loss = self.loss.gen(y_fake)
+        t = self.sample_labels(batchsize)
+        x_fake = self.generate(self.make_hidden(batchsize), t)
+        loss = self.loss.gen(self.discriminate(x_fake, t))
 
         gen.cleargrads()
         dis.cleargrads()
@@ -233,6 +286,8 @@ class GANUpdater(StandardUpdater):
         self.get_optimizer('gen').update()
         dis.cleargrads()
         loss.unchain_backward()
+        if self.ema is not None:
+            self.ema.update(gen, self.iteration)
         chainer.report({'loss': loss}, gen)
 
     def serialize(self, serializer) -> None:
@@ -246,6 +301,8 @@ class GANUpdater(StandardUpdater):
         """
         super().serialize(serializer)
         serialize_random_state(serializer['z_rng'], self.rng)
+        if self.ema is not None:
+            self.ema.serialize(serializer['gen_ema'])
         for name, iterator in self._iterators.items():
             sampler = getattr(iterator, 'order_sampler', None)
             rng = getattr(sampler, '_random', None)

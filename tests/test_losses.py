@@ -4,7 +4,16 @@ import chainer
 import numpy
 import pytest
 
-from gan_trainer.losses import LOSSES, MINIMAX, NONSATURATING, GANLoss, get_loss
+from gan_trainer.losses import (
+    HINGE,
+    LOSSES,
+    LSGAN,
+    MINIMAX,
+    NONSATURATING,
+    WASSERSTEIN,
+    GANLoss,
+    get_loss,
+)
 
 Y = numpy.array([-3.0, -0.5, 0.0, 0.5, 3.0], numpy.float32)
 
@@ -56,5 +65,88 @@ def test_get_loss_by_name_and_passthrough():
 
 
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown loss 'wgan'.*minimax, nonsaturating"):
+    match = "unknown loss 'wgan'; valid losses: hinge, lsgan, minimax, nonsaturating, wasserstein"
+    with pytest.raises(ValueError, match=match):
         get_loss('wgan')
+
+
+Y64 = Y.astype(numpy.float64)
+
+# (loss, dis_real, dis_fake, gen) as NumPy functions of the logits, written
+# straight from the papers' formulas.
+EXPECTED = {
+    'hinge': (
+        HINGE,
+        lambda y: numpy.maximum(0, 1 - y).mean(),
+        lambda y: numpy.maximum(0, 1 + y).mean(),
+        lambda y: -y.mean(),
+    ),
+    'lsgan': (
+        LSGAN,
+        lambda y: 0.5 * ((y - 1) ** 2).mean(),
+        lambda y: 0.5 * (y**2).mean(),
+        lambda y: 0.5 * ((y - 1) ** 2).mean(),
+    ),
+    'wasserstein': (
+        WASSERSTEIN,
+        lambda y: -y.mean(),
+        lambda y: y.mean(),
+        lambda y: -y.mean(),
+    ),
+}
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+@pytest.mark.parametrize('shape', [(5,), (5, 1)])
+def test_new_losses_match_numpy(name, shape):
+    loss, dis_real, dis_fake, gen = EXPECTED[name]
+    assert LOSSES[name] is loss
+    y = Y.reshape(shape)
+    for fn, expected in zip(loss, (dis_real, dis_fake, gen)):
+        out = fn(y)
+        assert out.shape == ()
+        assert float(out.array) == pytest.approx(expected(Y64), rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_new_losses_gradients_match_numpy(name):
+    # d loss / d y for each half, by hand: every loss is a mean over B = 5.
+    n = len(Y64)
+    expected = {
+        'hinge': (-1.0 * (Y64 < 1) / n, 1.0 * (Y64 > -1) / n, -numpy.ones(n) / n),
+        'lsgan': ((Y64 - 1) / n, Y64 / n, (Y64 - 1) / n),
+        'wasserstein': (-numpy.ones(n) / n, numpy.ones(n) / n, -numpy.ones(n) / n),
+    }[name]
+    for fn, grad in zip(LOSSES[name], expected):
+        y = chainer.Variable(Y.copy())
+        fn(y).backward()
+        numpy.testing.assert_allclose(y.grad, grad, rtol=1e-6, atol=1e-7)
+
+
+def test_hinge_has_no_gradient_beyond_the_margin():
+    # Real images scored above 1 and fakes below -1 no longer move D.
+    y_real = chainer.Variable(numpy.array([1.5, 3.0, 0.5], numpy.float32))
+    y_fake = chainer.Variable(numpy.array([-1.5, -3.0, -0.5], numpy.float32))
+    (HINGE.dis_real(y_real) + HINGE.dis_fake(y_fake)).backward()
+    numpy.testing.assert_allclose(y_real.grad, [0, 0, -1 / 3], rtol=1e-6)
+    numpy.testing.assert_allclose(y_fake.grad, [0, 0, 1 / 3], rtol=1e-6)
+    assert float(HINGE.dis_real(numpy.array([2.0, 5.0], numpy.float32)).array) == 0
+
+
+def test_lsgan_pulls_confident_fakes_back_to_the_boundary():
+    # Unlike cross-entropy, LSGAN's G loss does not saturate: a fake that D
+    # scores far below 1 gets a gradient proportional to its distance.
+    y = chainer.Variable(numpy.array([-8.0], numpy.float32))
+    LSGAN.gen(y).backward()
+    assert float(y.grad[0]) == pytest.approx(-9.0)
+
+
+@pytest.mark.parametrize('name', sorted(LOSSES))
+def test_losses_have_finite_gradients_for_large_logits(name):
+    for fn in LOSSES[name]:
+        y = chainer.Variable(numpy.array([-200.0, 200.0], numpy.float32))
+        # Chainer's softplus backward computes 1 / (1 + exp(200)): the exp
+        # overflows to inf on the way, but the gradient itself is finite.
+        with numpy.errstate(over='ignore'):
+            fn(y).backward()
+        assert numpy.isfinite(y.grad).all()

@@ -26,10 +26,14 @@ class ImageGrid(training.Extension):
     replaces ``OUT/<out_dir>/latest.png`` (written to a temporary file and
     renamed, so a viewer never sees a half-written picture).
 
-    The generator is the target of the updater's ``'gen'`` optimizer and z
-    comes from ``trainer.updater.make_hidden(n, rng)``, as
-    :class:`~gan_trainer.GANUpdater` provides; the generator runs in
+    The generator is the updater's moving average of G when it keeps one
+    (``updater.ema``), else the target of its ``'gen'`` optimizer; z comes
+    from ``trainer.updater.make_hidden(n, rng)``, as
+    :class:`~gan_trainer.GANUpdater` provides. The generator runs in
     evaluation mode (BatchNorm with running statistics) without a graph.
+    For a conditional GAN (``updater.conditional``) the grid has one row
+    per class, and each column uses one z for all classes, so a column
+    shows one "style" written as every class.
 
     Args:
         rows: Grid rows.
@@ -51,22 +55,30 @@ class ImageGrid(training.Extension):
         self.rows, self.cols, self.seed = rows, cols, seed
         self.out_dir, self.filename = out_dir, filename
 
-    def fixed_hidden(self, updater):
-        """The grid's z, on the updater's device; the same at every call."""
+    def fixed_hidden(self, updater, n: int):
+        """``n`` latent vectors on the updater's device; the same at every call."""
         with global_seed(self.seed):
-            return updater.make_hidden(
-                self.rows * self.cols, numpy.random.RandomState(self.seed))
+            return updater.make_hidden(n, numpy.random.RandomState(self.seed))
 
     def __call__(self, trainer: training.Trainer) -> None:
         updater = trainer.updater
-        gen = updater.get_optimizer('gen').target
+        ema = getattr(updater, 'ema', None)
+        gen = ema.target if ema is not None else updater.get_optimizer('gen').target
+        rows, cols = self.rows, self.cols
         with chainer.using_config('train', False), chainer.no_backprop_mode():
-            images = gen(self.fixed_hidden(updater)).array
+            if getattr(updater, 'conditional', False):
+                rows = gen.n_classes
+                z = self.fixed_hidden(updater, cols)
+                xp = updater.device.xp
+                z = z[xp.tile(xp.arange(cols), rows)]
+                labels = xp.repeat(xp.arange(rows, dtype=xp.int32), cols)
+                images = gen(z, labels).array
+            else:
+                images = gen(self.fixed_hidden(updater, rows * cols)).array
         folder = os.path.join(trainer.out, self.out_dir)
         path = save_grid(images, os.path.join(
-            folder, self.filename.format(iteration=updater.iteration)),
-            self.rows, self.cols)
+            folder, self.filename.format(iteration=updater.iteration)), rows, cols)
         tmp = os.path.join(folder, '.latest.tmp.png')
-        save_grid(images, tmp, self.rows, self.cols)
+        save_grid(images, tmp, rows, cols)
         os.replace(tmp, os.path.join(folder, 'latest.png'))
         return path
