@@ -38,7 +38,8 @@ class mix); in the G step labels are drawn uniformly from
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import chainer
 import chainer.functions as F

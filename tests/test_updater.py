@@ -235,3 +235,92 @@ def test_optimizers_must_be_named_gen_and_dis():
     it = chainer.iterators.SerialIterator(fake_images(8), 4)
     with pytest.raises(ValueError, match="keys 'gen' and 'dis'"):
         GANUpdater(it, {'main': opt})
+
+
+def test_penalty_is_added_to_the_dis_loss_and_reported():
+    import copy
+
+    from gan_trainer.penalties import R1
+
+    updater = make_updater(penalty=R1(gamma=10.0))
+    dis_before = copy.deepcopy(updater.dis)
+    obs = reported(updater)
+    assert obs['dis/loss'] == pytest.approx(
+        obs['dis/loss_real'] + obs['dis/loss_fake'] + obs['dis/penalty'], rel=1e-5)
+    x_real = fake_images(40)[:4]
+    expected = R1(gamma=10.0)(lambda x: F.flatten(dis_before(x)), x_real, None, None)
+    assert obs['dis/penalty'] == pytest.approx(float(expected.array), rel=1e-4)
+    assert obs['dis/penalty'] > 0
+
+
+def test_ema_follows_gen_and_is_saved_in_snapshots(tmp_path):
+    from gan_trainer.ema import GeneratorEMA
+
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen, decay=0.5)
+    initial = params(gen)
+    updater = make_updater(gen=gen, ema=ema)
+    updater.update()
+    for name, value in params(ema.target).items():
+        numpy.testing.assert_allclose(value, 0.5 * initial[name] + 0.5 * params(gen)[name],
+                                      rtol=1e-6, atol=1e-7)
+    chainer.serializers.save_npz(str(tmp_path / 'snap'), updater)
+    other = make_updater(gen=tiny_generator(seed=4), ema=GeneratorEMA(tiny_generator(seed=4)))
+    chainer.serializers.load_npz(str(tmp_path / 'snap'), other)
+    assert same(params(other.ema.target), params(ema.target))
+
+
+class ToyConditionalGenerator(chainer.Chain):
+    """G(z, t): a linear map of [z, one-hot(t)] to 8x8 images, recording t."""
+
+    n_hidden, n_classes = 4, 3
+
+    def __init__(self):
+        super().__init__()
+        self.labels = []
+        with self.init_scope():
+            self.l = chainer.links.Linear(7, 64)
+
+    def forward(self, z, t):
+        self.labels.append(numpy.asarray(t).copy())
+        onehot = numpy.eye(3, dtype=numpy.float32)[numpy.asarray(t)]
+        return F.tanh(F.reshape(self.l(F.concat([z, onehot])), (-1, 1, 8, 8)))
+
+
+class ToyConditionalDiscriminator(chainer.Chain):
+    def __init__(self):
+        super().__init__()
+        self.labels = []
+        with self.init_scope():
+            self.l = chainer.links.Linear(64, 1)
+            self.embed = chainer.links.EmbedID(3, 64)
+
+    def forward(self, x, t):
+        self.labels.append(numpy.asarray(t).copy())
+        h = F.reshape(x, (len(x), -1))
+        return F.flatten(self.l(h)) + F.sum(self.embed(t) * h, axis=1)
+
+
+def test_conditional_gan_passes_labels_to_both_networks():
+    data = fake_dataset(24, n_classes=3)
+    gen, dis = ToyConditionalGenerator(), ToyConditionalDiscriminator()
+    updater = make_updater(data, gen=gen, dis=dis, conditional=True)
+    obs = reported(updater)
+    assert numpy.isfinite(obs['gen/loss'])
+    real_labels = numpy.array([data[i][1] for i in range(4)])
+    # D step: fakes get the real batch's labels; D sees them for both halves.
+    numpy.testing.assert_array_equal(gen.labels[0], real_labels)
+    numpy.testing.assert_array_equal(dis.labels[0], real_labels)
+    numpy.testing.assert_array_equal(dis.labels[1], real_labels)
+    # G step: labels drawn in range(n_classes), the same ones given to D.
+    assert gen.labels[1].dtype == numpy.int32 and set(gen.labels[1]) <= {0, 1, 2}
+    numpy.testing.assert_array_equal(dis.labels[2], gen.labels[1])
+
+
+def test_conditional_needs_labels_and_n_classes():
+    with pytest.raises(ValueError, match='n_classes'):
+        make_updater(conditional=True)
+    updater = make_updater(fake_images(8), gen=ToyConditionalGenerator(),
+                           dis=ToyConditionalDiscriminator(), conditional=True)
+    with pytest.raises(ValueError, match=r'\(image, label\) pairs'):
+        updater.update()

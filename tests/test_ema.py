@@ -1,0 +1,79 @@
+"""GeneratorEMA: the moving average of G, against hand computation."""
+
+import chainer
+import numpy
+import pytest
+
+from gan_trainer.ema import GeneratorEMA
+from gan_trainer.testing import tiny_generator
+
+
+def arrays(link):
+    out = {name: p.array.copy() for name, p in link.namedparams()}
+    for name, sub in link.namedlinks():
+        for attr in sub._persistent:
+            value = getattr(sub, attr)
+            if hasattr(value, 'dtype') and value.dtype.kind == 'f':
+                out[f'{name}/{attr}'] = value.copy()
+    return out
+
+
+def perturb(gen, seed):
+    rng = numpy.random.RandomState(seed)
+    for p in gen.params():
+        p.array += rng.standard_normal(p.shape).astype(p.dtype)
+    with chainer.using_config('train', True):  # moves BN running statistics
+        gen(rng.standard_normal((4, 4)).astype(numpy.float32))
+
+
+def test_update_is_the_exponential_average_of_params_and_bn_statistics():
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen, decay=0.9)
+    start = arrays(gen)
+    perturb(gen, 1)
+    after_one = arrays(gen)
+    ema.update(gen, iteration=5)
+    perturb(gen, 2)
+    after_two = arrays(gen)
+    ema.update(gen, iteration=6)
+    got = arrays(ema.target)
+    assert any('avg_mean' in k for k in got)
+    for key, value in got.items():
+        expected = 0.81 * start[key] + 0.09 * after_one[key] + 0.1 * after_two[key]
+        numpy.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_before_start_the_average_copies_gen():
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen, decay=0.99, start=10)
+    perturb(gen, 1)
+    ema.update(gen, iteration=9)
+    for key, value in arrays(ema.target).items():
+        numpy.testing.assert_array_equal(value, arrays(gen)[key])
+
+
+def test_target_is_an_independent_copy():
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen)
+    before = arrays(ema.target)
+    perturb(gen, 1)
+    for key, value in arrays(ema.target).items():
+        numpy.testing.assert_array_equal(value, before[key])
+
+
+def test_serialize_round_trip(tmp_path):
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen, decay=0.5)
+    perturb(gen, 1)
+    ema.update(gen, 0)
+    chainer.serializers.save_npz(str(tmp_path / 'ema.npz'), ema)
+    other = GeneratorEMA(tiny_generator(seed=3), decay=0.5)
+    chainer.serializers.load_npz(str(tmp_path / 'ema.npz'), other)
+    for key, value in arrays(other.target).items():
+        numpy.testing.assert_array_equal(value, arrays(ema.target)[key])
+
+
+@pytest.mark.parametrize('kwargs', [{'decay': 1.0}, {'decay': -0.1}, {'start': -1}])
+def test_bad_settings(kwargs):
+    with pytest.raises(ValueError, match='EMA'):
+        GeneratorEMA(tiny_generator(), **kwargs)
