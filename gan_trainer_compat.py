@@ -2,7 +2,7 @@
 
 Chainer's last release predates NumPy 2, Python 3.12 and setuptools without
 ``pkg_resources``. This module is the project's single compatibility step. It
-fixes exactly four measured failures and nothing else:
+fixes exactly five measured failures and nothing else:
 
 1. NumPy >= 2 removed ``numpy.sctypes``; ``chainer.functions.array.as_strided``
    reads it at import time. We restore the dict NumPy 1.26 had.
@@ -22,6 +22,14 @@ fixes exactly four measured failures and nothing else:
    helper, ``compute_indices_and_weights``. Rather than putting the alias back
    into NumPy for everyone, we rebind that one function to globals in which
    ``numpy.float`` is the builtin ``float`` (what the alias always meant).
+5. onnx >= 1.19 removed ``onnx.mapping``; ``onnx_chainer`` (shipped inside
+   the chainer package, used by ``gan_trainer.export``) imports two of its
+   tables, ``NP_TYPE_TO_TENSOR_TYPE`` and ``STORAGE_TENSOR_TYPE_TO_FIELD``,
+   and without them reports "ONNX is not installed". Just before
+   ``onnx_chainer`` is imported, and only when onnx is installed without
+   ``onnx.mapping``, we register a stand-in holding those two tables (built
+   with ``onnx.helper``, as onnx 1.14 defined them). It stays registered,
+   because ``onnx_chainer`` reads it while exporting.
 
 How it is applied: ``install()`` puts a tiny finder on :data:`sys.meta_path`
 that waits for the first ``import chainer``, applies fixes 1-3 just before
@@ -31,7 +39,8 @@ interpreter start-up, so it works whether a program imports ``chainer`` or
 ``gan_trainer`` first; ``gan_trainer`` also calls it, which covers running from
 a source checkout. Start-up cost is one small import; NumPy is only touched
 when Chainer is imported. If Chainer is already imported, ``install()`` applies
-fix 4 at once.
+fix 4 at once. The same finder applies fix 5 when ``onnx_chainer`` is first
+imported.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.metadata
+import importlib.util
 import sys
 import types
 
@@ -173,6 +183,48 @@ def _patch_resize_images() -> None:
     module.compute_indices_and_weights = patched
 
 
+# onnx 1.14's NP_TYPE_TO_TENSOR_TYPE keys (bfloat16 and the float8 types have
+# no NumPy dtype) and STORAGE_TENSOR_TYPE_TO_FIELD, the field a tensor of that
+# storage type keeps its values in when not in ``raw_data``.
+_ONNX_NUMPY_TYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
+                     'uint64', 'float16', 'float32', 'float64', 'complex64', 'complex128',
+                     'object')
+_ONNX_STORAGE_FIELDS = {
+    'FLOAT': 'float_data', 'INT32': 'int32_data', 'INT64': 'int64_data',
+    'UINT16': 'int32_data', 'DOUBLE': 'double_data', 'COMPLEX64': 'float_data',
+    'COMPLEX128': 'double_data', 'UINT32': 'uint64_data', 'UINT64': 'uint64_data',
+    'STRING': 'string_data', 'BOOL': 'int32_data',
+}
+
+
+def _stub_onnx_mapping() -> None:
+    """Registers ``onnx.mapping`` with the tables ``onnx_chainer`` imports.
+
+    Nothing happens when onnx is missing (``onnx_chainer`` then says so
+    itself) or still has its own ``onnx.mapping`` (onnx < 1.19).
+    """
+    if 'onnx.mapping' in sys.modules:
+        return
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:
+        return
+    if importlib.util.find_spec('onnx.mapping') is not None:
+        return
+    import numpy
+
+    mapping = types.ModuleType('onnx.mapping')
+    mapping.__doc__ = 'Stand-in for the onnx.mapping of onnx < 1.19, from gan_trainer_compat.'
+    mapping.NP_TYPE_TO_TENSOR_TYPE = {
+        numpy.dtype(name): helper.np_dtype_to_tensor_dtype(numpy.dtype(name))
+        for name in _ONNX_NUMPY_TYPES}
+    mapping.STORAGE_TENSOR_TYPE_TO_FIELD = {
+        int(getattr(TensorProto, name)): field for name, field in _ONNX_STORAGE_FIELDS.items()}
+    sys.modules['onnx.mapping'] = mapping
+    onnx.mapping = mapping
+
+
 def before_chainer() -> list[str]:
     """Apply the fixes that must be in place before Chainer's import runs.
 
@@ -204,16 +256,25 @@ class _ChainerLoader(importlib.abc.Loader):
         after_chainer()
 
 
+class _OnnxChainerLoader(_ChainerLoader):
+    def exec_module(self, module) -> None:
+        _stub_onnx_mapping()
+        self._loader.exec_module(module)
+
+
+_LOADERS = {'chainer': _ChainerLoader, 'onnx_chainer': _OnnxChainerLoader}
+
+
 class _ChainerFinder(importlib.abc.MetaPathFinder):
-    """Wraps the loader of the top-level ``chainer`` package, once."""
+    """Wraps the loaders of the top-level ``chainer`` and ``onnx_chainer`` packages."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != 'chainer':
+        if fullname not in _LOADERS:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
-        spec.loader = _ChainerLoader(spec.loader)
+        spec.loader = _LOADERS[fullname](spec.loader)
         return spec
 
 
@@ -221,9 +282,8 @@ _FINDER = _ChainerFinder()
 
 
 def install() -> None:
-    """Make the next ``import chainer`` work; idempotent and cheap."""
-    if 'chainer' in sys.modules:
-        after_chainer()
-        return
+    """Make the next ``import chainer`` (and ``onnx_chainer``) work; idempotent and cheap."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+    if 'chainer' in sys.modules:
+        after_chainer()

@@ -61,6 +61,10 @@ class EditableWheelWithPth(editable_wheel):
         return WithPth()
 
 
+ONNX = ['onnx>=1.19', 'onnxruntime>=1.19']
+TENSORBOARD = ['tensorboardX>=2.6']
+DOCS = ['sphinx>=7', 'myst-parser>=3']
+
 with open(os.path.join(HERE, 'README.md'), encoding='utf-8') as f:
     long_description = f.read()
 
@@ -84,6 +88,12 @@ setup(
     ],
     extras_require={
         'gpu': ['cupy-cuda12x'],
-        'test': ['pytest>=7', 'ruff>=0.17,<0.18'],
+        # onnx >= 1.19 has no onnx.mapping, which gan_trainer_compat stands in
+        # for; onnxruntime >= 1.19 is the first built for NumPy 2.
+        'onnx': ONNX,
+        'tensorboard': TENSORBOARD,
+        'docs': DOCS,
+        # The test suite exercises every optional feature and builds the docs.
+        'test': ['pytest>=7', 'ruff>=0.17,<0.18', *ONNX, *TENSORBOARD, *DOCS],
     },
 )

@@ -2,14 +2,22 @@
 
 Errors in user input end in one line on stderr and exit status 2, never a
 traceback: argparse's own errors through :class:`Parser`, the package's
-input errors (bad dataset, device, snapshot) through :func:`fail`.
+input errors (bad dataset, device, snapshot) through :func:`fail`. The
+scripts that read a generator snapshot (``generate.py``, ``interpolate.py``,
+``export_onnx.py``) pick it, and its labels, with :func:`load_cli_generator`
+and :func:`labels_for`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
+
+import numpy
+
+from gan_trainer.checkpoint import SnapshotError, load_generator
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,3 +65,58 @@ def fail(prog: str, error: Exception) -> int:
     """Prints ``error`` as one line under the script's name; returns exit status 2."""
     print(f'{prog}: error: {error}', file=sys.stderr)
     return 2
+
+
+def add_generator_args(parser: argparse.ArgumentParser) -> None:
+    """The snapshot flags every generator script has: GEN_SNAPSHOT, --config, --no_ema."""
+    a = parser.add_argument
+    a('gen', metavar='GEN_SNAPSHOT', help='generator snapshot, e.g. result/gen_iter_1200.npz')
+    a('--config', help='config.json of the run (default: beside the snapshot)')
+    a('--no_ema', action='store_true',
+      help='use G itself even when the run kept an EMA of it (gen_ema_iter_N.npz)')
+
+
+def twin(gen_path: str, prefix: str) -> str:
+    """``result/gen_iter_9.npz`` -> ``result/<prefix>iter_9.npz``."""
+    folder, name = os.path.split(gen_path)
+    return os.path.join(folder, name.replace('gen_', prefix, 1))
+
+
+def load_cli_generator(args: argparse.Namespace, prog: str):
+    """Loads ``args.gen``, or its EMA twin when the run kept one.
+
+    A run with ``--ema`` writes ``gen_ema_iter_N.npz`` beside
+    ``gen_iter_N.npz``; the average usually looks cleaner, so it is used
+    (and said so) unless ``--no_ema`` is given.
+
+    Returns:
+        ``(gen, config)`` as :func:`gan_trainer.checkpoint.load_generator`.
+    """
+    gen_path = args.gen
+    ema_path = twin(gen_path, 'gen_ema_')
+    if (not args.no_ema and os.path.basename(gen_path).startswith('gen_iter_')
+            and os.path.isfile(ema_path)):
+        gen_path = ema_path
+        print(f'{prog}: using the EMA generator {gen_path} (--no_ema for G itself)')
+    return load_generator(gen_path, args.config)
+
+
+def labels_for(args: argparse.Namespace, config: dict, n: int):
+    """The class labels ``(n,)`` of ``n`` images, or ``None`` for an unconditional G.
+
+    ``n`` copies of ``--label``; without it, a conditional snapshot draws its
+    classes in turn (image ``i`` is of class ``i % n_classes``).
+    """
+    if args.label is None:
+        if config.get('conditional'):
+            return numpy.arange(n, dtype=numpy.int32) % numpy.int32(config['gen']['n_classes'])
+        return None
+    if not config.get('conditional'):
+        raise SnapshotError(
+            f"--label needs a conditional snapshot; '{args.gen}' was trained without "
+            '--conditional')
+    n_classes = config['gen']['n_classes']
+    if not 0 <= args.label < n_classes:
+        raise SnapshotError(
+            f'--label {args.label} is outside the trained classes 0..{n_classes - 1}')
+    return numpy.full(n, args.label, numpy.int32)

@@ -6,6 +6,17 @@ discriminator snapshots ``gen_iter_N.npz`` / ``dis_iter_N.npz`` (Chainer
 ``save_npz`` files holding parameters and BatchNorm statistics). With both,
 :func:`load_generator` rebuilds a generator anywhere: in ``generate.py``, a
 notebook, or another project.
+
+The rest keeps runs safe. Chainer's snapshot writers already write each file
+into a temporary folder inside ``OUT`` and rename it into place, so a crash
+never leaves a half-written file under a snapshot's name (the tests prove
+it); :func:`find_latest_snapshot` picks the newest complete trainer snapshot
+to resume from; :func:`check_fresh_out` and :func:`check_resume_out` stop a
+run from overwriting, or letting ``n_retains`` delete, the snapshots of
+another run. ``n_retains`` deletes the files whose names share the pattern's
+prefix and suffix, oldest *modification time* first, whatever their N; with
+these checks a folder only ever holds one run's snapshots, written in order,
+so modification order is iteration order.
 """
 
 from __future__ import annotations
@@ -13,14 +24,31 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import warnings
 import zipfile
 import zlib
+from collections.abc import Sequence
 
 import chainer
+import numpy
 
 from gan_trainer.nets import build_discriminator, build_generator
 
 CONFIG_NAME = 'config.json'
+
+#: Names of the snapshots a training run writes: the trainer's
+#: ``snapshot_iter_N`` and the networks' ``NAME_iter_N.npz`` (``gen``, ``dis``,
+#: ``gen_ema``, ...). It covers every file Chainer's ``n_retains`` would delete
+#: for those patterns (it matches a pattern's prefix and suffix only).
+SNAPSHOT_NAMES = re.compile(r'snapshot_iter_.*|.+_iter_.*\.npz')
+TRAINER_PREFIX = 'snapshot_iter_'
+
+
+# What numpy.load raises for a file that is not a complete npz: a file that is
+# not a zip is taken for a pickle (UnpicklingError, or ValueError with
+# allow_pickle=False); a damaged compressed member fails in zlib.
+_UNREADABLE = (zipfile.BadZipFile, pickle.UnpicklingError, zlib.error, OSError, EOFError)
 
 
 class SnapshotError(ValueError):
@@ -62,8 +90,8 @@ def load_config(snapshot: str, config_path: str | None = None) -> dict:
             return json.load(f)
     except FileNotFoundError:
         raise SnapshotError(
-            f"no {CONFIG_NAME} at '{path}': pass the config written by the "
-            'training run (--config)') from None
+            f"no {CONFIG_NAME} at '{path}': pass the config written by the training run (--config)"
+        ) from None
     except (OSError, ValueError) as e:
         raise SnapshotError(f"cannot read config '{path}': {e}") from None
 
@@ -78,13 +106,12 @@ def load_params(snapshot: str, link: chainer.Link) -> chainer.Link:
     _check_exists(snapshot)
     try:
         chainer.serializers.load_npz(snapshot, link)
-    # numpy.load takes a file that is not a zip for a pickle (UnpicklingError);
-    # a damaged compressed member fails in zlib.
-    except (zipfile.BadZipFile, pickle.UnpicklingError, zlib.error, OSError, EOFError) as e:
+    except _UNREADABLE as e:
         raise SnapshotError(f"snapshot '{snapshot}' is not a readable .npz file ({e})") from None
     except (KeyError, ValueError, TypeError) as e:
         raise SnapshotError(
-            f"snapshot '{snapshot}' does not match what it is loaded into: {e}") from None
+            f"snapshot '{snapshot}' does not match what it is loaded into: {e}"
+        ) from None
     return link
 
 
@@ -106,3 +133,143 @@ def load_discriminator(snapshot: str, config_path: str | None = None) -> chainer
     _check_exists(snapshot)
     config = load_config(snapshot, config_path)
     return load_params(snapshot, build_discriminator(config['dis']))
+
+
+def _numbered(out: str, prefix: str, suffix: str = '') -> list[tuple[int, str]]:
+    """``(N, path)`` of the files ``prefix + N + suffix`` in ``out``, by N."""
+    pattern = re.compile(re.escape(prefix) + r'(\d+)' + re.escape(suffix) + r'\Z')
+    try:
+        names = os.listdir(out)
+    except OSError:  # missing (a fresh run creates it) or not a folder
+        return []
+    found = []
+    for name in names:
+        match = pattern.match(name)
+        path = os.path.join(out, name)
+        if match and os.path.isfile(path):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def _damage(path: str) -> str | None:
+    """Why ``path`` is not a complete npz file, or None if it is one.
+
+    Every member is read and checked against its CRC, so a truncated file
+    or one with damaged bytes anywhere is found, not only a missing header.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, ValueError) as e:
+        return f'{type(e).__name__}: {e}'.splitlines()[0]
+    if bad is not None:
+        return f'member {bad} is damaged'
+    if not names or not all(name.endswith('.npy') for name in names):
+        return 'not an npz file'
+    return None
+
+
+def find_latest_snapshot(out: str, prefix: str = TRAINER_PREFIX) -> str | None:
+    """Returns the newest complete trainer snapshot ``prefix + N`` in ``out``.
+
+    Snapshots are ordered by N (not by modification time). A file that is
+    not a complete npz (truncated by a full disk, zeroed by a power cut) is
+    skipped with one :class:`UserWarning` naming it, and the next older one
+    is tried.
+
+    Args:
+        out: The run's output folder; it need not exist.
+        prefix: File name before N; the file name has nothing after N.
+
+    Returns:
+        The path (``out`` joined with the file name), or None when ``out``
+        holds no readable snapshot.
+    """
+    skipped = []
+    found = None
+    for _, path in reversed(_numbered(out, prefix)):
+        reason = _damage(path)
+        if reason is None:
+            found = path
+            break
+        skipped.append(f'{os.path.basename(path)} ({reason})')
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable snapshot(s) in '{out}': {', '.join(skipped)}",
+            stacklevel=2,
+        )
+    return found
+
+
+def snapshot_iteration(snapshot: str) -> int:
+    """The iteration a trainer snapshot was taken at (its ``updater/iteration``)."""
+    _check_exists(snapshot)
+    try:
+        with numpy.load(snapshot, allow_pickle=False) as f:
+            return int(f['updater/iteration'])
+    except KeyError:
+        raise SnapshotError(
+            f"'{snapshot}' is not a trainer snapshot (no updater/iteration)"
+        ) from None
+    except (*_UNREADABLE, ValueError) as e:
+        raise SnapshotError(f"snapshot '{snapshot}' is not a readable .npz file ({e})") from None
+
+
+def _listing(paths: Sequence[str], limit: int = 5) -> str:
+    names = [os.path.basename(p) for p in paths]
+    text = ', '.join(names[:limit])
+    return text + (f' and {len(names) - limit} more' if len(names) > limit else '')
+
+
+def check_fresh_out(
+    out: str, *, advice: str = 'resume that run or write to another folder'
+) -> None:
+    """Refuses a new run in a folder that holds another run's snapshots.
+
+    Chainer's ``n_retains`` would delete them (oldest modification time
+    first) and equal names would be overwritten. Snapshots are the files
+    named as :data:`SNAPSHOT_NAMES` says; Chainer's temporary folders
+    (``tmpsnapshot_iter_N...``, left behind by a crash) do not count.
+
+    Args:
+        out: The output folder of the new run; it need not exist.
+        advice: What the user can do, appended to the message.
+
+    Raises:
+        SnapshotError: Naming the folder and the files found.
+    """
+    try:
+        names = sorted(os.listdir(out))
+    except OSError:
+        return
+    found = [name for name in names if SNAPSHOT_NAMES.fullmatch(name)]
+    if found:
+        raise SnapshotError(
+            f"output folder '{out}' already holds snapshots of an earlier run "
+            f'({_listing(found)}): {advice}'
+        )
+
+
+def check_resume_out(out: str, snapshot: str, *, advice: str = 'write to another folder') -> None:
+    """Makes sure resuming ``snapshot`` into ``out`` overwrites no other snapshot.
+
+    * ``snapshot`` in ``out`` itself: the run continues there, so ``out`` must
+      not hold trainer snapshots taken after it (resuming an older one would
+      overwrite them with a different history).
+    * ``snapshot`` elsewhere: ``out`` is new to this run, as in
+      :func:`check_fresh_out`.
+
+    Raises:
+        SnapshotError: Naming the files that would be lost.
+    """
+    if os.path.realpath(os.path.dirname(os.path.abspath(snapshot))) != os.path.realpath(out):
+        check_fresh_out(out, advice=advice)
+        return
+    iteration = snapshot_iteration(snapshot)
+    later = [path for n, path in _numbered(out, TRAINER_PREFIX) if n > iteration]
+    if later:
+        raise SnapshotError(
+            f"resuming '{snapshot}' (iteration {iteration}) would overwrite the later "
+            f"snapshots in '{out}' ({_listing(later)}): {advice}"
+        )

@@ -394,3 +394,27 @@ def image_shape(dataset: Dataset) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ValueError(f'image_shape: expected (C, H, W) images, got shape {shape}')
     return shape
+
+
+def num_classes(dataset: Dataset) -> int:
+    """Number of classes in a dataset of ``(image, label)`` pairs.
+
+    Looks through the wrappers :func:`load_dataset` adds (``SubDataset`` of
+    a held-out split, ``TransformDataset``) without decoding any image: an
+    :class:`ImageFolderDataset` answers from its class folders (1 when it
+    has none), an in-memory ``TupleDataset`` from ``max(label) + 1``.
+
+    Raises:
+        ValueError: If the dataset carries no labels.
+    """
+    base = dataset
+    while isinstance(base, (chainer.datasets.SubDataset, chainer.datasets.TransformDataset)):
+        base = base._dataset
+    if isinstance(base, ImageFolderDataset):
+        return max(len(base.class_names), 1)
+    if isinstance(base, chainer.datasets.TupleDataset) and len(base._datasets) >= 2:
+        return int(np.max(base._datasets[1])) + 1
+    example = dataset[0]
+    if not isinstance(example, tuple) or len(example) < 2:
+        raise ValueError('num_classes: the dataset has no labels')
+    return int(max(int(dataset[i][1]) for i in range(len(dataset)))) + 1

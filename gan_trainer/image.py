@@ -4,7 +4,8 @@ Generators in this package emit float images in [-1, 1] with shape
 ``(N, C, H, W)`` (the range ``tanh`` gives and that :mod:`gan_trainer.datasets`
 uses for real data). :func:`to_uint8` maps that range to bytes,
 :func:`tile_images` lays a batch out as one padded grid, and
-:func:`save_image` / :func:`save_grid` write it to disk with Pillow.
+:func:`save_image` / :func:`save_grid` write it to disk with Pillow;
+:func:`save_images` writes a batch as one numbered file per image.
 :func:`load_image` goes the other way, from any image file to a square float
 array, and is what the image-folder dataset decodes with. Nothing here knows
 about training; callers move arrays to the CPU (or pass CuPy arrays, which
@@ -159,6 +160,39 @@ def save_grid(
     """
     grid = tile_images(images, rows, cols, padding=padding, pad_value=pad_value)
     return save_image(grid, path)
+
+
+def save_images(images, folder: str | os.PathLike, *, start: int = 0) -> list[Path]:
+    """Writes each image of a batch to its own PNG file ``folder/NNNNNN.png``.
+
+    Image ``i`` becomes ``{start + i:06d}.png``, so files sort in batch order
+    and a second call with ``start=len(images)`` continues the numbering.
+    The pixels are those :func:`tile_images` puts into a grid cell.
+
+    Args:
+        images: Float array ``(N, C, H, W)`` in [-1, 1], ``C`` in {1, 3};
+            CuPy arrays are accepted.
+        folder: Destination folder, created when missing.
+        start: Number of the first file.
+
+    Returns:
+        list of pathlib.Path: The files written, in batch order.
+
+    Raises:
+        ValueError: If the shape is not ``(N, 1|3, H, W)`` or ``start < 0``.
+    """
+    shape = getattr(images, 'shape', None)
+    if shape is None or len(shape) != 4 or shape[1] not in (1, 3):
+        raise ValueError(
+            f'save_images expects images of shape (N, C, H, W) with C in {{1, 3}}, got {shape}'
+        )
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+        raise ValueError(f'save_images: start must be an integer >= 0, got {start!r}')
+    pixels = to_uint8(images).transpose(0, 2, 3, 1)  # (N, H, W, C) for PIL
+    if shape[1] == 1:
+        pixels = pixels[..., 0]
+    folder = Path(folder)
+    return [save_image(p, folder / f'{start + i:06d}.png') for i, p in enumerate(pixels)]
 
 
 def _flatten_to_rgb_or_l(img: Image.Image) -> Image.Image:

@@ -5,6 +5,8 @@ float32 array of shape (batchsize, n_hidden)`` on the CPU; the caller moves
 it to the device. Drawing from an explicit :class:`numpy.random.RandomState`
 rather than the global RNG is what lets the updater save the sampler's state
 in a snapshot and a resumed run draw the same z as an uninterrupted one.
+:func:`lerp` and :func:`slerp` walk from one z to another, for pictures of
+what G does in between (:func:`gan_trainer.sampling.interpolation_grid`).
 """
 
 from __future__ import annotations
@@ -62,3 +64,92 @@ def global_seed(seed: int | None) -> Iterator[None]:
         yield
     finally:
         numpy.random.set_state(state)
+
+
+def _endpoints(z0, z1, steps: int) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Checks a pair of z and returns them with the fractions ``t`` of ``steps``.
+
+    ``t`` has shape ``(steps, 1, ..., 1)`` so that it broadcasts against ``z0``.
+    """
+    a, b = numpy.asarray(z0), numpy.asarray(z1)
+    if a.shape != b.shape or a.ndim == 0:
+        raise ValueError(
+            f'z0 and z1 must be vectors (or batches of them) of one shape, '
+            f'got {a.shape} and {b.shape}'
+        )
+    if isinstance(steps, bool) or not isinstance(steps, (int, numpy.integer)) or steps < 2:
+        raise ValueError(f'steps must be an integer >= 2 (the two endpoints), got {steps!r}')
+    t = numpy.linspace(0.0, 1.0, steps).reshape((steps,) + (1,) * a.ndim)
+    return a, b, t
+
+
+def _with_exact_endpoints(path: numpy.ndarray, a: numpy.ndarray, b: numpy.ndarray):
+    # The formulas give z0 and z1 up to rounding; G(path[0]) must be G(z0).
+    path = path.astype(numpy.result_type(a.dtype, b.dtype, numpy.float32), copy=False)
+    path[0], path[-1] = a, b
+    return path
+
+
+def lerp(z0, z1, steps: int) -> numpy.ndarray:
+    """Linear interpolation: ``steps`` evenly spaced points from ``z0`` to ``z1``.
+
+    Point ``i`` is ``(1 - t) z0 + t z1`` with ``t = i / (steps - 1)``. For
+    z ~ N(0, I) the middle points are shorter than typical samples (the
+    midpoint of two independent z has about 71% of their norm), which is why
+    :func:`slerp` usually gives the cleaner pictures.
+
+    Args:
+        z0: Start, shape ``(n_hidden,)`` or a batch ``(..., n_hidden)``.
+        z1: End, same shape as ``z0``.
+        steps: Number of points, ``>= 2``; the first is ``z0`` and the last
+            ``z1``, exactly.
+
+    Returns:
+        numpy.ndarray: ``(steps, *z0.shape)``, float32 for float32 input.
+
+    Raises:
+        ValueError: If the shapes differ or ``steps < 2``.
+    """
+    a, b, t = _endpoints(z0, z1, steps)
+    return _with_exact_endpoints((1.0 - t) * a + t * b, a, b)
+
+
+def slerp(z0, z1, steps: int) -> numpy.ndarray:
+    """Spherical interpolation along the great circle from ``z0`` to ``z1``.
+
+    With ``omega`` the angle between the two vectors, point ``t`` is
+    ``sin((1 - t) omega) / sin(omega) z0 + sin(t omega) / sin(omega) z1``
+    (Shoemake 1985; White 2016 recommends it for GAN latents). Between two
+    vectors of equal norm every point keeps that norm, so the path stays
+    where N(0, I) puts its mass instead of cutting through the middle. When
+    the vectors are parallel or antiparallel (or one is zero) the circle is
+    undefined and the path is :func:`lerp`'s straight line. A batch
+    ``(..., n_hidden)`` interpolates each pair of rows on its own.
+
+    Args:
+        z0: Start, shape ``(n_hidden,)`` or ``(..., n_hidden)``.
+        z1: End, same shape as ``z0``.
+        steps: Number of points, ``>= 2``; the first is ``z0`` and the last
+            ``z1``, exactly.
+
+    Returns:
+        numpy.ndarray: ``(steps, *z0.shape)``, float32 for float32 input.
+
+    Raises:
+        ValueError: If the shapes differ or ``steps < 2``.
+    """
+    a, b, t = _endpoints(z0, z1, steps)
+    a64, b64 = a.astype(numpy.float64), b.astype(numpy.float64)
+    norms = numpy.linalg.norm(a64, axis=-1, keepdims=True) * numpy.linalg.norm(
+        b64, axis=-1, keepdims=True
+    )
+    dot = numpy.sum(a64 * b64, axis=-1, keepdims=True)
+    cos = numpy.where(norms > 0, dot / numpy.where(norms > 0, norms, 1.0), 1.0)
+    omega = numpy.arccos(numpy.clip(cos, -1.0, 1.0))
+    sin = numpy.sin(omega)
+    # Below this the two circle weights lose every digit to cancellation.
+    straight = sin < 1e-6
+    safe = numpy.where(straight, 1.0, sin)
+    wa = numpy.where(straight, 1.0 - t, numpy.sin((1.0 - t) * omega) / safe)
+    wb = numpy.where(straight, t, numpy.sin(t * omega) / safe)
+    return _with_exact_endpoints(wa * a64 + wb * b64, a, b)

@@ -1,8 +1,8 @@
 """Tiny nets and fake data shared by the tests and the docs.
 
-The nets are the real DCGAN classes at toy widths (8x8 images, 4 and 8
-channels), so tests exercise the production code yet run in milliseconds on
-a CPU. Everything here is deterministic given ``seed`` and leaves NumPy's
+The nets are the real DCGAN classes (and their class-conditional
+variants) at toy widths (8x8 images, 4 and 8 channels), so tests exercise the
+production code yet run in milliseconds on a CPU. Everything here is deterministic given ``seed`` and leaves NumPy's
 global random state as it found it, so a test that uses these helpers does
 not change what a later test draws.
 """
@@ -13,6 +13,7 @@ import chainer
 import numpy as np
 
 from gan_trainer.latent import global_seed
+from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
 
 
@@ -38,13 +39,17 @@ def tiny_generator(
         size)``.
     """
     with global_seed(seed):
-        return Generator(
-            size=size, channels=channels, n_hidden=n_hidden, widths=list(widths)
-        )
+        return Generator(size=size, channels=channels, n_hidden=n_hidden, widths=list(widths))
 
 
 def tiny_discriminator(
-    *, size: int = 8, channels: int = 1, widths: Sequence[int] = (4, 8), seed: int = 0
+    *,
+    size: int = 8,
+    channels: int = 1,
+    widths: Sequence[int] = (4, 8),
+    norm: str = 'batch',
+    spectral_norm: bool = False,
+    seed: int = 0,
 ) -> Discriminator:
     """Builds a small DCGAN discriminator with reproducible weights.
 
@@ -52,13 +57,96 @@ def tiny_discriminator(
         size (int): Input side.
         channels (int): Input channels.
         widths (sequence of int): Conv widths from the input side.
-        seed (int): Seed for the weights; equal seeds give equal weights.
+        norm (str): ``'batch'`` or ``'none'`` (e.g. for a WGAN-GP critic).
+        spectral_norm (bool): Whether to spectrally normalize the weights.
+        seed (int): Seed for the weights (and the spectral normalization's
+            start vectors); equal seeds give equal nets.
 
     Returns:
         Discriminator: A discriminator on the CPU, logits of shape ``(B,)``.
     """
     with global_seed(seed):
-        return Discriminator(size=size, channels=channels, widths=list(widths))
+        return Discriminator(
+            size=size,
+            channels=channels,
+            widths=list(widths),
+            norm=norm,
+            spectral_norm=spectral_norm,
+        )
+
+
+def tiny_conditional_generator(
+    *,
+    n_classes: int = 2,
+    mode: str = 'concat',
+    size: int = 8,
+    channels: int = 1,
+    n_hidden: int = 4,
+    widths: Sequence[int] = (4, 8),
+    seed: int = 0,
+) -> ConditionalGenerator:
+    """Builds a small class-conditional generator with reproducible weights.
+
+    Args:
+        n_classes (int): Number of labels; 2 matches :func:`fake_dataset`.
+        mode (str): ``'concat'`` or ``'cbn'``.
+        size (int): Output side.
+        channels (int): Output channels.
+        n_hidden (int): Dimension of ``z``.
+        widths (sequence of int): D-order widths (G uses them reversed).
+        seed (int): Seed for the weights; equal seeds give equal weights.
+
+    Returns:
+        ConditionalGenerator: A generator on the CPU, called as ``gen(z, t)``.
+    """
+    with global_seed(seed):
+        return ConditionalGenerator(
+            n_classes=n_classes,
+            size=size,
+            channels=channels,
+            n_hidden=n_hidden,
+            widths=list(widths),
+            mode=mode,
+        )
+
+
+def tiny_conditional_discriminator(
+    *,
+    n_classes: int = 2,
+    mode: str = 'projection',
+    size: int = 8,
+    channels: int = 1,
+    widths: Sequence[int] = (4, 8),
+    norm: str = 'batch',
+    spectral_norm: bool = False,
+    seed: int = 0,
+) -> ConditionalDiscriminator:
+    """Builds a small class-conditional discriminator with reproducible weights.
+
+    Args:
+        n_classes (int): Number of labels; 2 matches :func:`fake_dataset`.
+        mode (str): ``'projection'`` or ``'concat'``.
+        size (int): Input side.
+        channels (int): Image channels.
+        widths (sequence of int): Conv widths from the input side.
+        norm (str): ``'batch'`` or ``'none'``.
+        spectral_norm (bool): Whether to spectrally normalize the weights.
+        seed (int): Seed for the weights; equal seeds give equal nets.
+
+    Returns:
+        ConditionalDiscriminator: A discriminator on the CPU, called as
+        ``dis(x, t)``, logits of shape ``(B,)``.
+    """
+    with global_seed(seed):
+        return ConditionalDiscriminator(
+            n_classes=n_classes,
+            size=size,
+            channels=channels,
+            widths=list(widths),
+            norm=norm,
+            spectral_norm=spectral_norm,
+            mode=mode,
+        )
 
 
 def _squares(
@@ -76,9 +164,7 @@ def _squares(
     return images
 
 
-def fake_images(
-    n: int, *, size: int = 8, channels: int = 1, seed: int = 0
-) -> np.ndarray:
+def fake_images(n: int, *, size: int = 8, channels: int = 1, seed: int = 0) -> np.ndarray:
     """Makes simple structured images: a bright square on a dark background.
 
     Unlike noise, these have a shape a GAN can learn in a few hundred
@@ -96,8 +182,7 @@ def fake_images(
     """
     if n < 0 or size < 1 or channels < 1:
         raise ValueError(
-            f"need n >= 0, size >= 1 and channels >= 1, got n={n}, "
-            f"size={size}, channels={channels}"
+            f'need n >= 0, size >= 1 and channels >= 1, got n={n}, size={size}, channels={channels}'
         )
     rng = np.random.RandomState(seed)
     brightness = rng.uniform(0.5, 1.0, size=n).astype(np.float32)
@@ -127,8 +212,8 @@ def fake_dataset(
     """
     if n < 0 or size < 1 or channels < 1 or n_classes < 1:
         raise ValueError(
-            f"need n >= 0, size >= 1, channels >= 1 and n_classes >= 1, got "
-            f"n={n}, size={size}, channels={channels}, n_classes={n_classes}"
+            f'need n >= 0, size >= 1, channels >= 1 and n_classes >= 1, got '
+            f'n={n}, size={size}, channels={channels}, n_classes={n_classes}'
         )
     rng = np.random.RandomState(seed)
     labels = rng.randint(0, n_classes, size=n).astype(np.int32)

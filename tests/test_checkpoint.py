@@ -1,21 +1,33 @@
-"""Snapshots usable without the training script: config round trip, rebuild, one-line errors."""
+"""Snapshots: config round trip, rebuild, one-line errors, crash safety and resume checks."""
 
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import types
+import warnings
 
 import chainer
 import numpy
 import pytest
+from chainer.training import extensions
 
 from gan_trainer.checkpoint import (
     CONFIG_NAME,
     SnapshotError,
+    check_fresh_out,
+    check_resume_out,
     check_writable,
+    find_latest_snapshot,
     load_config,
     load_discriminator,
     load_generator,
     load_params,
     save_config,
+    snapshot_iteration,
 )
 from gan_trainer.testing import fake_images, tiny_discriminator, tiny_generator
 
@@ -231,3 +243,227 @@ def test_check_writable_names_a_folder_that_cannot_be_made(tmp_path, relative):
         check_writable(str(out))
     assert f"'{out}'" in one_line_error(excinfo)
     assert (tmp_path / 'file.txt').read_text() == 'not a folder'
+
+
+# ------------------------------------------------- crash-safe snapshots, resume
+
+
+def fake_trainer(out, iteration):
+    """What Chainer's snapshot extensions read from a trainer."""
+    return types.SimpleNamespace(out=str(out), updater=types.SimpleNamespace(iteration=iteration))
+
+
+def write_npz(path, **arrays):
+    with open(path, 'wb') as f:  # a file object: numpy adds no '.npz' suffix
+        numpy.savez_compressed(f, **arrays)
+    return path
+
+
+def test_chainer_writes_snapshots_to_a_temporary_file_renamed_in_the_same_folder(
+    tmp_path, monkeypatch
+):
+    renames = []
+    real_rename = os.rename
+
+    def spy(src, dst):
+        renames.append((str(src), str(dst)))
+        real_rename(src, dst)
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError('copied instead of renamed')
+
+    monkeypatch.setattr(os, 'rename', spy)
+    monkeypatch.setattr(shutil, 'copy2', no_copy)
+    extension = extensions.snapshot_object(tiny_generator(), 'gen_iter_{.updater.iteration}.npz')
+    extension(fake_trainer(tmp_path, 5))
+    [(src, dst)] = renames
+    # tmp_path/tmpgen_iter_5.npzXXXX/gen_iter_5.npz -> tmp_path/gen_iter_5.npz:
+    # one folder, one file system, so the rename is atomic.
+    assert os.path.dirname(os.path.dirname(src)) == str(tmp_path)
+    assert dst == str(tmp_path / 'gen_iter_5.npz')
+    assert os.listdir(tmp_path) == ['gen_iter_5.npz']  # the temporary folder is gone
+    load_params(dst, tiny_generator(seed=1))
+
+
+def test_a_snapshot_that_fails_midway_leaves_nothing_under_its_name(tmp_path):
+    (tmp_path / 'snapshot_iter_4').write_bytes(b'the previous snapshot')
+
+    def disk_full(path, target):
+        with open(path, 'wb') as f:
+            f.write(b'PK\x03\x04 half of a snapshot')
+        raise OSError(28, 'No space left on device')
+
+    extension = extensions.snapshot(savefun=disk_full, target=tiny_generator())
+    with pytest.raises(OSError, match='No space'):
+        extension(fake_trainer(tmp_path, 5))
+    assert os.listdir(tmp_path) == ['snapshot_iter_4']
+    assert (tmp_path / 'snapshot_iter_4').read_bytes() == b'the previous snapshot'
+
+
+KILLED_WHILE_SAVING = """
+import os, signal, sys, types
+import chainer
+from chainer.training import extensions
+
+def save_and_die(path, target):
+    with open(path, 'wb') as f:
+        f.write(b'PK\\x03\\x04 the first bytes of a snapshot')
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+trainer = types.SimpleNamespace(out=sys.argv[1], updater=types.SimpleNamespace(iteration=5))
+extensions.snapshot(savefun=save_and_die, target=chainer.Link())(trainer)
+"""
+
+
+def test_a_process_killed_while_saving_leaves_nothing_under_the_name(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, '-c', KILLED_WHILE_SAVING, str(tmp_path)], capture_output=True, check=False
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    # Only Chainer's temporary folder, holding the partial file, is left.
+    [leftover] = os.listdir(tmp_path)
+    assert leftover.startswith('tmpsnapshot_iter_5') and (tmp_path / leftover).is_dir()
+    assert os.listdir(tmp_path / leftover) == ['snapshot_iter_5']
+    # It is neither resumed from nor taken for another run's snapshot.
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert find_latest_snapshot(str(tmp_path)) is None
+    check_fresh_out(str(tmp_path))
+
+
+def test_n_retains_deletes_the_oldest_modification_time_whatever_the_run(tmp_path):
+    # Why a new run must not write into a used folder: Chainer matches
+    # snapshot_iter_* and deletes by modification time, not by N or run.
+    now = time.time()
+    for name, age in (('snapshot_iter_100', 300), ('snapshot_iter_5', 200)):
+        (tmp_path / name).write_bytes(b'an earlier run')
+        os.utime(tmp_path / name, (now - age, now - age))
+    extension = extensions.snapshot_object(
+        tiny_generator(), 'snapshot_iter_{.updater.iteration}', n_retains=2
+    )
+    trainer = fake_trainer(tmp_path, 7)
+    extension.initialize(trainer)
+    extension(trainer)
+    assert sorted(os.listdir(tmp_path)) == ['snapshot_iter_5', 'snapshot_iter_7']
+    with pytest.raises(SnapshotError):
+        check_fresh_out(str(tmp_path))
+
+
+def test_find_latest_snapshot_goes_by_n_not_by_modification_time(tmp_path):
+    now = time.time()
+    for n, age in ((2, 0), (10, 300), (9, 200)):
+        write_npz(tmp_path / f'snapshot_iter_{n}', **{'updater/iteration': numpy.array(n)})
+        os.utime(tmp_path / f'snapshot_iter_{n}', (now - age, now - age))
+    # Not trainer snapshots by name: ignored whatever they hold.
+    write_npz(tmp_path / 'snapshot_iter_11.bak', a=numpy.zeros(1))
+    (tmp_path / 'snapshot_iter_12').mkdir()
+    write_npz(tmp_path / 'gen_iter_13.npz', a=numpy.zeros(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert find_latest_snapshot(str(tmp_path)) == str(tmp_path / 'snapshot_iter_10')
+    assert snapshot_iteration(str(tmp_path / 'snapshot_iter_10')) == 10
+
+
+@pytest.mark.parametrize('case', sorted(BROKEN))
+def test_find_latest_snapshot_skips_a_damaged_newest_one_with_a_warning(tmp_path, case):
+    gen, dis = trained_pair()
+    good, newest = tmp_path / 'snapshot_iter_3', tmp_path / 'snapshot_iter_6'
+    chainer.serializers.save_npz(str(good), gen)
+    chainer.serializers.save_npz(str(newest), dis)
+    newest.write_bytes(BROKEN[case](newest.read_bytes()))
+    with pytest.warns(UserWarning) as record:
+        assert find_latest_snapshot(str(tmp_path)) == str(good)
+    [warning] = record
+    message = str(warning.message)
+    assert message.startswith(
+        f"skipped 1 unreadable snapshot(s) in '{tmp_path}': snapshot_iter_6 ("
+    )
+    assert '\n' not in message
+
+
+@pytest.mark.parametrize('content', [None, [], ['gen_iter_4.npz', 'log']])
+def test_find_latest_snapshot_without_trainer_snapshots_is_none(tmp_path, content):
+    out = tmp_path / 'result'
+    if content is not None:
+        out.mkdir()
+        for name in content:
+            (out / name).write_bytes(b'x')
+    assert find_latest_snapshot(str(out)) is None
+
+
+@pytest.mark.parametrize('content', [b'garbage', None])
+def test_snapshot_iteration_of_something_else_is_a_snapshot_error(tmp_path, content):
+    path = tmp_path / 'gen_iter_3.npz'
+    if content is None:
+        write_npz(path, W=numpy.zeros(2))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SnapshotError) as excinfo:
+        snapshot_iteration(str(path))
+    assert f"'{path}'" in one_line_error(excinfo)
+
+
+@pytest.mark.parametrize(
+    'name',
+    [
+        'snapshot_iter_500',
+        'gen_iter_500.npz',
+        'dis_iter_500.npz',
+        'gen_ema_iter_500.npz',
+        'snapshot_iter_500.bak',  # n_retains would delete it too
+    ],
+)
+def test_check_fresh_out_refuses_a_folder_with_snapshots(tmp_path, name):
+    (tmp_path / name).write_bytes(b'an earlier run')
+    (tmp_path / 'log').write_text('[]')
+    with pytest.raises(SnapshotError) as excinfo:
+        check_fresh_out(str(tmp_path), advice='try again')
+    message = one_line_error(excinfo)
+    assert message == (
+        f"output folder '{tmp_path}' already holds snapshots of an earlier run ({name}): try again"
+    )
+    assert (tmp_path / name).read_bytes() == b'an earlier run'
+
+
+def test_check_fresh_out_accepts_a_folder_without_snapshots(tmp_path):
+    check_fresh_out(str(tmp_path / 'missing'))
+    for name in ('log', 'config.json', 'loss.png', 'gen_latest.npz', 'notes.npz'):
+        (tmp_path / name).write_bytes(b'x')
+    (tmp_path / 'preview').mkdir()
+    (tmp_path / 'tmpsnapshot_iter_5abc').mkdir()
+    check_fresh_out(str(tmp_path))
+
+
+def test_check_fresh_out_lists_five_then_counts(tmp_path):
+    for n in range(8):
+        (tmp_path / f'gen_iter_{n}.npz').write_bytes(b'x')
+    with pytest.raises(SnapshotError, match=r'gen_iter_4\.npz and 3 more\)'):
+        check_fresh_out(str(tmp_path))
+
+
+def trainer_snapshots(folder, *iterations):
+    folder.mkdir(exist_ok=True)
+    return [
+        write_npz(folder / f'snapshot_iter_{n}', **{'updater/iteration': numpy.array(n)})
+        for n in iterations
+    ]
+
+
+def test_check_resume_out_in_its_own_folder_refuses_to_overwrite_later_snapshots(tmp_path):
+    first, _, newest = trainer_snapshots(tmp_path, 1, 2, 3)
+    check_resume_out(str(tmp_path), str(newest))  # the usual case: continue the newest
+    with pytest.raises(SnapshotError) as excinfo:
+        check_resume_out(str(tmp_path), str(first), advice='use another folder')
+    assert one_line_error(excinfo) == (
+        f"resuming '{first}' (iteration 1) would overwrite the later snapshots in "
+        f"'{tmp_path}' (snapshot_iter_2, snapshot_iter_3): use another folder"
+    )
+
+
+def test_check_resume_out_elsewhere_needs_a_folder_without_snapshots(tmp_path):
+    [snapshot] = trainer_snapshots(tmp_path / 'run', 3)
+    check_resume_out(str(tmp_path / 'new'), str(snapshot))  # missing: fine
+    trainer_snapshots(tmp_path / 'other', 9)
+    with pytest.raises(SnapshotError, match='already holds snapshots .*: write to another folder'):
+        check_resume_out(str(tmp_path / 'other'), str(snapshot))

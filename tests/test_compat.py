@@ -105,3 +105,30 @@ def test_chainer_runs_with_the_pkg_resources_stand_in():
         'import chainer, pkg_resources, chainer.links as L, numpy\n'
         'print(pkg_resources.__doc__.split()[0], L.Linear(3, 2)(numpy.ones((1, 3), numpy.float32)).shape)')
     assert out.split() == ['Minimal', '(1,', '2)']
+
+
+def test_onnx_chainer_imports_with_the_onnx_mapping_stand_in():
+    # onnx >= 1.19 has no onnx.mapping; without the stand-in onnx_chainer
+    # imports, but reports "ONNX is not installed" on export.
+    pytest.importorskip('onnx')
+    out = run_python(
+        'import sys, numpy, onnx, onnx_chainer\n'
+        'from onnx import TensorProto as T\n'
+        'm = onnx.mapping\n'
+        "print(sys.modules['onnx_chainer.export']._available,\n"
+        "      m.NP_TYPE_TO_TENSOR_TYPE[numpy.dtype('float32')] == T.FLOAT,\n"
+        "      m.NP_TYPE_TO_TENSOR_TYPE[numpy.dtype('int32')] == T.INT32,\n"
+        "      m.STORAGE_TENSOR_TYPE_TO_FIELD[T.INT64])"
+    )
+    assert out.split() == ['True', 'True', 'True', 'int64_data']
+
+
+def test_onnx_mapping_stand_in_matches_onnx_helper():
+    onnx = pytest.importorskip('onnx')
+    import onnx_chainer  # noqa: F401  (applies the fix)
+
+    table = onnx.mapping.NP_TYPE_TO_TENSOR_TYPE
+    for dtype in ('bool', 'int8', 'uint8', 'int64', 'float16', 'float32', 'float64'):
+        assert table[numpy.dtype(dtype)] == onnx.helper.np_dtype_to_tensor_dtype(
+            numpy.dtype(dtype)
+        )

@@ -141,7 +141,8 @@ def test_training_on_digits_writes_logs_previews_snapshots_and_config(digits_run
         'widths': [4, 8],
         'ksize': 4,
     }
-    assert config['dis'] == {'size': 28, 'channels': 1, 'widths': [4, 8], 'ksize': 4}
+    assert config['dis'] == {'size': 28, 'channels': 1, 'widths': [4, 8], 'ksize': 4,
+                             'norm': 'batch', 'spectral_norm': False}
     assert (config['z_dist'], config['loss'], config['dataset']) == (
         'normal',
         'nonsaturating',

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_trainer.image import load_image, save_grid, save_image, tile_images, to_uint8
+from gan_trainer.image import (
+    load_image,
+    save_grid,
+    save_image,
+    save_images,
+    tile_images,
+    to_uint8,
+)
 
 
 @pytest.mark.parametrize('dtype', [np.float16, np.float32, np.float64])
@@ -130,3 +137,25 @@ def test_load_image_rejects_bad_size(tmp_path, size):
     Image.new('L', (2, 2)).save(path)
     with pytest.raises(ValueError, match='size'):
         load_image(path, size=size)
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_save_images_writes_one_numbered_png_per_image_with_the_grid_pixels(tmp_path, channels):
+    images = np.random.RandomState(0).uniform(-1, 1, (3, channels, 5, 4)).astype(np.float32)
+    paths = save_images(images, tmp_path / 'new' / 'folder', start=7)
+    assert [p.name for p in paths] == ['000007.png', '000008.png', '000009.png']
+    grid = tile_images(images, 1, 3, padding=0)
+    for i, path in enumerate(paths):
+        with Image.open(path) as img:
+            assert img.format == 'PNG' and img.mode == ('L' if channels == 1 else 'RGB')
+            np.testing.assert_array_equal(np.asarray(img), grid[:, 4 * i : 4 * i + 4])
+
+
+@pytest.mark.parametrize(
+    'shape, start', [((2, 2, 4, 4), 0), ((4, 4), 0), ((1, 1, 4, 4), -1)],
+    ids=['two_channels', 'not_a_batch', 'negative_start'],
+)
+def test_save_images_rejects_bad_input(tmp_path, shape, start):
+    with pytest.raises(ValueError):
+        save_images(np.zeros(shape, np.float32), tmp_path, start=start)
+    assert not list(tmp_path.iterdir())

@@ -5,8 +5,14 @@ import chainer.functions as F
 import numpy
 import pytest
 
-from gan_trainer.sampling import draw_hidden, generate, nice_samples, score
-from gan_trainer.testing import fake_images, tiny_discriminator, tiny_generator
+from gan_trainer.latent import lerp, slerp
+from gan_trainer.sampling import draw_hidden, generate, interpolation_grid, nice_samples, score
+from gan_trainer.testing import (
+    fake_images,
+    tiny_conditional_generator,
+    tiny_discriminator,
+    tiny_generator,
+)
 
 
 def trained_pair(channels=1):
@@ -131,3 +137,50 @@ def test_nice_samples_rejects_an_impossible_n(n):
     z = numpy.zeros((7, 2), numpy.float32)
     with pytest.raises(ValueError, match=f'cannot keep {n} of 7'):
         nice_samples(ConstantImages(), MeanPixel(), z, n)
+
+
+@pytest.mark.parametrize('mode, path', [('linear', lerp), ('spherical', slerp)])
+def test_interpolation_grid_rows_walk_between_the_pairs_of_an_elementwise_generator(mode, path):
+    # ConstantImages works element by element, so its images are exactly
+    # tanh(z[:, 0]) whatever the batch: the end columns are G(z0) and G(z1).
+    z = draw_hidden(6, 2, seed=3).reshape(3, 2, 2)
+    grid = interpolation_grid(ConstantImages(), z, 5, mode=mode, batchsize=4)
+    assert grid.shape == (15, 1, 4, 4) and grid.dtype == numpy.float32
+    cells = grid.reshape(3, 5, 1, 4, 4)
+    numpy.testing.assert_array_equal(cells[:, 0], generate(ConstantImages(), z[:, 0]))
+    numpy.testing.assert_array_equal(cells[:, -1], generate(ConstantImages(), z[:, 1]))
+    for r in range(3):
+        first = path(z[r, 0], z[r, 1], 5)[:, 0]
+        numpy.testing.assert_allclose(cells[r, :, 0, 0, 0], numpy.tanh(first), rtol=1e-6)
+
+
+@pytest.mark.parametrize('mode', ['linear', 'spherical'])
+def test_interpolation_grid_end_columns_are_the_generators_images_of_the_pairs(mode):
+    gen, _ = trained_pair()
+    z = draw_hidden(8, gen.n_hidden, seed=4).reshape(4, 2, -1)
+    cells = interpolation_grid(gen, z, 6, mode=mode).reshape(4, 6, 1, 8, 8)
+    # Equal inputs; only the BLAS blocking of a different batch may differ.
+    numpy.testing.assert_allclose(cells[:, 0], generate(gen, z[:, 0]), rtol=0, atol=1e-6)
+    numpy.testing.assert_allclose(cells[:, -1], generate(gen, z[:, 1]), rtol=0, atol=1e-6)
+    assert not numpy.allclose(cells[:, 2], cells[:, 0], atol=1e-4)
+
+
+def test_interpolation_grid_keeps_one_label_per_row_of_a_conditional_generator():
+    gen = tiny_conditional_generator(n_classes=3)
+    z = draw_hidden(4, gen.n_hidden, seed=5).reshape(2, 2, -1)
+    cells = interpolation_grid(gen, z, 3, labels=[2, 0]).reshape(2, 3, 1, 8, 8)
+    expected = generate(gen, z[:, 1], numpy.array([2, 0], numpy.int32))
+    numpy.testing.assert_allclose(cells[:, -1], expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match='one per row'):
+        interpolation_grid(gen, z, 3, labels=[1, 2, 0])
+
+
+@pytest.mark.parametrize(
+    'z_shape, steps, mode',
+    [((2, 3, 4), 3, 'linear'), ((2, 4), 3, 'linear'), ((2, 2, 4), 1, 'linear'),
+     ((2, 2, 4), 3, 'cubic')],
+    ids=['three_per_row', 'no_pairs', 'one_step', 'unknown_mode'],
+)
+def test_interpolation_grid_rejects_bad_input(z_shape, steps, mode):
+    with pytest.raises(ValueError):
+        interpolation_grid(ConstantImages(), numpy.zeros(z_shape, numpy.float32), steps, mode=mode)

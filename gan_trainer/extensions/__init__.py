@@ -1,12 +1,30 @@
 """Trainer extensions: one extension per module.
 
 Extensions read what they need from ``trainer.updater`` (its optimizers'
-targets and ``make_hidden``) and write under ``trainer.out``; they never
-import the updater. Chainer's own ``LogReport``, ``PrintReport``,
-``ProgressBar``, ``PlotReport`` and ``snapshot``/``snapshot_object`` (with
-``n_retains``) are used as they are.
+targets and ``make_hidden``) and ``trainer.observation``, and write under
+``trainer.out``; they never import the updater. Chainer's own ``LogReport``,
+``PrintReport``, ``ProgressBar``, ``PlotReport`` and
+``snapshot``/``snapshot_object`` (with ``n_retains``) are used as they are.
+
+* :class:`ImageGrid`: G(z) for a fixed z, saved during training.
+* :class:`NaNGuard`: stops training (:class:`TrainingDiverged`) at the first
+  NaN or infinity, before any snapshot of it is written.
+* :class:`DivergenceMonitor`: warns (:class:`DivergenceWarning`) when D wins
+  every batch while G's loss keeps rising.
+* :class:`TensorBoardReport`: the logged scalars and the preview grid as
+  TensorBoard events (optional: needs tensorboardX).
 """
 
+from gan_trainer.extensions.divergence import DivergenceMonitor, DivergenceWarning
 from gan_trainer.extensions.image_grid import ImageGrid
+from gan_trainer.extensions.nan_guard import NaNGuard, TrainingDiverged
+from gan_trainer.extensions.tensorboard import TensorBoardReport
 
-__all__ = ['ImageGrid']
+__all__ = [
+    'DivergenceMonitor',
+    'DivergenceWarning',
+    'ImageGrid',
+    'NaNGuard',
+    'TensorBoardReport',
+    'TrainingDiverged',
+]

@@ -4,25 +4,33 @@ Each architecture is a ``(Generator, Discriminator)`` pair in :data:`NETS`.
 A net's ``config()`` gives the JSON-able constructor kwargs, so a snapshot or
 a CLI can rebuild it with :func:`build_generator` /
 :func:`build_discriminator`; the optional ``'arch'`` key picks the pair
-(``'dcgan'`` when absent). Adding an architecture is one more dict entry.
+(``'dcgan'`` when absent, which is how DCGAN configs are written;
+conditional configs carry ``'arch': 'conditional'``). Adding an
+architecture is one more dict entry.
 """
 
+import chainer
+
+from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
 
 #: Architecture name -> (generator class, discriminator class).
-NETS = {"dcgan": (Generator, Discriminator)}
+NETS = {
+    'dcgan': (Generator, Discriminator),
+    'conditional': (ConditionalGenerator, ConditionalDiscriminator),
+}
 
 
 def _lookup(config: dict) -> tuple[type, type, dict]:
     kwargs = dict(config)  # never mutate the caller's dict
-    arch = kwargs.pop("arch", "dcgan")
+    arch = kwargs.pop('arch', 'dcgan')
     if arch not in NETS:
-        raise ValueError(f"unknown arch {arch!r}; valid ones are {sorted(NETS)}")
+        raise ValueError(f'unknown arch {arch!r}; valid ones are {sorted(NETS)}')
     gen_cls, dis_cls = NETS[arch]
     return gen_cls, dis_cls, kwargs
 
 
-def build_generator(config: dict) -> Generator:
+def build_generator(config: dict) -> chainer.Chain:
     """Builds a generator from a config dict.
 
     Args:
@@ -40,7 +48,7 @@ def build_generator(config: dict) -> Generator:
     return gen_cls(**kwargs)
 
 
-def build_discriminator(config: dict) -> Discriminator:
+def build_discriminator(config: dict) -> chainer.Chain:
     """Builds a discriminator from a config dict.
 
     Args:
@@ -59,9 +67,11 @@ def build_discriminator(config: dict) -> Discriminator:
 
 
 __all__ = [
-    "NETS",
-    "Discriminator",
-    "Generator",
-    "build_discriminator",
-    "build_generator",
+    'NETS',
+    'ConditionalDiscriminator',
+    'ConditionalGenerator',
+    'Discriminator',
+    'Generator',
+    'build_discriminator',
+    'build_generator',
 ]
