@@ -64,6 +64,10 @@ class EditableWheelWithPth(editable_wheel):
 ONNX = ['onnx>=1.19', 'onnxruntime>=1.19']
 TENSORBOARD = ['tensorboardX>=2.6']
 DOCS = ['sphinx>=7', 'myst-parser>=3']
+# Data-parallel training (gan_trainer.distributed, --communicator): mpi4py and
+# MPICH's PyPI wheel, which brings its own mpiexec into the environment's bin.
+# On a cluster, build mpi4py against the system MPI instead (README.md).
+DIST = ['mpi4py>=4.1', 'mpich>=5.0']
 
 with open(os.path.join(HERE, 'README.md'), encoding='utf-8') as f:
     long_description = f.read()
@@ -93,7 +97,8 @@ setup(
         'onnx': ONNX,
         'tensorboard': TENSORBOARD,
         'docs': DOCS,
+        'dist': DIST,
         # The test suite exercises every optional feature and builds the docs.
-        'test': ['pytest>=7', 'ruff>=0.17,<0.18', *ONNX, *TENSORBOARD, *DOCS],
+        'test': ['pytest>=7', 'ruff>=0.17,<0.18', *ONNX, *TENSORBOARD, *DOCS, *DIST],
     },
 )

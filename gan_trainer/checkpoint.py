@@ -17,6 +17,14 @@ another run. ``n_retains`` deletes the files whose names share the pattern's
 prefix and suffix, oldest *modification time* first, whatever their N; with
 these checks a folder only ever holds one run's snapshots, written in order,
 so modification order is iteration order.
+
+A data-parallel run (:mod:`gan_trainer.distributed`) writes one trainer
+snapshot per process, ``snapshot_iter_N.rank0``, ``snapshot_iter_N.rank1``,
+..., since each process has its own data iterator and random states; the
+functions that look for trainer snapshots take a ``rank`` for that
+(:func:`rank_suffix`). ``rank=None``, the default, is a one-process run.
+:func:`latest_common_snapshot` and :func:`check_snapshot_ranks` pick a
+data-parallel run's files to resume.
 """
 
 from __future__ import annotations
@@ -43,6 +51,27 @@ CONFIG_NAME = 'config.json'
 #: for those patterns (it matches a pattern's prefix and suffix only).
 SNAPSHOT_NAMES = re.compile(r'snapshot_iter_.*|.+_iter_.*\.npz')
 TRAINER_PREFIX = 'snapshot_iter_'
+RANK_SUFFIX = re.compile(r'\.rank(\d+)\Z')
+
+
+def rank_suffix(rank: int | None) -> str:
+    """What follows N in a trainer snapshot's name: ``''``, or ``'.rank{rank}'``.
+
+    Args:
+        rank: The process's rank in a data-parallel run, or None for a
+            one-process run.
+    """
+    return '' if rank is None else f'.rank{int(rank)}'
+
+
+def rank_snapshot(snapshot: str, rank: int) -> str:
+    """Process ``rank``'s file of a data-parallel trainer snapshot.
+
+    ``snapshot`` may name the snapshot without a rank (``snapshot_iter_N``)
+    or any process's file (``snapshot_iter_N.rank3``): either way the
+    result is ``snapshot_iter_N.rank{rank}`` in the same folder.
+    """
+    return RANK_SUFFIX.sub('', snapshot) + rank_suffix(rank)
 
 
 # What numpy.load raises for a file that is not a complete npz: a file that is
@@ -66,15 +95,21 @@ def save_config(out: str, config: dict) -> str:
     return path
 
 
-def check_writable(out: str) -> None:
+def check_writable(out: str, *, rank: int | None = None) -> None:
     """Makes sure ``out`` can be created and written, before training starts.
+
+    Args:
+        out: The output folder.
+        rank: The process's rank in a data-parallel run: each process
+            writes its own probe file, so that processes sharing ``out``
+            do not remove each other's.
 
     Raises:
         SnapshotError: naming the folder, when it cannot be used.
     """
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, '.write_test')
+        probe = os.path.join(out, '.write_test' + rank_suffix(rank))
         with open(probe, 'w') as f:
             f.write('ok')
         os.remove(probe)
@@ -170,7 +205,13 @@ def _damage(path: str) -> str | None:
     return None
 
 
-def find_latest_snapshot(out: str, prefix: str = TRAINER_PREFIX) -> str | None:
+def find_latest_snapshot(
+    out: str,
+    prefix: str = TRAINER_PREFIX,
+    *,
+    rank: int | None = None,
+    max_iteration: int | None = None,
+) -> str | None:
     """Returns the newest complete trainer snapshot ``prefix + N`` in ``out``.
 
     Snapshots are ordered by N (not by modification time). A file that is
@@ -180,7 +221,12 @@ def find_latest_snapshot(out: str, prefix: str = TRAINER_PREFIX) -> str | None:
 
     Args:
         out: The run's output folder; it need not exist.
-        prefix: File name before N; the file name has nothing after N.
+        prefix: File name before N; the file name has nothing after N but
+            :func:`rank_suffix` of ``rank``.
+        rank: Look for process ``rank``'s ``prefix + N + '.rank{rank}'``
+            of a data-parallel run instead.
+        max_iteration: Only snapshots with ``N <= max_iteration`` (the
+            processes of a data-parallel run agree on a common N this way).
 
     Returns:
         The path (``out`` joined with the file name), or None when ``out``
@@ -188,7 +234,9 @@ def find_latest_snapshot(out: str, prefix: str = TRAINER_PREFIX) -> str | None:
     """
     skipped = []
     found = None
-    for _, path in reversed(_numbered(out, prefix)):
+    for n, path in reversed(_numbered(out, prefix, rank_suffix(rank))):
+        if max_iteration is not None and n > max_iteration:
+            continue
         reason = _damage(path)
         if reason is None:
             found = path
@@ -251,7 +299,9 @@ def check_fresh_out(
         )
 
 
-def check_resume_out(out: str, snapshot: str, *, advice: str = 'write to another folder') -> None:
+def check_resume_out(
+    out: str, snapshot: str, *, advice: str = 'write to another folder', rank: int | None = None
+) -> None:
     """Makes sure resuming ``snapshot`` into ``out`` overwrites no other snapshot.
 
     * ``snapshot`` in ``out`` itself: the run continues there, so ``out`` must
@@ -260,6 +310,9 @@ def check_resume_out(out: str, snapshot: str, *, advice: str = 'write to another
     * ``snapshot`` elsewhere: ``out`` is new to this run, as in
       :func:`check_fresh_out`.
 
+    ``rank``: in a data-parallel run, process ``rank`` compares against its
+    own ``snapshot_iter_N.rank{rank}`` files.
+
     Raises:
         SnapshotError: Naming the files that would be lost.
     """
@@ -267,9 +320,69 @@ def check_resume_out(out: str, snapshot: str, *, advice: str = 'write to another
         check_fresh_out(out, advice=advice)
         return
     iteration = snapshot_iteration(snapshot)
-    later = [path for n, path in _numbered(out, TRAINER_PREFIX) if n > iteration]
+    later = [path for n, path in _numbered(out, TRAINER_PREFIX, rank_suffix(rank)) if n > iteration]
     if later:
         raise SnapshotError(
             f"resuming '{snapshot}' (iteration {iteration}) would overwrite the later "
             f"snapshots in '{out}' ({_listing(later)}): {advice}"
         )
+
+
+# ------------------------------------------------ data-parallel runs (one file per process)
+
+
+def latest_common_snapshot(comm, out: str) -> str | None:
+    """Collective: this process's file of the newest snapshot every process has.
+
+    Each process looks for its own complete ``snapshot_iter_N.rank{r}`` in
+    ``out`` (as :func:`find_latest_snapshot`; ``comm`` is a ChainerMN
+    communicator, or anything with ``rank`` and an mpi4py ``mpi_comm``); if
+    the processes' newest N differ (a run killed while they were writing
+    one), they step down to the newest N they all have.
+
+    Returns:
+        The path for this process, or None (on every process) when some
+        process has none.
+    """
+    # Nothing here may raise on one process only: the others would wait in
+    # the allgather. So N comes from the file name (find_latest_snapshot
+    # has checked the file), not from reading the file.
+    suffix = rank_suffix(comm.rank)
+    limit = None
+    while True:
+        path = find_latest_snapshot(out, rank=comm.rank, max_iteration=limit)
+        name = '' if path is None else os.path.basename(path)
+        n = int(name[len(TRAINER_PREFIX) : -len(suffix)]) if path else -1
+        found = comm.mpi_comm.allgather(n)
+        if min(found) == max(found):
+            return path if n >= 0 else None
+        limit = min(found)
+        if limit < 0:
+            return None
+
+
+def check_snapshot_ranks(comm, snapshot: str) -> str:
+    """This process's file of a per-process trainer snapshot, checked.
+
+    Args:
+        snapshot: ``snapshot_iter_N`` or any process's
+            ``snapshot_iter_N.rankK``.
+
+    Raises:
+        SnapshotError: When this process's file is missing, or when the
+            run that wrote it had more processes than this one.
+    """
+    mine = rank_snapshot(snapshot, comm.rank)
+    stem = rank_snapshot(snapshot, 0)[: -len('.rank0')]
+    if not os.path.isfile(mine):
+        raise SnapshotError(
+            f"snapshot '{mine}' does not exist: {comm.size} processes resume from "
+            f'{os.path.basename(stem)}.rank0 to .rank{comm.size - 1}, written by a run '
+            'of as many processes'
+        )
+    if os.path.exists(rank_snapshot(snapshot, comm.size)):
+        raise SnapshotError(
+            f"snapshot '{stem}' has files of more processes than the {comm.size} of this "
+            'run: resume it with as many processes as wrote it'
+        )
+    return mine

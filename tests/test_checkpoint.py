@@ -26,6 +26,8 @@ from gan_trainer.checkpoint import (
     load_discriminator,
     load_generator,
     load_params,
+    rank_snapshot,
+    rank_suffix,
     save_config,
     snapshot_iteration,
 )
@@ -467,3 +469,66 @@ def test_check_resume_out_elsewhere_needs_a_folder_without_snapshots(tmp_path):
     trainer_snapshots(tmp_path / 'other', 9)
     with pytest.raises(SnapshotError, match='already holds snapshots .*: write to another folder'):
         check_resume_out(str(tmp_path / 'other'), str(snapshot))
+
+
+# ------------------------------------------- per-process snapshots (data-parallel runs)
+
+
+def rank_snapshots(folder, rank, *iterations):
+    folder.mkdir(exist_ok=True)
+    return [
+        write_npz(
+            folder / f'snapshot_iter_{n}{rank_suffix(rank)}',
+            **{'updater/iteration': numpy.array(n)},
+        )
+        for n in iterations
+    ]
+
+
+def test_rank_names():
+    assert (rank_suffix(None), rank_suffix(0), rank_suffix(12)) == ('', '.rank0', '.rank12')
+    for given in ('out/snapshot_iter_8', 'out/snapshot_iter_8.rank0', 'out/snapshot_iter_8.rank5'):
+        assert rank_snapshot(given, 1) == 'out/snapshot_iter_8.rank1'
+
+
+def test_find_latest_snapshot_of_a_rank_and_below_an_iteration(tmp_path):
+    rank_snapshots(tmp_path, 0, 2, 4, 6)
+    rank_snapshots(tmp_path, 1, 2, 4)
+    trainer_snapshots(tmp_path, 8)  # a one-process snapshot: not any rank's
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert find_latest_snapshot(str(tmp_path), rank=0) == str(
+            tmp_path / 'snapshot_iter_6.rank0'
+        )
+        assert find_latest_snapshot(str(tmp_path), rank=1) == str(
+            tmp_path / 'snapshot_iter_4.rank1'
+        )
+        assert find_latest_snapshot(str(tmp_path), rank=2) is None
+        assert find_latest_snapshot(str(tmp_path), rank=0, max_iteration=5) == str(
+            tmp_path / 'snapshot_iter_4.rank0'
+        )
+        # The one-process name is unchanged: the rank files are not its.
+        assert find_latest_snapshot(str(tmp_path)) == str(tmp_path / 'snapshot_iter_8')
+
+
+def test_check_resume_out_compares_a_rank_with_its_own_files(tmp_path):
+    first, _ = rank_snapshots(tmp_path, 1, 2, 4)
+    rank_snapshots(tmp_path, 0, 2)
+    check_resume_out(str(tmp_path), str(tmp_path / 'snapshot_iter_2.rank0'), rank=0)
+    with pytest.raises(
+        SnapshotError, match=r'overwrite the later snapshots .*\(snapshot_iter_4\.rank1\)'
+    ):
+        check_resume_out(str(tmp_path), str(first), rank=1)
+
+
+def test_check_fresh_out_refuses_rank_snapshots(tmp_path):
+    rank_snapshots(tmp_path, 1, 2)
+    with pytest.raises(SnapshotError, match=r'snapshot_iter_2\.rank1'):
+        check_fresh_out(str(tmp_path))
+
+
+def test_check_writable_probes_do_not_collide_between_ranks(tmp_path):
+    # Processes sharing a folder each write and remove their own probe.
+    (tmp_path / '.write_test.rank1').write_text('held by another process')
+    check_writable(str(tmp_path), rank=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['.write_test.rank1']

@@ -11,20 +11,28 @@ targets and ``make_hidden``) and ``trainer.observation``, and write under
   NaN or infinity, before any snapshot of it is written.
 * :class:`DivergenceMonitor`: warns (:class:`DivergenceWarning`) when D wins
   every batch while G's loss keeps rising.
+* :class:`QualityReport`: FID, KID, precision/recall and class scores of
+  G's samples, and the best generator by FID.
 * :class:`TensorBoardReport`: the logged scalars and the preview grid as
   TensorBoard events (optional: needs tensorboardX).
+* :class:`MeanOverRanks`: in a data-parallel run, the reported values
+  averaged over the processes (see :mod:`gan_trainer.distributed`).
 """
 
 from gan_trainer.extensions.divergence import DivergenceMonitor, DivergenceWarning
 from gan_trainer.extensions.image_grid import ImageGrid
+from gan_trainer.extensions.mean_over_ranks import MeanOverRanks
 from gan_trainer.extensions.nan_guard import NaNGuard, TrainingDiverged
+from gan_trainer.extensions.quality import QualityReport
 from gan_trainer.extensions.tensorboard import TensorBoardReport
 
 __all__ = [
     'DivergenceMonitor',
     'DivergenceWarning',
     'ImageGrid',
+    'MeanOverRanks',
     'NaNGuard',
+    'QualityReport',
     'TensorBoardReport',
     'TrainingDiverged',
 ]

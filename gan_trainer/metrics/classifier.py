@@ -1,0 +1,228 @@
+"""A small digit classifier whose features measure generated digits offline.
+
+FID and its relatives need a feature network. The standard one,
+Inception-v3 trained on ImageNet, is a 100 MB download and knows little
+about 28x28 handwritten digits; for the built-in digits this package trains
+its own instead, from the data it ships, without a network connection::
+
+    (n, 1, 28, 28) -> conv 3x3 16, ReLU, max-pool 2 -> (n, 16, 14, 14)
+                   -> conv 3x3 32, ReLU, max-pool 2 -> (n, 32, 7, 7)
+                   -> linear 128, ReLU            -> features (n, 128)
+                   -> dropout 0.3, linear 10      -> logits (n, 10)
+
+It is trained with Adam on the 4,500 training digits (random shifts of up
+to 2 pixels, 8 epochs; about 30 s on two CPU cores) and reaches 97.6%
+accuracy on the 500 held-out digits (stored in the file as
+``test_accuracy``). :func:`load_digits_classifier` trains it once and
+caches it in ``~/.cache/gan_trainer/digits_classifier_v1.npz`` (or under
+``$GAN_TRAINER_CACHE``); the ``v1`` names this architecture and recipe, so
+a changed one gets a new file. Training is deterministic given the seed on
+one machine, so every run of a project measures with the same network.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy
+
+from gan_trainer.checkpoint import SnapshotError, load_params
+from gan_trainer.datasets import get_digits
+from gan_trainer.latent import global_seed
+from gan_trainer.metrics.features import fit_images
+
+#: Environment variable naming the cache folder.
+CACHE_ENV = 'GAN_TRAINER_CACHE'
+#: File name of the cached classifier in the cache folder.
+CACHE_NAME = 'digits_classifier_v1.npz'
+
+
+def default_cache_dir() -> str:
+    """``$GAN_TRAINER_CACHE`` if set, else ``~/.cache/gan_trainer``."""
+    return os.environ.get(CACHE_ENV) or os.path.join(
+        os.path.expanduser('~'), '.cache', 'gan_trainer'
+    )
+
+
+class DigitsClassifier(chainer.Chain):
+    """A 2-conv CNN for 28x28 gray digits; its penultimate layer is the feature.
+
+    Args:
+        widths: Channels of the two convolutions.
+        n_features: Size of the feature layer (the penultimate one).
+        n_classes: Number of classes.
+
+    Attributes:
+        test_accuracy (float): Accuracy on ``get_digits('test')`` measured
+            after training (``nan`` before); saved with the weights.
+    """
+
+    size = 28
+    channels = 1
+
+    def __init__(
+        self, *, widths: tuple[int, int] = (16, 32), n_features: int = 128, n_classes: int = 10
+    ) -> None:
+        super().__init__()
+        self.n_features, self.n_classes = n_features, n_classes
+        with self.init_scope():
+            self.conv1 = L.Convolution2D(1, widths[0], 3, pad=1)
+            self.conv2 = L.Convolution2D(widths[0], widths[1], 3, pad=1)
+            self.fc = L.Linear(widths[1] * 7 * 7, n_features)
+            self.out = L.Linear(n_features, n_classes)
+        self.add_persistent('test_accuracy', numpy.float64(numpy.nan))
+
+    def features(self, x) -> chainer.Variable:
+        """Features ``(n, n_features)`` of images ``(n, 1, 28, 28)`` in [-1, 1]."""
+        h = F.max_pooling_2d(F.relu(self.conv1(x)), 2)
+        h = F.max_pooling_2d(F.relu(self.conv2(h)), 2)
+        return F.relu(self.fc(h))
+
+    def forward(self, x) -> chainer.Variable:
+        """Class logits ``(n, n_classes)``."""
+        return self.out(F.dropout(self.features(x), 0.3))
+
+    def embed(self, images, *, batchsize: int = 500):
+        """The feature network of :mod:`gan_trainer.metrics.features`.
+
+        Args:
+            images: ``(n, C, H, W)`` in [-1, 1]; RGB is converted to gray and
+                other sides are resized to 28 (see
+                :func:`~gan_trainer.metrics.features.fit_images`).
+            batchsize: Images per forward pass.
+
+        Returns:
+            ``(features, probs)``: float32 ``(n, 128)`` and ``(n, 10)`` NumPy
+            arrays, computed in evaluation mode without a graph.
+        """
+        x = fit_images(images, size=self.size, channels=self.channels)
+        feats, probs = [], []
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
+            for i in range(0, len(x), batchsize):
+                h = self.features(self.device.send(x[i : i + batchsize]))
+                feats.append(chainer.backend.CpuDevice().send(h.array))
+                probs.append(chainer.backend.CpuDevice().send(F.softmax(self.out(h)).array))
+        return numpy.concatenate(feats), numpy.concatenate(probs)
+
+    def accuracy(self, images, labels) -> float:
+        """Share of ``images`` classified as ``labels``."""
+        return float((self.embed(images)[1].argmax(axis=1) == numpy.asarray(labels)).mean())
+
+
+def _shifted(x: numpy.ndarray, rng: numpy.random.RandomState, shift: int) -> numpy.ndarray:
+    """Each image moved by its own random offset of up to ``shift`` pixels."""
+    n, _, h, w = x.shape
+    padded = numpy.pad(x, ((0, 0), (0, 0), (shift, shift), (shift, shift)), constant_values=-1)
+    dy, dx = rng.randint(0, 2 * shift + 1, (2, n))
+    return numpy.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
+def train_digits_classifier(
+    *,
+    seed: int = 0,
+    epochs: int = 8,
+    n_train: int | None = None,
+    batchsize: int = 64,
+    verbose: bool = False,
+) -> DigitsClassifier:
+    """Trains a :class:`DigitsClassifier` on the built-in training digits.
+
+    Args:
+        seed: Seed of the weights, the data order, the shifts and dropout.
+        epochs: Passes over the training digits; the learning rate drops
+            from 1e-3 to 1e-4 for the last quarter of them.
+        n_train: Train on only ``n_train`` digits drawn at random (for tests).
+        batchsize: Digits per update.
+        verbose: Print the held-out accuracy and time to stderr.
+
+    Returns:
+        The classifier on the CPU, with ``test_accuracy`` set.
+    """
+    start = time.perf_counter()
+    images, labels = get_digits('train')._datasets
+    rng = numpy.random.RandomState(seed)
+    if n_train is not None:
+        # The digits are sorted by class: a subset must be drawn at random.
+        keep = numpy.sort(rng.permutation(len(images))[:n_train])
+        images, labels = images[keep], labels[keep]
+    # Initializers and dropout draw from NumPy's global RNG.
+    with global_seed(seed):
+        model = DigitsClassifier()
+        optimizer = chainer.optimizers.Adam(alpha=1e-3)
+        optimizer.setup(model)
+        for epoch in range(epochs):
+            if epoch >= epochs - epochs // 4:
+                optimizer.alpha = 1e-4
+            order = rng.permutation(len(images))
+            for i in range(0, len(order), batchsize):
+                batch = order[i : i + batchsize]
+                loss = F.softmax_cross_entropy(
+                    model(_shifted(images[batch], rng, 2)), labels[batch]
+                )
+                model.cleargrads()
+                loss.backward()
+                optimizer.update()
+    test_images, test_labels = get_digits('test')._datasets
+    model.test_accuracy = numpy.float64(model.accuracy(test_images, test_labels))
+    if verbose:
+        print(
+            f'gan_trainer: digits classifier trained in {time.perf_counter() - start:.0f} s, '
+            f'held-out accuracy {float(model.test_accuracy):.1%}',
+            file=sys.stderr,
+            flush=True,
+        )
+    return model
+
+
+def load_digits_classifier(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    seed: int = 0,
+    epochs: int = 8,
+    n_train: int | None = None,
+    verbose: bool = True,
+) -> DigitsClassifier:
+    """Returns the cached digits classifier, training and caching it first if needed.
+
+    A missing cache file is trained (see :func:`train_digits_classifier`)
+    and written atomically (a temporary file in the same folder, then
+    ``os.replace``), so processes running at the same time never read half a
+    file. An unreadable or mismatched one is trained again and replaced,
+    with a warning that names it.
+
+    Args:
+        cache_dir: Folder of ``digits_classifier_v1.npz``; by default
+            :func:`default_cache_dir`.
+        seed, epochs, n_train: Passed to :func:`train_digits_classifier`
+            when the classifier has to be trained.
+        verbose: Say on stderr when training starts and how it went.
+
+    Returns:
+        The classifier on the CPU.
+    """
+    folder = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = os.path.join(folder, CACHE_NAME)
+    if os.path.isfile(path):
+        try:
+            return load_params(path, DigitsClassifier())
+        except SnapshotError as e:
+            warnings.warn(f'rebuilding the digits classifier: {e}', stacklevel=2)
+    if verbose:
+        print(
+            f'gan_trainer: training the digits classifier once (about 30 s); caching it in '
+            f"'{path}'",
+            file=sys.stderr,
+            flush=True,
+        )
+    model = train_digits_classifier(seed=seed, epochs=epochs, n_train=n_train, verbose=verbose)
+    os.makedirs(folder, exist_ok=True)
+    tmp = f'{path}.{os.getpid()}.tmp'
+    chainer.serializers.save_npz(tmp, model)
+    os.replace(tmp, path)
+    return model
