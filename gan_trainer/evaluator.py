@@ -26,8 +26,9 @@ import numpy
 from chainer.dataset import convert
 from chainer.training import extensions
 
-from gan_trainer.latent import Sampler, get_sampler
+from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
+from gan_trainer.nets import call_net
 
 
 class GANEvaluator(extensions.Evaluator):
@@ -95,17 +96,13 @@ class GANEvaluator(extensions.Evaluator):
         t = arrays[1] if self.conditional else None
         gen, dis = self.get_target('gen'), self.get_target('dis')
         batchsize = len(x_real)
-        if hasattr(gen, 'make_hidden'):
-            z = gen.make_hidden(batchsize)
-        else:
-            z = self.sampler(self._rng, batchsize, self.n_hidden)
         device = self.device or chainer.get_device('@numpy')
-        z = device.send(z)
-        x_fake = gen(z) if t is None else gen(z, t)
+        z = device.send(hidden_for(gen, self.sampler, self._rng, batchsize, self.n_hidden))
+        x_fake = call_net(gen, z, t)
         # Separate passes, as in training; in evaluation mode BatchNorm uses
         # running statistics, so this matches a concatenated pass anyway.
-        y_real = F.flatten(dis(x_real) if t is None else dis(x_real, t))
-        y_fake = F.flatten(dis(x_fake) if t is None else dis(x_fake, t))
+        y_real = F.flatten(call_net(dis, x_real, t))
+        y_fake = F.flatten(call_net(dis, x_fake, t))
         loss_real = self.loss.dis_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
         xp = device.xp

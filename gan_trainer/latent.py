@@ -29,6 +29,18 @@ def uniform(rng: numpy.random.RandomState, batchsize: int, n_hidden: int) -> num
     return rng.uniform(-1, 1, (batchsize, n_hidden)).astype(numpy.float32)
 
 
+def hidden_for(gen, sampler: Sampler, rng: numpy.random.RandomState, batchsize: int,
+               n_hidden: int | None):
+    """z for ``gen``: ``gen.make_hidden(batchsize)`` when G has that method, else ``sampler``.
+
+    ``make_hidden`` is the convention of Chainer's DCGAN example; such a
+    generator draws from NumPy's global RNG, so ``rng`` is then unused.
+    """
+    if hasattr(gen, 'make_hidden'):
+        return gen.make_hidden(batchsize)
+    return sampler(rng, batchsize, n_hidden)
+
+
 #: Sampler names accepted by ``GANUpdater(z_dist=...)`` and ``--z_dist``.
 SAMPLERS: dict[str, Sampler] = {'normal': normal, 'uniform': uniform}
 

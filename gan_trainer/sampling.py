@@ -14,6 +14,7 @@ import chainer
 import numpy
 
 from gan_trainer.latent import Sampler, get_sampler, lerp, slerp
+from gan_trainer.nets import call_net
 
 #: Interpolation modes of :func:`interpolation_grid`.
 INTERPOLATIONS = {'linear': lerp, 'spherical': slerp}
@@ -48,7 +49,7 @@ def generate(gen: chainer.Link, z: numpy.ndarray, labels: numpy.ndarray | None =
     out = []
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         for z_i, t_i in _batches(len(z), batchsize, gen.device, z, labels):
-            out.append(cpu.send((gen(z_i) if t_i is None else gen(z_i, t_i)).array))
+            out.append(cpu.send(call_net(gen, z_i, t_i).array))
     return numpy.concatenate(out)
 
 
@@ -59,7 +60,7 @@ def score(dis: chainer.Link, images: numpy.ndarray, labels: numpy.ndarray | None
     out = []
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         for x_i, t_i in _batches(len(images), batchsize, dis.device, images, labels):
-            y = dis(x_i) if t_i is None else dis(x_i, t_i)
+            y = call_net(dis, x_i, t_i)
             out.append(cpu.send(y.array).reshape(-1))
     return numpy.concatenate(out)
 

@@ -48,8 +48,9 @@ from chainer.dataset import convert
 from chainer.training import StandardUpdater
 
 from gan_trainer.ema import GeneratorEMA
-from gan_trainer.latent import Sampler, get_sampler
+from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
+from gan_trainer.nets import call_net
 
 ORDERS = ('dis_first', 'gen_first')
 
@@ -166,10 +167,7 @@ class GANUpdater(StandardUpdater):
             An array ``(batchsize, n_hidden)`` (or whatever
             ``gen.make_hidden`` returns) on :attr:`device`.
         """
-        if hasattr(self.gen, 'make_hidden'):
-            z = self.gen.make_hidden(batchsize)
-        else:
-            z = self.sampler(rng or self.rng, batchsize, self.n_hidden)
+        z = hidden_for(self.gen, self.sampler, rng or self.rng, batchsize, self.n_hidden)
         return self.device.send(z)
 
     def next_real_batch(self):
@@ -188,11 +186,11 @@ class GANUpdater(StandardUpdater):
 
     def generate(self, z, t=None):
         """G(z), or G(z, t) for a conditional GAN."""
-        return self.gen(z) if t is None else self.gen(z, t)
+        return call_net(self.gen, z, t)
 
     def discriminate(self, x, t=None):
         """D's logits flattened to ``(B,)``; D(x) or D(x, t)."""
-        return F.flatten(self.dis(x) if t is None else self.dis(x, t))
+        return F.flatten(call_net(self.dis, x, t))
 
     def sample_labels(self, batchsize: int):
         """Uniform class labels for the G step (``None`` if unconditional)."""

@@ -21,6 +21,11 @@ NETS = {
 }
 
 
+def call_net(net: chainer.Link, x, t=None):
+    """``net(x)``, or ``net(x, t)`` for a conditional net given labels ``t``."""
+    return net(x) if t is None else net(x, t)
+
+
 def _lookup(config: dict) -> tuple[type, type, dict]:
     kwargs = dict(config)  # never mutate the caller's dict
     arch = kwargs.pop('arch', 'dcgan')
