@@ -27,6 +27,8 @@ from pathlib import Path
 import chainer
 import numpy
 
+from gan_trainer import ops
+
 #: Names of the graph's inputs and output.
 Z_NAME, LABEL_NAME, OUTPUT_NAME = 'z', 't', 'images'
 
@@ -77,7 +79,9 @@ def export_onnx(
     if getattr(gen, 'n_classes', None) is not None:
         args.append(device.send(numpy.zeros(batchsize, numpy.int32)))
         names.append(LABEL_NAME)
-    with chainer.using_config('train', False):
+    # onnx_chainer converts Chainer's own FunctionNodes only, so the graph is
+    # traced with gan_trainer.ops' fast CPU functions switched off.
+    with chainer.using_config('train', False), chainer.using_config(ops.CONFIG_KEY, False):
         model = onnx_chainer.export(
             gen,
             tuple(args) if len(args) > 1 else args[0],

@@ -13,9 +13,10 @@ The details that the DCGAN write-ups learned the hard way are defaults here:
 * **D step, G not touched.** Fakes for the D step are generated under
   ``chainer.no_backprop_mode()``, so no graph is built through G: G's
   gradients stay empty and no time is spent on a backward pass through G.
-* **G step, D frozen.** Only G's optimizer is applied after the G step's
-  backward pass, so D's parameters cannot change; D's gradients from that
-  pass are cleared straight away. The G step runs after the D step(s) of the
+* **G step, D frozen.** D's parameters are constants during the G step
+  (:func:`gan_trainer.ops.frozen`): the gradient flows through D into G,
+  but D's weight gradients are not even computed, and only G's optimizer
+  is applied, so D cannot change. The G step runs after the D step(s) of the
   same iteration (``order='dis_first'``) and therefore sees the updated D.
 * **Real and fake batches kept apart.** D sees the real and the fake batch
   in two forward passes (``separate_batches=True``): in one concatenated
@@ -51,6 +52,7 @@ from gan_trainer.ema import GeneratorEMA
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
 from gan_trainer.nets import call_net
+from gan_trainer.ops import frozen
 
 ORDERS = ('dis_first', 'gen_first')
 
@@ -242,7 +244,8 @@ class GANUpdater(StandardUpdater):
         # G in train mode (its BatchNorm uses batch statistics, as in the G
         # step) but without a graph: nothing will flow back into G.
         with chainer.no_backprop_mode():
-            x_fake = self.generate(self.make_hidden(batchsize), t)
+            # The bare array: D's first layer then computes no input gradient.
+            x_fake = self.generate(self.make_hidden(batchsize), t).array
         y_real, y_fake = self.dis_logits(x_real, x_fake, t)
         loss_real = self.loss.dis_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
@@ -274,16 +277,15 @@ class GANUpdater(StandardUpdater):
         batchsize = self.get_iterator('main').batch_size
         gen, dis = self.gen, self.dis
         t = self.sample_labels(batchsize)
-        x_fake = self.generate(self.make_hidden(batchsize), t)
-        loss = self.loss.gen(self.discriminate(x_fake, t))
-
         gen.cleargrads()
         dis.cleargrads()
-        loss.backward(loss_scale=self.loss_scale)
-        # Only G's optimizer runs: D is frozen. Its gradients from this pass
-        # are dropped so they can never leak into a later D update.
+        # D is frozen: the gradient flows through D into G, but D's weight
+        # gradients are never computed (nor could leak into a D update).
+        with frozen(dis):
+            x_fake = self.generate(self.make_hidden(batchsize), t)
+            loss = self.loss.gen(self.discriminate(x_fake, t))
+            loss.backward(loss_scale=self.loss_scale)
         self.get_optimizer('gen').update()
-        dis.cleargrads()
         loss.unchain_backward()
         if self.ema is not None:
             self.ema.update(gen, self.iteration)

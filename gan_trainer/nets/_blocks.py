@@ -19,6 +19,8 @@ import chainer.links as L
 from chainer import initializers
 from chainer.link_hooks import SpectralNormalization
 
+from gan_trainer import ops
+
 # The DCGAN paper: "All weights were initialized from a zero-centered Normal
 # distribution with standard deviation 0.02."
 WEIGHT_STD = 0.02
@@ -62,7 +64,7 @@ class NormalAroundOne(chainer.initializer.Initializer):
 
 def batch_norm(width: int) -> L.BatchNormalization:
     """Returns DCGAN's batch normalization for ``width`` channels."""
-    return L.BatchNormalization(width, initial_gamma=NormalAroundOne(WEIGHT_STD))
+    return ops.BatchNormalization(width, initial_gamma=NormalAroundOne(WEIGHT_STD))
 
 
 def default_n_stages(size: int) -> int:
@@ -222,7 +224,7 @@ class GeneratorBase(chainer.Chain):
             for i in range(n):
                 side *= 2
                 deconvs.append(
-                    L.Deconvolution2D(
+                    ops.Deconvolution2D(
                         g_widths[i],
                         g_widths[i + 1],
                         ksize,
@@ -330,7 +332,7 @@ class DiscriminatorBase(chainer.Chain):
         with self.init_scope():
             self.convs = chainer.ChainList(
                 *[
-                    L.Convolution2D(c_in, c_out, ksize, stride=2, pad=pad, initialW=w)
+                    ops.Convolution2D(c_in, c_out, ksize, stride=2, pad=pad, initialW=w)
                     for c_in, c_out in zip(ins, self.widths)
                 ]
             )
@@ -372,10 +374,10 @@ class DiscriminatorBase(chainer.Chain):
             s0)``, after its LeakyReLU: what ``out`` reads.
         """
         # (B, C, size, size) -> (B, widths[0], size/2, size/2); no BN here.
-        h = F.leaky_relu(self.convs[0](x), slope=0.2)
+        h = ops.leaky_relu(self.convs[0](x), slope=0.2)
         for i, conv in enumerate(self.convs[1:]):
             h = conv(h)
             if self.norm == 'batch':
                 h = self.bns[i](h)
-            h = F.leaky_relu(h, slope=0.2)
+            h = ops.leaky_relu(h, slope=0.2)
         return h

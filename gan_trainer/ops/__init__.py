@@ -1,0 +1,43 @@
+"""Fast CPU building blocks: drop-ins for Chainer's conv, deconv, BN and LeakyReLU.
+
+Chainer 7's NumPy path spends most of a DCGAN step outside its matrix
+products (im2col padding copies, transposes around ``tensordot``, col2im
+scatter-adds, LeakyReLU's boolean masks). The functions here compute the
+same values with one strided-view copy and one matrix product per
+convolution, keeping feature maps channel-last in memory; see
+:mod:`.conv`, :mod:`.normalization` and :mod:`.activation` for how.
+
+* Functions: :func:`convolution_2d`, :func:`deconvolution_2d`,
+  :func:`batch_normalization`, :func:`leaky_relu`; same arguments as
+  Chainer's, same results (checked against Chainer's reference and by
+  ``chainer.gradient_check`` in the tests).
+* Links: :class:`Convolution2D`, :class:`Deconvolution2D`,
+  :class:`BatchNormalization`; Chainer's links with a faster ``forward``,
+  used by every network in :mod:`gan_trainer.nets`.
+* :func:`frozen`: no weight gradients for a link inside a ``with`` block
+  (the updater's G step freezes D with it).
+
+The fast path is taken for NumPy float32/float64 arrays; CuPy arrays go to
+Chainer's functions (and cuDNN). Switch it off to compare or debug with
+``chainer.using_config('gan_trainer_fast', False)``, or for a whole process
+with the environment variable ``GAN_TRAINER_FAST=0``.
+"""
+
+from gan_trainer.ops._common import CONFIG_KEY, fast_enabled
+from gan_trainer.ops.activation import leaky_relu
+from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
+from gan_trainer.ops.links import BatchNormalization, Convolution2D, Deconvolution2D, frozen
+from gan_trainer.ops.normalization import batch_normalization
+
+__all__ = [
+    'CONFIG_KEY',
+    'BatchNormalization',
+    'Convolution2D',
+    'Deconvolution2D',
+    'batch_normalization',
+    'convolution_2d',
+    'deconvolution_2d',
+    'fast_enabled',
+    'frozen',
+    'leaky_relu',
+]

@@ -1,0 +1,137 @@
+"""What the fast CPU functions share: when to use them, and double backprop.
+
+The fast functions of :mod:`gan_trainer.ops` run on NumPy arrays of float32
+or float64 when ``chainer.config.gan_trainer_fast`` is true (the default;
+the environment variable ``GAN_TRAINER_FAST=0`` turns it off for a whole
+process). Anything else (CuPy, ChainerX, float16, the switch off) goes to
+Chainer's own function, so callers never need to check.
+
+Their backward passes are written for the common case, first-order
+gradients, with NumPy. When Chainer asks for a differentiable backward pass
+(``enable_double_backprop=True``, e.g. a WGAN-GP or R1 gradient penalty),
+:func:`reference_backward` re-runs Chainer's reference function on the
+retained inputs and differentiates that instead: slower, but exactly
+Chainer's graph, so double backprop is as correct as Chainer's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable, Sequence
+
+import chainer
+import numpy
+
+#: Name of the Chainer config switch (``chainer.config.gan_trainer_fast``).
+CONFIG_KEY = 'gan_trainer_fast'
+FAST_DTYPES = (numpy.float32, numpy.float64)
+
+if not hasattr(chainer.global_config, CONFIG_KEY):
+    setattr(chainer.global_config, CONFIG_KEY,
+            os.environ.get('GAN_TRAINER_FAST', '1').strip() not in ('0', 'false', 'no', 'off'))
+
+
+_MALLOC_TUNED = False
+
+
+def keep_freed_memory() -> bool:
+    """Lets glibc's malloc keep freed blocks for reuse (once per process).
+
+    A training step allocates and frees the same multi-megabyte arrays
+    (im2col columns, activations, gradients) every iteration. By default
+    glibc serves such blocks with ``mmap`` and returns them to the system on
+    ``free``, so every step page-faults all of that memory in again, which
+    costs 5-15% of a CPU step here. Raising the mmap threshold (to its
+    32 MiB maximum) and the trim threshold keeps the memory in the heap:
+    the process stays at its peak footprint instead. Called by the first
+    fast function that runs; does nothing off glibc, or when the
+    environment variable ``GAN_TRAINER_MALLOPT`` is ``0``.
+
+    Returns:
+        True if the settings were applied (now or earlier).
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or os.environ.get('GAN_TRAINER_MALLOPT', '1').strip() == '0':
+        return _MALLOC_TUNED
+    try:
+        mallopt = ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    _MALLOC_TUNED = bool(mallopt(m_mmap_threshold, 32 << 20)
+                         and mallopt(m_trim_threshold, 1 << 30)
+                         and mallopt(m_top_pad, 64 << 20))
+    return _MALLOC_TUNED
+
+
+def fast_enabled() -> bool:
+    """Whether the fast CPU functions are switched on (see module docstring)."""
+    return bool(getattr(chainer.config, CONFIG_KEY, True))
+
+
+def use_fast(*arrays) -> bool:
+    """True when the fast path applies to all given arrays (or Variables).
+
+    ``None`` entries (an absent bias) are skipped.
+    """
+    if not fast_enabled():
+        return False
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        a = a.array if isinstance(a, chainer.Variable) else a
+        if type(a) is not numpy.ndarray or a.dtype.type not in FAST_DTYPES:
+            return False
+        if dtype is not None and a.dtype != dtype:
+            return False
+        dtype = a.dtype
+    if not _MALLOC_TUNED:
+        keep_freed_memory()
+    return True
+
+
+def as_rows(x: numpy.ndarray) -> numpy.ndarray:
+    """Views ``(N, C, H, W)`` (or ``(N, C)``) as channel-last rows ``(N*H*W, C)``.
+
+    The view is free when ``x`` is stored channel-last (the layout the fast
+    convolutions produce); otherwise this copies once into that layout.
+    """
+    if x.ndim == 2:
+        return numpy.ascontiguousarray(x)
+    c = x.shape[1]
+    return numpy.ascontiguousarray(numpy.moveaxis(x, 1, -1)).reshape(-1, c)
+
+
+def from_rows(rows: numpy.ndarray, shape: Sequence[int]) -> numpy.ndarray:
+    """Inverse of :func:`as_rows`: ``(N*H*W, C)`` -> ``(N, C, H, W)`` view."""
+    if len(shape) == 2:
+        return rows.reshape(shape)
+    n, c = shape[:2]
+    return numpy.moveaxis(rows.reshape((n, *shape[2:], c)), -1, 1)
+
+
+def reference_backward(node: chainer.FunctionNode, indexes, grad_outputs,
+                       reference: Callable) -> tuple:
+    """Differentiable gradients of ``reference`` at ``node``'s retained inputs.
+
+    Used by the fast nodes when Chainer runs their backward pass with
+    ``enable_backprop`` on (double backprop): ``reference(*inputs)`` is
+    Chainer's own function of the same inputs, and its gradients with
+    respect to the inputs listed in ``indexes`` come back as Variables that
+    are themselves differentiable.
+    """
+    inputs = node.get_retained_inputs()
+    outputs = reference(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    wanted = [inputs[i] for i in indexes]
+    grads = chainer.grad(list(outputs), wanted, list(grad_outputs),
+                         enable_double_backprop=True)
+    return tuple(grads)
+
+
+def variables(*arrays) -> tuple:
+    """Wraps backward results as Variables (``None`` stays ``None``)."""
+    return tuple(None if a is None else chainer.Variable(a, requires_grad=False)
+                 for a in arrays)

@@ -1,0 +1,307 @@
+"""Convolution and transposed convolution for NumPy: one matrix product each.
+
+Chainer's CPU convolution spends most of its time outside the matrix
+product: im2col with a padding copy, transposes around ``tensordot``, and in
+the transposed convolution a col2im of 16 scatter-adds. These nodes keep
+feature maps **channel-last in memory** (an ``(N, C, H, W)`` array whose
+strides are those of ``(N, H, W, C)``; Chainer and NumPy see the usual
+shape) so that:
+
+* a convolution is one strided-view im2col copy, ``(N*Ho*Wo, kh*kw*C)``,
+  and one matrix product whose result already *is* the channel-last output
+  (no re-layout);
+* a transposed convolution is split by output phase: with stride ``s``, the
+  outputs whose index is ``r`` modulo ``s`` see only the kernel taps
+  ``r, r+s, r+2s, ...``, i.e. an ordinary stride-1 convolution of the input
+  with a small sub-kernel. Each of the ``s*s`` phases is an im2col and a
+  product written into a strided slice of the output, so no col2im
+  (scatter-add) is ever needed;
+* the backward passes reuse the same two routines: a convolution's input
+  gradient is a transposed convolution of ``gy`` and vice versa, and the
+  weight gradients are one product of saved columns and ``gy``.
+
+Only ``dilate=1``, ``groups=1`` convolutions without ``cover_all`` take this
+path; :func:`convolution_2d` and :func:`deconvolution_2d` pass anything else
+(and CuPy arrays, which get cuDNN) to Chainer's functions.
+"""
+
+from __future__ import annotations
+
+import chainer
+import chainer.functions as F
+import numpy
+from chainer.utils import conv as conv_utils
+from numpy.lib.stride_tricks import as_strided
+
+from gan_trainer.ops._common import reference_backward, use_fast, variables
+
+# One name for every matrix product here, so that a profiler (or the
+# throughput benchmark) can time them apart from the copies around them.
+_matmul = numpy.matmul
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if numpy.isscalar(v) else tuple(v)
+
+
+def _nhwc(x: numpy.ndarray) -> numpy.ndarray:
+    """``(N, C, H, W)`` -> channel-last view ``(N, H, W, C)`` (never copies)."""
+    return x.transpose(0, 2, 3, 1)
+
+
+def _nchw(x: numpy.ndarray) -> numpy.ndarray:
+    """``(N, H, W, C)`` -> ``(N, C, H, W)`` view of the same memory."""
+    return x.transpose(0, 3, 1, 2)
+
+
+def _padded(x, lo: tuple[int, int], hi: tuple[int, int]) -> numpy.ndarray:
+    """A contiguous zero-padded copy of ``x`` ``(N, H, W, C)`` (no copy if no pad)."""
+    if lo == (0, 0) and hi == (0, 0):
+        return numpy.ascontiguousarray(x)
+    n, h, w, c = x.shape
+    out = numpy.zeros((n, h + lo[0] + hi[0], w + lo[1] + hi[1], c), x.dtype)
+    out[:, lo[0]:lo[0] + h, lo[1]:lo[1] + w] = x
+    return out
+
+
+def _windows(xp, out_hw, k, s) -> numpy.ndarray:
+    """im2col of a padded ``(N, H, W, C)`` array: ``(N*Ho*Wo, kh*kw*C)``.
+
+    The strided view ``(N, Ho, Wo, kh, kw, C)`` costs nothing; the reshape
+    makes the one copy that the matrix product needs.
+    """
+    n, _, _, c = xp.shape
+    sn, sh, sw, sc = xp.strides
+    view = as_strided(xp, (n, *out_hw, *k, c), (sn, s[0] * sh, s[1] * sw, sh, sw, sc))
+    return view.reshape(n * out_hw[0] * out_hw[1], k[0] * k[1] * c)
+
+
+def im2col(x, k, s, p, out_hw) -> numpy.ndarray:
+    """Columns of a convolution of channel-last ``x`` ``(N, H, W, C)``.
+
+    Returns ``(N*Ho*Wo, kh*kw*C)``, columns ordered ``(ky, kx, c)``.
+    """
+    _, h, w, _ = x.shape
+    hi = tuple(max(0, (o - 1) * st + kk - size - pp)
+               for o, st, kk, size, pp in zip(out_hw, s, k, (h, w), p))
+    return _windows(_padded(x, p, hi), out_hw, k, s)
+
+
+def conv_nhwc(x, W, k, s, p, out_hw) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """Convolution of channel-last ``x`` with Chainer weights ``W`` ``(Co, C, kh, kw)``.
+
+    Returns the output ``(N, Ho, Wo, Co)`` (contiguous) and the columns.
+    """
+    cols = im2col(x, k, s, p, out_hw)
+    w_mat = W.transpose(2, 3, 1, 0).reshape(-1, W.shape[0])  # (kh*kw*C, Co)
+    y = _matmul(cols, w_mat)
+    return y.reshape(x.shape[0], *out_hw, W.shape[0]), cols
+
+
+def _phases(k: int, s: int, p: int, size_out: int):
+    """Per output phase ``r`` of a transposed conv along one axis.
+
+    Output ``o`` with ``(o + p) % s == r`` is ``sum_t x[q - t] * W[r + s*t]``
+    where ``q = (o + p) // s``. Yields ``(first_o, count, first_q, taps)``
+    with ``taps`` the kernel indices, last tap first (so that they line up
+    with increasing input index in a stride-1 window).
+    """
+    for r in range(s):
+        o0 = (r - p) % s
+        count = len(range(o0, size_out, s))
+        taps = list(range(r, k, s))[::-1]
+        yield o0, count, (o0 + p - r) // s, taps
+
+
+def deconv_nhwc(x, W, s, p, out_hw) -> numpy.ndarray:
+    """Transposed convolution of channel-last ``x`` ``(N, H, W, Ci)``.
+
+    ``W`` has Chainer's deconvolution layout ``(Ci, Co, kh, kw)``. Returns
+    ``(N, Ho, Wo, Co)``. Computed phase by phase (see the module docstring),
+    except when the output has far fewer channels than the input (an RGB
+    or grey image layer): there the phases' im2col would copy ``Ci``-wide
+    windows to produce a few channels, and one product followed by a
+    scatter-add of ``kh*kw`` thin slices is cheaper.
+    """
+    if x.shape[3] > 4 * W.shape[1]:
+        return _deconv_scatter(x, W, s, p, out_hw)
+    return _deconv_phases(x, W, s, p, out_hw)
+
+
+def _deconv_scatter(x, W, s, p, out_hw) -> numpy.ndarray:
+    """Transposed convolution as one product and a col2im (few output channels).
+
+    The product is laid out channel-first, ``(kh*kw*Co, N*H*W)``, so that
+    each of the ``kh*kw`` scatter-adds moves whole image rows of one
+    channel rather than 1- or 3-float pixels; the result is returned as a
+    channel-last *view* of that channel-first array.
+    """
+    n, h, w, ci = x.shape
+    co, kh, kw = W.shape[1:]
+    rows = numpy.ascontiguousarray(x).reshape(-1, ci)
+    w_mat = W.transpose(0, 2, 3, 1).reshape(ci, -1)  # (Ci, kh*kw*Co)
+    cols = _matmul(w_mat.T, rows.T).reshape(kh, kw, co, n, h, w)
+    full = (max((h - 1) * s[0] + kh, p[0] + out_hw[0]), max((w - 1) * s[1] + kw, p[1] + out_hw[1]))
+    y = numpy.zeros((co, n, *full), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            y[:, :, i:i + s[0] * h:s[0], j:j + s[1] * w:s[1]] += cols[i, j]
+    return y[:, :, p[0]:p[0] + out_hw[0], p[1]:p[1] + out_hw[1]].transpose(1, 2, 3, 0)
+
+
+def _deconv_phases(x, W, s, p, out_hw) -> numpy.ndarray:
+    """Transposed convolution phase by phase: ``s*s`` im2cols and products."""
+    n, h, w = x.shape[:3]
+    co, kh, kw = W.shape[1:]
+    y = numpy.empty((n, *out_hw, co), x.dtype)
+    ph = list(_phases(kh, s[0], p[0], out_hw[0]))
+    pw = list(_phases(kw, s[1], p[1], out_hw[1]))
+    # Enough zeros around x for every phase's window: the first window
+    # starts at q0 - (T - 1), the last ends at q0 + count - 1.
+    lo = tuple(max([0] + [len(t) - 1 - q0 for _, c, q0, t in ax if c])
+               for ax in (ph, pw))
+    hi = tuple(max([0] + [q0 + c - 1 - (size - 1) for _, c, q0, t in ax if c])
+               for ax, size in ((ph, h), (pw, w)))
+    xp = _padded(x, lo, hi)
+    for oy, cy, qy, ty in ph:
+        for ox, cx, qx, tx in pw:
+            if not (cy and cx):
+                continue
+            dst = y[:, oy::s[0], ox::s[1]]
+            if not (ty and tx):  # kernel smaller than the stride: no tap
+                dst[...] = 0
+                continue
+            sub = xp[:, qy - len(ty) + 1 + lo[0]:, qx - len(tx) + 1 + lo[1]:]
+            cols = _windows(sub, (cy, cx), (len(ty), len(tx)), (1, 1))
+            w_sub = W[:, :, ty][:, :, :, tx].transpose(2, 3, 0, 1).reshape(-1, co)
+            dst[...] = _matmul(cols, w_sub).reshape(n, cy, cx, co)
+    return y
+
+
+class Convolution2D(chainer.FunctionNode):
+    """2-D convolution ``(N, C, H, W) -> (N, Co, Ho, Wo)``, output channel-last."""
+
+    def __init__(self, stride, pad, *, keep_cols=True):
+        self.s = _pair(stride)
+        self.p = _pair(pad)
+        # The columns are the weight gradient's other factor: keep them only
+        # when a weight gradient can be asked for.
+        self.keep_cols = keep_cols
+
+    def forward(self, inputs):
+        self.retain_inputs(tuple(range(len(inputs))))
+        x, W = inputs[:2]
+        b = inputs[2] if len(inputs) == 3 else None
+        k = W.shape[2:]
+        self.out_hw = tuple(conv_utils.get_conv_outsize(size, kk, st, pp)
+                            for size, kk, st, pp in zip(x.shape[2:], k, self.s, self.p))
+        y, cols = conv_nhwc(_nhwc(x), W, k, self.s, self.p, self.out_hw)
+        self.cols = cols if self.keep_cols else None
+        if b is not None:
+            y += b
+        return _nchw(y),
+
+    def backward(self, indexes, grad_outputs):
+        if chainer.config.enable_backprop:
+            return reference_backward(self, indexes, grad_outputs, self.reference)
+        x, W = (v.array for v in self.get_retained_inputs()[:2])
+        gy = _nhwc(grad_outputs[0].array)
+        gx = gW = gb = None
+        if 0 in indexes:
+            gx = _nchw(deconv_nhwc(gy, W, self.s, self.p, x.shape[2:]))
+        gy_rows = None
+        if 1 in indexes or 2 in indexes:
+            gy_rows = numpy.ascontiguousarray(gy).reshape(-1, W.shape[0])
+        if 1 in indexes:
+            cols = self.cols
+            if cols is None:
+                cols = im2col(_nhwc(x), W.shape[2:], self.s, self.p, self.out_hw)
+            gW = _matmul(cols.T, gy_rows).reshape(*W.shape[2:], W.shape[1], W.shape[0])
+            gW = numpy.ascontiguousarray(gW.transpose(3, 2, 0, 1))
+        if 2 in indexes:
+            gb = gy_rows.sum(axis=0)
+        self.cols = None
+        return variables(*(g for i, g in enumerate((gx, gW, gb)) if i in indexes))
+
+    def reference(self, x, W, b=None):
+        return F.convolution_2d(x, W, b, self.s, self.p)
+
+
+class Deconvolution2D(chainer.FunctionNode):
+    """2-D transposed convolution, output channel-last, computed by phases."""
+
+    def __init__(self, stride, pad, outsize):
+        self.s = _pair(stride)
+        self.p = _pair(pad)
+        self.outsize = outsize
+
+    def forward(self, inputs):
+        self.retain_inputs(tuple(range(len(inputs))))
+        x, W = inputs[:2]
+        b = inputs[2] if len(inputs) == 3 else None
+        k = W.shape[2:]
+        if self.outsize is None:
+            self.outsize = tuple(conv_utils.get_deconv_outsize(size, kk, st, pp)
+                                 for size, kk, st, pp in zip(x.shape[2:], k, self.s, self.p))
+        self.outsize = _pair(self.outsize)
+        y = deconv_nhwc(_nhwc(x), W, self.s, self.p, self.outsize)
+        if b is not None:
+            y += b
+        return _nchw(y),
+
+    def backward(self, indexes, grad_outputs):
+        if chainer.config.enable_backprop:
+            return reference_backward(self, indexes, grad_outputs, self.reference)
+        x, W = (v.array for v in self.get_retained_inputs()[:2])
+        gy = _nhwc(grad_outputs[0].array)
+        k = W.shape[2:]
+        gx = gW = gb = None
+        if 0 in indexes or 1 in indexes:
+            # Columns of gy under the matching convolution: (N*H*W, kh*kw*Co).
+            cols = im2col(gy, k, self.s, self.p, x.shape[2:])
+        if 0 in indexes:
+            w_mat = W.transpose(0, 2, 3, 1).reshape(W.shape[0], -1)  # (Ci, kh*kw*Co)
+            gx = _nchw(_matmul(cols, w_mat.T).reshape(x.shape[0], *x.shape[2:], W.shape[0]))
+        if 1 in indexes:
+            x_rows = numpy.ascontiguousarray(_nhwc(x)).reshape(-1, W.shape[0])
+            gW = _matmul(x_rows.T, cols).reshape(W.shape[0], *k, W.shape[1])
+            gW = numpy.ascontiguousarray(gW.transpose(0, 3, 1, 2))
+        if 2 in indexes:
+            gb = gy.sum(axis=(0, 1, 2))
+        return variables(*(g for i, g in enumerate((gx, gW, gb)) if i in indexes))
+
+    def reference(self, x, W, b=None):
+        return F.deconvolution_2d(x, W, b, self.s, self.p, outsize=self.outsize)
+
+
+def _simple(dilate, groups) -> bool:
+    return _pair(dilate) == (1, 1) and groups == 1
+
+
+def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, groups=1):
+    """Drop-in for :func:`chainer.functions.convolution_2d`, fast on NumPy.
+
+    Takes the fast path for NumPy float32/float64 inputs with ``dilate=1``,
+    ``groups=1`` and ``cover_all=False``; otherwise calls Chainer's function
+    (so CuPy inputs get cuDNN). The output is stored channel-last, which the
+    package's other fast functions read without copying.
+    """
+    if cover_all or not _simple(dilate, groups) or not use_fast(x, W, b):
+        return F.convolution_2d(x, W, b, stride, pad, cover_all=cover_all,
+                                dilate=dilate, groups=groups)
+    args = (x, W) if b is None else (x, W, b)
+    keep = chainer.config.enable_backprop and getattr(W, 'requires_grad', False)
+    y, = Convolution2D(stride, pad, keep_cols=keep).apply(args)
+    return y
+
+
+def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, groups=1):
+    """Drop-in for :func:`chainer.functions.deconvolution_2d`, fast on NumPy.
+
+    Same rules as :func:`convolution_2d`; ``W`` is ``(C_in, C_out, kh, kw)``.
+    """
+    if not _simple(dilate, groups) or not use_fast(x, W, b):
+        return F.deconvolution_2d(x, W, b, stride, pad, outsize, dilate=dilate, groups=groups)
+    args = (x, W) if b is None else (x, W, b)
+    y, = Deconvolution2D(stride, pad, outsize).apply(args)
+    return y

@@ -1,0 +1,88 @@
+"""Chainer links that use the fast functions, and freezing a net's weights.
+
+:class:`Convolution2D`, :class:`Deconvolution2D` and
+:class:`BatchNormalization` are Chainer's links with the same constructor,
+parameters and saved names (snapshots load either way); only ``forward``
+differs, by calling :mod:`gan_trainer.ops`' functions, which fall back to
+Chainer's own when the fast path does not apply (GPU, float16, dilation,
+groups, fine-tuning or evaluation mode). The package's networks are built
+from them; other networks can swap them in one for one.
+
+:func:`frozen` stops gradients from being computed for a link's
+parameters for the duration of a ``with`` block, which is what the G step
+wants from D: D's weight gradients would be thrown away anyway, and not
+computing them skips a matrix product per D layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import chainer
+import chainer.links as L
+
+from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
+from gan_trainer.ops.normalization import batch_normalization
+
+
+class Convolution2D(L.Convolution2D):
+    """:class:`chainer.links.Convolution2D` using :func:`~gan_trainer.ops.convolution_2d`."""
+
+    def forward(self, x):
+        if self.W.array is None:
+            self._initialize_params(x.shape[1])
+        return convolution_2d(x, self.W, self.b, self.stride, self.pad,
+                              dilate=self.dilate, groups=self.groups)
+
+
+class Deconvolution2D(L.Deconvolution2D):
+    """:class:`chainer.links.Deconvolution2D` using :func:`~gan_trainer.ops.deconvolution_2d`."""
+
+    def forward(self, x):
+        if self.W.array is None:
+            self._initialize_params(x.shape[1])
+        return deconvolution_2d(x, self.W, self.b, self.stride, self.pad, self.outsize,
+                                dilate=self.dilate, groups=self.groups)
+
+
+class BatchNormalization(L.BatchNormalization):
+    """:class:`chainer.links.BatchNormalization` using the fast training-mode function.
+
+    Training mode over the channel axis (Chainer's default ``axis``) runs
+    :func:`~gan_trainer.ops.batch_normalization`; evaluation mode,
+    fine-tuning and other axes use Chainer's link unchanged.
+    """
+
+    def forward(self, x, **kwargs):
+        if (not chainer.config.train or kwargs.get('finetune') or self.axis is not None
+                or self.avg_mean is None or self.gamma is None or self.beta is None
+                or chainer.config.in_recomputing):
+            return super().forward(x, **kwargs)
+        return batch_normalization(x, self.gamma, self.beta, eps=self.eps,
+                                   running_mean=self.avg_mean, running_var=self.avg_var,
+                                   decay=self.decay)
+
+
+@contextlib.contextmanager
+def frozen(link: chainer.Link) -> Iterator[chainer.Link]:
+    """Computes no gradients for ``link``'s parameters inside the block.
+
+    Gradients still flow *through* the link to its inputs (the G step
+    needs D's input gradient), but its parameters count as constants:
+    every function skips their weight gradient, and their ``grad`` stays as
+    it was (``None`` after ``cleargrads()``). Both the forward and the
+    backward pass must run inside the block.
+
+    Chainer decides which gradients to compute from each graph node's
+    ``requires_grad``, which has no public setter; this sets the node's
+    flag and restores it on exit, even after an exception.
+    """
+    params = [p for p in link.params() if p.node._requires_grad]
+    for p in params:
+        p._requires_grad = p.node._requires_grad = False
+    try:
+        yield link
+    finally:
+        for p in params:
+            p._requires_grad = p.node._requires_grad = True
