@@ -14,7 +14,10 @@ Writes into ``--out`` (``result``): ``log`` (JSON), ``loss.png``,
 Chainer's own DCGAN example has keep their names there. Under ``mpiexec``
 with ``--communicator`` the processes train one model data-parallel (see
 ``gan_trainer.distributed``): rank 0 writes the files, and every process its
-own trainer snapshot ``snapshot_iter_N.rank{r}``.
+own trainer snapshot ``snapshot_iter_N.rank{r}``. A folder's images are
+decoded by ``--loaderjob`` worker processes (2 by default), the next batch
+while the current one trains; the batches, and so the run, are the same with
+any number of them.
 
 This script only turns flags into objects; everything it uses is in the
 ``gan_trainer`` package.
@@ -24,10 +27,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 import chainer
-from _cli import Parser, fail, int_list, positive_int
+from _cli import Parser, fail, int_list, nonnegative_int, positive_int
 from chainer import training
 from chainer.training import extensions
 
@@ -45,7 +49,7 @@ from gan_trainer.checkpoint import (
     rank_suffix,
     save_config,
 )
-from gan_trainer.datasets import DatasetError, image_shape, load_dataset, num_classes
+from gan_trainer.datasets import DatasetError, decodes_files, image_shape, load_dataset, num_classes
 from gan_trainer.device import DeviceError, get_device
 from gan_trainer.distributed import (
     average_persistents,
@@ -67,6 +71,7 @@ from gan_trainer.extensions import (
     QualityReport,
     TrainingDiverged,
 )
+from gan_trainer.iterators import train_iterator
 from gan_trainer.latent import SAMPLERS, global_seed
 from gan_trainer.losses import LOSSES
 from gan_trainer.metrics import FeatureNetError, inception_features, load_digits_classifier
@@ -103,6 +108,9 @@ def build_parser() -> Parser:
     a('--dataset', default='digits', help="'digits' (built in), 'mnist', 'cifar10' or a folder")
     a('--size', type=positive_int, help='image side (digits: 28, folders: 64)')
     a('--gray', action='store_true', help='convert folder images to grayscale')
+    a('--loaderjob', '-j', type=nonnegative_int, metavar='N',
+      help='processes that decode folder images ahead of training (default: 2, at most the '
+           'CPU count); 0 decodes them in the training process')
     # Options a preset sets default to None here: a flag given explicitly
     # overrides the preset, one not given takes the preset's value.
     a('--preset', default='dcgan', choices=list(PRESETS),
@@ -194,6 +202,27 @@ def build_networks(args, train):
         return build_generator(gen_config), build_discriminator(dis_config)
 
 
+def loader_processes(args, train, comm, lead) -> int:
+    """Worker processes for the training iterator: ``--loaderjob`` or its default.
+
+    Only a folder's images are worth decoding in workers; the in-memory
+    datasets (digits, mnist, cifar10) are read in the training process.
+    """
+    if comm is not None:
+        # Forking a process that has initialised MPI is unsafe (MPI
+        # implementations do not support fork() after MPI_Init), so a
+        # data-parallel run reads in each training process.
+        if args.loaderjob and lead:
+            print(f'{PROG}: warning: --loaderjob {args.loaderjob} is ignored with '
+                  '--communicator; each process decodes its own images', file=sys.stderr)
+        return 0
+    if not decodes_files(train):
+        return 0
+    if args.loaderjob is None:
+        return min(2, os.cpu_count() or 1)
+    return args.loaderjob
+
+
 def each(comm, function, *args, **kwargs):
     """``function(...)``; in a data-parallel run, if it fails on one process all fail."""
     if comm is None:
@@ -269,10 +298,8 @@ def build(args, comm=None):
 
     # Each process draws its own z and data order (see distributed.rank_seed).
     seed = args.seed if comm is None else rank_seed(args.seed, rank)
-    train_iter = chainer.iterators.SerialIterator(
-        train, args.batchsize,
-        order_sampler=chainer.iterators.ShuffleOrderSampler(
-            chainer.backend.CpuDevice().xp.random.RandomState(seed)))
+    train_iter = train_iterator(train, args.batchsize, seed=seed,
+                                n_processes=loader_processes(args, train, comm, lead))
     test_iter = chainer.iterators.SerialIterator(test, args.batchsize, repeat=False, shuffle=False)
     updater = GANUpdater(
         train_iter, optimizers,

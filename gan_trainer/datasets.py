@@ -396,6 +396,24 @@ def image_shape(dataset: Dataset) -> tuple[int, int, int]:
     return shape
 
 
+def _unwrap(dataset: Dataset) -> Dataset:
+    """The dataset inside the wrappers :func:`load_dataset` adds."""
+    while isinstance(dataset, (chainer.datasets.SubDataset, chainer.datasets.TransformDataset)):
+        dataset = dataset._dataset
+    return dataset
+
+
+def decodes_files(dataset: Dataset) -> bool:
+    """Whether reading an example of ``dataset`` decodes an image file.
+
+    True for an :class:`ImageFolderDataset` (also inside the held-out split
+    of :func:`load_dataset`): such data are worth reading in worker
+    processes (see :func:`gan_trainer.iterators.train_iterator`), while the
+    in-memory datasets are not.
+    """
+    return isinstance(_unwrap(dataset), ImageFolderDataset)
+
+
 def num_classes(dataset: Dataset) -> int:
     """Number of classes in a dataset of ``(image, label)`` pairs.
 
@@ -407,9 +425,7 @@ def num_classes(dataset: Dataset) -> int:
     Raises:
         ValueError: If the dataset carries no labels.
     """
-    base = dataset
-    while isinstance(base, (chainer.datasets.SubDataset, chainer.datasets.TransformDataset)):
-        base = base._dataset
+    base = _unwrap(dataset)
     if isinstance(base, ImageFolderDataset):
         return max(len(base.class_names), 1)
     if isinstance(base, chainer.datasets.TupleDataset) and len(base._datasets) >= 2:

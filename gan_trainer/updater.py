@@ -49,6 +49,7 @@ from chainer.dataset import convert
 from chainer.training import StandardUpdater
 
 from gan_trainer.ema import GeneratorEMA
+from gan_trainer.iterators import ResumableShuffleOrderSampler, serialize_random_state
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
 from gan_trainer.nets import call_net
@@ -299,6 +300,10 @@ class GANUpdater(StandardUpdater):
         their own ``RandomState``, the random state that orders the next
         epochs (Chainer saves only the current epoch's order), so a resumed
         run draws the same z and the same batches as an uninterrupted one.
+        A :class:`~gan_trainer.iterators.ResumableShuffleOrderSampler` saves
+        its state as of the batches trained on, which is what makes this
+        hold for a ``MultiprocessIterator`` too (its prefetching draws the
+        next epoch's order early).
         """
         super().serialize(serializer)
         serialize_random_state(serializer['z_rng'], self.rng)
@@ -306,17 +311,12 @@ class GANUpdater(StandardUpdater):
             self.ema.serialize(serializer['gen_ema'])
         for name, iterator in self._iterators.items():
             sampler = getattr(iterator, 'order_sampler', None)
+            if isinstance(sampler, ResumableShuffleOrderSampler):
+                # Its state as of the iterator's epoch, not as far as a
+                # prefetching iterator has drawn ahead.
+                sampler.serialize(serializer['order_rng:' + name], iterator.epoch)
+                continue
             rng = getattr(sampler, '_random', None)
             # The global RNG (Chainer's default) is the program's, not ours.
             if isinstance(rng, numpy.random.RandomState) and rng is not numpy.random.mtrand._rand:
                 serialize_random_state(serializer['order_rng:' + name], rng)
-
-
-def serialize_random_state(serializer, rng: numpy.random.RandomState) -> None:
-    """Saves or restores a NumPy ``RandomState`` through a Chainer serializer."""
-    name, keys, pos, has_gauss, cached = rng.get_state()
-    keys = serializer('keys', keys)
-    scalars = serializer('scalars', numpy.array([pos, has_gauss, cached], numpy.float64))
-    if isinstance(serializer, chainer.serializer.Deserializer):
-        rng.set_state((name, numpy.asarray(keys, numpy.uint32), int(scalars[0]),
-                       int(scalars[1]), float(scalars[2])))

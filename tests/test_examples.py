@@ -5,6 +5,7 @@ its output; everything else writes under its own ``tmp_path``.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,11 +92,16 @@ def image_folder(tmp_path_factory):
     return root
 
 
+# Two loader processes decode the images (the default for a folder, given
+# explicitly so the tests below compare with it whatever the default becomes).
+FOLDER = ('--size', '8', '--eval_interval', '6', '--loaderjob', '2')
+
+
 @pytest.fixture(scope='session')
 def folder_run(tmp_path_factory, image_folder):
-    """A run on the image folder at 8x8, evaluated only at its end."""
+    """A run on the image folder at 8x8 with two loader processes, evaluated only at its end."""
     out = tmp_path_factory.mktemp('folder') / 'result'
-    proc = train('--dataset', image_folder, '--size', '8', '--eval_interval', '6', '--out', out)
+    proc = train('--dataset', image_folder, *FOLDER, '--out', out)
     return out, succeeded(proc)
 
 
@@ -198,8 +204,64 @@ def test_resume_across_an_epoch_boundary_is_exact(folder_run, image_folder, tmp_
     first, _ = folder_run
     out = tmp_path / 'resumed'
     resume = ['--resume', first / 'snapshot_iter_3', '--out', out]
-    succeeded(train('--dataset', image_folder, '--size', '8', '--eval_interval', '6', *resume))
+    succeeded(train('--dataset', image_folder, *FOLDER, *resume))
     assert_same_weights(out / 'gen_iter_6.npz', first / 'gen_iter_6.npz')
+
+
+def test_loader_processes_train_on_the_batches_of_the_training_process(
+        folder_run, image_folder, tmp_path):
+    # Decoded in the training process (--loaderjob 0), the same seed gives
+    # the same batches, so the same weights as with two loader processes.
+    out = tmp_path / 'serial'
+    succeeded(train('--dataset', image_folder, *FOLDER, '--loaderjob', '0', '--out', out))
+    for name in ('gen_iter_6.npz', 'dis_iter_6.npz'):
+        assert_same_weights(out / name, folder_run[0] / name)
+
+
+def test_resume_auto_with_loader_processes_is_exact(folder_run, image_folder, tmp_path):
+    # Half the run, then --resume auto in the same folder up to the end. The
+    # loader processes run ahead of training and shuffle the next epochs
+    # early; the snapshot must still hold the data order of the batches
+    # trained on (see gan_trainer.iterators).
+    out = tmp_path / 'result'
+    succeeded(train('--dataset', image_folder, *FOLDER, '--iteration', '3', '--out', out))
+    proc = succeeded(train('--dataset', image_folder, *FOLDER, '--resume', 'auto', '--out', out))
+    assert proc.stdout.startswith(f'train_dcgan.py: resuming from {out}/snapshot_iter_3\n')
+    for name in ('gen_iter_6.npz', 'dis_iter_6.npz'):
+        assert_same_weights(out / name, folder_run[0] / name)
+
+
+# Builds the trainer as the script does, then prints how many loader
+# processes its iterator has and, after the run, how many children are left.
+COUNT_WORKERS = """
+import multiprocessing, sys
+from chainer.iterators import MultiprocessIterator
+sys.path.insert(0, 'examples')
+import train_dcgan
+trainer = train_dcgan.build(train_dcgan.parse_args(sys.argv[1:]))
+iterator = trainer.updater.get_iterator('main')
+print(iterator.n_processes if isinstance(iterator, MultiprocessIterator) else 0)
+trainer.run()
+print(len(multiprocessing.active_children()))
+"""
+
+
+@pytest.mark.parametrize('dataset, loaderjob, workers', [
+    ('folder', [], min(2, os.cpu_count() or 1)),  # the default for a folder
+    ('folder', ['--loaderjob', '0'], 0),
+    ('digits', ['--loaderjob', '2'], 0),  # in memory: nothing to decode
+], ids=['folder-default', 'folder-0', 'digits-2'])
+def test_loader_processes_decode_folders_and_stop_when_the_run_ends(
+        image_folder, tmp_path, dataset, loaderjob, workers):
+    dataset = image_folder if dataset == 'folder' else dataset
+    args = [*FAST.split(), '--iteration', '2', '--dataset', dataset, *loaderjob]
+    proc = subprocess.run(
+        [sys.executable, '-c', COUNT_WORKERS, *map(str, args), '--out', str(tmp_path / 'out')],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == str(workers)
+    assert lines[-1] == '0'  # Trainer.run finalized the iterator: no worker is left
 
 
 def test_training_on_an_image_folder_warns_once_about_the_broken_file(folder_run):
@@ -307,6 +369,10 @@ def bad_train_cases():
         'dataset_text_file_only': dataset(only_file('notes.txt', 'hello')),
         'dataset_undecodable_only': dataset(only_file('broken.png', 'not an image')),
         'batchsize_zero': lambda tmp, _: (['--batchsize', '0'], '--batchsize'),
+        'loaderjob_negative': lambda tmp, _: (
+            ['--loaderjob', '-1'],
+            '--loaderjob/-j: must be 0 or more, got -1',
+        ),
         'batchsize_text': lambda tmp, _: (
             ['--batchsize', 'abc'],
             "--batchsize/-b: expected an integer, got 'abc'",

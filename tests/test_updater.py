@@ -7,6 +7,7 @@ import pytest
 from chainer import training
 
 from gan_trainer import GANUpdater
+from gan_trainer.iterators import train_iterator
 from gan_trainer.losses import NONSATURATING
 from gan_trainer.testing import fake_dataset, fake_images, tiny_discriminator, tiny_generator
 
@@ -20,7 +21,10 @@ def make_updater(data=None, *, batchsize=4, gen=None, dis=None, **options):
         opts[name].setup(net)
     data = fake_images(40) if data is None else data
     shuffle_seed = options.pop('shuffle_seed', None)
-    if shuffle_seed is None:
+    n_processes = options.pop('n_processes', None)
+    if n_processes is not None:
+        it = train_iterator(data, batchsize, seed=shuffle_seed, n_processes=n_processes)
+    elif shuffle_seed is None:
         it = chainer.iterators.SerialIterator(data, batchsize, shuffle=False)
     else:
         sampler = chainer.iterators.ShuffleOrderSampler(numpy.random.RandomState(shuffle_seed))
@@ -197,18 +201,22 @@ def run_trainer(updater, iterations, out, snapshot_at=None):
     return trainer
 
 
-def test_serialize_resumes_exactly_across_epochs(tmp_path):
+# None: Chainer's ShuffleOrderSampler on a SerialIterator; 0 and 2:
+# train_iterator without and with loader processes.
+@pytest.mark.parametrize('n_processes', [None, 0, 2])
+@pytest.mark.filterwarnings('ignore:setDaemon:DeprecationWarning')  # Chainer's prefetch thread
+def test_serialize_resumes_exactly_across_epochs(tmp_path, n_processes):
     # 12 images, batch 4, n_dis 2: an epoch every 1.5 iterations, so the
     # shuffled order of later epochs must come back from the snapshot too.
     data = fake_images(12)
-    straight = make_updater(data, n_dis=2, shuffle_seed=1)
+    straight = make_updater(data, n_dis=2, shuffle_seed=1, n_processes=n_processes)
     run_trainer(straight, 6, tmp_path / 'a').run()
 
-    first = make_updater(data, n_dis=2, shuffle_seed=1)
+    first = make_updater(data, n_dis=2, shuffle_seed=1, n_processes=n_processes)
     run_trainer(first, 3, tmp_path / 'b', snapshot_at=3).run()
     # A new process would build everything from scratch, with other seeds.
     resumed = make_updater(data, n_dis=2, shuffle_seed=5, gen=tiny_generator(seed=7),
-                           dis=tiny_discriminator(seed=7), seed=99)
+                           dis=tiny_discriminator(seed=7), seed=99, n_processes=n_processes)
     trainer = run_trainer(resumed, 6, tmp_path / 'c')
     chainer.serializers.load_npz(str(tmp_path / 'b' / 'snap'), trainer)
     assert resumed.iteration == 3

@@ -38,11 +38,11 @@ class LeakyReLU(chainer.FunctionNode):
             return reference_backward(self, indexes, grad_outputs, self.reference)
         y = self.get_retained_outputs()[0].array
         gy = grad_outputs[0].array
-        # Chainer's convention: slope for x < 0, 1 for x >= 0. The factor is
+        # Chainer 7's convention: slope for x <= 0, 1 for x > 0. The factor is
         # built arithmetically: numpy.where/copyto with a random mask branch
         # per element and run ~9x slower.
         slope = gy.dtype.type(self.slope)
-        gx = (y >= 0).astype(gy.dtype)
+        gx = (y > 0).astype(gy.dtype)
         gx *= 1 - slope
         gx += slope
         gx *= gy

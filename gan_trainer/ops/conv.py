@@ -16,6 +16,10 @@ shape) so that:
   with a small sub-kernel. Each of the ``s*s`` phases is an im2col and a
   product written into a strided slice of the output, so no col2im
   (scatter-add) is ever needed;
+* a transposed convolution to a few channels (an image layer: ``C_in >
+  4 * C_out``) is instead one product and a scatter-add of ``kh*kw`` thin
+  slices, laid out channel-first so that each add moves whole image rows;
+  its output is the one exception to the channel-last layout;
 * the backward passes reuse the same two routines: a convolution's input
   gradient is a transposed convolution of ``gy`` and vice versa, and the
   weight gradients are one product of saved columns and ``gy``.
@@ -240,10 +244,20 @@ class Deconvolution2D(chainer.FunctionNode):
         x, W = inputs[:2]
         b = inputs[2] if len(inputs) == 3 else None
         k = W.shape[2:]
-        if self.outsize is None:
-            self.outsize = tuple(conv_utils.get_deconv_outsize(size, kk, st, pp)
-                                 for size, kk, st, pp in zip(x.shape[2:], k, self.s, self.p))
-        self.outsize = _pair(self.outsize)
+        # Like Chainer: outsize None (or None on one axis) is the smallest
+        # output; a given one must be a size that this input can produce.
+        outsize = (None, None) if self.outsize is None else _pair(self.outsize)
+        sizes = []
+        for o, size, kk, st, pp in zip(outsize, x.shape[2:], k, self.s, self.p):
+            if o is None:
+                o = conv_utils.get_deconv_outsize(size, kk, st, pp)
+            elif not (conv_utils.get_conv_outsize(o, kk, st, pp) <= size
+                      <= conv_utils.get_conv_outsize(o, kk, st, pp, cover_all=True)):
+                raise ValueError(
+                    f'outsize {self.outsize} cannot come from input size {x.shape[2:]} '
+                    f'with ksize {k}, stride {self.s} and pad {self.p}')
+            sizes.append(o)
+        self.outsize = tuple(sizes)
         y = deconv_nhwc(_nhwc(x), W, self.s, self.p, self.outsize)
         if b is not None:
             y += b
