@@ -27,13 +27,17 @@ range (slowest..fastest window) is printed beside it. Then one more window
 runs with timers around the updater's parts, for the split: data (next
 batch + transfer), G forward, D forward, the backward passes of the D step
 and of the G step (loss functions included, D frozen during the G step),
-and the optimizers. On a GPU every timer synchronizes the device first.
+and the optimizers; on the CPU also the time spent in the matrix products
+of :mod:`gan_trainer.ops`' convolutions, which is the floor that removing
+copies can approach. On a GPU every timer synchronizes the device first.
 
-``--data folder`` writes ``--folder_images`` random PNGs to a temporary
+``--data folder`` writes ``--folder_images`` random PNGs of
+``--folder_side`` pixels (photos are larger than the net) to a temporary
 folder and reads them with :class:`gan_trainer.datasets.ImageFolderDataset`
-through Chainer's ``MultiprocessIterator`` with ``--loaderjob`` worker
-processes (0 = ``SerialIterator``, decoding in the training process), which
-is how ``examples/train_dcgan.py`` reads folders: the *data* row shows
+through :func:`gan_trainer.iterators.train_iterator` with ``--loaderjob``
+worker processes (a ``MultiprocessIterator``; 0 = ``SerialIterator``,
+decoding in the training process), which is how ``examples/train_dcgan.py``
+reads folders: the *data* row shows
 whether decoding stalls the step.
 
 The last line is exactly ``throughput NET DEVICE IMAGES_PER_S img/s``.
@@ -56,7 +60,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gan_trainer import GANUpdater, ops
 from gan_trainer.datasets import ImageFolderDataset, get_digits
+from gan_trainer.iterators import train_iterator
 from gan_trainer.nets import Discriminator, Generator
+from gan_trainer.ops import conv as ops_conv
 
 NETS = {
     # name: (size, channels, iterations per window)
@@ -79,13 +85,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '20 on GPU)')
     p.add_argument('--data', choices=('memory', 'folder'), default='memory')
     p.add_argument('--folder_images', type=int, default=256)
+    p.add_argument('--folder_side', type=int, default=256,
+                   help='side of the PNGs --data folder writes (resized to the net on reading)')
     p.add_argument('--loaderjob', type=int, default=2,
                    help='MultiprocessIterator workers for --data folder (0: SerialIterator)')
     p.add_argument('--reference', action='store_true',
                    help="Chainer's own functions instead of gan_trainer.ops")
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
-    for name in ('batchsize', 'windows', 'folder_images'):
+    for name in ('batchsize', 'windows', 'folder_images', 'folder_side'):
         if getattr(args, name) < 1:
             p.error(f'--{name} must be at least 1')
     if args.iters is None:
@@ -116,12 +124,10 @@ def write_folder(root: str, n: int, size: int, channels: int, seed: int) -> None
 def make_iterator(args, size: int, channels: int, tmp: str):
     """The training iterator for ``--data``."""
     if args.data == 'folder':
-        write_folder(tmp, args.folder_images, size, channels, args.seed)
+        write_folder(tmp, args.folder_images, args.folder_side, channels, args.seed)
         data = ImageFolderDataset(tmp, size=size, gray=channels == 1)
-        if args.loaderjob > 0:
-            return chainer.iterators.MultiprocessIterator(
-                data, args.batchsize, n_processes=args.loaderjob, seed=args.seed)
-        return chainer.iterators.SerialIterator(data, args.batchsize)
+        # The iterator examples/train_dcgan.py uses for a folder.
+        return train_iterator(data, args.batchsize, seed=args.seed, n_processes=args.loaderjob)
     if args.net == 'digits28':
         data = get_digits('train')
     else:
@@ -158,6 +164,22 @@ class PhaseTimer:
             setattr(updater, attr, self.wrap(getattr(updater, attr), phase))
         for opt in updater.get_all_optimizers().values():
             opt.update = self.wrap(opt.update, 'optimizers')
+        # The matrix products inside gan_trainer.ops' convolutions, across
+        # all phases: how close the step is to what BLAS alone would take.
+        self.matmul = 0.0
+        self._matmul = ops_conv._matmul
+
+        def timed_matmul(a, b):
+            start = time.perf_counter()
+            try:
+                return self._matmul(a, b)
+            finally:
+                self.matmul += time.perf_counter() - start
+        ops_conv._matmul = timed_matmul
+
+    def restore(self) -> None:
+        """Puts back the unwrapped matrix product."""
+        ops_conv._matmul = self._matmul
 
     def wrap(self, fn, phase):
         def timed(*args, **kwargs):
@@ -218,6 +240,7 @@ def main(argv=None) -> int:
             for _ in range(args.iters):
                 updater.update()
             total = time.perf_counter() - start
+            timer.restore()
         finally:
             iterator.finalize()
     median = statistics.median(rates)
@@ -231,6 +254,9 @@ def main(argv=None) -> int:
         print(f'  {phase:18s} {ms:8.2f} ms  {100 * split[phase] / total:5.1f}%')
     rest = total - sum(split[p] for p in PHASES)
     print(f'  {"other":18s} {1e3 * rest / args.iters:8.2f} ms  {100 * rest / total:5.1f}%')
+    if not args.reference and args.device == 'cpu':
+        print(f'matrix products in conv/deconv (all phases): '
+              f'{1e3 * timer.matmul / args.iters:.2f} ms  {100 * timer.matmul / total:.1f}%')
     print(f'throughput {args.net} {args.device} {median:.1f} img/s')
     return 0
 

@@ -81,7 +81,7 @@ def fail(prog: str, error: Exception) -> int:
 def add_generator_args(parser: argparse.ArgumentParser) -> None:
     """The snapshot flags every generator script has: GEN_SNAPSHOT, --config, --no_ema."""
     a = parser.add_argument
-    a('gen', metavar='GEN_SNAPSHOT', help='generator snapshot, e.g. result/gen_iter_1200.npz')
+    a('gen', metavar='GEN_SNAPSHOT', help='generator snapshot, e.g. result/gen_iter_2500.npz')
     a('--config', help='config.json of the run (default: beside the snapshot)')
     a('--no_ema', action='store_true',
       help='use G itself even when the run kept an EMA of it (gen_ema_iter_N.npz)')

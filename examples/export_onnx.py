@@ -2,8 +2,8 @@
 """Export a trained generator snapshot to ONNX.
 
     pip install -e '.[onnx]'
-    python examples/export_onnx.py result/gen_iter_1200.npz --out gen.onnx
-    python examples/export_onnx.py result/gen_iter_1200.npz --out gen16.onnx --batch 16
+    python examples/export_onnx.py result/gen_iter_2500.npz --out gen.onnx
+    python examples/export_onnx.py result/gen_iter_2500.npz --out gen16.onnx --batch 16
 
 The model's input is ``z`` ``(B, n_hidden)`` float32 (plus ``t`` ``(B,)``
 int32, the class labels, for a conditional snapshot) and its output

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Write a grid of images, or single image files, from a trained generator snapshot.
 
-    python examples/generate.py result/gen_iter_1200.npz --rows 8 --cols 8 --out grid.png
-    python examples/generate.py result/gen_iter_1200.npz --nice --out nice.png
-    python examples/generate.py result/gen_iter_1200.npz --n 500 --out_dir samples
+    python examples/generate.py result/gen_iter_2500.npz --rows 8 --cols 8 --out grid.png
+    python examples/generate.py result/gen_iter_2500.npz --nice --out nice.png
+    python examples/generate.py result/gen_iter_2500.npz --n 500 --out_dir samples
 
 The network is rebuilt from ``config.json`` in the snapshot's folder (or
 ``--config``). ``--nice`` draws 20 times as many images as it keeps and

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Write a grid of latent interpolations from a trained generator snapshot.
 
-    python examples/interpolate.py result/gen_iter_1200.npz --out interpolation.png
-    python examples/interpolate.py result/gen_iter_1200.npz --mode both --rows 4 --out both.png
+    python examples/interpolate.py result/gen_iter_2500.npz --out interpolation.png
+    python examples/interpolate.py result/gen_iter_2500.npz --mode both --rows 4 --out both.png
 
 Each row walks from one random z to another in ``--steps`` images; the first
 and last columns are G of exactly those two vectors. ``--mode spherical``

@@ -89,7 +89,7 @@ def build_parser() -> Parser:
     a = p.add_argument
     a('--gpu', '-g', type=int, default=-1, help='GPU id; -1 (default) runs on the CPU')
     a('--batchsize', '-b', type=positive_int, default=64, help='images per batch')
-    a('--iteration', type=positive_int, default=1200, help='G updates to train (default 1200)')
+    a('--iteration', type=positive_int, default=2500, help='G updates to train (default 2500)')
     a('--epoch', '-e', type=positive_int, help='train this many epochs instead of --iteration')
     a('--out', '-o', default='result', help='output folder')
     a('--resume', '-r', help="trainer snapshot to resume from, or 'auto' for the newest in --out")

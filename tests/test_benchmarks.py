@@ -1,0 +1,76 @@
+"""The throughput benchmark runs, splits its time and prints its contract line.
+
+``benchmarks/throughput.py`` is run as a real process with one short window
+(the figures themselves are never asserted: they depend on the machine); what
+is checked is that it runs both networks' code paths and both data paths,
+that the per-phase split adds up to the timed window, and that the last line
+is exactly ``throughput NET DEVICE X img/s``.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LAST_LINE = re.compile(r'^throughput (digits28|dcgan64) (cpu|gpu) (\d+\.\d) img/s$')
+PHASE = re.compile(r'^  (data|G forward|D forward|D step backward|G step backward|optimizers|other)'
+                   r' +(-?\d+\.\d\d) ms +(-?\d+\.\d)%$')
+
+
+def bench(*args):
+    proc = subprocess.run(
+        [sys.executable, 'benchmarks/throughput.py', '--warmup', '1', '--windows', '2',
+         '--iters', '1', *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, f'exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}'
+    return proc.stdout.strip().splitlines()
+
+
+def phases(lines):
+    found = {}
+    for line in lines:
+        m = PHASE.match(line)
+        if m:
+            found[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+    return found
+
+
+@pytest.mark.parametrize('args', [
+    ('--net', 'digits28'),
+    ('--net', 'digits28', '--reference'),
+    ('--net', 'digits28', '--data', 'folder', '--folder_images', '8', '--folder_side', '40',
+     '--batchsize', '4', '--loaderjob', '1'),
+], ids=['fast', 'reference', 'folder'])
+def test_throughput_prints_windows_a_split_and_the_contract_line(args):
+    lines = bench(*args)
+    m = LAST_LINE.match(lines[-1])
+    assert m, lines[-1]
+    assert m.group(1) == 'digits28' and m.group(2) == 'cpu'
+    rates = [float(line.split()[2]) for line in lines if line.startswith('window ')]
+    assert len(rates) == 2
+    # The reported figure is the median of the windows (of two: their mean).
+    assert float(m.group(3)) == pytest.approx(sum(rates) / 2, abs=0.1)
+    split = phases(lines)
+    assert set(split) == {'data', 'G forward', 'D forward', 'D step backward',
+                          'G step backward', 'optimizers', 'other'}
+    # Every phase took time, and the shares add up to the whole window.
+    assert all(ms > 0 for name, (ms, _) in split.items() if name != 'other')
+    assert sum(pct for _, pct in split.values()) == pytest.approx(100, abs=0.5)
+    matmul = [line for line in lines if line.startswith('matrix products')]
+    assert len(matmul) == (0 if '--reference' in args else 1)
+
+
+def test_throughput_builds_the_papers_64x64_dcgan():
+    lines = bench('--net', 'dcgan64', '--batchsize', '8', '--windows', '1', '--warmup', '0')
+    assert LAST_LINE.match(lines[-1]).group(1) == 'dcgan64'
+
+
+def test_throughput_rejects_a_bad_flag_in_one_line():
+    proc = subprocess.run(
+        [sys.executable, 'benchmarks/throughput.py', '--windows', '0'],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith('--windows must be at least 1')
