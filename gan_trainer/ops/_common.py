@@ -42,7 +42,7 @@ def keep_freed_memory() -> bool:
     (im2col columns, activations, gradients) every iteration. By default
     glibc serves such blocks with ``mmap`` and returns them to the system on
     ``free``, so every step page-faults all of that memory in again, which
-    costs 5-15% of a CPU step here. Raising the mmap threshold (to its
+    costs over 10% of a CPU step here (see docs/performance.md). Raising the mmap threshold (to its
     32 MiB maximum) and the trim threshold keeps the memory in the heap:
     the process stays at its peak footprint instead. Called by the first
     fast function that runs; does nothing off glibc, or when the
