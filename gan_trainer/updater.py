@@ -287,6 +287,7 @@ class GANUpdater(StandardUpdater):
             loss = self.loss.gen(self.discriminate(x_fake, t))
             loss.backward(loss_scale=self.loss_scale)
         self.get_optimizer('gen').update()
+        dis.cleargrads()  # a no-op unless something outside frozen() set them
         loss.unchain_backward()
         if self.ema is not None:
             self.ema.update(gen, self.iteration)

@@ -78,7 +78,10 @@ def frozen(link: chainer.Link) -> Iterator[chainer.Link]:
     ``requires_grad``, which has no public setter; this sets the node's
     flag and restores it on exit, even after an exception.
     """
-    params = [p for p in link.params() if p.node._requires_grad]
+    # ChainerX arrays have no graph node to flag; their gradients are
+    # computed as usual (the updater clears them after the G step).
+    params = [p for p in link.params()
+              if not p._has_chainerx_array and p.node._requires_grad]
     for p in params:
         p._requires_grad = p.node._requires_grad = False
     try:
