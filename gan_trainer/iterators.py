@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import pickle
 import threading
+import warnings
 
 import chainer
 import numpy
@@ -156,7 +157,15 @@ class _WorkerIterator(chainer.iterators.MultiprocessIterator):
     """``MultiprocessIterator`` that raises a worker's error instead of hanging."""
 
     def __next__(self):
-        batch = super().__next__()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when a process with threads forks (here:
+            # BLAS's thread pool, Chainer's prefetch thread). The workers
+            # only read examples (PIL, NumPy) and take none of those
+            # threads' locks, and OpenBLAS resets itself in a forked child:
+            # the same fork a PyTorch DataLoader makes on Linux.
+            warnings.filterwarnings('ignore', message=r'This process .* is multi-threaded',
+                                    category=DeprecationWarning)
+            batch = super().__next__()
         for example in batch:
             if isinstance(example, _Failure):
                 raise example.error
