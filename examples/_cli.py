@@ -38,12 +38,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f'{self.prog}: error: {message}\n')
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _int(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
     return value
@@ -51,10 +55,7 @@ def positive_int(text: str) -> int:
 
 def nonnegative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
+    value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f'must be 0 or more, got {value}')
     return value

@@ -33,6 +33,9 @@ if not hasattr(chainer.global_config, CONFIG_KEY):
 
 
 _MALLOC_TUNED = False
+# Set once the settings have been tried, whatever came of it, so that the
+# fast functions' hot path does not retry (and reload libc) on every call.
+_MALLOC_TRIED = False
 
 
 def keep_freed_memory() -> bool:
@@ -42,18 +45,22 @@ def keep_freed_memory() -> bool:
     (im2col columns, activations, gradients) every iteration. By default
     glibc serves such blocks with ``mmap`` and returns them to the system on
     ``free``, so every step page-faults all of that memory in again, which
-    costs over 10% of a CPU step here (see docs/performance.md). Raising the mmap threshold (to its
-    32 MiB maximum) and the trim threshold keeps the memory in the heap:
-    the process stays at its peak footprint instead. Called by the first
-    fast function that runs; does nothing off glibc, or when the
-    environment variable ``GAN_TRAINER_MALLOPT`` is ``0``.
+    costs over 10% of a CPU step here (see docs/performance.md). Raising
+    the mmap threshold (to its 32 MiB maximum) and the trim threshold keeps
+    the memory in the heap: the process stays at its peak footprint
+    instead. Called by the first fast function that runs and tried only
+    once; does nothing off glibc, or when the environment variable
+    ``GAN_TRAINER_MALLOPT`` is ``0``.
 
     Returns:
         True if the settings were applied (now or earlier).
     """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or os.environ.get('GAN_TRAINER_MALLOPT', '1').strip() == '0':
+    global _MALLOC_TUNED, _MALLOC_TRIED
+    if _MALLOC_TRIED:
         return _MALLOC_TUNED
+    _MALLOC_TRIED = True
+    if os.environ.get('GAN_TRAINER_MALLOPT', '1').strip() == '0':
+        return False
     try:
         mallopt = ctypes.CDLL('libc.so.6').mallopt
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
@@ -87,7 +94,7 @@ def use_fast(*arrays) -> bool:
         if dtype is not None and a.dtype != dtype:
             return False
         dtype = a.dtype
-    if not _MALLOC_TUNED:
+    if not _MALLOC_TRIED:
         keep_freed_memory()
     return True
 

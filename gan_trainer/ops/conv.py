@@ -270,13 +270,16 @@ class Deconvolution2D(chainer.FunctionNode):
         gy = _nhwc(grad_outputs[0].array)
         k = W.shape[2:]
         gx = gW = gb = None
-        if 0 in indexes or 1 in indexes:
-            # Columns of gy under the matching convolution: (N*H*W, kh*kw*Co).
-            cols = im2col(gy, k, self.s, self.p, x.shape[2:])
+        # gx is the matching convolution of gy with the same W (read as
+        # (Co, Ci, kh, kw) -> Ci outputs); its columns of gy, (N*H*W,
+        # kh*kw*Co), are also gW's other factor.
+        cols = None
         if 0 in indexes:
-            w_mat = W.transpose(0, 2, 3, 1).reshape(W.shape[0], -1)  # (Ci, kh*kw*Co)
-            gx = _nchw(_matmul(cols, w_mat.T).reshape(x.shape[0], *x.shape[2:], W.shape[0]))
+            gx, cols = conv_nhwc(gy, W, k, self.s, self.p, x.shape[2:])
+            gx = _nchw(gx)
         if 1 in indexes:
+            if cols is None:
+                cols = im2col(gy, k, self.s, self.p, x.shape[2:])
             x_rows = numpy.ascontiguousarray(_nhwc(x)).reshape(-1, W.shape[0])
             gW = _matmul(x_rows.T, cols).reshape(W.shape[0], *k, W.shape[1])
             gW = numpy.ascontiguousarray(gW.transpose(0, 3, 1, 2))
