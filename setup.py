@@ -92,7 +92,8 @@ setup(
     ],
     extras_require={
         'gpu': ['cupy-cuda12x'],
-        # Machines with CUDA 13 (CuPy 14, NumPy 2); not yet run on a GPU here.
+        # Machines with CUDA 13 (CuPy 14, NumPy 2; run on an H100 here). CuPy 14
+        # has no cuDNN: Chainer uses its own GPU convolutions.
         'gpu-cuda13': ['cupy-cuda13x'],
         # onnx >= 1.19 has no onnx.mapping, which gan_trainer_compat stands in
         # for; onnxruntime >= 1.19 is the first built for NumPy 2.

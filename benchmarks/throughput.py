@@ -91,6 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='MultiprocessIterator workers for --data folder (0: SerialIterator)')
     p.add_argument('--reference', action='store_true',
                    help="Chainer's own functions instead of gan_trainer.ops")
+    p.add_argument('--profile', type=int, default=0, metavar='N',
+                   help="after the split, one more window under Chainer's TimerHook: "
+                        'the N functions that took longest (forward + backward)')
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
     for name in ('batchsize', 'windows', 'folder_images', 'folder_side'):
@@ -207,6 +210,18 @@ class PhaseTimer:
         return t
 
 
+def function_times(updater: GANUpdater, iters: int) -> dict[str, float]:
+    """Seconds per iteration spent in each Chainer function, over ``iters`` iterations."""
+    hook = chainer.function_hooks.TimerHook()
+    with hook:
+        for _ in range(iters):
+            updater.update()
+    totals: dict[str, float] = {}
+    for name, seconds in hook.call_history:
+        totals[name] = totals.get(name, 0.0) + seconds / iters
+    return totals
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     size, channels, _ = NETS[args.net]
@@ -241,6 +256,8 @@ def main(argv=None) -> int:
                 updater.update()
             total = time.perf_counter() - start
             timer.restore()
+            split = timer.split()  # before the profile window, which the timers would see
+            profile = function_times(updater, args.iters) if args.profile else None
         finally:
             iterator.finalize()
     median = statistics.median(rates)
@@ -248,7 +265,6 @@ def main(argv=None) -> int:
           f'over {args.windows} windows of {args.iters} iterations')
     print(f'per-phase split ({args.iters} timed iterations, '
           f'{1e3 * total / args.iters:.1f} ms each):')
-    split = timer.split()
     for phase in PHASES:
         ms = 1e3 * split[phase] / args.iters
         print(f'  {phase:18s} {ms:8.2f} ms  {100 * split[phase] / total:5.1f}%')
@@ -257,6 +273,11 @@ def main(argv=None) -> int:
     if not args.reference and args.device == 'cpu':
         print(f'matrix products in conv/deconv (all phases): '
               f'{1e3 * timer.matmul / args.iters:.2f} ms  {100 * timer.matmul / total:.1f}%')
+    if profile:
+        print(f'slowest functions (TimerHook, forward + backward, ms per iteration; '
+              f'each call synchronizes the device): {1e3 * sum(profile.values()):.1f} ms in all')
+        for name, seconds in sorted(profile.items(), key=lambda kv: -kv[1])[:args.profile]:
+            print(f'  {name:24s} {1e3 * seconds:8.2f} ms')
     print(f'throughput {args.net} {args.device} {median:.1f} img/s')
     return 0
 

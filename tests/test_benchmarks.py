@@ -74,3 +74,20 @@ def test_throughput_rejects_a_bad_flag_in_one_line():
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith('--windows must be at least 1')
+
+
+def test_throughput_profile_lists_the_slowest_functions_after_an_untouched_split():
+    lines = bench('--net', 'digits28', '--profile', '3')
+    start = next(i for i, line in enumerate(lines) if line.startswith('slowest functions'))
+    rows = [line.split() for line in lines[start + 1:-1]]
+    assert len(rows) == 3
+    times = [float(row[1]) for row in rows]
+    assert times == sorted(times, reverse=True) and times[-1] > 0
+    # The package's fast convolution is among the slowest on the CPU.
+    assert 'Convolution2D' in [row[0] for row in rows]
+    # The profile window runs after the split: the split's own timers must
+    # not count it (they did once, which made 'other' negative).
+    split = phases(lines)
+    assert split['other'][0] >= 0
+    assert sum(pct for _, pct in split.values()) == pytest.approx(100, abs=0.5)
+    assert LAST_LINE.match(lines[-1])
