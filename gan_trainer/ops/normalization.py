@@ -21,6 +21,7 @@ import chainer.functions as F
 import numpy
 
 from gan_trainer.ops._common import as_rows, from_rows, reference_backward, use_fast, variables
+from gan_trainer.ops.normalization_cupy import BatchNormalizationCuPy, use_fast_cupy
 
 
 class BatchNormalization(chainer.FunctionNode):
@@ -83,8 +84,14 @@ def batch_normalization(x, gamma, beta, *, eps: float = 2e-5, running_mean=None,
 
     Normalizes ``x`` ``(N, C, ...)`` per channel with the batch's statistics
     and updates ``running_mean`` / ``running_var`` in place when given.
-    Non-NumPy or float16 inputs go to Chainer's function.
+    CuPy float32/float64 inputs get
+    :class:`~gan_trainer.ops.normalization_cupy.BatchNormalizationCuPy`
+    (Chainer's GPU function is slow without cuDNN, which CuPy 14 dropped);
+    float16 and other inputs go to Chainer's function.
     """
+    if x.ndim >= 2 and use_fast_cupy(x, gamma, beta):
+        y, = BatchNormalizationCuPy(eps, running_mean, running_var, decay).apply((x, gamma, beta))
+        return y
     if not use_fast(x, gamma, beta) or x.ndim < 2:
         return F.batch_normalization(x, gamma, beta, eps=eps, running_mean=running_mean,
                                      running_var=running_var, decay=decay)
