@@ -832,6 +832,27 @@ def test_batch_normalization_link_in_train_mode_matches_chainer(kwargs):
         assert_close(state(ours)[k], v, numpy.float32)
 
 
+def test_batch_normalization_link_without_gamma_and_beta_matches_chainer():
+    # Conditional batch normalization's inner link: no affine parameters.
+    kwargs = {'use_gamma': False, 'use_beta': False}
+    ours, theirs = ops.BatchNormalization(4, **kwargs), L.BatchNormalization(4, **kwargs)
+    rng = numpy.random.default_rng(13)
+    for i in range(2):
+        x = (randn(rng, (5, 4, 3, 2), numpy.float32) + i) * (i + 2)
+        gy = randn(rng, x.shape, numpy.float32)
+        y, (gx,) = grads(ours, (x,), gy)
+        y_ref, (gx_ref,) = grads(theirs, (x,), gy)
+        assert isinstance(y.creator, normalization.BatchNormalization)
+        assert_close(y, y_ref, numpy.float32)
+        assert_close(gx, gx_ref, numpy.float32)
+        # Mean 0 and variance 1 per channel: no scale or shift was applied.
+        rows = numpy.moveaxis(y.array, 1, -1).reshape(-1, 4)
+        numpy.testing.assert_allclose(rows.mean(axis=0), 0, atol=1e-5)
+        numpy.testing.assert_allclose(rows.var(axis=0), 1, atol=1e-3)
+    for k, v in state(theirs).items():
+        assert_close(state(ours)[k], v, numpy.float32)
+
+
 def test_batch_normalization_link_finetune_is_chainers():
     ours, theirs = bn_pair()
     rng = numpy.random.default_rng(12)

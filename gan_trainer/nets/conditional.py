@@ -40,6 +40,7 @@ import chainer.links as L
 import numpy as np
 from chainer import initializers
 
+from gan_trainer import ops
 from gan_trainer.nets._blocks import (
     WEIGHT_STD,
     DiscriminatorBase,
@@ -98,7 +99,7 @@ class ConditionalBatchNormalization(chainer.Chain):
     def __init__(self, size: int, n_classes: int):
         super().__init__()
         with self.init_scope():
-            self.bn = L.BatchNormalization(size, use_gamma=False, use_beta=False)
+            self.bn = ops.BatchNormalization(size, use_gamma=False, use_beta=False)
             self.gamma = L.EmbedID(n_classes, size, initialW=initializers.One())
             self.beta = L.EmbedID(n_classes, size, initialW=initializers.Zero())
 

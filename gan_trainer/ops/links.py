@@ -51,15 +51,19 @@ class BatchNormalization(L.BatchNormalization):
 
     Training mode over the channel axis (Chainer's default ``axis``) runs
     :func:`~gan_trainer.ops.batch_normalization`; evaluation mode,
-    fine-tuning and other axes use Chainer's link unchanged.
+    fine-tuning and other axes use Chainer's link unchanged. Without
+    ``gamma``/``beta`` (``use_gamma=False``, ``use_beta=False``, as in
+    conditional batch normalization) the constants 1 and 0 stand in for
+    them, as in Chainer's link.
     """
 
     def forward(self, x, **kwargs):
         if (not chainer.config.train or kwargs.get('finetune') or self.axis is not None
-                or self.avg_mean is None or self.gamma is None or self.beta is None
-                or chainer.config.in_recomputing):
+                or self.avg_mean is None or chainer.config.in_recomputing):
             return super().forward(x, **kwargs)
-        return batch_normalization(x, self.gamma, self.beta, eps=self.eps,
+        gamma = self._get_gamma()[0] if self.gamma is None else self.gamma
+        beta = self._get_beta()[0] if self.beta is None else self.beta
+        return batch_normalization(x, gamma, beta, eps=self.eps,
                                    running_mean=self.avg_mean, running_var=self.avg_var,
                                    decay=self.decay)
 
