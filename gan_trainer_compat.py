@@ -2,7 +2,8 @@
 
 Chainer's last release predates NumPy 2, Python 3.12 and setuptools without
 ``pkg_resources``. This module is the project's single compatibility step. It
-fixes exactly five measured failures and nothing else:
+fixes exactly five measured failures, silences one misleading warning, and
+nothing else:
 
 1. NumPy >= 2 removed ``numpy.sctypes``; ``chainer.functions.array.as_strided``
    reads it at import time. We restore the dict NumPy 1.26 had.
@@ -30,6 +31,14 @@ fixes exactly five measured failures and nothing else:
    ``onnx.mapping``, we register a stand-in holding those two tables (built
    with ``onnx.helper``, as onnx 1.14 defined them). It stays registered,
    because ``onnx_chainer`` reads it while exporting.
+6. CuPy >= 14 has no cuDNN at all. On a machine with such a CuPy and a GPU,
+   ``import chainer`` then warns "cuDNN is not enabled. Please reinstall
+   CuPy after you install cudnn" (seen on an H100 with CuPy 14.2.0), advice
+   that cannot work. When the installed CuPy distribution is 14 or newer
+   (read from package metadata, without importing CuPy), a warnings filter
+   ignores exactly that message from ``chainer.backends.cuda``;
+   :func:`gan_trainer.device.get_device` says instead, once, what happens
+   when a GPU is used. Older CuPy keeps Chainer's warning.
 
 How it is applied: ``install()`` puts a tiny finder on :data:`sys.meta_path`
 that waits for the first ``import chainer``, applies fixes 1-3 just before
@@ -225,6 +234,34 @@ def _stub_onnx_mapping() -> None:
     onnx.mapping = mapping
 
 
+# The names CuPy's wheels and its source distribution are installed under.
+_CUPY_DISTRIBUTIONS = ('cupy-cuda13x', 'cupy-cuda12x', 'cupy-cuda11x', 'cupy')
+NO_CUDNN_WARNING = r'cuDNN is not enabled'
+
+
+def installed_cupy_major() -> int | None:
+    """Major version of the installed CuPy distribution, or None (not imported)."""
+    for name in _CUPY_DISTRIBUTIONS:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        head = version.split('.')[0]
+        if head.isdigit():
+            return int(head)
+    return None
+
+
+def _ignore_cudnn_advice() -> None:
+    """With CuPy >= 14, ignore Chainer's "reinstall CuPy after you install cudnn"."""
+    major = installed_cupy_major()
+    if major is not None and major >= 14:
+        import warnings
+
+        warnings.filterwarnings('ignore', message=NO_CUDNN_WARNING, category=UserWarning,
+                                module=r'chainer\.backends\.cuda')
+
+
 def before_chainer() -> list[str]:
     """Apply the fixes that must be in place before Chainer's import runs.
 
@@ -232,6 +269,7 @@ def before_chainer() -> list[str]:
     """
     _restore_sctypes()
     _stub_pkg_resources()
+    _ignore_cudnn_advice()
     return _stub_numpy_distutils()
 
 

@@ -4,11 +4,22 @@
 ``N`` with CuPy (``pip install gan_trainer[gpu]``), which uses cuDNN when
 CuPy finds it. Checking up front turns "CuPy is missing" or "there is no
 GPU 1" into one line instead of a traceback deep inside Chainer.
+
+CuPy 14 removed cuDNN altogether. Chainer 7 then warns "cuDNN is not
+enabled. Please reinstall CuPy after you install cudnn" as it is imported,
+advice that cannot help with CuPy 14. ``gan_trainer_compat`` silences that
+one warning for CuPy >= 14, and :func:`get_device` says instead, when a GPU
+is asked for, what actually happens (:data:`NO_CUDNN_NOTE`).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import chainer
+
+NO_CUDNN_NOTE = ('CuPy {version} has no cuDNN (CuPy 14 removed it): Chainer runs its own '
+                 'GPU convolutions, which are slower; see docs/performance.md, "GPU"')
 
 
 class DeviceError(ValueError):
@@ -33,6 +44,10 @@ def get_device(gpu: int) -> chainer.backend.Device:
     count = cuda.cupy.cuda.runtime.getDeviceCount()
     if gpu >= count:
         raise DeviceError(f'--gpu {gpu}: this machine has {count} GPU(s) (0..{count - 1})')
+    if not cuda.cudnn_enabled and cuda._cupy_major >= 14:
+        # Chainer warns once per process, from its first GPU device.
+        cuda.check_cuda_available._already_warned = True
+        warnings.warn(NO_CUDNN_NOTE.format(version=cuda.cupy.__version__), stacklevel=2)
     device = chainer.get_device(f'@cupy:{gpu}')
     device.use()
     return device

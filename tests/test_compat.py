@@ -132,3 +132,51 @@ def test_onnx_mapping_stand_in_matches_onnx_helper():
         assert table[numpy.dtype(dtype)] == onnx.helper.np_dtype_to_tensor_dtype(
             numpy.dtype(dtype)
         )
+
+
+CUDNN_ADVICE = ('cuDNN is not enabled.\nPlease reinstall CuPy after you install cudnn\n'
+                '(see https://docs-cupy.chainer.org/en/stable/install.html#install-cudnn).')
+
+
+def fake_cupy(monkeypatch, installed):
+    """Package metadata that reports the distributions in ``installed`` (name -> version)."""
+    import importlib.metadata
+
+    def version(name):
+        if name in installed:
+            return installed[name]
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, 'version', version)
+
+
+@pytest.mark.parametrize('installed, major', [
+    ({}, None),
+    ({'cupy-cuda13x': '14.2.0'}, 14),
+    ({'cupy-cuda12x': '13.6.0'}, 13),
+    ({'cupy': '15.0.0rc1'}, 15),
+], ids=['none', 'cuda13x-14', 'cuda12x-13', 'source-15'])
+def test_installed_cupy_major_reads_package_metadata(monkeypatch, installed, major):
+    fake_cupy(monkeypatch, installed)
+    assert gan_trainer_compat.installed_cupy_major() == major
+
+
+@pytest.mark.parametrize('version, silenced', [('14.2.0', True), ('13.6.0', False)])
+def test_chainers_cudnn_advice_is_silenced_only_for_cupy_14(monkeypatch, version, silenced):
+    import warnings
+
+    fake_cupy(monkeypatch, {'cupy-cuda12x': version})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        gan_trainer_compat._ignore_cudnn_advice()
+        # As Chainer 7.8.1 warns it, from chainer/backends/cuda.py.
+        warnings.warn_explicit(CUDNN_ADVICE, UserWarning, 'cuda.py', 154,
+                               module='chainer.backends.cuda')
+        # Anything else, and the same words from elsewhere, still show.
+        warnings.warn_explicit('another warning', UserWarning, 'cuda.py', 160,
+                               module='chainer.backends.cuda')
+        warnings.warn_explicit(CUDNN_ADVICE, UserWarning, 'mine.py', 1, module='mine')
+    messages = [(str(w.message), w.filename) for w in caught]
+    assert ((CUDNN_ADVICE, 'cuda.py') not in messages) is silenced
+    assert ('another warning', 'cuda.py') in messages
+    assert (CUDNN_ADVICE, 'mine.py') in messages

@@ -408,3 +408,21 @@ def test_batch_normalization_on_cupy_passes_gradient_checks():
     gradient_check.check_backward(ops.batch_normalization, inputs, gy)
     # Double backprop (gradient penalties) goes through Chainer's function.
     gradient_check.check_double_backward(ops.batch_normalization, inputs, gy, ggs)
+
+
+def test_get_device_explains_cupy_14_without_cudnn_instead_of_chainers_advice():
+    import warnings
+
+    from gan_trainer.device import get_device
+
+    if cuda.cudnn_enabled or cuda._cupy_major < 14:
+        pytest.skip('cuDNN is enabled: CuPy 13 or older with cuDNN')
+    cuda.check_cuda_available._already_warned = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        device = get_device(0)
+        chainer.get_device(GPU)  # Chainer's own check, after ours
+    messages = [str(w.message) for w in caught]
+    assert device.xp is cuda.cupy
+    assert not any('reinstall CuPy' in m for m in messages), messages
+    assert sum('has no cuDNN (CuPy 14 removed it)' in m for m in messages) == 1, messages
