@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import chainer
 import numpy
+from chainer.backends import cuda
 
 #: Name of the Chainer config switch (``chainer.config.gan_trainer_fast``).
 CONFIG_KEY = 'gan_trainer_fast'
@@ -97,6 +98,19 @@ def use_fast(*arrays) -> bool:
     if not _MALLOC_TRIED:
         keep_freed_memory()
     return True
+
+
+def use_fast_cupy(*arrays) -> bool:
+    """True for CuPy float32/float64 arrays (or Variables) of one dtype, fast path on."""
+    if not fast_enabled() or not cuda.available:
+        return False
+    dtypes = set()
+    for a in arrays:
+        a = a.array if isinstance(a, chainer.Variable) else a
+        if not isinstance(a, cuda.ndarray) or a.dtype.type not in FAST_DTYPES:
+            return False
+        dtypes.add(a.dtype)
+    return len(dtypes) == 1
 
 
 def as_rows(x: numpy.ndarray) -> numpy.ndarray:

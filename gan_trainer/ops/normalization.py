@@ -20,8 +20,14 @@ import chainer
 import chainer.functions as F
 import numpy
 
-from gan_trainer.ops._common import as_rows, from_rows, reference_backward, use_fast, variables
-from gan_trainer.ops.normalization_cupy import BatchNormalizationCuPy, use_fast_cupy
+from gan_trainer.ops._common import (
+    as_rows,
+    from_rows,
+    reference_backward,
+    use_fast,
+    use_fast_cupy,
+    variables,
+)
 
 
 class BatchNormalization(chainer.FunctionNode):
@@ -90,6 +96,9 @@ def batch_normalization(x, gamma, beta, *, eps: float = 2e-5, running_mean=None,
     float16 and other inputs go to Chainer's function.
     """
     if x.ndim >= 2 and use_fast_cupy(x, gamma, beta):
+        # Imported here: that module extends this one's node.
+        from gan_trainer.ops.normalization_cupy import BatchNormalizationCuPy
+
         y, = BatchNormalizationCuPy(eps, running_mean, running_var, decay).apply((x, gamma, beta))
         return y
     if not use_fast(x, gamma, beta) or x.ndim < 2:

@@ -20,23 +20,10 @@ penalties) re-runs Chainer's own function, as the CPU nodes do.
 from __future__ import annotations
 
 import chainer
-import chainer.functions as F
 from chainer.backends import cuda
 
-from gan_trainer.ops._common import FAST_DTYPES, fast_enabled, reference_backward, variables
-
-
-def use_fast_cupy(*arrays) -> bool:
-    """True for CuPy float32/float64 arrays (or Variables) of one dtype, fast path on."""
-    if not fast_enabled() or not cuda.available:
-        return False
-    dtypes = set()
-    for a in arrays:
-        a = a.array if isinstance(a, chainer.Variable) else a
-        if not isinstance(a, cuda.ndarray) or a.dtype.type not in FAST_DTYPES:
-            return False
-        dtypes.add(a.dtype)
-    return len(dtypes) == 1
+from gan_trainer.ops._common import reference_backward, variables
+from gan_trainer.ops.normalization import BatchNormalization
 
 
 def _channel_sums(x3):
@@ -70,14 +57,12 @@ def _gy_x_hat(gy3, x3, mean, inv_std):
             gy3, x3, mean[None, :, None], inv_std[None, :, None], axis=2).sum(axis=0)
 
 
-class BatchNormalizationCuPy(chainer.FunctionNode):
-    """Training-mode batch normalization over all axes but axis 1, on CuPy."""
+class BatchNormalizationCuPy(BatchNormalization):
+    """Training-mode batch normalization over all axes but axis 1, on CuPy.
 
-    def __init__(self, eps: float, running_mean, running_var, decay: float):
-        self.eps = eps
-        self.running_mean = running_mean
-        self.running_var = running_var
-        self.decay = decay
+    Same arguments, statistics and double backprop as the NumPy node it
+    extends; only the forward and backward computations differ.
+    """
 
     def forward(self, inputs):
         self.retain_inputs((0, 1, 2))
@@ -131,6 +116,3 @@ class BatchNormalizationCuPy(chainer.FunctionNode):
                     x.dtype.type(1 / m)).reshape(x.shape)
         grads = {0: gx, 1: ggamma, 2: gbeta}
         return variables(*(grads[i] for i in indexes))
-
-    def reference(self, x, gamma, beta):
-        return F.batch_normalization(x, gamma, beta, eps=self.eps)
