@@ -23,6 +23,7 @@ from chainer.backends import cuda
 from chainer.training import extensions
 from PIL import Image
 from test_examples import grid_side, read_png, run, succeeded, train, weights
+from test_updater import reported, to_float
 
 from gan_trainer import GANEvaluator, GANUpdater, ops
 from gan_trainer.ema import GeneratorEMA
@@ -107,21 +108,6 @@ def make_updater(case, device, *, sgd=None, ema_decay=None):
         iterator, optimizers, device=device, loss=options['loss'], n_dis=options['n_dis'],
         penalty=get_penalty(options['penalty'], options['penalty_weight']),
         conditional=conditional, ema=ema, seed=0)
-
-
-def to_float(value) -> float:
-    return float(cuda.to_cpu(getattr(value, 'array', value)))
-
-
-def reported(updater):
-    """Runs one ``updater.update()`` and returns what it reported, as floats."""
-    reporter = chainer.Reporter()
-    reporter.add_observer('gen', updater.gen)
-    reporter.add_observer('dis', updater.dis)
-    observation = {}
-    with reporter.scope(observation):
-        updater.update()
-    return {key: to_float(value) for key, value in observation.items()}
 
 
 def params(link):
