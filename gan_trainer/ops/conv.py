@@ -182,34 +182,54 @@ def _deconv_phases(x, W, s, p, out_hw) -> numpy.ndarray:
     return y
 
 
-class Convolution2D(chainer.FunctionNode):
-    """2-D convolution ``(N, C, H, W) -> (N, Co, Ho, Wo)``, output channel-last."""
+class _ChannelLastNode(chainer.FunctionNode):
+    """What the two nodes share: inputs ``(x, W[, b])``, all retained for the
+    backward pass, and an output stored channel-last.
 
-    def __init__(self, stride, pad, *, keep_cols=True):
+    Subclasses compute ``_forward_nhwc(x, W) -> (N, Ho, Wo, Co)`` and
+    ``_backward_nhwc(indexes, x, W, gy) -> (gx, gW, gb)`` (``gy`` a
+    channel-last view; entries not in ``indexes`` may be None). Under
+    double backprop the gradients come from Chainer's function instead
+    (``reference``).
+    """
+
+    def __init__(self, stride, pad):
         self.s = _pair(stride)
         self.p = _pair(pad)
-        # The columns are the weight gradient's other factor: keep them only
-        # when a weight gradient can be asked for.
-        self.keep_cols = keep_cols
 
     def forward(self, inputs):
         self.retain_inputs(tuple(range(len(inputs))))
-        x, W = inputs[:2]
-        b = inputs[2] if len(inputs) == 3 else None
-        k = W.shape[2:]
-        self.out_hw = tuple(conv_utils.get_conv_outsize(size, kk, st, pp)
-                            for size, kk, st, pp in zip(x.shape[2:], k, self.s, self.p))
-        y, cols = conv_nhwc(_nhwc(x), W, k, self.s, self.p, self.out_hw)
-        self.cols = cols if self.keep_cols else None
-        if b is not None:
-            y += b
+        y = self._forward_nhwc(*inputs[:2])
+        if len(inputs) == 3:
+            y += inputs[2]
         return _nchw(y),
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
             return reference_backward(self, indexes, grad_outputs, self.reference)
         x, W = (v.array for v in self.get_retained_inputs()[:2])
-        gy = _nhwc(grad_outputs[0].array)
+        grads = self._backward_nhwc(indexes, x, W, _nhwc(grad_outputs[0].array))
+        return variables(*(g for i, g in enumerate(grads) if i in indexes))
+
+
+class Convolution2D(_ChannelLastNode):
+    """2-D convolution ``(N, C, H, W) -> (N, Co, Ho, Wo)``, output channel-last."""
+
+    def __init__(self, stride, pad, *, keep_cols=True):
+        super().__init__(stride, pad)
+        # The columns are the weight gradient's other factor: keep them only
+        # when a weight gradient can be asked for.
+        self.keep_cols = keep_cols
+
+    def _forward_nhwc(self, x, W):
+        k = W.shape[2:]
+        self.out_hw = tuple(conv_utils.get_conv_outsize(size, kk, st, pp)
+                            for size, kk, st, pp in zip(x.shape[2:], k, self.s, self.p))
+        y, cols = conv_nhwc(_nhwc(x), W, k, self.s, self.p, self.out_hw)
+        self.cols = cols if self.keep_cols else None
+        return y
+
+    def _backward_nhwc(self, indexes, x, W, gy):
         gx = gW = gb = None
         if 0 in indexes:
             gx = _nchw(deconv_nhwc(gy, W, self.s, self.p, x.shape[2:]))
@@ -225,24 +245,20 @@ class Convolution2D(chainer.FunctionNode):
         if 2 in indexes:
             gb = gy_rows.sum(axis=0)
         self.cols = None
-        return variables(*(g for i, g in enumerate((gx, gW, gb)) if i in indexes))
+        return gx, gW, gb
 
     def reference(self, x, W, b=None):
         return F.convolution_2d(x, W, b, self.s, self.p)
 
 
-class Deconvolution2D(chainer.FunctionNode):
+class Deconvolution2D(_ChannelLastNode):
     """2-D transposed convolution, output channel-last, computed by phases."""
 
     def __init__(self, stride, pad, outsize):
-        self.s = _pair(stride)
-        self.p = _pair(pad)
+        super().__init__(stride, pad)
         self.outsize = outsize
 
-    def forward(self, inputs):
-        self.retain_inputs(tuple(range(len(inputs))))
-        x, W = inputs[:2]
-        b = inputs[2] if len(inputs) == 3 else None
+    def _forward_nhwc(self, x, W):
         k = W.shape[2:]
         # Like Chainer: outsize None (or None on one axis) is the smallest
         # output; a given one must be a size that this input can produce.
@@ -258,16 +274,9 @@ class Deconvolution2D(chainer.FunctionNode):
                     f'with ksize {k}, stride {self.s} and pad {self.p}')
             sizes.append(o)
         self.outsize = tuple(sizes)
-        y = deconv_nhwc(_nhwc(x), W, self.s, self.p, self.outsize)
-        if b is not None:
-            y += b
-        return _nchw(y),
+        return deconv_nhwc(_nhwc(x), W, self.s, self.p, self.outsize)
 
-    def backward(self, indexes, grad_outputs):
-        if chainer.config.enable_backprop:
-            return reference_backward(self, indexes, grad_outputs, self.reference)
-        x, W = (v.array for v in self.get_retained_inputs()[:2])
-        gy = _nhwc(grad_outputs[0].array)
+    def _backward_nhwc(self, indexes, x, W, gy):
         k = W.shape[2:]
         gx = gW = gb = None
         # gx is the matching convolution of gy with the same W (read as
@@ -285,7 +294,7 @@ class Deconvolution2D(chainer.FunctionNode):
             gW = numpy.ascontiguousarray(gW.transpose(0, 3, 1, 2))
         if 2 in indexes:
             gb = gy.sum(axis=(0, 1, 2))
-        return variables(*(g for i, g in enumerate((gx, gW, gb)) if i in indexes))
+        return gx, gW, gb
 
     def reference(self, x, W, b=None):
         return F.deconvolution_2d(x, W, b, self.s, self.p, outsize=self.outsize)
