@@ -45,8 +45,6 @@ def get_device(gpu: int) -> chainer.backend.Device:
     if gpu >= count:
         raise DeviceError(f'--gpu {gpu}: this machine has {count} GPU(s) (0..{count - 1})')
     if not cuda.cudnn_enabled and cuda._cupy_major >= 14:
-        # Chainer warns once per process, from its first GPU device.
-        cuda.check_cuda_available._already_warned = True
         warnings.warn(NO_CUDNN_NOTE.format(version=cuda.cupy.__version__), stacklevel=2)
     device = chainer.get_device(f'@cupy:{gpu}')
     device.use()
