@@ -78,23 +78,37 @@ def fast_enabled() -> bool:
     return bool(getattr(chainer.config, CONFIG_KEY, True))
 
 
-def use_fast(*arrays) -> bool:
-    """True when the fast path applies to all given arrays (or Variables).
-
-    ``None`` entries (an absent bias) are skipped.
-    """
-    if not fast_enabled():
-        return False
+def _of_one_fast_dtype(arrays, is_array: Callable) -> bool:
+    """Whether every array (or Variable) but ``None`` passes ``is_array``, and all
+    share one dtype of :data:`FAST_DTYPES`."""
     dtype = None
     for a in arrays:
         if a is None:
             continue
         a = a.array if isinstance(a, chainer.Variable) else a
-        if type(a) is not numpy.ndarray or a.dtype.type not in FAST_DTYPES:
+        if not is_array(a) or a.dtype.type not in FAST_DTYPES:
             return False
         if dtype is not None and a.dtype != dtype:
             return False
         dtype = a.dtype
+    return True
+
+
+def _is_numpy(a) -> bool:
+    return type(a) is numpy.ndarray
+
+
+def _is_cupy(a) -> bool:
+    return isinstance(a, cuda.ndarray)
+
+
+def use_fast(*arrays) -> bool:
+    """True when the fast path applies to all given arrays (or Variables).
+
+    ``None`` entries (an absent bias) are skipped.
+    """
+    if not fast_enabled() or not _of_one_fast_dtype(arrays, _is_numpy):
+        return False
     if not _MALLOC_TRIED:
         keep_freed_memory()
     return True
@@ -102,15 +116,7 @@ def use_fast(*arrays) -> bool:
 
 def use_fast_cupy(*arrays) -> bool:
     """True for CuPy float32/float64 arrays (or Variables) of one dtype, fast path on."""
-    if not fast_enabled() or not cuda.available:
-        return False
-    dtypes = set()
-    for a in arrays:
-        a = a.array if isinstance(a, chainer.Variable) else a
-        if not isinstance(a, cuda.ndarray) or a.dtype.type not in FAST_DTYPES:
-            return False
-        dtypes.add(a.dtype)
-    return len(dtypes) == 1
+    return fast_enabled() and cuda.available and _of_one_fast_dtype(arrays, _is_cupy)
 
 
 def as_rows(x: numpy.ndarray) -> numpy.ndarray:
