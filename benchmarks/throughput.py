@@ -6,10 +6,15 @@
     python benchmarks/throughput.py --net dcgan64 --data folder --loaderjob 2
     python benchmarks/throughput.py --net digits28 --reference   # Chainer's own ops
     python benchmarks/throughput.py --net dcgan64 --device gpu
+    python benchmarks/throughput.py --net digits28 --reuse_fakes
+
 
 One iteration is what ``GANUpdater.update()`` does with the defaults: one D
 step on a real batch and a fake batch (forward, backward, Adam) and one G
 step (forward through G and D, backward through D into G, Adam), batch 64.
+With ``--reuse_fakes`` the G step trains on the D step's fakes (one G
+forward per iteration, PyTorch's DCGAN example; ``GANUpdater(reuse_fakes=
+True)``).
 Images per second = ``batchsize * iterations / seconds``, the real images D
 trains on. The two networks are fixed (both from :mod:`gan_trainer.nets`):
 
@@ -94,6 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--profile', type=int, default=0, metavar='N',
                    help="after the split, one more window under Chainer's TimerHook: "
                         'the N functions that took longest (forward + backward)')
+    p.add_argument('--reuse_fakes', action='store_true',
+                   help="GANUpdater(reuse_fakes=True): the G step trains on the D step's fakes")
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
     for name in ('batchsize', 'windows', 'folder_images', 'folder_side'):
@@ -150,7 +157,8 @@ def make_updater(args, iterator, device) -> GANUpdater:
         opt = chainer.optimizers.Adam(alpha=2e-4, beta1=0.5)
         opt.setup(net)
         optimizers[name] = opt
-    return GANUpdater(iterator, optimizers, device=device, seed=args.seed)
+    return GANUpdater(iterator, optimizers, device=device, seed=args.seed,
+                      reuse_fakes=args.reuse_fakes)
 
 
 class PhaseTimer:
@@ -231,7 +239,8 @@ def main(argv=None) -> int:
     setattr(chainer.global_config, ops.CONFIG_KEY, not args.reference)
     print(f'# {args.net} on {args.device}: batch {args.batchsize}, '
           f'{"Chainer reference ops" if args.reference else "gan_trainer.ops"}, '
-          f'data {args.data}' + (f' ({args.loaderjob} workers)' if args.data == 'folder' else ''))
+          f'data {args.data}' + (f' ({args.loaderjob} workers)' if args.data == 'folder' else '')
+          + (", G step on the D step's fakes" if args.reuse_fakes else ''))
     print(f'# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
           f'Python {platform.python_version()}, NumPy {numpy.__version__}, '
           f'Chainer {chainer.__version__}')

@@ -9,7 +9,10 @@ The yardstick for ``benchmarks/throughput.py``: the same two networks
 (``digits28``, ``dcgan64``; layer for layer, with biases as in
 :mod:`gan_trainer.nets`), batch 64, Adam(2e-4, 0.5), and the iteration of
 PyTorch's official DCGAN example: a D step on a real and a detached fake
-batch with ``BCEWithLogitsLoss``, then a G step through D. Data are random
+batch with ``BCEWithLogitsLoss``, then a G step through D. By default the G
+step generates fresh fakes, as ``GANUpdater`` does; ``--reuse_fakes`` trains
+G on the D step's fakes, as the example itself does (and as
+``GANUpdater(reuse_fakes=True)``, ``throughput.py --reuse_fakes``). Data are random
 tensors already on the device, so only the step is timed. Protocol as in
 ``throughput.py``: ``--warmup`` untimed iterations, then the median and range
 of ``--windows`` windows of ``--iters`` iterations.
@@ -64,6 +67,8 @@ def main(argv=None) -> int:
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--windows', type=int, default=5)
     p.add_argument('--iters', type=int, default=None)
+    p.add_argument('--reuse_fakes', action='store_true',
+                   help="the G step trains on the D step's fakes (the example's own loop)")
     args = p.parse_args(argv)
     size, channels, widths, iters = NETS[args.net]
     iters = args.iters or (20 if args.device == 'gpu' else iters)
@@ -87,15 +92,18 @@ def main(argv=None) -> int:
         loss_d = bce(dis(real), ones) + bce(dis(fake.detach()), zeros)
         loss_d.backward()
         opt_d.step()
-        # G step against the updated D (the example's loop, fresh fakes as
-        # in gan_trainer's updater).
+        # G step against the updated D: on fresh fakes as in gan_trainer's
+        # updater, or on the D step's (the example's own loop).
         gen.zero_grad()
-        loss_g = bce(dis(gen(torch.randn(b, 100, device=device))), ones)
+        if not args.reuse_fakes:
+            fake = gen(torch.randn(b, 100, device=device))
+        loss_g = bce(dis(fake), ones)
         loss_g.backward()
         opt_g.step()
 
+    fakes = "G step on the D step's fakes" if args.reuse_fakes else 'fresh fakes for the G step'
     print(f'# PyTorch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'{args.net} on {device}, batch {b}')
+          f'{args.net} on {device}, batch {b}, {fakes}')
     for _ in range(args.warmup):
         step()
     sync()

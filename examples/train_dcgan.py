@@ -129,6 +129,9 @@ def build_parser() -> Parser:
     a('--dis_cond', default='projection', choices=['projection', 'concat'],
       help='how D takes the label: projection (Miyato & Koyama) or one-hot channels')
     a('--order', default='dis_first', choices=['dis_first', 'gen_first'])
+    a('--reuse_fakes', action='store_true',
+      help="train G on the last D step's fakes (PyTorch's DCGAN loop: one G forward per "
+           'iteration instead of two); needs --order dis_first')
     a('--z_dist', default='normal', choices=sorted(SAMPLERS), help='distribution of z')
     a('--concat_batches', action='store_true',
       help='feed real and fake to D in one batch (breaks BatchNorm; for comparison)')
@@ -251,6 +254,9 @@ def build(args, comm=None):
     With ``comm`` (``--communicator``) this process builds its part of a
     data-parallel run, and an error found by any process stops them all.
     """
+    if args.reuse_fakes and args.order != 'dis_first':
+        raise ValueError('--reuse_fakes needs --order dis_first: the G step reuses '
+                         'the fakes of the D step before it')
     rank = None if comm is None else comm.rank
     lead = rank in (None, 0)  # prints, and writes every file but its own snapshot
     # Data-parallel on GPUs: each process uses the GPU of its rank on its node.
@@ -306,7 +312,7 @@ def build(args, comm=None):
         device=device, loss=args.loss, n_dis=args.n_dis, order=args.order,
         z_dist=args.z_dist, separate_batches=not args.concat_batches, seed=seed,
         penalty=get_penalty(args.penalty, args.penalty_weight),
-        conditional=args.conditional, ema=ema)
+        conditional=args.conditional, ema=ema, reuse_fakes=args.reuse_fakes)
 
     iterations = args.iteration
     if args.epoch:

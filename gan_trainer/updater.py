@@ -2,7 +2,8 @@
 
 One call to :meth:`GANUpdater.update` is one *iteration*: ``n_dis``
 discriminator (D) steps, each on a fresh real batch and a fresh z, and one
-generator (G) step on a fresh z. Everything that varies between GAN recipes
+generator (G) step on a fresh z (or, with ``reuse_fakes=True``, on the fakes
+of the last D step). Everything that varies between GAN recipes
 (the loss, ``n_dis``, the order of the steps, the z distribution, whether D
 sees real and fake images in one batch, a gradient penalty on D, class
 conditioning, an EMA of G) is a keyword argument; a new variant is a new
@@ -18,6 +19,15 @@ The details that the DCGAN write-ups learned the hard way are defaults here:
   but D's weight gradients are not even computed, and only G's optimizer
   is applied, so D cannot change. The G step runs after the D step(s) of the
   same iteration (``order='dis_first'``) and therefore sees the updated D.
+* **Reused fakes, if asked for.** ``reuse_fakes=True`` is the iteration of
+  PyTorch's DCGAN example: G runs once, in the last D step, and keeps its
+  graph; D trains on the bare fake arrays, and the G step then
+  backpropagates through the updated D into that same forward pass. One
+  pass through G per iteration instead of two (see
+  ``benchmarks/throughput.py --reuse_fakes`` for what it saves), at the
+  price of a G step on the z that D has just trained on; the default
+  follows Goodfellow et al.'s algorithm, which draws a fresh z for the G
+  step. A conditional G step then uses the real batch's labels.
 * **Real and fake batches kept apart.** D sees the real and the fake batch
   in two forward passes (``separate_batches=True``): in one concatenated
   batch, BatchNorm would normalise real and fake images with shared
@@ -92,6 +102,8 @@ class GANUpdater(StandardUpdater):
         conditional: Pass class labels to G and D (see above).
         ema: A :class:`gan_trainer.ema.GeneratorEMA` of G, updated after
             every G step and saved in snapshots; ``None`` for none.
+        reuse_fakes: Train G on the last D step's fakes instead of
+            generating new ones (see above); needs ``order='dis_first'``.
         loss_scale: Passed to ``StandardUpdater`` (mixed precision).
     """
 
@@ -112,6 +124,7 @@ class GANUpdater(StandardUpdater):
         penalty: Callable | None = None,
         conditional: bool = False,
         ema: GeneratorEMA | None = None,
+        reuse_fakes: bool = False,
         loss_scale: float | None = None,
     ) -> None:
         if not isinstance(optimizer, dict) or set(optimizer) != {'gen', 'dis'}:
@@ -121,6 +134,9 @@ class GANUpdater(StandardUpdater):
             raise ValueError(f'n_dis must be at least 1, got {n_dis}')
         if order not in ORDERS:
             raise ValueError(f'unknown order {order!r}; valid: {", ".join(ORDERS)}')
+        if reuse_fakes and order != 'dis_first':
+            raise ValueError("reuse_fakes needs order='dis_first': the G step reuses "
+                             'the fakes of the D step before it')
         super().__init__(iterator, optimizer, converter=converter,
                          device=device, loss_scale=loss_scale)
         self.loss = get_loss(loss)
@@ -140,6 +156,10 @@ class GANUpdater(StandardUpdater):
         if conditional and not hasattr(gen, 'n_classes'):
             raise ValueError('conditional=True needs a generator with an n_classes attribute')
         self.ema = ema
+        self.reuse_fakes = reuse_fakes
+        # (fakes with G's graph, their labels) from the last D step, for the
+        # G step of the same iteration (reuse_fakes only).
+        self._kept_fakes = None
 
     @property
     def gen(self) -> chainer.Link:
@@ -204,6 +224,8 @@ class GANUpdater(StandardUpdater):
 
     def update_core(self) -> None:
         steps = [self.dis_step] * self.n_dis
+        if self.reuse_fakes:  # the last D step keeps its fakes for the G step
+            steps[-1] = lambda: self.dis_step(keep_fakes=True)
         steps = [*steps, self.gen_step] if self.order == 'dis_first' else [
             self.gen_step, *steps]
         dis_reports = []
@@ -232,8 +254,12 @@ class GANUpdater(StandardUpdater):
         y_real, y_fake = F.split_axis(y, [len(x_real)], axis=0)
         return y_real, y_fake
 
-    def dis_step(self) -> dict[str, Any]:
+    def dis_step(self, keep_fakes: bool = False) -> dict[str, Any]:
         """One D update on a fresh real batch and fresh fakes.
+
+        Args:
+            keep_fakes: Generate the fakes with G's graph and keep them
+                for the next :meth:`gen_step` (``reuse_fakes``).
 
         Returns:
             The D statistics of this step (loss, loss_real, loss_fake,
@@ -243,10 +269,13 @@ class GANUpdater(StandardUpdater):
         x_real, t = self.next_real_batch()
         batchsize = len(x_real)
         # G in train mode (its BatchNorm uses batch statistics, as in the G
-        # step) but without a graph: nothing will flow back into G.
-        with chainer.no_backprop_mode():
-            # The bare array: D's first layer then computes no input gradient.
-            x_fake = self.generate(self.make_hidden(batchsize), t).array
+        # step) but without a graph unless the G step will reuse the fakes.
+        # D gets the bare array either way: nothing flows back into G, and
+        # D's first layer computes no input gradient.
+        with chainer.using_config('enable_backprop', keep_fakes):
+            fakes = self.generate(self.make_hidden(batchsize), t)
+        x_fake = fakes.array
+        self._kept_fakes = (fakes, t) if keep_fakes else None
         y_real, y_fake = self.dis_logits(x_real, x_fake, t)
         loss_real = self.loss.dis_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
@@ -274,16 +303,20 @@ class GANUpdater(StandardUpdater):
         return stats
 
     def gen_step(self) -> None:
-        """One G update against the current D, on a fresh z."""
-        batchsize = self.get_iterator('main').batch_size
+        """One G update against the current D, on a fresh z (or the kept fakes)."""
         gen, dis = self.gen, self.dis
-        t = self.sample_labels(batchsize)
         gen.cleargrads()
         dis.cleargrads()
+        kept, self._kept_fakes = self._kept_fakes, None
         # D is frozen: the gradient flows through D into G, but D's weight
         # gradients are never computed (nor could leak into a D update).
         with frozen(dis):
-            x_fake = self.generate(self.make_hidden(batchsize), t)
+            if kept is None:
+                batchsize = self.get_iterator('main').batch_size
+                t = self.sample_labels(batchsize)
+                x_fake = self.generate(self.make_hidden(batchsize), t)
+            else:
+                x_fake, t = kept
             loss = self.loss.gen(self.discriminate(x_fake, t))
             loss.backward(loss_scale=self.loss_scale)
         self.get_optimizer('gen').update()

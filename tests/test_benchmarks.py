@@ -43,9 +43,11 @@ def phases(lines):
     ('--net', 'digits28', '--reference'),
     ('--net', 'digits28', '--data', 'folder', '--folder_images', '8', '--folder_side', '40',
      '--batchsize', '4', '--loaderjob', '1'),
-], ids=['fast', 'reference', 'folder'])
+    ('--net', 'digits28', '--reuse_fakes'),
+], ids=['fast', 'reference', 'folder', 'reuse_fakes'])
 def test_throughput_prints_windows_a_split_and_the_contract_line(args):
     lines = bench(*args)
+    assert ("G step on the D step's fakes" in lines[0]) == ('--reuse_fakes' in args)
     m = LAST_LINE.match(lines[-1])
     assert m, lines[-1]
     assert m.group(1) == 'digits28' and m.group(2) == 'cpu'

@@ -264,6 +264,27 @@ def test_loader_processes_decode_folders_and_stop_when_the_run_ends(
     assert lines[-1] == '0'  # Trainer.run finalized the iterator: no worker is left
 
 
+BUILD_ONLY = """
+import sys
+sys.path.insert(0, 'examples')
+import train_dcgan
+updater = train_dcgan.build(train_dcgan.parse_args(sys.argv[1:])).updater
+print(updater.reuse_fakes, updater.order, updater.n_dis)
+"""
+
+
+@pytest.mark.parametrize('flags, expected', [
+    ([], 'False dis_first 1'),
+    (['--reuse_fakes', '--n_dis', '2'], 'True dis_first 2'),
+])
+def test_loop_flags_reach_the_updater(tmp_path, flags, expected):
+    args = [*FAST.split(), *flags, '--out', str(tmp_path / 'out')]
+    proc = subprocess.run([sys.executable, '-c', BUILD_ONLY, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == expected
+
+
 def test_training_on_an_image_folder_warns_once_about_the_broken_file(folder_run):
     out, proc = folder_run
     broken = [line for line in proc.stderr.splitlines() if 'broken.png' in line]
@@ -378,6 +399,10 @@ def bad_train_cases():
             "--batchsize/-b: expected an integer, got 'abc'",
         ),
         'gpu_without_cupy': lambda tmp, _: (['--gpu', '0'], '--gpu 0'),
+        'reuse_fakes_gen_first': lambda tmp, _: (
+            ['--reuse_fakes', '--order', 'gen_first'],
+            '--reuse_fakes needs --order dis_first',
+        ),
         'size_odd': lambda tmp, _: (['--size', '9'], 'size 9'),
         'size_vs_widths': lambda tmp, _: (['--size', '30', '--widths', '4,8'], 'size 30'),
         'out_under_a_file': out_under_file,

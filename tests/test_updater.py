@@ -1,5 +1,7 @@
 """GANUpdater: the correctness properties of the one training loop."""
 
+import copy
+
 import chainer
 import chainer.functions as F
 import numpy
@@ -124,6 +126,48 @@ def test_n_dis_steps_each_take_a_fresh_batch_and_fresh_z(n_dis):
     reals = [c['x'] for c in dis_rec.calls[0:2 * n_dis:2]]
     for k, x in enumerate(reals):
         numpy.testing.assert_array_equal(x, data[4 * k:4 * k + 4])
+
+
+@pytest.mark.parametrize('reuse_fakes', [False, True])
+@pytest.mark.parametrize('n_dis', [1, 2])
+def test_gen_step_gradient_is_that_of_its_z_through_the_updated_dis(reuse_fakes, n_dis):
+    updater = make_updater(n_dis=n_dis, reuse_fakes=reuse_fakes)
+    gen_before = copy.deepcopy(updater.gen)
+    gen_rec = Recorder(updater.gen)
+    updater.update()
+    # reuse_fakes: one G forward per D step and none in the G step.
+    assert len(gen_rec.calls) == n_dis + (not reuse_fakes)
+    # G's gradient (left in its params) is that of the G loss on the last
+    # recorded z, G as it was and D as updated: with reuse_fakes, that z is
+    # the last D step's, whose fakes D was trained on.
+    z = gen_rec.calls[-1]['x']
+    loss = NONSATURATING.gen(F.flatten(updater.dis(gen_before(z))))
+    gen_before.cleargrads()
+    loss.backward()
+    for (name, p), q in zip(updater.gen.namedparams(), gen_before.params()):
+        numpy.testing.assert_allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize('n_dis', [1, 3])
+def test_reuse_fakes_builds_a_graph_through_gen_only_in_the_last_dis_step(n_dis):
+    updater = make_updater(n_dis=n_dis, reuse_fakes=True)
+    backprop = []
+    forward = updater.gen.forward
+
+    def recording_forward(z):
+        backprop.append(chainer.config.enable_backprop)
+        return forward(z)
+
+    updater.gen.forward = recording_forward
+    for _ in range(2):
+        updater.update()
+        assert updater._kept_fakes is None  # dropped by the G step
+    assert backprop == ([False] * (n_dis - 1) + [True]) * 2
+
+
+def test_reuse_fakes_needs_dis_first():
+    with pytest.raises(ValueError, match="reuse_fakes needs order='dis_first'"):
+        make_updater(order='gen_first', reuse_fakes=True)
 
 
 def test_reports_match_hand_computed_values_from_d_outputs():
@@ -330,6 +374,17 @@ def test_conditional_gan_passes_labels_to_both_networks():
     # G step: labels drawn in range(n_classes), the same ones given to D.
     assert gen.labels[1].dtype == numpy.int32 and set(gen.labels[1]) <= {0, 1, 2}
     numpy.testing.assert_array_equal(dis.labels[2], gen.labels[1])
+
+
+def test_conditional_gan_with_reuse_fakes_keeps_the_real_labels_for_the_gen_step():
+    data = fake_dataset(24, n_classes=3)
+    gen, dis = ToyConditionalGenerator(), ToyConditionalDiscriminator()
+    updater = make_updater(data, gen=gen, dis=dis, conditional=True, reuse_fakes=True)
+    reported(updater)
+    real_labels = numpy.array([data[i][1] for i in range(4)])
+    assert len(gen.labels) == 1  # G ran once, in the D step
+    numpy.testing.assert_array_equal(gen.labels[0], real_labels)
+    numpy.testing.assert_array_equal(dis.labels[2], real_labels)  # D in the G step
 
 
 def test_conditional_needs_labels_and_n_classes():
