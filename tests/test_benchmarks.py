@@ -93,3 +93,20 @@ def test_throughput_profile_lists_the_slowest_functions_after_an_untouched_split
     assert split['other'][0] >= 0
     assert sum(pct for _, pct in split.values()) == pytest.approx(100, abs=0.5)
     assert LAST_LINE.match(lines[-1])
+
+
+def test_deconv_routines_times_all_three_and_names_the_pick():
+    proc = subprocess.run(
+        [sys.executable, 'benchmarks/deconv_routines.py', '--batchsize', '1', '--reps', '1'],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()[2:]]
+    assert len(rows) == 9
+    for row in rows:
+        ms = [float(v) for v in row[5:8]]
+        assert all(v > 0 for v in ms)
+    # The DCGAN layers take the routine the module's rule gives them.
+    picked = {(row[0], row[1]): row[8] for row in rows}
+    assert picked['4x4x512', '256'] == 'gather'
+    assert picked['32x32x64', '3'] == 'scatter'
+    assert picked['32x32x64', '64'] == 'phases'

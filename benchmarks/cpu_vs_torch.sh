@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# gan_trainer against PyTorch on this machine's CPU, alternating, for both
+# networks and both iterations:
+#
+#     TORCH_PYTHON=/path/to/venv-with-torch/bin/python bash benchmarks/cpu_vs_torch.sh
+#
+# For each network (digits28, dcgan64) and each loop (fresh fakes for the G
+# step, GANUpdater's default; and --reuse_fakes, the G step on the D step's
+# fakes as in PyTorch's DCGAN example), ROUNDS rounds (default 2) of
+# benchmarks/throughput.py then benchmarks/torch_dcgan.py, so that both see
+# the same load. A shared 2-core machine drifts by 10% within minutes:
+# compare figures of one round, and the ratios over rounds.
+#
+# PYTHON runs gan_trainer (default: python3), TORCH_PYTHON PyTorch (default:
+# PYTHON; PyTorch is not a dependency of gan_trainer). Every benchmark's
+# whole output (windows, per-phase split) is kept in
+# $OUT/NET.log (default OUT: cpu_logs/). The last lines are one per pair,
+# `NET LOOP ROUND ours X torch Y ratio Z`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-python3}
+torch_py=${TORCH_PYTHON:-$py}
+rounds=${ROUNDS:-2}
+out=${OUT:-cpu_logs}
+mkdir -p "$out"
+if ! $torch_py -c 'import torch' 2>/dev/null; then
+    echo "cpu_vs_torch.sh: error: $torch_py cannot import torch (set TORCH_PYTHON)" >&2
+    exit 2
+fi
+rate() { tail -n 1 | awk '{print $(NF-1)}'; }
+results=()
+for net in digits28 dcgan64; do
+    for loop in fresh reuse; do
+        flag=()
+        [ "$loop" = reuse ] && flag=(--reuse_fakes)
+        for round in $(seq "$rounds"); do
+            log="$out/$net.log"
+            ours=$($py benchmarks/throughput.py --net "$net" "${flag[@]}" | tee -a "$log" | rate)
+            theirs=$($torch_py benchmarks/torch_dcgan.py --net "$net" "${flag[@]}" | tee -a "$log" | rate)
+            echo "$net $loop round $round: ours $ours, torch $theirs" 
+            ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2f", a / b}')
+            results+=("$net $loop $round ours $ours torch $theirs ratio $ratio")
+        done
+    done
+done
+printf '%s\n' "${results[@]}"
