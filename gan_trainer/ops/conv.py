@@ -167,6 +167,17 @@ def deconv_nhwc(x, W, s, p, out_hw) -> numpy.ndarray:
     return deconv_routine(x.shape[3], W.shape[1])(x, W, s, p, out_hw)
 
 
+def _tap_operands(x, W) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """The factors of every input pixel's contribution through every tap.
+
+    Channel-last ``x`` as rows ``(N*H*W, Ci)`` and ``W`` ``(Ci, Co, kh,
+    kw)`` as ``(Ci, kh*kw*Co)``; the scatter and gather routines multiply
+    them in the orientation each needs.
+    """
+    return (numpy.ascontiguousarray(x).reshape(-1, x.shape[3]),
+            W.transpose(0, 2, 3, 1).reshape(W.shape[0], -1))
+
+
 def _deconv_scatter(x, W, s, p, out_hw) -> numpy.ndarray:
     """Transposed convolution as one product and a col2im (few output channels).
 
@@ -175,10 +186,9 @@ def _deconv_scatter(x, W, s, p, out_hw) -> numpy.ndarray:
     channel rather than 1- or 3-float pixels; the result is returned as a
     channel-last *view* of that channel-first array.
     """
-    n, h, w, ci = x.shape
+    n, h, w = x.shape[:3]
     co, kh, kw = W.shape[1:]
-    rows = numpy.ascontiguousarray(x).reshape(-1, ci)
-    w_mat = W.transpose(0, 2, 3, 1).reshape(ci, -1)  # (Ci, kh*kw*Co)
+    rows, w_mat = _tap_operands(x, W)
     cols = _matmul(w_mat.T, rows.T).reshape(kh, kw, co, n, h, w)
     full = (max((h - 1) * s[0] + kh, p[0] + out_hw[0]), max((w - 1) * s[1] + kw, p[1] + out_hw[1]))
     y = numpy.zeros((co, n, *full), x.dtype)
@@ -198,10 +208,9 @@ def _deconv_gather(x, W, s, p, out_hw) -> numpy.ndarray:
     output: the first slice that covers the phase is copied, the others
     (one row or column short at a border) are added.
     """
-    n, h, w, ci = x.shape
+    n, h, w = x.shape[:3]
     co, kh, kw = W.shape[1:]
-    rows = numpy.ascontiguousarray(x).reshape(-1, ci)
-    w_mat = W.transpose(0, 2, 3, 1).reshape(ci, -1)  # (Ci, kh*kw*Co)
+    rows, w_mat = _tap_operands(x, W)
     contrib = _matmul(rows, w_mat).reshape(n, h, w, kh, kw, co)
     y = numpy.empty((n, *out_hw, co), x.dtype)
     for oy, cy, qy, ty in _phases(kh, s[0], p[0], out_hw[0]):
@@ -209,22 +218,22 @@ def _deconv_gather(x, W, s, p, out_hw) -> numpy.ndarray:
             dst = y[:, oy::s[0], ox::s[1]]
             # Output j of the phase reads input j + d through the tap at
             # position i of the window, d = q0 - (T - 1) + i.
-            parts = []
+            parts = []  # ((y0, y1, x0, x1) of dst, the contributions there)
             for dy, ky in zip(range(qy - len(ty) + 1, qy + 1), ty):
                 for dx, kx in zip(range(qx - len(tx) + 1, qx + 1), tx):
                     y0, y1 = max(0, -dy), min(cy, h - dy)
                     x0, x1 = max(0, -dx), min(cx, w - dx)
                     if y0 < y1 and x0 < x1:
                         src = contrib[:, y0 + dy:y1 + dy, x0 + dx:x1 + dx, ky, kx]
-                        parts.append(((y0, y1, x0, x1) == (0, cy, 0, cx), y0, y1, x0, x1, src))
-            parts.sort(key=lambda part: not part[0])  # a covering slice first
-            if not parts or not parts[0][0]:
+                        parts.append(((y0, y1, x0, x1), src))
+            whole = next((i for i, (region, _) in enumerate(parts) if region == (0, cy, 0, cx)),
+                         None)
+            if whole is None:
                 dst[...] = 0
-            for i, (covers, y0, y1, x0, x1, src) in enumerate(parts):
-                if i == 0 and covers:
-                    dst[...] = src
-                else:
-                    dst[:, y0:y1, x0:x1] += src
+            else:  # one that covers the phase initialises it: no zeros pass
+                dst[...] = parts.pop(whole)[1]
+            for (y0, y1, x0, x1), src in parts:
+                dst[:, y0:y1, x0:x1] += src
     return y
 
 
