@@ -231,14 +231,30 @@ def test_resume_auto_with_loader_processes_is_exact(folder_run, image_folder, tm
         assert_same_weights(out / name, folder_run[0] / name)
 
 
-# Builds the trainer as the script does, then prints how many loader
-# processes its iterator has and, after the run, how many children are left.
-COUNT_WORKERS = """
-import multiprocessing, sys
-from chainer.iterators import MultiprocessIterator
+# Builds the trainer from flags as the script does; the snippets below then
+# look inside it.
+BUILD = """
+import sys
 sys.path.insert(0, 'examples')
 import train_dcgan
 trainer = train_dcgan.build(train_dcgan.parse_args(sys.argv[1:]))
+"""
+
+
+def build_and_run(snippet, tmp_path, *args):
+    """Runs ``BUILD + snippet`` in a fresh interpreter with the script's ``args``."""
+    proc = subprocess.run(
+        [sys.executable, '-c', BUILD + snippet, *map(str, args), '--out', str(tmp_path / 'out')],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+# How many loader processes the iterator has and, after the run, how many
+# children are left.
+COUNT_WORKERS = """
+import multiprocessing
+from chainer.iterators import MultiprocessIterator
 iterator = trainer.updater.get_iterator('main')
 print(iterator.n_processes if isinstance(iterator, MultiprocessIterator) else 0)
 trainer.run()
@@ -254,21 +270,14 @@ print(len(multiprocessing.active_children()))
 def test_loader_processes_decode_folders_and_stop_when_the_run_ends(
         image_folder, tmp_path, dataset, loaderjob, workers):
     dataset = image_folder if dataset == 'folder' else dataset
-    args = [*FAST.split(), '--iteration', '2', '--dataset', dataset, *loaderjob]
-    proc = subprocess.run(
-        [sys.executable, '-c', COUNT_WORKERS, *map(str, args), '--out', str(tmp_path / 'out')],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = build_and_run(COUNT_WORKERS, tmp_path, *FAST.split(), '--iteration', '2',
+                          '--dataset', dataset, *loaderjob)
     assert lines[0] == str(workers)
     assert lines[-1] == '0'  # Trainer.run finalized the iterator: no worker is left
 
 
-BUILD_ONLY = """
-import sys
-sys.path.insert(0, 'examples')
-import train_dcgan
-updater = train_dcgan.build(train_dcgan.parse_args(sys.argv[1:])).updater
+LOOP_OPTIONS = """
+updater = trainer.updater
 print(updater.reuse_fakes, updater.order, updater.n_dis)
 """
 
@@ -278,11 +287,7 @@ print(updater.reuse_fakes, updater.order, updater.n_dis)
     (['--reuse_fakes', '--n_dis', '2'], 'True dis_first 2'),
 ])
 def test_loop_flags_reach_the_updater(tmp_path, flags, expected):
-    args = [*FAST.split(), *flags, '--out', str(tmp_path / 'out')]
-    proc = subprocess.run([sys.executable, '-c', BUILD_ONLY, *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == expected
+    assert build_and_run(LOOP_OPTIONS, tmp_path, *FAST.split(), *flags)[-1] == expected
 
 
 def test_training_on_an_image_folder_warns_once_about_the_broken_file(folder_run):

@@ -45,7 +45,8 @@ def same(a, b):
 
 
 class Recorder:
-    """Wraps a link's forward to record its inputs, outputs and parameters."""
+    """Wraps a link's forward to record its inputs, outputs and parameters,
+    and whether it built a graph (``chainer.config.enable_backprop``)."""
 
     def __init__(self, link):
         self.calls = []
@@ -54,7 +55,8 @@ class Recorder:
         def recording_forward(x):
             y = forward(x)
             self.calls.append({'x': numpy.asarray(getattr(x, 'array', x)).copy(),
-                               'y': y.array.copy(), 'params': params(link)})
+                               'y': y.array.copy(), 'params': params(link),
+                               'backprop': chainer.config.enable_backprop})
             return y
 
         link.forward = recording_forward
@@ -151,18 +153,11 @@ def test_gen_step_gradient_is_that_of_its_z_through_the_updated_dis(reuse_fakes,
 @pytest.mark.parametrize('n_dis', [1, 3])
 def test_reuse_fakes_builds_a_graph_through_gen_only_in_the_last_dis_step(n_dis):
     updater = make_updater(n_dis=n_dis, reuse_fakes=True)
-    backprop = []
-    forward = updater.gen.forward
-
-    def recording_forward(z):
-        backprop.append(chainer.config.enable_backprop)
-        return forward(z)
-
-    updater.gen.forward = recording_forward
+    gen_rec = Recorder(updater.gen)
     for _ in range(2):
         updater.update()
         assert updater._kept_fakes is None  # dropped by the G step
-    assert backprop == ([False] * (n_dis - 1) + [True]) * 2
+    assert [c['backprop'] for c in gen_rec.calls] == ([False] * (n_dis - 1) + [True]) * 2
 
 
 def test_reuse_fakes_needs_dis_first():
