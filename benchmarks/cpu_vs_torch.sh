@@ -27,17 +27,23 @@ if ! $torch_py -c 'import torch' 2>/dev/null; then
     echo "cpu_vs_torch.sh: error: $torch_py cannot import torch (set TORCH_PYTHON)" >&2
     exit 2
 fi
-rate() { tail -n 1 | awk '{print $(NF-1)}'; }
+# The figure of the contract line (`throughput ...` / `torch ...`), or nothing.
+rate() { awk '/^(throughput|torch) .* img\/s$/ {v = $(NF-1)} END {print v}'; }
 results=()
 for net in digits28 dcgan64; do
+    log="$out/$net.log"
+    : > "$log"  # this run's outputs only
     for loop in fresh reuse; do
         flag=()
         [ "$loop" = reuse ] && flag=(--reuse_fakes)
         for round in $(seq "$rounds"); do
-            log="$out/$net.log"
             ours=$($py benchmarks/throughput.py --net "$net" "${flag[@]}" | tee -a "$log" | rate)
             theirs=$($torch_py benchmarks/torch_dcgan.py --net "$net" "${flag[@]}" | tee -a "$log" | rate)
-            echo "$net $loop round $round: ours $ours, torch $theirs" 
+            if [ -z "$ours" ] || [ -z "$theirs" ]; then
+                echo "cpu_vs_torch.sh: error: a benchmark of $net ($loop) failed; see $log" >&2
+                exit 1
+            fi
+            echo "$net $loop round $round: ours $ours, torch $theirs"
             ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2f", a / b}')
             results+=("$net $loop $round ours $ours torch $theirs ratio $ratio")
         done
