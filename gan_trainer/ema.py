@@ -67,3 +67,13 @@ class GeneratorEMA:
     def serialize(self, serializer) -> None:
         """Saves/restores the averaged weights (a trainer snapshot holds them)."""
         self.target.serialize(serializer)
+
+
+def generator_to_show(gen: chainer.Link, ema: GeneratorEMA | None) -> chainer.Link:
+    """The generator whose samples a run shows, measures and validates.
+
+    The moving average when there is one (it is the one worth using), else
+    G itself. Preview grids, the quality report, the evaluator and the
+    generator snapshot tools all choose through this function.
+    """
+    return ema.target if ema is not None else gen

@@ -21,6 +21,7 @@ removed and ``onnx_chainer`` imports.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import chainer
 import numpy
 
 from gan_trainer import ops
+from gan_trainer.files import atomic_write
 
 #: Names of the graph's inputs and output.
 Z_NAME, LABEL_NAME, OUTPUT_NAME = 'z', 't', 'images'
@@ -66,13 +68,18 @@ def export_onnx(
     Raises:
         ImportError: If the onnx package is missing (one line saying how to
             install it).
-        ValueError: If ``batchsize < 1``.
+        ValueError: If ``batchsize < 1`` or the opset is outside
+            :func:`opset_range`.
     """
     onnx_chainer = _onnx_chainer()
     import onnx
 
     if isinstance(batchsize, bool) or not isinstance(batchsize, int) or batchsize < 1:
         raise ValueError(f'batchsize must be an integer >= 1, got {batchsize!r}')
+    low, high = opset_range()
+    if opset_version is not None and not low <= opset_version <= high:
+        raise ValueError(f'opset {opset_version}: this onnx_chainer and onnx export opsets '
+                         f'{low} to {high}')
     device = gen.device
     args = [device.send(numpy.zeros((batchsize, gen.n_hidden), numpy.float32))]
     names = [Z_NAME]
@@ -98,5 +105,17 @@ def export_onnx(
     onnx.checker.check_model(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    with atomic_write(path) as f:
+        f.write(model.SerializeToString())
     return model
+
+
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets :func:`export_onnx` can write: ``onnx_chainer``'s range,
+    capped by what the installed onnx knows."""
+    _onnx_chainer()
+    import onnx
+    onnx_export = importlib.import_module('onnx_chainer.export')  # the module, not the function
+
+    high = min(onnx_export.MAXIMUM_OPSET_VERSION, int(onnx.defs.onnx_opset_version()))
+    return onnx_export.MINIMUM_OPSET_VERSION, high

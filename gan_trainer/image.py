@@ -21,6 +21,8 @@ import chainer
 import numpy as np
 from PIL import Image
 
+from gan_trainer.files import atomic_write
+
 _ALPHA_MODES = ('LA', 'La', 'PA', 'RGBA', 'RGBa')
 
 
@@ -114,7 +116,8 @@ def save_image(array: np.ndarray, path: str | os.PathLike) -> Path:
 
     The format follows the file extension (use ``.png``: lossless, so grids
     of generated samples keep their exact pixels); a name without a known
-    extension is written as PNG.
+    extension is written as PNG. The file is written with
+    :func:`gan_trainer.files.atomic_write`.
 
     Args:
         array: uint8 array ``(H, W)`` (gray), ``(H, W, 3)`` (RGB) or
@@ -137,8 +140,10 @@ def save_image(array: np.ndarray, path: str | os.PathLike) -> Path:
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    known = path.suffix.lower() in Image.registered_extensions()
-    Image.fromarray(array).save(path, format=None if known else 'PNG')
+    image_format = Image.registered_extensions().get(path.suffix.lower(), 'PNG')
+    # Atomically: a viewer, a GIF maker or a crash never sees half a picture.
+    with atomic_write(path) as f:
+        Image.fromarray(array).save(f, format=image_format)
     return path
 
 

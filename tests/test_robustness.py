@@ -35,8 +35,8 @@ from test_examples import (
     train,
 )
 
-from gan_trainer.checkpoint import SNAPSHOT_NAMES
-from gan_trainer.datasets import ImageFolderDataset, SkippedFilesWarning
+from gan_trainer.datasets import ImageFolderDataset, LargeImageWarning, SkippedFilesWarning
+from gan_trainer.files import is_snapshot
 from gan_trainer.image import load_image
 
 PROG = 'train_dcgan.py'
@@ -45,7 +45,7 @@ AS_ROOT = hasattr(os, 'geteuid') and os.geteuid() == 0
 
 def snapshots(out):
     """{name: bytes} of the snapshot files in ``out``."""
-    return {p.name: p.read_bytes() for p in out.iterdir() if SNAPSHOT_NAMES.fullmatch(p.name)}
+    return {p.name: p.read_bytes() for p in out.iterdir() if is_snapshot(p.name)}
 
 
 def stderr_lines(proc):
@@ -166,8 +166,9 @@ def fake_snapshot_folder(out, names):
 
 
 def unchanged(out, before):
-    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
-    return after == before
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()
+             if p.is_file()}
+    return after == before and not (out / 'damaged').exists()
 
 
 @pytest.mark.parametrize(
@@ -181,7 +182,7 @@ def test_a_new_run_refuses_a_folder_with_snapshots_and_touches_nothing(tmp_path,
     proc = train('--out', out)
     assert_one_line_error(proc, f"output folder '{out}' already holds snapshots", PROG)
     assert 'pass --resume auto to continue it, or another --out' in proc.stderr
-    assert unchanged(out, before)  # not even config.json was written
+    assert unchanged(out, before)  # not even config.json (or a lock file) was written
 
 
 def test_resume_auto_without_a_readable_snapshot_is_refused(tmp_path):
@@ -197,13 +198,18 @@ def test_resume_auto_without_a_readable_snapshot_is_refused(tmp_path):
     assert unchanged(out, before)
 
 
+def run_files(out):
+    # The lock file holds the process that last held the folder: not the run's.
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != '.lock'}
+
+
 def test_resuming_an_older_snapshot_in_its_own_folder_is_refused(short_run, tmp_path):
     out = copy_run(short_run, tmp_path)
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    before = run_files(out)
     proc = train('--resume', out / 'snapshot_iter_1', '--out', out)
     assert_one_line_error(proc, 'would overwrite the later snapshots', PROG)
     assert 'snapshot_iter_2, snapshot_iter_3' in proc.stderr
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert run_files(out) == before
 
 
 # ------------------------------------------------------------ bad command lines
@@ -211,7 +217,7 @@ def test_resuming_an_older_snapshot_in_its_own_folder_is_refused(short_run, tmp_
 
 def test_negative_batch_size_is_one_line(tmp_path):
     proc = train('--batchsize', '-3', '--out', tmp_path / 'result')
-    assert_one_line_error(proc, '--batchsize/-b: must be at least 1, got -3', PROG)
+    assert_one_line_error(proc, '--batchsize: must be at least 1, got -3', PROG)
 
 
 @pytest.mark.skipif(AS_ROOT, reason='root writes into read-only folders')
@@ -274,7 +280,10 @@ def test_a_folder_of_odd_images_trains_and_lists_what_it_skipped(tmp_path):
     assert skipped.startswith(
         f"{PROG}: warning: skipped 3 unreadable file(s) in dataset folder '{zoo}'"
     )
-    assert skipped.endswith(': bomb.png, cut.jpg, text.png')
+    # Each file named with what is wrong with it.
+    listed = skipped.split("': ", 1)[1]
+    assert listed.startswith('bomb.png (DecompressionBombError: ')
+    assert ', cut.jpg (' in listed and ', text.png (UnidentifiedImageError: ' in listed
     assert (
         clamped == f'{PROG}: warning: --batchsize 64 is larger than the 7 training images; using 7'
     )
@@ -311,9 +320,13 @@ def test_pillows_bomb_limits_warn_then_skip(tmp_path, monkeypatch):
     assert image.shape == (3, 4, 4)
     assert dataset.skipped[0][1].startswith('DecompressionBombError')
     skips = [str(r.message) for r in record if r.category is SkippedFilesWarning]
-    assert len(skips) == 1 and skips[0].endswith(': bomb.png')
-    # Pillow's own warning for the large one, not an error.
-    assert {r.category for r in record} == {SkippedFilesWarning, Image.DecompressionBombWarning}
+    assert len(skips) == 1 and ": bomb.png (DecompressionBombError: " in skips[0]
+    # The large one is named in a warning of the dataset's own (Pillow's
+    # does not name the file), and not an error.
+    [large] = [str(r.message) for r in record if r.category is LargeImageWarning]
+    assert large.startswith(f"1 image(s) in dataset folder '{tmp_path}' are over 4,096 pixels")
+    assert large.endswith(': large.png')
+    assert {r.category for r in record} == {SkippedFilesWarning, LargeImageWarning}
 
 
 def test_a_file_that_cannot_be_opened_is_skipped_and_listed(tmp_path, monkeypatch):
@@ -329,7 +342,7 @@ def test_a_file_that_cannot_be_opened_is_skipped_and_listed(tmp_path, monkeypatc
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(Image, 'open', guarded_open)
-    with pytest.warns(SkippedFilesWarning, match=r'skipped 1 .*: locked\.png$'):
+    with pytest.warns(SkippedFilesWarning, match=r'skipped 1 .*: locked\.png \(PermissionError'):
         dataset = ImageFolderDataset(tmp_path, size=4)
     assert dataset.skipped[0][1].startswith('PermissionError')
     assert len(dataset) == 1
@@ -340,6 +353,6 @@ def test_a_file_without_read_permission_is_skipped_and_listed(tmp_path):
     for name in ('locked.png', 'open.png'):
         Image.new('L', (4, 4), 0).save(tmp_path / name)
     (tmp_path / 'locked.png').chmod(0)
-    with pytest.warns(SkippedFilesWarning, match=r'locked\.png$'):
+    with pytest.warns(SkippedFilesWarning, match=r'locked\.png \(PermissionError'):
         dataset = ImageFolderDataset(tmp_path, size=4)
     assert len(dataset) == 1

@@ -1,6 +1,7 @@
 """GANUpdater: the correctness properties of the one training loop."""
 
 import copy
+import warnings
 
 import chainer
 import chainer.functions as F
@@ -13,6 +14,7 @@ from gan_trainer import GANUpdater
 from gan_trainer.iterators import train_iterator
 from gan_trainer.losses import NONSATURATING
 from gan_trainer.testing import fake_dataset, fake_images, tiny_discriminator, tiny_generator
+from gan_trainer.updater import NotResumableWarning
 
 
 def make_updater(data=None, *, batchsize=4, gen=None, dis=None, **options):
@@ -247,10 +249,8 @@ def run_trainer(updater, iterations, out, snapshot_at=None):
     return trainer
 
 
-# None: Chainer's ShuffleOrderSampler on a SerialIterator; 0 and 2:
 # train_iterator without and with loader processes.
-@pytest.mark.parametrize('n_processes', [None, 0, 2])
-@pytest.mark.filterwarnings('ignore:setDaemon:DeprecationWarning')  # Chainer's prefetch thread
+@pytest.mark.parametrize('n_processes', [0, 2])
 def test_serialize_resumes_exactly_across_epochs(tmp_path, n_processes):
     # 12 images, batch 4, n_dis 2: an epoch every 1.5 iterations, so the
     # shuffled order of later epochs must come back from the snapshot too.
@@ -270,6 +270,38 @@ def test_serialize_resumes_exactly_across_epochs(tmp_path, n_processes):
     assert same(params(straight.gen), params(resumed.gen))
     assert same(params(straight.dis), params(resumed.dis))
     assert straight.rng.randint(1 << 30) == resumed.rng.randint(1 << 30)
+
+
+def test_snapshots_of_the_earlier_layout_resume_exactly(tmp_path):
+    # Before iterators saved their own shuffling state, the updater kept it
+    # as order_rng:main; such a snapshot must still resume bit for bit.
+    data = fake_images(12)
+    straight = make_updater(data, n_dis=2, shuffle_seed=1, n_processes=0)
+    run_trainer(straight, 6, tmp_path / 'a').run()
+    first = make_updater(data, n_dis=2, shuffle_seed=1, n_processes=0)
+    run_trainer(first, 3, tmp_path / 'b', snapshot_at=3).run()
+    with numpy.load(tmp_path / 'b' / 'snap') as f:
+        arrays = {k: f[k] for k in f.files}
+    moved = 'updater/iterator:main/order_sampler/'
+    old = {k.replace(moved, 'updater/order_rng:main/'): v for k, v in arrays.items()}
+    assert len([k for k in old if k.startswith('updater/order_rng:main/')]) == 2
+    with open(tmp_path / 'old_snap', 'wb') as f:
+        numpy.savez(f, **old)
+    resumed = make_updater(data, n_dis=2, shuffle_seed=5, seed=99, n_processes=0)
+    trainer = run_trainer(resumed, 6, tmp_path / 'c')
+    chainer.serializers.load_npz(str(tmp_path / 'old_snap'), trainer)
+    trainer.run()
+    assert same(params(straight.gen), params(resumed.gen))
+
+
+def test_an_iterator_that_cannot_resume_exactly_is_warned_about():
+    data = fake_images(12)
+    with pytest.warns(NotResumableWarning, match=r'SerialIterator\) does not save its shuffl'):
+        make_updater(data, shuffle_seed=1)  # Chainer's own sampler: not in snapshots
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', NotResumableWarning)
+        make_updater(data)  # not shuffled: nothing to save
+        make_updater(data, shuffle_seed=1, n_processes=0)  # train_iterator saves it
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -17,22 +17,37 @@ targets and ``make_hidden``) and ``trainer.observation``, and write under
   TensorBoard events (optional: needs tensorboardX).
 * :class:`MeanOverRanks`: in a data-parallel run, the reported values
   averaged over the processes (see :mod:`gan_trainer.distributed`).
+* :class:`Snapshots`: the trainer and network snapshots, written
+  atomically and pruned to the newest ``keep`` by iteration.
+* :class:`GracefulStop`: SIGINT/SIGTERM stop at the iteration's end with a
+  snapshot (:class:`Stopped`).
+* :class:`TrainingGif`: ``OUT/training.gif`` from the preview grids when
+  training ends.
+
+What they read from the updater is declared in :mod:`.protocol`.
 """
 
 from gan_trainer.extensions.divergence import DivergenceMonitor, DivergenceWarning
+from gan_trainer.extensions.gif import TrainingGif
 from gan_trainer.extensions.image_grid import ImageGrid
 from gan_trainer.extensions.mean_over_ranks import MeanOverRanks
 from gan_trainer.extensions.nan_guard import NaNGuard, TrainingDiverged
 from gan_trainer.extensions.quality import QualityReport
+from gan_trainer.extensions.snapshot import Snapshots
+from gan_trainer.extensions.stop import GracefulStop, Stopped
 from gan_trainer.extensions.tensorboard import TensorBoardReport
 
 __all__ = [
     'DivergenceMonitor',
     'DivergenceWarning',
+    'GracefulStop',
     'ImageGrid',
     'MeanOverRanks',
     'NaNGuard',
     'QualityReport',
+    'Snapshots',
+    'Stopped',
     'TensorBoardReport',
     'TrainingDiverged',
+    'TrainingGif',
 ]

@@ -15,6 +15,8 @@ import chainer
 import numpy
 from chainer import training
 
+from gan_trainer import files
+from gan_trainer.extensions.protocol import is_conditional, shown_generator
 from gan_trainer.image import save_grid
 from gan_trainer.latent import global_seed
 
@@ -23,11 +25,12 @@ class ImageGrid(training.Extension):
     """Saves a ``rows x cols`` grid of generated images for a fixed z.
 
     Each call writes ``OUT/<out_dir>/image_{iteration:08d}.png`` and
-    replaces ``OUT/<out_dir>/latest.png`` (written to a temporary file and
-    renamed, so a viewer never sees a half-written picture).
+    replaces ``OUT/<out_dir>/latest.png``, both with
+    :func:`gan_trainer.files.atomic_write`, so neither a viewer nor
+    :mod:`gan_trainer.animation` ever sees a half-written picture.
 
-    The generator is the updater's moving average of G when it keeps one
-    (``updater.ema``), else the target of its ``'gen'`` optimizer; z comes
+    The generator is :func:`~gan_trainer.extensions.protocol.shown_generator`
+    (the moving average of G when the updater keeps one); z comes
     from ``trainer.updater.make_hidden(n, rng)``, as
     :class:`~gan_trainer.GANUpdater` provides. The generator runs in
     evaluation mode (BatchNorm with running statistics) without a graph.
@@ -40,7 +43,9 @@ class ImageGrid(training.Extension):
         cols: Grid columns.
         seed: Seed of the fixed z.
         out_dir: Folder under the trainer's ``out``.
-        filename: Per-iteration file name, formatted with ``iteration``.
+        filename: Per-iteration file name, a function of the iteration
+            (:func:`gan_trainer.files.preview_frame` by default, the names
+            :func:`gan_trainer.animation.find_frames` collects).
     """
 
     trigger = 1000, 'iteration'
@@ -48,8 +53,8 @@ class ImageGrid(training.Extension):
     default_name = 'image_grid'
 
     def __init__(self, *, rows: int = 10, cols: int = 10, seed: int = 0,
-                 out_dir: str = 'preview',
-                 filename: str = 'image_{iteration:08d}.png') -> None:
+                 out_dir: str = files.PREVIEW_DIR,
+                 filename=files.preview_frame) -> None:
         if rows < 1 or cols < 1:
             raise ValueError(f'rows and cols must be at least 1, got {rows}x{cols}')
         self.rows, self.cols, self.seed = rows, cols, seed
@@ -60,13 +65,12 @@ class ImageGrid(training.Extension):
         with global_seed(self.seed):
             return updater.make_hidden(n, numpy.random.RandomState(self.seed))
 
-    def __call__(self, trainer: training.Trainer) -> None:
+    def __call__(self, trainer: training.Trainer) -> str:
         updater = trainer.updater
-        ema = getattr(updater, 'ema', None)
-        gen = ema.target if ema is not None else updater.get_optimizer('gen').target
+        gen = shown_generator(updater)
         rows, cols = self.rows, self.cols
         with chainer.using_config('train', False), chainer.no_backprop_mode():
-            if getattr(updater, 'conditional', False):
+            if is_conditional(updater):
                 rows = gen.n_classes
                 z = self.fixed_hidden(updater, cols)
                 xp = updater.device.xp
@@ -76,9 +80,7 @@ class ImageGrid(training.Extension):
             else:
                 images = gen(self.fixed_hidden(updater, rows * cols)).array
         folder = os.path.join(trainer.out, self.out_dir)
-        path = save_grid(images, os.path.join(
-            folder, self.filename.format(iteration=updater.iteration)), rows, cols)
-        tmp = os.path.join(folder, '.latest.tmp.png')
-        save_grid(images, tmp, rows, cols)
-        os.replace(tmp, os.path.join(folder, 'latest.png'))
+        path = os.path.join(folder, self.filename(updater.iteration))
+        for target in (path, os.path.join(folder, files.PREVIEW_LATEST)):
+            save_grid(images, target, rows, cols)  # each written atomically
         return path

@@ -22,7 +22,6 @@ a better generator.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -30,6 +29,8 @@ import chainer
 import numpy
 from chainer import training
 
+from gan_trainer import files
+from gan_trainer.extensions.protocol import is_conditional, shown_generator
 from gan_trainer.latent import global_seed
 from gan_trainer.metrics.features import FeatureNet
 from gan_trainer.metrics.quality import RealStatistics
@@ -67,7 +68,7 @@ class QualityReport(training.Extension):
         seed: int = 0,
         batchsize: int = 100,
         prefix: str = 'validation',
-        best_name: str | None = 'gen_best',
+        best_name: str | None = files.BEST_STEM,
     ) -> None:
         if not isinstance(real, RealStatistics) and embed is None:
             raise ValueError('QualityReport needs embed= (a feature network) for real images')
@@ -89,12 +90,11 @@ class QualityReport(training.Extension):
     def samples(self, updater):
         """``(images, labels, gen)``: the fixed-z images ``(n_samples, C, H, W)``,
         the labels asked for (None unless conditional) and the G that made them."""
-        ema = getattr(updater, 'ema', None)
-        gen = ema.target if ema is not None else updater.get_optimizer('gen').target
+        gen = shown_generator(updater)
         with global_seed(self.seed):
             z = updater.make_hidden(self.n_samples, numpy.random.RandomState(self.seed))
         labels = None
-        if getattr(updater, 'conditional', False):
+        if is_conditional(updater):
             labels = numpy.arange(self.n_samples, dtype=numpy.int32) % numpy.int32(gen.n_classes)
         return generate(gen, z, labels, batchsize=self.batchsize), labels, gen
 
@@ -112,14 +112,11 @@ class QualityReport(training.Extension):
 
     def _save_best(self, out: str, gen: chainer.Link, info: dict) -> None:
         os.makedirs(out, exist_ok=True)
-        # Temporary names in the same folder, then rename: a crash never
-        # leaves a half-written best snapshot behind its final name.
+        # Each file atomically (gan_trainer.files): a crash never leaves a
+        # half-written best snapshot behind its final name.
         path = os.path.join(out, self.best_name)
-        chainer.serializers.save_npz(path + '.npz.tmp', gen)
-        with open(path + '.json.tmp', 'w', encoding='utf-8') as f:
-            json.dump(info, f, indent=2, sort_keys=True)
-        os.replace(path + '.npz.tmp', path + '.npz')
-        os.replace(path + '.json.tmp', path + '.json')
+        files.save_npz(path + '.npz', gen)
+        files.write_json(path + '.json', info)
 
     def serialize(self, serializer) -> None:
         """Keeps the best FID so far (and its iteration) in trainer snapshots."""

@@ -15,6 +15,8 @@ import os
 import numpy
 from chainer import training
 
+from gan_trainer import files
+
 #: The scalars not written: bookkeeping, not measurements.
 SKIPPED_KEYS = ('iteration', 'epoch', 'elapsed_time')
 
@@ -77,7 +79,7 @@ class TensorBoardReport(training.Extension):
         *,
         trigger=None,
         log_report: str = 'LogReport',
-        preview: str | None = os.path.join('preview', 'latest.png'),
+        preview: str | None = os.path.join(files.PREVIEW_DIR, files.PREVIEW_LATEST),
     ) -> None:
         self._writer_class = _summary_writer()
         self.trigger = _every_iteration if trigger is None else trigger
@@ -88,7 +90,7 @@ class TensorBoardReport(training.Extension):
 
     def _open(self, trainer):
         if self._writer is None:
-            logdir = os.path.join(trainer.out, self.logdir or 'tensorboard')
+            logdir = os.path.join(trainer.out, self.logdir or files.TENSORBOARD_DIR)
             # The file name holds the time in seconds only: the suffix keeps a
             # run resumed within the same second from overwriting the first file.
             suffix = f'.{os.getpid()}.{trainer.updater.iteration}'

@@ -1,0 +1,185 @@
+"""``gan-trainer train`` (and ``examples/train_dcgan.py``): flags -> RunConfig -> run.
+
+The flags are made from :class:`~gan_trainer.run.RunConfig`'s declarations,
+one per option, so the two cannot drift apart. A run starts from
+``--config OUT/config.json`` (to repeat an earlier run) or from
+``--preset`` (``dcgan`` by default); every flag given explicitly overrides
+that. Then :func:`gan_trainer.run.build_trainer` builds the run and
+``run()`` trains it. Every way it can end is one line and an exit status::
+
+    0    done (or nothing left to do)
+    2    bad input: an option, the data, a snapshot, the output folder
+    3    training diverged (NaN or infinity)
+    4    no room: a full disk, a failed write, not enough memory
+    130  stopped by Ctrl-C (SIGINT), after saving the iteration
+    143  stopped by SIGTERM, likewise
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from gan_trainer.cli._args import (
+    Parser,
+    describe,
+    fail,
+    int_list,
+    integer,
+    number,
+    one_line_warnings,
+)
+from gan_trainer.run.config import RunConfig
+from gan_trainer.run.options import GROUPS, allowed, declared
+
+_TYPES = {'int': integer, 'float': number, 'str': str, 'ints': int_list}
+
+
+def flags_of_options() -> dict[str, str]:
+    """Option name -> the flag that sets it (its first spelling)."""
+    result = {}
+    for name, field in declared(RunConfig).items():
+        meta = field.metadata
+        result[name] = meta['negate'] or (meta['flags'] or (f'--{name}',))[0]
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per run option (by group), plus ``--config``."""
+    parser.add_argument('--config', metavar='CONFIG_JSON',
+                        help='start from the options of an earlier run (its OUT/config.json); '
+                             'flags given explicitly override them')
+    groups = {name: parser.add_argument_group(name) for name in GROUPS}
+    defaults = RunConfig()
+    for name, field in declared(RunConfig).items():
+        meta = field.metadata
+        if not meta['cli']:
+            continue
+        group = groups[meta['group']]
+        default = getattr(defaults, name)
+        shown = '' if default is None else f' (default {_shown(default)})'
+        help_text = meta['help'] + ('' if meta['kind'] == 'bool' else shown)
+        if meta['preset']:
+            help_text += '; set by --preset'
+        if meta['negate']:
+            group.add_argument(meta['negate'], dest=name, action='store_false',
+                               default=argparse.SUPPRESS, help=help_text)
+            continue
+        spellings = meta['flags'] or (f'--{name}',)
+        if meta['kind'] == 'bool':
+            group.add_argument(*spellings, dest=name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+            continue
+        choices = allowed(field)
+        group.add_argument(*spellings, dest=name, type=_TYPES[meta['kind']],
+                           choices=choices, default=argparse.SUPPRESS, help=help_text,
+                           metavar=None if choices else name.upper())
+
+
+def _shown(value) -> str:
+    return ','.join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of parsed flags: ``--config`` or ``--preset``, then the flags.
+
+    Raises:
+        ConfigError: For a value an option cannot take.
+        SnapshotError: For a ``--config`` file that cannot be read.
+    """
+    from gan_trainer.checkpoint import SnapshotError
+    from gan_trainer.run.presets import apply_preset
+    from gan_trainer.run.record import read_record
+
+    explicit = {k: v for k, v in vars(args).items() if k != 'config'}
+    base = RunConfig()
+    if args.config is not None:
+        record = read_record(args.config)
+        if record.config is None:
+            raise SnapshotError(
+                f"'{args.config}' was written by an older gan_trainer (config version "
+                f'{record.version}): it holds the networks but not the run\'s options, so it '
+                'cannot be repeated; pass the flags of that run instead')
+        base = record.config
+    preset = explicit.pop('preset', None)
+    if preset is not None or args.config is None:
+        return apply_preset(base, preset or base.preset, **explicit)
+    return base.replace(**explicit)
+
+
+def build_parser(prog: str) -> Parser:
+    """The parser of the training command, named ``prog`` in its messages."""
+    parser = Parser(prog=prog, description='Train a GAN with gan_trainer (DCGAN by default).',
+                    argument_default=argparse.SUPPRESS)
+    add_arguments(parser)
+    return parser
+
+
+def parse_config(argv=None, *, prog: str = 'gan-trainer train') -> RunConfig:
+    """Flags -> RunConfig; a bad flag or value exits with one line and status 2."""
+    one_line_warnings(prog)
+    args = build_parser(prog).parse_args(argv)
+    if not hasattr(args, 'config'):
+        args.config = None
+    try:
+        return config_from_args(args)
+    except ValueError as e:
+        sys.exit(fail(prog, e, flags_of_options()))
+
+
+def run_config(config: RunConfig, *, prog: str = 'gan-trainer train', gen=None, dis=None,
+               data=None) -> int:
+    """Builds and runs ``config``; returns the exit status (see the module docstring)."""
+    from gan_trainer.distributed import world_rank
+    from gan_trainer.run import ResourceError, Stopped, TrainingDiverged, build_trainer
+
+    one_line_warnings(prog)
+    # In a data-parallel run every process finds the same bad input; rank 0 says it.
+    lead = config.communicator is None or world_rank() == 0
+    flags = flags_of_options()
+
+    def say(line: str) -> None:
+        print(f'{prog}: {line}', flush=True)
+
+    def error(e: BaseException, status: int) -> int:
+        if lead:
+            print(f'{prog}: error: {describe(e, flags)}', file=sys.stderr, flush=True)
+        return status
+
+    trainer = None
+    try:
+        trainer = build_trainer(config, gen=gen, dis=dis, data=data, log=say)
+        trainer.run()
+    except Stopped as e:
+        if lead:
+            again = f'{prog} --resume auto --out {config.out}'
+            tail = f'; continue with: {again}' if e.snapshot else ''
+            print(f'{prog}: {e}{tail}', file=sys.stderr, flush=True)
+        return e.exit_status
+    except KeyboardInterrupt:  # before training started: nothing was written
+        if lead:
+            print(f'{prog}: stopped by SIGINT before training started', file=sys.stderr)
+        return 128 + signal.SIGINT
+    except TrainingDiverged as e:
+        return error(e, 3)
+    except ResourceError as e:
+        return error(e, 4)
+    except ValueError as e:  # ConfigError, DatasetError, SnapshotError, DeviceError, ...
+        status = error(e, 2)
+        group = getattr(trainer, 'group', None)
+        if trainer is not None and group is not None and group.parallel:
+            # Failed during training on this process only (an image vanished):
+            # the others must not wait for it.
+            group.comm.mpi_comm.Abort(status)
+        return status
+    return 0
+
+
+def main(argv=None, *, prog: str = 'gan-trainer train') -> int:
+    """``gan-trainer train [flags]``: parse, build, run; returns the exit status."""
+    return run_config(parse_config(argv, prog=prog), prog=prog)
+
+
+__all__ = ['add_arguments', 'build_parser', 'config_from_args',
+           'flags_of_options', 'main', 'parse_config', 'run_config']

@@ -1,0 +1,457 @@
+"""build_trainer: a complete, safe training run from a RunConfig.
+
+``build_trainer(config)`` does what a training script used to do by hand,
+for one process or a data-parallel group, and returns a
+:class:`~gan_trainer.run.RunTrainer` (a Chainer ``Trainer``) ready to
+``run()``. Your own networks and data get every safety the command has::
+
+    from gan_trainer.run import RunConfig, build_trainer
+    trainer = build_trainer(RunConfig(iteration=5000, out='result'),
+                            gen=MyGenerator(), dis=MyDiscriminator())
+    trainer.run()
+
+In order, with nothing written into the output folder until every check
+has passed (``config.json`` is written by ``run()``):
+
+1. the device, the output folder (writable, locked for this run, the
+   remains of interrupted writes removed) and the snapshot to resume
+   (``resume='auto'``: the newest complete one, damaged ones moved aside);
+2. the data (``Data``), its size against the machine's memory, and a
+   resumed run's ``config.json`` against this config: options that change
+   the networks or the data must match;
+3. the networks, their moving average, the optimizers, the iterators
+   (loader processes for folders of images) and the
+   :class:`~gan_trainer.GANUpdater`;
+4. the extensions, in the order of
+   :data:`gan_trainer.run.extensions.PRIORITIES`;
+5. the resumed snapshot, loaded into all of it.
+
+In a data-parallel run (``config.communicator``, under ``mpiexec``) every
+process calls this; the steps that can fail on one process run under
+:meth:`~gan_trainer.run.group.Group.agreeing`, so that they fail on all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+
+import chainer
+
+from gan_trainer import GANEvaluator, GANUpdater
+from gan_trainer.checkpoint import SnapshotError, snapshot_iteration
+from gan_trainer.datasets import Data, DatasetError, load_dataset
+from gan_trainer.device import get_device
+from gan_trainer.ema import GeneratorEMA, generator_to_show
+from gan_trainer.iterators import train_iterator
+from gan_trainer.latent import global_seed
+from gan_trainer.nets import build_discriminator, build_generator
+from gan_trainer.nets._blocks import default_n_stages, resolve_widths
+from gan_trainer.penalties import get_penalty
+from gan_trainer.run import memory
+from gan_trainer.run.config import ConfigError, RunConfig, network_options, preset_options
+from gan_trainer.run.extensions import add_extensions
+from gan_trainer.run.folder import RunFolder, is_rank_file
+from gan_trainer.run.group import Group
+from gan_trainer.run.record import RunRecord, record_beside
+from gan_trainer.run.trainer import RunTrainer
+
+#: Where a message line goes: the command prefixes its name; the default prints it.
+Log = Callable[[str], None]
+
+
+class RunWarning(UserWarning):
+    """Something about the run the user should know, which does not stop it."""
+
+
+def build_trainer(config: RunConfig, *, gen: chainer.Link | None = None,
+                  dis: chainer.Link | None = None, data: Data | None = None, comm=None,
+                  log: Log | None = print) -> RunTrainer:
+    """Builds the trainer of a run (see the module docstring for the steps).
+
+    Args:
+        config: The run's options.
+        gen, dis: Networks of your own (both or neither); by default they
+            are built from ``config`` for the data's image shape. A network
+            with a ``config()`` method (the package's nets) can be rebuilt
+            from ``config.json`` by ``gan-trainer generate``; others are
+            recorded by class name.
+        data: Data of your own (:meth:`Data.of <gan_trainer.datasets.Data.of>`);
+            by default ``config.dataset`` is loaded.
+        comm: A ChainerMN communicator; by default one is created when
+            ``config.communicator`` is set.
+        log: Prints one line (resuming, the data found); None for silence.
+
+    Returns:
+        A :class:`~gan_trainer.run.RunTrainer`; its ``run()`` trains.
+
+    Raises:
+        ValueError: Bad input (its subclasses name the option, file or
+            folder): exit status 2 in the command.
+        ResourceError: Not enough memory or disk for the run: exit status 4.
+    """
+    if (gen is None) != (dis is None):
+        raise ValueError('build_trainer needs both gen and dis, or neither')
+    say = log or (lambda line: None)
+    if comm is None and config.communicator is not None:
+        comm = _start_distributed(config)
+    group = Group(comm)
+    lead_say = say if group.lead else (lambda line: None)
+
+    # 1. Device, folder, snapshot to resume.
+    with group.agreeing():
+        device = get_device(config.gpu if not group.parallel or config.gpu < 0
+                            else comm.intra_rank)
+        if config.resume and not group.parallel and is_rank_file(config.resume):
+            raise SnapshotError(
+                f"'{config.resume}' is one process's snapshot of a data-parallel run: resume "
+                'it with mpiexec, --communicator and as many processes as wrote it')
+        folder = RunFolder(config.out, rank=group.rank)
+        folder.check_writable()
+        if group.lead:
+            folder.lock()
+    try:
+        return _build(config, group, folder, device, gen=gen, dis=dis, data=data,
+                      say=lead_say)
+    except BaseException:
+        folder.abandon()  # a run refused at its start leaves no trace
+        raise
+
+
+def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
+    """Steps 1 (resume) to 5 of :func:`build_trainer`, with the folder locked."""
+    comm, lead_say = group.comm, say
+    if group.lead:
+        folder.remove_temporaries()
+    resume, later = _resume_point(config, folder, group, lead_say)
+    # 2. Data, memory, the resumed run's settings.
+    with group.agreeing():
+        resumed_at = snapshot_iteration(resume) if resume else 0
+        previous = _previous_record(resume)
+        if previous is not None:
+            check_same_networks(config, previous.config, resume,
+                                previous.gen.get('size'))
+        if data is None and group.lead:
+            memory.require(memory.data_bytes(config), _named(config, 'size', 'dataset'),
+                           'use a smaller --size')
+            data = load_dataset(config.dataset, size=config.size, gray=config.gray)
+    facts = _share_facts(group, data)
+    with group.agreeing():
+        if config.conditional and facts['n_classes'] < 2:
+            raise DatasetError(
+                f"conditional needs labelled data with at least 2 classes; dataset "
+                f"'{config.dataset}' has {facts['n_classes']} (use one subfolder per class)")
+        if gen is None:
+            _warn_about_size(config, facts['shape'])
+            memory.require(memory.training_bytes(config, facts['shape']),
+                           _named(config, 'size', 'batchsize', 'widths', 'base_width'),
+                           'use a smaller --size, --batchsize or --base_width')
+        quality = None
+        if config.fid_interval and group.lead:
+            quality = _quality_inputs(config, data)
+    train, test = (data.train, data.test) if data is not None else (None, None)
+    if group.parallel:
+        from gan_trainer.distributed import scatter_dataset
+
+        train = scatter_dataset(comm, train, seed=config.seed)
+        test = scatter_dataset(comm, test, seed=config.seed)
+    if config.batchsize > len(train):
+        # A small folder should just work: every batch is then the whole
+        # (reshuffled) training set, instead of one padded with repeats.
+        if group.lead:
+            warnings.warn(f'--batchsize {config.batchsize} is larger than the {len(train)} '
+                          f'training images; using {len(train)}', RunWarning, stacklevel=2)
+        config = config.replace(batchsize=len(train))
+    lead_say(_summary(facts, len(train) * group.size, len(test) * group.size))
+
+    # 3. Networks, optimizers, iterators, updater.
+    with group.agreeing():
+        if gen is None:
+            gen, dis = build_networks(config, facts['shape'], facts['n_classes'])
+        gen_config, dis_config = net_config(gen), net_config(dis)
+    if config.mnbn:
+        from gan_trainer.distributed import use_multi_node_batch_norm
+
+        use_multi_node_batch_norm(gen, comm)
+        use_multi_node_batch_norm(dis, comm)
+    gen.to_device(device)
+    dis.to_device(device)
+    # (Every process builds the same nets from the seed, so the EMA's copy of
+    # G is the same everywhere too.)
+    ema = GeneratorEMA(gen, decay=config.ema, start=config.ema_start) if config.ema else None
+    optimizers = {'gen': make_adam(gen, config), 'dis': make_adam(dis, config)}
+    if group.parallel:  # gradients averaged over the processes; rank 0's weights
+        from gan_trainer.distributed import rank_seed, setup_distributed
+
+        optimizers = setup_distributed(comm, optimizers)
+        seed = rank_seed(config.seed, group.rank)  # each process its own z and data order
+    else:
+        seed = config.seed
+    train_iter = train_iterator(train, config.batchsize, seed=seed,
+                                n_processes=loader_processes(config, facts, group))
+    test_iter = chainer.iterators.SerialIterator(test, config.batchsize, repeat=False,
+                                                 shuffle=False)
+    updater = GANUpdater(
+        train_iter, optimizers, device=device, loss=config.loss, n_dis=config.n_dis,
+        order=config.order, z_dist=config.z_dist, separate_batches=config.separate_batches,
+        seed=seed, penalty=get_penalty(config.penalty, config.penalty_weight),
+        conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes)
+    iterations = config.iteration
+    if config.epoch:
+        iterations = math.ceil(config.epoch * len(train) / (config.batchsize * config.n_dis))
+    record = RunRecord.of(config, gen_config, dis_config, classes=facts['class_names'], data={
+        'name': facts['name'], 'train': len(train) * group.size,
+        'test': len(test) * group.size, 'shape': list(facts['shape'])})
+    trainer = RunTrainer(updater, (iterations, 'iteration'), folder=folder, record=record,
+                         group=group, resumed_at=resumed_at, log=lead_say)
+
+    # 4. Extensions.
+    nets = {'gen': gen, 'dis': dis, **({'gen_ema': ema.target} if ema else {})}
+    evaluator = GANEvaluator(test_iter, {'gen': generator_to_show(gen, ema), 'dis': dis},
+                             device=device, loss=config.loss, z_dist=config.z_dist, seed=seed,
+                             conditional=config.conditional)
+    if group.parallel:
+        from gan_trainer.distributed import create_multi_node_evaluator
+
+        evaluator = create_multi_node_evaluator(evaluator, comm)
+    with group.agreeing():
+        add_extensions(trainer, config, folder=folder, group=group, nets=nets,
+                       iterations=iterations, evaluator=evaluator, quality=quality,
+                       notice=lead_say)
+
+    # 5. The snapshot to resume, and the ones after it out of the way.
+    if resume:
+        with group.agreeing():
+            trainer.load(resume)
+            moved = folder.set_aside(later)
+            if moved:
+                warnings.warn(f'moved {len(later)} snapshot(s) newer than {resume}, which '
+                              f"cannot be resumed, to '{moved}': "
+                              f"{', '.join(os.path.basename(p) for p in later)}",
+                              RunWarning, stacklevel=3)
+    return trainer
+
+
+# ------------------------------------------------------------------ steps
+
+
+def _start_distributed(config: RunConfig):
+    from gan_trainer.distributed import create_communicator
+
+    comm = create_communicator(config.communicator, gpu=config.gpu >= 0)
+    # An uncaught exception on one process aborts them all (MPI_Abort)
+    # instead of leaving the others waiting in the next allreduce.
+    import chainermn.global_except_hook
+
+    chainermn.global_except_hook.add_hook()
+    return comm
+
+
+def _resume_point(config: RunConfig, folder: RunFolder, group: Group, say: Log
+                  ) -> tuple[str | None, list[str]]:
+    """The trainer snapshot to resume (this process's file), checked against the folder.
+
+    Returns:
+        ``(snapshot or None, later)``: with ``resume='auto'``, ``later``
+        are this process's snapshots newer than the one resumed (damaged,
+        or not finished by every process), to be moved aside once the run
+        has passed its checks.
+    """
+    resume, later = config.resume, []
+    if resume == 'auto':
+        if group.parallel:
+            resume = folder.latest_common(group.comm)
+        else:
+            with group.agreeing():
+                resume = folder.latest()
+        later = folder.after(resume)
+        say(f'resuming from {resume}' if resume else
+            f"no snapshot to resume in '{folder.path}'; starting a new run")
+    elif resume and group.parallel:
+        with group.agreeing():
+            resume = folder.rank_file(resume, group.comm)
+    with group.agreeing():
+        # A run never overwrites, or lets --keep delete, the snapshots of
+        # another run.
+        if resume:
+            folder.check_resume(resume, advice='pass another --out', ignore=later)
+        else:
+            folder.check_fresh(advice='none of them can be resumed; pass another --out'
+                               if config.resume else
+                               'pass --resume auto to continue it, or another --out')
+    return resume, later
+
+
+def _previous_record(resume: str | None) -> RunRecord | None:
+    """The record of the run a snapshot belongs to, when its folder has a readable one."""
+    if not resume:
+        return None
+    try:
+        return record_beside(resume)
+    except SnapshotError:
+        return None  # an older or copied snapshot: the load itself will check the shapes
+
+
+def check_same_networks(config: RunConfig, previous: RunConfig | None, snapshot: str,
+                        side: int | None = None) -> None:
+    """Refuses to resume with options that would change the networks or the data.
+
+    Args:
+        config: The options of this run.
+        previous: Those of the run being resumed (from its ``config.json``).
+        snapshot: The snapshot being resumed, for the message.
+        side: The image side of the run being resumed, to compare the
+            widths that ``widths`` or ``base_width`` give.
+
+    Raises:
+        ConfigError: Naming the first option that differs, with both values.
+    """
+    if previous is None:
+        return
+
+    def refuse(name, new, old, verb='is'):
+        preset = (f' (from preset {config.preset})' if config.preset != previous.preset
+                  and name in preset_options() else '')
+        raise ConfigError(name, f'{verb} {_shown(new)}{preset}, but the run being resumed '
+                                f'({snapshot}) has {_shown(old)}: resume with its value, or '
+                                'start a new run in another --out')
+
+    for name in network_options():
+        if name in ('widths', 'base_width'):
+            continue
+        new, old = getattr(config, name), getattr(previous, name)
+        if new != old:
+            refuse(name, new, old)
+    if side is not None:
+        try:
+            new = resolve_widths(side, config.widths, base_width=config.base_width)
+            old = resolve_widths(side, previous.widths, base_width=previous.base_width)
+        except ValueError:
+            new = old = None  # the networks' own check says why
+        if new != old:
+            refuse('widths' if config.widths is not None else 'base_width', new, old,
+                   'gives D the widths')
+    if (config.ema is None) != (previous.ema is None):
+        raise ConfigError('ema', f'is {_shown(config.ema)}, but the run being resumed '
+                                 f'({snapshot}) has {_shown(previous.ema)}: a moving average '
+                                 'cannot be added to or dropped from a run')
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ','.join(map(str, value))
+    return 'none' if value is None else str(value)
+
+
+def _named(config: RunConfig, *names: str) -> str:
+    return ' with '.join(f'--{n} {_shown(getattr(config, n))}' for n in names)
+
+
+def _share_facts(group: Group, data: Data | None) -> dict:
+    """The data's facts on every process (rank 0 alone loaded it)."""
+    facts = None
+    if data is not None:
+        facts = {'name': data.name, 'shape': tuple(data.shape),
+                 'class_names': tuple(data.class_names), 'n_classes': data.n_classes,
+                 'decodes_files': data.decodes_files, 'train': len(data.train),
+                 'test': len(data.test)}
+    if group.parallel:
+        facts = group.comm.mpi_comm.bcast(facts, root=0)
+    return facts
+
+
+def _summary(facts: dict, n_train: int, n_test: int) -> str:
+    classes = facts['class_names']
+    shown = (f'{len(classes)} classes' if classes else 'no classes')
+    channels, height, width = facts['shape']
+    return (f"data '{facts['name']}': {n_train:,} training images, {n_test:,} held out, "
+            f'{shown}, {channels}x{height}x{width}')
+
+
+def _warn_about_size(config: RunConfig, shape) -> None:
+    side = shape[1]
+    if config.widths is not None or default_n_stages(side) == 0:
+        return
+    n = default_n_stages(side)
+    start = side // 2 ** n
+    if start > 8:
+        warnings.warn(
+            f'--size {side} halves only {n} time(s) with the default widths (to {start}x'
+            f'{start}), so G and D have {n} stride-2 stage(s); a size like 32, 48 or 64 '
+            'gives the usual 4x4 to 7x7 start (or set --widths)', RunWarning, stacklevel=3)
+
+
+def _quality_inputs(config: RunConfig, data: Data):
+    """``(reference images, feature network)`` for the quality report."""
+    from gan_trainer.metrics import FeatureNetError, inception_features, load_digits_classifier
+    from gan_trainer.metrics.onnx_features import WHERE_TO_GET_WEIGHTS
+    from gan_trainer.metrics.quality import real_images
+
+    memory.require(memory.sampling_bytes(config.fid_samples, data.shape) * 2,
+                   _named(config, 'fid_samples'), 'use a smaller --fid_samples')
+    if config.fid_weights is None:
+        if config.dataset not in ('digits', 'mnist'):
+            raise ConfigError('fid_weights', f"is needed for --fid_interval on dataset "
+                                             f"'{config.dataset}' (Inception-v3 weights): "
+                                             f'{WHERE_TO_GET_WEIGHTS}')
+        embed = load_digits_classifier().embed
+    else:
+        try:
+            embed = inception_features(config.fid_weights)
+        except FeatureNetError as e:
+            raise ConfigError('fid_weights', str(e)) from None
+    # FID compares with the whole training set, taken before it is scattered.
+    return real_images(data.train), embed
+
+
+def build_networks(config: RunConfig, shape, n_classes: int = 1):
+    """G and D of ``config`` for images of ``shape`` ``(C, H, W)``, seeded with ``config.seed``."""
+    channels, size, _ = shape
+    common = {'size': size, 'channels': channels, 'widths': config.widths,
+              'base_width': config.base_width, 'ksize': config.ksize}
+    gen_config = dict(common, n_hidden=config.n_hidden)
+    dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm)
+    if config.conditional:
+        gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
+        dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)
+    with global_seed(config.seed):
+        return build_generator(gen_config), build_discriminator(dis_config)
+
+
+def net_config(net: chainer.Link) -> dict:
+    """What ``config.json`` records of a network: its ``config()``, or its class."""
+    if hasattr(net, 'config'):
+        config = dict(net.config())
+        return config
+    cls = type(net)
+    return {'arch': 'custom', 'class': f'{cls.__module__}.{cls.__qualname__}'}
+
+
+def make_adam(link: chainer.Link, config: RunConfig) -> chainer.Optimizer:
+    """Adam with the run's settings, set up for ``link``."""
+    optimizer = chainer.optimizers.Adam(alpha=config.lr, beta1=config.beta1, beta2=config.beta2)
+    optimizer.setup(link)
+    return optimizer
+
+
+def loader_processes(config: RunConfig, facts: dict, group: Group) -> int:
+    """Worker processes for the training iterator: ``loaderjob`` or its default.
+
+    Only a folder's images are worth decoding in workers; the in-memory
+    datasets (digits, mnist, cifar10) are read in the training process.
+    """
+    if group.parallel:
+        # Forking a process that has initialised MPI is unsafe (MPI
+        # implementations do not support fork() after MPI_Init), so a
+        # data-parallel run reads in each training process.
+        if config.loaderjob and group.lead:
+            warnings.warn(f'--loaderjob {config.loaderjob} is ignored with --communicator; '
+                          'each process decodes its own images', RunWarning, stacklevel=3)
+        return 0
+    if not facts['decodes_files']:
+        return 0
+    if config.loaderjob is None:
+        return min(2, os.cpu_count() or 1)
+    return config.loaderjob

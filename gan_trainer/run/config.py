@@ -1,0 +1,259 @@
+"""RunConfig: every option of a training run, in one vocabulary, checked.
+
+One frozen dataclass holds what ``examples/train_dcgan.py`` and
+``gan-trainer train`` used to spread over flags, presets and a hand-built
+``config.json``: the data, the networks, the loop, the optimizer, the
+schedule, the quality report and the output. Names follow the constructors
+that receive them (``spectral_norm`` as in
+:class:`~gan_trainer.nets.Discriminator`, ``separate_batches`` as in
+:class:`~gan_trainer.GANUpdater`); an option that belongs to one of the two
+networks and whose constructor name would be ambiguous carries the
+network's prefix (``dis_norm`` is D's ``norm``, ``gen_cond`` G's ``mode``).
+The command-line flags are these names (with a few old spellings kept as
+aliases: ``--sn``, ``--concat_batches``, ``--no_progress``), and so are the
+presets (:mod:`gan_trainer.run.presets`) and the ``run`` section of
+``config.json`` (:mod:`gan_trainer.run.record`).
+
+Making a config checks every value (:class:`ConfigError` names the option)
+and the combinations that cannot work together; ``dataclasses.replace``
+checks again, so a config is valid wherever it is seen::
+
+    from gan_trainer.run import RunConfig, build_trainer
+    config = RunConfig(iteration=5000, ema=0.999, out='result_ema')
+    build_trainer(config).run()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from gan_trainer.latent import SAMPLERS
+from gan_trainer.losses import LOSSES
+from gan_trainer.penalties import PENALTIES
+from gan_trainer.run.options import (
+    ConfigError,
+    above,
+    at_least,
+    between,
+    check_value,
+    declared,
+    finite,
+    option,
+)
+
+#: Bounds of a NumPy ``RandomState`` seed.
+_SEED = between(0, 2**32)
+
+
+def _presets() -> tuple[str, ...]:
+    # Presets are RunConfig values, so their module imports this one; its
+    # NAMES come before the first RunConfig it makes.
+    from gan_trainer.run.presets import NAMES
+
+    return NAMES
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The options of one training run (see the module docstring).
+
+    Every field is documented by its ``help`` (``gan-trainer train --help``
+    prints them by group). Options a preset sets are marked in
+    :func:`preset_options`; options that change the networks or the data
+    in :func:`network_options`.
+    """
+
+    # ------------------------------------------------------------ data
+    dataset: str = option(
+        'digits', kind='str', group='data', networks=True,
+        help="'digits' (built in), 'mnist', 'cifar10' (downloads) or a folder of images")
+    size: int | None = option(
+        None, kind='int', group='data', networks=True, checks=[at_least(1)],
+        help='image side (default: 28 for digits, 64 for folders)')
+    gray: bool = option(False, kind='bool', group='data', networks=True,
+                        help='convert folder images to one channel')
+    loaderjob: int | None = option(
+        None, kind='int', group='data', checks=[at_least(0)], flags=('--loaderjob', '-j'),
+        help='processes that decode folder images ahead of training (default 2, at most '
+             'the CPU count); 0 decodes them in the training process')
+
+    # -------------------------------------------------------- networks
+    n_hidden: int = option(100, kind='int', group='networks', networks=True,
+                           checks=[at_least(1)], flags=('--n_hidden', '-n'),
+                           help='dimension of z')
+    widths: tuple[int, ...] | None = option(
+        None, kind='ints', group='networks', networks=True,
+        help='D conv widths, e.g. 64,128,256 (G mirrors them)')
+    base_width: int = option(32, kind='int', group='networks', networks=True,
+                             checks=[at_least(1)],
+                             help='width of the first D layer when --widths is not given '
+                                  '(doubling per layer)')
+    ksize: int = option(4, kind='int', group='networks', networks=True, choices=(4, 5),
+                        help='convolution kernel size')
+    dis_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
+                           choices=('batch', 'none'), help='normalisation in D')
+    spectral_norm: bool = option(False, kind='bool', group='networks', networks=True,
+                                 preset=True, flags=('--spectral_norm', '--sn'),
+                                 help="spectral normalisation of D's layers")
+    conditional: bool = option(False, kind='bool', group='networks', networks=True,
+                               help="class-conditional GAN on the dataset's labels")
+    gen_cond: str = option('cbn', kind='str', group='networks', networks=True,
+                           choices=('cbn', 'concat'),
+                           help='how G takes the label: conditional BatchNorm or an '
+                                'embedding joined to z')
+    dis_cond: str = option('projection', kind='str', group='networks', networks=True,
+                           choices=('projection', 'concat'),
+                           help='how D takes the label: projection (Miyato & Koyama) or '
+                                'one-hot channels')
+
+    # ------------------------------------------------------------ loop
+    loss: str = option('nonsaturating', kind='str', group='loop', preset=True,
+                       choices=lambda: sorted(LOSSES), help='GAN loss')
+    penalty: str = option('none', kind='str', group='loop', preset=True,
+                          choices=lambda: ('none', *sorted(PENALTIES)),
+                          help='gradient penalty on D')
+    penalty_weight: float | None = option(
+        None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
+        help='lambda of wgan-gp or gamma of r1 (default 10)')
+    n_dis: int = option(1, kind='int', group='loop', preset=True, checks=[at_least(1)],
+                        help='D steps per G step')
+    order: str = option('dis_first', kind='str', group='loop',
+                        choices=('dis_first', 'gen_first'), help='which step comes first')
+    reuse_fakes: bool = option(False, kind='bool', group='loop',
+                               help="train G on the last D step's fakes (PyTorch's DCGAN "
+                                    'loop: one G forward per iteration)')
+    z_dist: str = option('normal', kind='str', group='loop',
+                         choices=lambda: sorted(SAMPLERS), help='distribution of z')
+    separate_batches: bool = option(
+        True, kind='bool', group='loop', negate='--concat_batches',
+        help='show D real and fake in separate batches (--concat_batches: one batch, '
+             'which breaks BatchNorm; for comparison)')
+    ema: float | None = option(None, kind='float', group='loop',
+                               checks=[between(0, 1, low_open=True)],
+                               help='keep a moving average of G with this decay, e.g. 0.999')
+    ema_start: int = option(0, kind='int', group='loop', checks=[at_least(0)],
+                            help='iteration from which the average starts')
+
+    # ------------------------------------------------------- optimizer
+    lr: float = option(2e-4, kind='float', group='optimizer', preset=True, checks=[above(0)],
+                       help='Adam learning rate')
+    beta1: float = option(0.5, kind='float', group='optimizer', preset=True,
+                          checks=[between(0, 1)], help='Adam beta1')
+    beta2: float = option(0.999, kind='float', group='optimizer', preset=True,
+                          checks=[between(0, 1)], help='Adam beta2')
+
+    # -------------------------------------------------------- schedule
+    batchsize: int = option(64, kind='int', group='schedule', checks=[at_least(1)],
+                            flags=('--batchsize', '-b'), help='images per batch')
+    iteration: int = option(2500, kind='int', group='schedule', checks=[at_least(1)],
+                            help='G updates to train')
+    epoch: int | None = option(None, kind='int', group='schedule', checks=[at_least(1)],
+                               flags=('--epoch', '-e'),
+                               help='train this many passes over the data instead')
+    seed: int = option(0, kind='int', group='schedule', checks=[_SEED],
+                       help='seed of the weights, z and the data order')
+    snapshot_interval: int = option(500, kind='int', group='schedule', checks=[at_least(1)],
+                                    help='iterations between snapshots')
+    display_interval: int = option(50, kind='int', group='schedule', checks=[at_least(1)],
+                                   help='iterations between log lines')
+    preview_interval: int = option(100, kind='int', group='schedule', checks=[at_least(1)],
+                                   help='iterations between preview grids')
+    eval_interval: int = option(500, kind='int', group='schedule', checks=[at_least(1)],
+                                help='iterations between validations on held-out images')
+    keep: int = option(3, kind='int', group='schedule', checks=[at_least(1)],
+                       help='snapshots of each kind to keep')
+
+    # --------------------------------------------------------- quality
+    fid_interval: int = option(0, kind='int', group='quality', checks=[at_least(0)],
+                               help='iterations between FID/KID/precision/recall '
+                                    'measurements; 0 is off')
+    fid_samples: int = option(1000, kind='int', group='quality', checks=[at_least(4)],
+                              help='images generated per measurement')
+    fid_weights: str | None = option(None, kind='str', group='quality',
+                                     help='Inception-v3 as an ONNX file, for datasets other '
+                                          'than digits')
+
+    # ---------------------------------------------------------- output
+    out: str = option('result', kind='str', group='output', flags=('--out', '-o'),
+                      saved=False, help='output folder')
+    resume: str | None = option(None, kind='str', group='output', flags=('--resume', '-r'),
+                                saved=False,
+                                help="trainer snapshot to continue from, or 'auto': the "
+                                     'newest complete one in --out')
+    gpu: int = option(-1, kind='int', group='output', checks=[at_least(-1)],
+                      flags=('--gpu', '-g'), saved=False, help='GPU id; -1 is the CPU')
+    preset: str = option('dcgan', kind='str', group='output', choices=_presets,
+                         help="the settings of a paper (see gan_trainer.run.presets); "
+                              'options given explicitly override it')
+    progress: bool = option(True, kind='bool', group='output', negate='--no_progress',
+                            saved=False, help='show a progress bar (--no_progress: none)')
+    tensorboard: bool = option(False, kind='bool', group='output',
+                               help='also write TensorBoard events to OUT/tensorboard')
+
+    # -------------------------------------------------------- parallel
+    communicator: str | None = option(
+        None, kind='str', group='parallel',
+        help="data-parallel training under mpiexec: 'naive' (CPU) or 'pure_nccl' (GPUs)")
+    mnbn: bool = option(False, kind='bool', group='parallel',
+                        help='with --communicator: BatchNorm over the global batch')
+
+    def __post_init__(self) -> None:
+        for name, field in declared(type(self)).items():
+            object.__setattr__(self, name, check_value(field, getattr(self, name)))
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        if self.reuse_fakes and self.order != 'dis_first':
+            raise ConfigError('reuse_fakes', "needs order 'dis_first': the G step reuses "
+                                             'the fakes of the D step before it')
+        if self.mnbn and self.communicator is None:
+            raise ConfigError('mnbn', 'needs communicator (a data-parallel run under mpiexec)')
+
+    # ------------------------------------------------------------ use
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes`` (checked again); ``None`` values are ignored.
+
+        Ignoring ``None`` is what lets a command line pass "not given" for
+        every flag the user left out.
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(changes) - set(declared(RunConfig))
+        if unknown:
+            raise ConfigError(min(unknown), 'is not an option of a run')
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self, *, saved_only: bool = True) -> dict[str, Any]:
+        """The options as JSON-able values (``saved_only``: those ``config.json`` keeps)."""
+        result = {}
+        for name, field in declared(type(self)).items():
+            if saved_only and not field.metadata['saved']:
+                continue
+            value = getattr(self, name)
+            result[name] = list(value) if isinstance(value, tuple) else value
+        return result
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, where: str = 'config') -> RunConfig:
+        """A config from :meth:`to_dict`'s output; unknown keys are errors.
+
+        Args:
+            values: Option name -> value.
+            where: What to name in an error (a file, say).
+        """
+        known = declared(cls)
+        for key in values:
+            if key not in known:
+                raise ConfigError(key, f'is not an option of a run ({where})')
+        return cls(**values)
+
+
+def preset_options() -> tuple[str, ...]:
+    """The names of the options a ``--preset`` sets."""
+    return tuple(n for n, f in declared(RunConfig).items() if f.metadata['preset'])
+
+
+def network_options() -> tuple[str, ...]:
+    """The names of the options that change the networks or the data."""
+    return tuple(n for n, f in declared(RunConfig).items() if f.metadata['networks'])
