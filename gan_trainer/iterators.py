@@ -191,9 +191,13 @@ class _WorkerIterator(chainer.iterators.MultiprocessIterator):
     """``MultiprocessIterator`` that raises a worker's error instead of hanging.
 
     It also saves its order sampler with itself, and its workers ignore
-    SIGINT: Ctrl-C reaches every process of the terminal's group, and the
-    training process (not each worker, with a traceback of its own) decides
-    how to stop (:class:`~gan_trainer.extensions.GracefulStop`).
+    SIGINT and SIGTERM: Ctrl-C (and a cluster's SIGTERM) reaches every
+    process of the group, and the training process decides how to stop
+    (:class:`~gan_trainer.extensions.GracefulStop`), which needs the workers
+    for the batches of the iteration it finishes. They end when the run
+    ends (``finalize`` closes the pool, whose workers then exit), and a
+    worker whose training process was killed exits when its task pipe
+    closes.
     """
 
     saves_order = True
@@ -212,7 +216,7 @@ class _WorkerIterator(chainer.iterators.MultiprocessIterator):
                                     category=DeprecationWarning)
             # The pool is (re)started when there is no prefetch thread.
             forks = self._prefetch_loop.thread is None
-            with _workers_ignore_sigint() if forks else contextlib.nullcontext():
+            with _workers_ignore_stop_signals() if forks else contextlib.nullcontext():
                 batch = super().__next__()
         for example in batch:
             if isinstance(example, _Failure):
@@ -240,21 +244,26 @@ class _WorkerIterator(chainer.iterators.MultiprocessIterator):
         serializer('previous_epoch_detail', self._previous_epoch_detail)
 
 
+#: The stop signals loader processes ignore (see :class:`_WorkerIterator`).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def _workers_ignore_sigint():
-    """Lets processes forked inside the block inherit SIGINT's 'ignore'.
+def _workers_ignore_stop_signals():
+    """Lets processes forked inside the block inherit 'ignore' for SIGINT and SIGTERM.
 
     The worker pool is forked at the first batch, from the main thread;
-    the training process's own handler is put back right after.
+    the training process's own handlers are put back right after.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def train_iterator(dataset: Dataset, batch_size: int, *, seed: int | None = None,

@@ -32,7 +32,7 @@ from gan_trainer.checkpoint import (
     load_generator,
     load_params,
 )
-from gan_trainer.run.builder import RunWarning, build_networks, build_trainer
+from gan_trainer.run.builder import build_networks, build_trainer
 from gan_trainer.run.config import RunConfig, network_options, preset_options
 from gan_trainer.run.errors import (
     EXIT_DIVERGED,
@@ -41,6 +41,7 @@ from gan_trainer.run.errors import (
     EXIT_RESOURCE,
     FolderBusy,
     ResourceError,
+    RunWarning,
     Stopped,
     TrainingDiverged,
 )

@@ -52,6 +52,7 @@ from gan_trainer.nets._blocks import default_n_stages, resolve_widths
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import memory
 from gan_trainer.run.config import ConfigError, RunConfig, network_options, preset_options
+from gan_trainer.run.errors import RunWarning
 from gan_trainer.run.extensions import add_extensions
 from gan_trainer.run.folder import RunFolder, is_rank_file
 from gan_trainer.run.group import Group
@@ -60,10 +61,6 @@ from gan_trainer.run.trainer import RunTrainer
 
 #: Where a message line goes: the command prefixes its name; the default prints it.
 Log = Callable[[str], None]
-
-
-class RunWarning(UserWarning):
-    """Something about the run the user should know, which does not stop it."""
 
 
 def build_trainer(config: RunConfig, *, gen: chainer.Link | None = None,
@@ -218,8 +215,7 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
         evaluator = create_multi_node_evaluator(evaluator, comm)
     with group.agreeing():
         add_extensions(trainer, config, folder=folder, group=group, nets=nets,
-                       iterations=iterations, evaluator=evaluator, quality=quality,
-                       notice=lead_say)
+                       iterations=iterations, evaluator=evaluator, quality=quality)
 
     # 5. The snapshot to resume, and the ones after it out of the way.
     if resume:

@@ -35,6 +35,7 @@ __all__ = [
     'NO_ROOM',
     'FolderBusy',
     'ResourceError',
+    'RunWarning',
     'SnapshotError',
     'Stopped',
     'TrainingDiverged',
@@ -46,6 +47,10 @@ EXIT_DONE, EXIT_INPUT, EXIT_DIVERGED, EXIT_RESOURCE = 0, 2, 3, 4
 #: The errno values that mean "this machine has no room", not "bad input".
 NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC), errno.EFBIG,
                      errno.ENOMEM})
+
+
+class RunWarning(UserWarning):
+    """Something about the run the user should know, which does not stop it."""
 
 
 class FolderBusy(SnapshotError):

@@ -13,6 +13,7 @@ for its place; :func:`add_extensions` adds them from a
 from __future__ import annotations
 
 import sys
+import warnings
 
 from chainer import training
 from chainer.training import extensions
@@ -29,6 +30,7 @@ from gan_trainer.extensions import (
     Snapshots,
     TrainingGif,
 )
+from gan_trainer.run.errors import RunWarning
 
 #: Extension name -> (priority, why it runs there). Higher runs first. The names
 #: are those of earlier versions (Chainer's defaults for its own extensions),
@@ -123,7 +125,6 @@ def add_extensions(
     iterations: int,
     evaluator,
     quality=None,
-    notice=None,
 ) -> dict:
     """Adds a run's extensions to ``trainer`` in the order of :data:`PRIORITIES`.
 
@@ -137,7 +138,6 @@ def add_extensions(
         evaluator: The (possibly multi-node) :class:`~gan_trainer.GANEvaluator`.
         quality: ``(reference images, feature network)`` for the quality
             report, or None.
-        notice: One-line printer for the graceful stop's notice.
 
     Returns:
         The added extensions by name.
@@ -236,9 +236,8 @@ def add_extensions(
     add('training_gif', TrainingGif())
     snapshots = Snapshots(folder, nets if group.lead else {}, keep=config.keep)
     add('snapshots', snapshots, every(config.snapshot_interval, iterations), shared=False)
-    add(
-        'graceful_stop',
-        GracefulStop(snapshots, agree=group.any if group.parallel else None, notice=notice),
-        shared=False,
-    )
+    # Its notice is a warning: one line on stderr, from the lead process.
+    notice = (lambda line: warnings.warn(line, RunWarning, stacklevel=2)) if group.lead else None
+    agree = group.any if group.parallel else None
+    add('graceful_stop', GracefulStop(snapshots, agree=agree, notice=notice), shared=False)
     return added
