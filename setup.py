@@ -80,6 +80,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=find_packages(include=['gan_trainer', 'gan_trainer.*']),
+    package_data={'gan_trainer.metrics': ['digits_classifier.npz']},  # the FID's classifier
     py_modules=['gan_trainer_compat'],
     cmdclass={'build_py': BuildPyWithPth, 'editable_wheel': EditableWheelWithPth},
     install_requires=[
