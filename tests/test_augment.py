@@ -327,6 +327,22 @@ def test_a_resumed_run_with_ada_equals_the_uninterrupted_one_bit_for_bit(tmp_pat
     assert later == p_history  # the 5 restored entries and the 3 new ones
 
 
+@pytest.mark.parametrize('separate_batches', [True, False])
+def test_ada_in_the_loop_reports_p_with_any_batching_and_n_dis(separate_batches):
+    updater = make_updater(augment=DiffAugment(target=0.1, interval=1, speed=8), n_dis=2,
+                           separate_batches=separate_batches)
+    reporter = chainer.Reporter()
+    reporter.add_observer('gen', updater.gen)
+    reporter.add_observer('dis', updater.dis)
+    observation = {}
+    with reporter.scope(observation):
+        updater.update()
+    # Two D steps, each moving p by +-4/8 from 0: the mean over them is reported.
+    assert float(observation['dis/augment_p']) in (0.0, 0.25, 0.5, 0.75)
+    assert updater.augment.p in (0.0, 0.5, 1.0)
+    assert numpy.isfinite(float(observation['dis/loss']))
+
+
 def test_a_plain_callable_is_an_augmentation_too():
     calls = []
 
