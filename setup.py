@@ -89,8 +89,10 @@ setup(
         'Pillow>=9.0',
     ],
     # The built-in digits (gan_trainer/data/digits.npz, 5,000 MNIST images)
-    # and their notice ship inside the package.
-    package_data={'gan_trainer': ['data/*.npz', 'data/*.md']},
+    # with their notice, and the trained weights of the FID's digit classifier,
+    # ship inside the package.
+    package_data={'gan_trainer': ['data/*.npz', 'data/*.md'],
+                  'gan_trainer.metrics': ['digits_classifier.npz']},
     entry_points={'console_scripts': ['gan-trainer = gan_trainer.cli:main']},
     extras_require={
         'gpu': ['cupy-cuda12x'],

@@ -16,7 +16,7 @@ is what a perfect generator would score (with 500 rather than
 generator's would be at 1,000).
 
 Protocol (see docs/metrics.md): features from the package's digit
-classifier (128-d penultimate layer, cached after its first training),
+classifier (128-d penultimate layer, the weights shipped with the package),
 reference statistics of the 4,500 training digits, ``--samples`` generated
 images from a fixed z, KID over 10 subsets, precision/recall with k = 3
 against as many training digits as samples.

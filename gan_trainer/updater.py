@@ -6,8 +6,9 @@ generator (G) step on a fresh z (or, with ``reuse_fakes=True``, on the fakes
 of the last D step). Everything that varies between GAN recipes
 (the loss, ``n_dis``, the order of the steps, the z distribution, whether D
 sees real and fake images in one batch, a gradient penalty on D, class
-conditioning, an EMA of G) is a keyword argument; a new variant is a new
-:class:`~gan_trainer.losses.GANLoss` or penalty, never a copy of this loop.
+conditioning, an EMA of G, an augmentation of D's inputs) is a keyword
+argument; a new variant is a new :class:`~gan_trainer.losses.GANLoss`,
+penalty or augmentation, never a copy of this loop.
 
 The details that the DCGAN write-ups learned the hard way are defaults here:
 
@@ -36,9 +37,19 @@ The details that the DCGAN write-ups learned the hard way are defaults here:
 Reported keys (through ``chainer.report`` with the optimizers' targets as
 observers): ``gen/loss``, ``dis/loss``, ``dis/loss_real``, ``dis/loss_fake``,
 ``dis/acc_real`` (fraction of real images with logit > 0) and
-``dis/acc_fake`` (fraction of fakes with logit < 0), and ``dis/penalty``
-when a gradient penalty is used (``dis/loss`` includes it). With
+``dis/acc_fake`` (fraction of fakes with logit < 0), ``dis/penalty``
+when a gradient penalty is used (``dis/loss`` includes it), and
+``dis/augment_p`` with adaptive augmentation. With
 ``n_dis > 1`` the ``dis/*`` values are means over the iteration's D steps.
+
+Augmentation (``augment``, see :mod:`gan_trainer.augment`): every image D
+sees goes through it, the real and the fake batch of the D step (drawn
+apart) and the fakes of the G step, whose gradient flows through it into G.
+A gradient penalty sees D as ``D(augment(x))`` with a fresh draw and takes
+its gradient with respect to the un-augmented ``x``, as StyleGAN2-ADA
+applies R1 (and DiffAugment's own code takes it) through the augmentation
+of the reals. D's logits on the augmented reals go to
+``augment.observe`` (ADA's overfitting signal) after every D step.
 
 Conditional GANs (``conditional=True``): the iterator yields ``(image,
 label)``; G is called as ``gen(z, t)`` and D as ``dis(x, t)``. In the D step
@@ -59,6 +70,7 @@ import numpy
 from chainer.dataset import convert
 from chainer.training import StandardUpdater
 
+from gan_trainer.augment import get_augment
 from gan_trainer.ema import GeneratorEMA
 from gan_trainer.iterators import (
     SAVES_ORDER,
@@ -125,6 +137,11 @@ class GANUpdater(StandardUpdater):
         reuse_fakes: Train G on the last D step's fakes instead of
             generating new ones (see above); needs ``order='dis_first'``.
         loss_scale: Passed to ``StandardUpdater`` (mixed precision).
+        augment: What D's inputs go through (see above): a policy name for
+            :func:`gan_trainer.augment.get_augment` (``'translation,cutout'``,
+            ``'ada'``), a :class:`~gan_trainer.augment.DiffAugment`, any
+            callable ``(x, rng) -> Variable`` (optionally with ``observe``,
+            ``stats`` and ``serialize``, as ``DiffAugment``), or ``None``.
     """
 
     def __init__(
@@ -146,6 +163,7 @@ class GANUpdater(StandardUpdater):
         ema: GeneratorEMA | None = None,
         reuse_fakes: bool = False,
         loss_scale: float | None = None,
+        augment: str | Callable | None = None,
     ) -> None:
         if not isinstance(optimizer, dict) or set(optimizer) != {'gen', 'dis'}:
             raise ValueError(
@@ -181,6 +199,7 @@ class GANUpdater(StandardUpdater):
         # (fakes with G's graph, their labels) from the last D step, for the
         # G step of the same iteration (reuse_fakes only).
         self._kept_fakes = None
+        self.augment = get_augment(augment) if isinstance(augment, str) else augment
 
     @property
     def gen(self) -> chainer.Link:
@@ -235,6 +254,10 @@ class GANUpdater(StandardUpdater):
     def discriminate(self, x, t=None):
         """D's logits flattened to ``(B,)``; D(x) or D(x, t)."""
         return F.flatten(call_net(self.dis, x, t))
+
+    def augmented(self, x):
+        """``x`` through :attr:`augment` (drawing from the updater's random state), or ``x``."""
+        return x if self.augment is None else self.augment(x, self.rng)
 
     def sample_labels(self, batchsize: int):
         """Uniform class labels for the G step (``None`` if unconditional)."""
@@ -297,13 +320,14 @@ class GANUpdater(StandardUpdater):
             fakes = self.generate(self.make_hidden(batchsize), t)
         x_fake = fakes.array
         self._kept_fakes = (fakes, t) if keep_fakes else None
-        y_real, y_fake = self.dis_logits(x_real, x_fake, t)
+        y_real, y_fake = self.dis_logits(self.augmented(x_real), self.augmented(x_fake), t)
         loss_real = self.loss.dis_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
         loss = loss_real + loss_fake
         stats = {}
         if self.penalty is not None:
-            penalty = self.penalty(lambda x: self.discriminate(x, t), x_real, x_fake, self.rng)
+            penalty = self.penalty(lambda x: self.discriminate(self.augmented(x), t),
+                                   x_real, x_fake, self.rng)
             loss = loss + penalty
             stats['penalty'] = penalty.array
 
@@ -313,6 +337,10 @@ class GANUpdater(StandardUpdater):
         self.get_optimizer('dis').update()
         loss.unchain_backward()
 
+        if hasattr(self.augment, 'observe'):
+            self.augment.observe(y_real.array)
+        if hasattr(self.augment, 'stats'):
+            stats.update(self.augment.stats())
         xp = self.device.xp
         stats.update({
             'loss': loss.array,
@@ -338,7 +366,7 @@ class GANUpdater(StandardUpdater):
                 x_fake = self.generate(self.make_hidden(batchsize), t)
             else:
                 x_fake, t = kept
-            loss = self.loss.gen(self.discriminate(x_fake, t))
+            loss = self.loss.gen(self.discriminate(self.augmented(x_fake), t))
             loss.backward(loss_scale=self.loss_scale)
         self.get_optimizer('gen').update()
         dis.cleargrads()  # a no-op unless something outside frozen() set them
@@ -362,6 +390,8 @@ class GANUpdater(StandardUpdater):
         serialize_random_state(serializer['z_rng'], self.rng)
         if self.ema is not None:
             self.ema.serialize(serializer['gen_ema'])
+        if hasattr(self.augment, 'serialize'):  # ADA's p
+            self.augment.serialize(serializer['augment'])
         if isinstance(serializer, chainer.serializer.Deserializer):
             for name, iterator in self._iterators.items():
                 sampler = getattr(iterator, 'order_sampler', None)

@@ -1,14 +1,19 @@
 """gan_trainer.metrics: FID, KID, precision/recall and class scores on cases with known answers,
-the cached digits classifier, and the ONNX (Inception-v3) feature path without a download."""
+the shipped digits classifier, and the ONNX (Inception-v3) feature path without a download."""
 
 import math
 import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy
 import pytest
 import scipy.linalg
 
+from gan_trainer.checkpoint import SnapshotError
+from gan_trainer.datasets import get_digits
 from gan_trainer.metrics import (
     FeatureNetError,
     OnnxFeatures,
@@ -24,12 +29,14 @@ from gan_trainer.metrics import (
     precision_recall,
 )
 from gan_trainer.metrics import classifier as classifier_module
-from gan_trainer.metrics.classifier import CACHE_ENV, CACHE_NAME, default_cache_dir
+from gan_trainer.metrics.classifier import WEIGHTS
 from gan_trainer.metrics.distances import knn_radii, mmd2_unbiased
 from gan_trainer.metrics.features import fit_images
 from gan_trainer.metrics.onnx_features import FID_WEIGHTS_URL
 from gan_trainer.metrics.quality import real_images
 from gan_trainer.testing import fake_dataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def gaussian(n, mean, std, seed):
@@ -219,55 +226,79 @@ def test_fit_images_converts_channels_and_resizes():
 
 # --- the digits classifier ---------------------------------------------------------------------
 
-TINY = {'n_train': 128, 'epochs': 1, 'verbose': False}
+
+@pytest.fixture(scope='module')
+def shipped():
+    return classifier_module.load_digits_classifier()
 
 
-def weights(path):
-    with numpy.load(path) as f:
-        return {k: f[k] for k in f.files}
+def fixed_images(n=40, seed=0):
+    """Digit-like inputs that depend on nothing but the seed: held-out digits, shifted, noised."""
+    images = get_digits('test')._datasets[0][:n]
+    rng = numpy.random.RandomState(seed)
+    return numpy.clip(numpy.roll(images, 1, axis=3) + rng.normal(0, 0.1, images.shape),
+                      -1, 1).astype(numpy.float32)
 
 
-def test_classifier_is_trained_once_cached_and_reused(tmp_path, monkeypatch):
-    model = classifier_module.load_digits_classifier(tmp_path, **TINY)
-    path = tmp_path / CACHE_NAME
-    assert path.is_file() and os.listdir(tmp_path) == [CACHE_NAME]  # no temporary file left
-    assert 0 <= float(model.test_accuracy) <= 1
-
+def test_the_shipped_classifier_loads_without_training_or_a_cache(monkeypatch, tmp_path):
     def no_training(**kwargs):
-        raise AssertionError('the cached classifier should have been used')
+        raise AssertionError('loading must not train')
 
     monkeypatch.setattr(classifier_module, 'train_digits_classifier', no_training)
-    again = classifier_module.load_digits_classifier(tmp_path, **TINY)
-    numpy.testing.assert_array_equal(again.fc.W.array, model.fc.W.array)
-    assert float(again.test_accuracy) == float(model.test_accuracy)
+    monkeypatch.setenv('HOME', str(tmp_path))  # no ~/.cache to read or write
+    monkeypatch.setenv('GAN_TRAINER_CACHE', str(tmp_path / 'cache'))
+    model = classifier_module.load_digits_classifier()
+    assert os.listdir(tmp_path) == []
+    # The stored accuracy is what the weights score on the held-out digits here.
+    images, labels = get_digits('test')._datasets
+    assert model.accuracy(images, labels) == float(model.test_accuracy)
+    assert float(model.test_accuracy) > 0.96
 
 
-@pytest.mark.parametrize('content', [b'', b'not an npz file', b'PK\x03\x04 truncated zip'])
-def test_a_corrupt_cache_file_is_rebuilt(tmp_path, content):
-    reference = classifier_module.load_digits_classifier(tmp_path / 'a', **TINY)
-    (tmp_path / 'b').mkdir()
-    (tmp_path / 'b' / CACHE_NAME).write_bytes(content)
-    with pytest.warns(UserWarning, match='rebuilding the digits classifier'):
-        rebuilt = classifier_module.load_digits_classifier(tmp_path / 'b', **TINY)
-    # Deterministic given the seed: the rebuilt file equals a fresh one.
-    a, b = weights(tmp_path / 'a' / CACHE_NAME), weights(tmp_path / 'b' / CACHE_NAME)
-    for key in a:
-        numpy.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    numpy.testing.assert_array_equal(rebuilt.conv1.W.array, reference.conv1.W.array)
+def test_the_shipped_weights_are_a_package_file_in_the_wheel(tmp_path):
+    assert os.path.dirname(WEIGHTS) == os.path.dirname(classifier_module.__file__)
+    # setup.py's build step (what a wheel is made of) copies it with the package.
+    proc = subprocess.run([sys.executable, 'setup.py', '-q', 'build_py', '--build-lib',
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    built = tmp_path / 'gan_trainer' / 'metrics' / 'digits_classifier.npz'
+    assert built.read_bytes() == Path(WEIGHTS).read_bytes()
 
 
-def test_cache_folder_comes_from_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    assert default_cache_dir() == str(tmp_path)
-    monkeypatch.delenv(CACHE_ENV)
-    assert default_cache_dir() == os.path.join(os.path.expanduser('~'), '.cache', 'gan_trainer')
+def test_the_embedding_of_fixed_inputs_is_deterministic(shipped):
+    x = fixed_images()
+    features, probs = shipped.embed(x)
+    again = classifier_module.load_digits_classifier().embed(x, batchsize=7)
+    numpy.testing.assert_array_equal(features, shipped.embed(x)[0])
+    # Another batching (another BLAS call shape) changes at most the rounding.
+    numpy.testing.assert_allclose(again[0], features, rtol=1e-5, atol=1e-6)
+    numpy.testing.assert_allclose(again[1], probs, rtol=1e-5, atol=1e-7)
+    assert features.std() > 0.1 and (probs.argmax(1) == get_digits('test')._datasets[1][:40]).mean() > 0.5
 
 
-def test_classifier_embeds_any_size_and_channel_count(tmp_path):
-    model = classifier_module.load_digits_classifier(tmp_path, **TINY)
+def test_the_fid_of_fixed_samples_is_the_same_number_every_time(shipped):
+    real = get_digits('train')._datasets[0][:500]
+    samples = fixed_images(200)
+    first = RealStatistics(shipped.embed, real).measure(samples)['fid']
+    rebuilt = classifier_module.load_digits_classifier()
+    second = RealStatistics(rebuilt.embed, real.copy()).measure(samples.copy())['fid']
+    assert first == second and first > 1
+
+
+def test_a_bad_weights_file_is_a_one_line_error(tmp_path):
+    (tmp_path / 'bad.npz').write_bytes(b'not an npz file')
+    with pytest.raises(SnapshotError, match="'.*bad.npz' is not a readable .npz file") as error:
+        classifier_module.load_digits_classifier(tmp_path / 'bad.npz')
+    assert '\n' not in str(error.value)
+    with pytest.raises(SnapshotError, match='does not exist'):
+        classifier_module.load_digits_classifier(tmp_path / 'missing.npz')
+
+
+def test_classifier_embeds_any_size_and_channel_count(shipped):
     for shape in [(5, 1, 28, 28), (5, 1, 32, 32), (5, 3, 28, 28)]:
         images = numpy.random.RandomState(0).uniform(-1, 1, shape).astype(numpy.float32)
-        features, probs = model.embed(images, batchsize=2)
+        features, probs = shipped.embed(images, batchsize=2)
         assert features.shape == (5, 128) and probs.shape == (5, 10)
         numpy.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
         assert (features >= 0).all()  # after a ReLU
@@ -276,6 +307,20 @@ def test_classifier_embeds_any_size_and_channel_count(tmp_path):
 def test_a_little_training_already_beats_chance_on_held_out_digits():
     model = classifier_module.train_digits_classifier(n_train=1000, epochs=1)
     assert float(model.test_accuracy) > 0.5
+
+
+#: How far a retrained classifier's held-out accuracy may be from the shipped
+#: one's (97.2%, seed 0): ``benchmarks/digits_classifier.py --seeds 0,1,2,3,4``
+#: measured 97.0% to 98.0% over seeds, and the same seed gave 97.2% and 97.6%
+#: on two machines; 1.5 points (7 of the 500 digits) covers both with a margin.
+RETRAIN_TOLERANCE = 0.015
+
+
+@pytest.mark.slow
+def test_retraining_reproduces_the_shipped_accuracy(shipped):
+    # The full recipe (about 20 s on two idle cores): seed 0, as the shipped file.
+    model = classifier_module.train_digits_classifier()
+    assert abs(float(model.test_accuracy) - float(shipped.test_accuracy)) <= RETRAIN_TOLERANCE
 
 
 # --- ONNX / Inception-v3 without a download ----------------------------------------------------

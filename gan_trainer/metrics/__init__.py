@@ -3,8 +3,8 @@
 Everything here compares *features* of images (see
 :mod:`gan_trainer.metrics.features`), computed by a feature network:
 
-* :mod:`~gan_trainer.metrics.classifier`: a digit classifier trained by the
-  package on the built-in digits and cached, for offline use;
+* :mod:`~gan_trainer.metrics.classifier`: a digit classifier trained on the
+  built-in digits, whose weights ship with the package, for offline use;
 * :mod:`~gan_trainer.metrics.onnx_features`: Inception-v3 (the standard FID
   network) or any other network, from an ONNX file the user provides;
 * :mod:`~gan_trainer.metrics.distances`: FID, KID, precision and recall;

@@ -2,22 +2,29 @@
 
 FID and its relatives need a feature network. The standard one,
 Inception-v3 trained on ImageNet, is a 100 MB download and knows little
-about 28x28 handwritten digits; for the built-in digits this package trains
-its own instead, from the data it ships, without a network connection::
+about 28x28 handwritten digits; for the built-in digits this package has
+its own instead, trained on the data it ships::
 
     (n, 1, 28, 28) -> conv 3x3 16, ReLU, max-pool 2 -> (n, 16, 14, 14)
                    -> conv 3x3 32, ReLU, max-pool 2 -> (n, 32, 7, 7)
                    -> linear 128, ReLU            -> features (n, 128)
                    -> dropout 0.3, linear 10      -> logits (n, 10)
 
-It is trained with Adam on the 4,500 training digits (random shifts of up
-to 2 pixels, 8 epochs; about 30 s on two CPU cores) and reaches 97.6%
-accuracy on the 500 held-out digits (stored in the file as
-``test_accuracy``). :func:`load_digits_classifier` trains it once and
-caches it in ``~/.cache/gan_trainer/digits_classifier_v1.npz`` (or under
-``$GAN_TRAINER_CACHE``); the ``v1`` names this architecture and recipe, so
-a changed one gets a new file. Training is deterministic given the seed on
-one machine, so every run of a project measures with the same network.
+**Its trained weights ship with the package** (:data:`WEIGHTS`, ``digits_classifier.npz``
+beside this module, 0.77 MB) and :func:`load_digits_classifier` loads them
+without training: the same samples give the same FID on every machine
+(up to float rounding), and no run waits for a training. Training is
+deterministic on one machine but not across machines (float rounding
+differs between them, and eight epochs of Adam amplify it: the same recipe
+and seed gave 97.2% and 97.6% held-out accuracy on two machines of the same
+kind, issue #17), so weights trained at first use, as before, made FIDs
+from different machines incomparable.
+
+:func:`train_digits_classifier` is the recipe the shipped file was made with
+(``python benchmarks/digits_classifier.py --out
+gan_trainer/metrics/digits_classifier.npz``): Adam on the 4,500 training
+digits, random shifts of up to 2 pixels, 8 epochs, seed 0. The file stores
+its accuracy on the 500 held-out digits as ``test_accuracy``.
 """
 
 from __future__ import annotations
@@ -25,29 +32,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 
 import chainer
 import chainer.functions as F
 import chainer.links as L
 import numpy
 
-from gan_trainer.checkpoint import SnapshotError, load_params
+from gan_trainer.checkpoint import load_params
 from gan_trainer.datasets import get_digits
 from gan_trainer.latent import global_seed
 from gan_trainer.metrics.features import fit_images
 
-#: Environment variable naming the cache folder.
-CACHE_ENV = 'GAN_TRAINER_CACHE'
-#: File name of the cached classifier in the cache folder.
-CACHE_NAME = 'digits_classifier_v1.npz'
-
-
-def default_cache_dir() -> str:
-    """``$GAN_TRAINER_CACHE`` if set, else ``~/.cache/gan_trainer``."""
-    return os.environ.get(CACHE_ENV) or os.path.join(
-        os.path.expanduser('~'), '.cache', 'gan_trainer'
-    )
+#: The shipped weights (installed with the package, see setup.py's package_data).
+WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'digits_classifier.npz')
 
 
 class DigitsClassifier(chainer.Chain):
@@ -180,49 +177,19 @@ def train_digits_classifier(
     return model
 
 
-def load_digits_classifier(
-    cache_dir: str | os.PathLike | None = None,
-    *,
-    seed: int = 0,
-    epochs: int = 8,
-    n_train: int | None = None,
-    verbose: bool = True,
-) -> DigitsClassifier:
-    """Returns the cached digits classifier, training and caching it first if needed.
-
-    A missing cache file is trained (see :func:`train_digits_classifier`)
-    and written atomically (a temporary file in the same folder, then
-    ``os.replace``), so processes running at the same time never read half a
-    file. An unreadable or mismatched one is trained again and replaced,
-    with a warning that names it.
+def load_digits_classifier(path: str | os.PathLike | None = None) -> DigitsClassifier:
+    """Returns the digits classifier with the shipped weights; nothing is trained.
 
     Args:
-        cache_dir: Folder of ``digits_classifier_v1.npz``; by default
-            :func:`default_cache_dir`.
-        seed, epochs, n_train: Passed to :func:`train_digits_classifier`
-            when the classifier has to be trained.
-        verbose: Say on stderr when training starts and how it went.
+        path: Another weights file written by ``chainer.serializers.save_npz``
+            of a :class:`DigitsClassifier` (e.g. by
+            ``benchmarks/digits_classifier.py --out``); :data:`WEIGHTS` by default.
 
     Returns:
         The classifier on the CPU.
+
+    Raises:
+        gan_trainer.checkpoint.SnapshotError: If the file is missing,
+            unreadable or not a classifier's (one line naming it).
     """
-    folder = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = os.path.join(folder, CACHE_NAME)
-    if os.path.isfile(path):
-        try:
-            return load_params(path, DigitsClassifier())
-        except SnapshotError as e:
-            warnings.warn(f'rebuilding the digits classifier: {e}', stacklevel=2)
-    if verbose:
-        print(
-            f'gan_trainer: training the digits classifier once (about 30 s); caching it in '
-            f"'{path}'",
-            file=sys.stderr,
-            flush=True,
-        )
-    model = train_digits_classifier(seed=seed, epochs=epochs, n_train=n_train, verbose=verbose)
-    os.makedirs(folder, exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp'
-    chainer.serializers.save_npz(tmp, model)
-    os.replace(tmp, path)
-    return model
+    return load_params(os.fspath(path) if path is not None else WEIGHTS, DigitsClassifier())

@@ -13,11 +13,13 @@ import chainer
 
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
+from gan_trainer.nets.resnet import ResNetDiscriminator, ResNetGenerator
 
 #: Architecture name -> (generator class, discriminator class).
 NETS = {
     'dcgan': (Generator, Discriminator),
     'conditional': (ConditionalGenerator, ConditionalDiscriminator),
+    'resnet': (ResNetGenerator, ResNetDiscriminator),
 }
 
 
@@ -77,6 +79,8 @@ __all__ = [
     'ConditionalGenerator',
     'Discriminator',
     'Generator',
+    'ResNetDiscriminator',
+    'ResNetGenerator',
     'build_discriminator',
     'build_generator',
 ]
