@@ -194,7 +194,8 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
         train_iter, optimizers, device=device, loss=config.loss, n_dis=config.n_dis,
         order=config.order, z_dist=config.z_dist, separate_batches=config.separate_batches,
         seed=seed, penalty=get_penalty(config.penalty, config.penalty_weight),
-        conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes)
+        conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes,
+        augment=make_augment(config))
     iterations = config.iteration
     if config.epoch:
         iterations = math.ceil(config.epoch * len(train) / (config.batchsize * config.n_dis))
@@ -314,13 +315,15 @@ def check_same_networks(config: RunConfig, previous: RunConfig | None, snapshot:
                                 f'({snapshot}) has {_shown(old)}: resume with its value, or '
                                 'start a new run in another --out')
 
+    # The DCGAN rule resolves widths from base_width: compare what they give.
+    resolved = side is not None and config.arch == previous.arch == 'dcgan'
     for name in network_options():
-        if name in ('widths', 'base_width'):
+        if resolved and name in ('widths', 'base_width'):
             continue
         new, old = getattr(config, name), getattr(previous, name)
         if new != old:
             refuse(name, new, old)
-    if side is not None:
+    if resolved:
         try:
             new = resolve_widths(side, config.widths, base_width=config.base_width)
             old = resolve_widths(side, previous.widths, base_width=previous.base_width)
@@ -405,15 +408,39 @@ def _quality_inputs(config: RunConfig, data: Data):
 def build_networks(config: RunConfig, shape, n_classes: int = 1):
     """G and D of ``config`` for images of ``shape`` ``(C, H, W)``, seeded with ``config.seed``."""
     channels, size, _ = shape
-    common = {'size': size, 'channels': channels, 'widths': config.widths,
-              'base_width': config.base_width, 'ksize': config.ksize}
-    gen_config = dict(common, n_hidden=config.n_hidden)
-    dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm)
-    if config.conditional:
-        gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
-        dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)
+    if config.arch == 'resnet':
+        # The ResNet nets take no kernel size or normalisation option; their
+        # widths follow base_width unless D's are given.
+        gen_config = {'arch': 'resnet', 'size': size, 'channels': channels,
+                      'n_hidden': config.n_hidden, 'base_width': config.base_width}
+        dis_config = {'arch': 'resnet', 'size': size, 'channels': channels,
+                      'widths': config.widths, 'base_width': config.base_width,
+                      'spectral_norm': config.spectral_norm}
+        if config.conditional:
+            gen_config['n_classes'] = dis_config['n_classes'] = n_classes
+    else:
+        common = {'size': size, 'channels': channels, 'widths': config.widths,
+                  'base_width': config.base_width, 'ksize': config.ksize}
+        gen_config = dict(common, n_hidden=config.n_hidden)
+        dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm)
+        if config.conditional:
+            gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
+            dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)
     with global_seed(config.seed):
         return build_generator(gen_config), build_discriminator(dis_config)
+
+
+def make_augment(config: RunConfig):
+    """The run's augmentation (a :class:`~gan_trainer.augment.DiffAugment`), or None."""
+    if config.augment == 'none':
+        return None
+    from gan_trainer.augment import ADA_TARGET, DEFAULT_POLICY, DiffAugment
+
+    policy = DEFAULT_POLICY if config.augment == 'ada' else config.augment
+    target = config.ada_target
+    if target is None and config.augment == 'ada':
+        target = ADA_TARGET
+    return DiffAugment(policy, target=target, speed=config.ada_speed)
 
 
 def net_config(net: chainer.Link) -> dict:

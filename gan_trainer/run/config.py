@@ -46,6 +46,21 @@ from gan_trainer.run.options import (
 _SEED = between(0, 2**32)
 
 
+def _augment_policy(value: str) -> str | None:
+    if value in ('none', 'ada'):
+        return None
+    from gan_trainer.augment import parse_policy
+
+    try:
+        parse_policy(value)
+    except ValueError:
+        from gan_trainer.augment import POLICIES
+
+        return (f"must be 'none', 'ada' or a comma-separated mix of "
+                f"{', '.join(sorted(POLICIES))}")
+    return None
+
+
 def _presets() -> tuple[str, ...]:
     # Presets are RunConfig values, so their module imports this one; its
     # NAMES come before the first RunConfig it makes.
@@ -79,6 +94,11 @@ class RunConfig:
              'the CPU count); 0 decodes them in the training process')
 
     # -------------------------------------------------------- networks
+    arch: str = option('dcgan', kind='str', group='networks', networks=True,
+                       choices=('dcgan', 'resnet'),
+                       help="the networks: 'dcgan' (Radford et al.) or 'resnet' (the SNGAN "
+                            'ResNet of Miyato et al., for 28 to 128 pixels; use it with --sn '
+                            'or --preset sngan, as the paper)')
     n_hidden: int = option(100, kind='int', group='networks', networks=True,
                            checks=[at_least(1)], flags=('--n_hidden', '-n'),
                            help='dimension of z')
@@ -134,6 +154,18 @@ class RunConfig:
                                help='keep a moving average of G with this decay, e.g. 0.999')
     ema_start: int = option(0, kind='int', group='loop', checks=[at_least(0)],
                             help='iteration from which the average starts')
+    augment: str = option('none', kind='str', group='loop', networks=True,
+                          checks=[_augment_policy],
+                          help="differentiable augmentation of everything D sees (Zhao et al. "
+                               "2020): 'none', a comma-separated mix of color, translation and "
+                               "cutout, or 'ada': all three, with ADA's adaptive probability")
+    ada_target: float | None = option(
+        None, kind='float', group='loop', networks=True, checks=[between(0, 1, low_open=True)],
+        help="ADA's target for E[sign(D(real))] (default 0.6 with --augment ada; with a "
+             'policy it makes that policy adaptive)')
+    ada_speed: float = option(25_000.0, kind='float', group='loop', checks=[above(0)],
+                              help="ADA's speed: real images over which the probability can go "
+                                   'from 0 to 1')
 
     # ------------------------------------------------------- optimizer
     lr: float = option(2e-4, kind='float', group='optimizer', preset=True, checks=[above(0)],
@@ -207,6 +239,13 @@ class RunConfig:
         if self.reuse_fakes and self.order != 'dis_first':
             raise ConfigError('reuse_fakes', "needs order 'dis_first': the G step reuses "
                                              'the fakes of the D step before it')
+        if self.ada_target is not None and self.augment == 'none':
+            raise ConfigError('ada_target', 'needs augment (a policy, or ada)')
+        if self.arch == 'resnet' and self.conditional and (
+                self.gen_cond != 'cbn' or self.dis_cond != 'projection'):
+            raise ConfigError('arch', "resnet takes labels by conditional BatchNorm in G and "
+                                      "projection in D: use gen_cond 'cbn' and dis_cond "
+                                      "'projection'")
         if self.mnbn and self.communicator is None:
             raise ConfigError('mnbn', 'needs communicator (a data-parallel run under mpiexec)')
 

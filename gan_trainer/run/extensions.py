@@ -191,6 +191,8 @@ def add_extensions(
     log = every(config.display_interval, iterations)
     add('LogReport', extensions.LogReport(trigger=log, filename=files.LOG))
     penalty = ['dis/penalty'] if config.penalty != 'none' else []
+    if config.augment == 'ada' or config.ada_target is not None:
+        penalty.append('dis/augment_p')
     fid = ['validation/fid'] if quality is not None else []
     out = sys.stdout if config.progress and sys.stdout.isatty() else _PlainOutput(sys.stdout)
     add(
