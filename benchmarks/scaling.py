@@ -77,40 +77,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def measure(args) -> dict:
     """Times the updater in this process (one of ``mpiexec -n N``, or alone)."""
+    import atexit
+    import shutil
+    import tempfile
+
     import chainer
 
-    from gan_trainer import GANUpdater
-    from gan_trainer.datasets import get_digits
-    from gan_trainer.device import get_device
-    from gan_trainer.distributed import (
-        create_communicator,
-        rank_seed,
-        scatter_dataset,
-        setup_distributed,
-    )
-    from gan_trainer.latent import global_seed
-    from gan_trainer.nets import Discriminator, Generator
+    from gan_trainer.run import RunConfig, build_trainer
 
-    comm = None
-    if args.communicator:
-        comm = create_communicator(args.communicator, gpu=args.gpu)
-    rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
-    device = get_device((0 if comm is None else comm.intra_rank) if args.gpu else -1)
-    train = get_digits('train') if rank == 0 else None
-    if comm is not None:
-        train = scatter_dataset(comm, train, seed=0)
-    with global_seed(0):
-        gen = Generator(size=28, n_hidden=100, base_width=args.base_width)
-        dis = Discriminator(size=28, base_width=args.base_width)
-    optimizers = {}
-    for name, net in (('gen', gen), ('dis', dis)):
-        net.to_device(device)
-        optimizers[name] = chainer.optimizers.Adam(alpha=2e-4, beta1=0.5)
-        optimizers[name].setup(net)
-    if comm is not None:
-        optimizers = setup_distributed(comm, optimizers)
-    iterator = chainer.iterators.SerialIterator(train, args.batchsize)
-    updater = GANUpdater(iterator, optimizers, device=device, seed=rank_seed(0, rank))
+    # The run the training command builds (data scattered by rank 0, each
+    # process its own z and data order, gradients averaged, the same nets
+    # from the seed), in a scratch folder; only its updater is timed.
+    out = tempfile.mkdtemp(prefix='scaling-')
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    config = RunConfig(base_width=args.base_width, batchsize=args.batchsize,
+                       communicator=args.communicator, gpu=0 if args.gpu else -1,
+                       progress=False, out=out)
+    trainer = build_trainer(config, log=None)
+    updater, group = trainer.updater, trainer.group
+    comm, rank, size = group.comm, group.rank or 0, group.size
 
     def synchronize():  # all GPU work done, all processes here
         if args.gpu:

@@ -6,9 +6,10 @@ backward pass the gradients are averaged over the processes (an
 allreduce), so every process applies the same update and the networks stay
 identical: one model trained on a global batch of N times the per-process
 batch. ChainerMN (shipped inside the ``chainer`` package) does the
-communication; this module wraps the parts a GAN needs, in the order a
-training script uses them (``examples/train_dcgan.py --communicator``
-does exactly this):
+communication; this module wraps the parts a GAN needs, in the order
+:func:`gan_trainer.run.build_trainer` uses them for a config with
+``communicator`` set (``gan-trainer train --communicator naive`` under
+``mpiexec``):
 
 1. :func:`create_communicator`: checks the name, the GPU and that MPI
    started the process, each with a one-line :class:`DistributedError`.
@@ -25,15 +26,16 @@ does exactly this):
    :func:`average_persistents` before evaluations, previews and
    snapshots; extensions that write files on rank 0 only, except the
    trainer snapshot, which every process writes for itself
-   (``snapshot_iter_N.rank{r}``, see :mod:`gan_trainer.checkpoint`) since
-   each has its own iterator and random states.
+   (``snapshot_iter_N.rank{r}``, see :class:`gan_trainer.run.RunFolder`)
+   since each has its own iterator and random states.
 
 A process that fails alone would leave the others waiting forever in the
 next collective call, so everything that can fail on one process only
-(reading the output folder, the dataset, a snapshot) goes through
-:func:`collectively`, which makes all processes fail together;
-:func:`gan_trainer.checkpoint.latest_common_snapshot` makes them agree on
-which snapshot to resume.
+(reading the output folder, the dataset, a snapshot) runs under
+:meth:`gan_trainer.run.group.Group.agreeing` (:func:`agree` here), which
+makes all processes fail together;
+:meth:`gan_trainer.run.RunFolder.latest_common` makes them agree on which
+snapshot to resume.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import os
 import shlex
 import sys
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import chainer
@@ -381,21 +382,3 @@ def agree(comm, error: BaseException | None) -> None:
         if error is not None:
             raise error
         raise DistributedError(message if rank == 0 else f'process {rank}: {message}')
-
-
-def collectively(comm, function: Callable, *args, errors=(ValueError,), **kwargs):
-    """Runs ``function`` on every process; if it raises ``errors`` on any, all raise.
-
-    ``function`` itself must make no collective call that a failing
-    process could skip (the others would match it with this one's).
-
-    Returns:
-        What ``function`` returned on this process.
-    """
-    result, error = None, None
-    try:
-        result = function(*args, **kwargs)
-    except errors as e:
-        error = e
-    agree(comm, error)
-    return result
