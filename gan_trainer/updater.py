@@ -64,6 +64,7 @@ from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
 from gan_trainer.nets import call_net
 from gan_trainer.ops import frozen
+from gan_trainer.precision import loss_scale
 
 ORDERS = ('dis_first', 'gen_first')
 
@@ -104,7 +105,11 @@ class GANUpdater(StandardUpdater):
             every G step and saved in snapshots; ``None`` for none.
         reuse_fakes: Train G on the last D step's fakes instead of
             generating new ones (see above); needs ``order='dis_first'``.
-        loss_scale: Passed to ``StandardUpdater`` (mixed precision).
+        loss_scale: Passed to ``StandardUpdater``: a static loss scale for
+            both optimizers. Each backward pass uses its optimizer's current
+            scale, so the dynamic scaling of
+            :func:`gan_trainer.precision.configure_optimizers` (mixed16)
+            works as well.
     """
 
     def __init__(
@@ -288,7 +293,7 @@ class GANUpdater(StandardUpdater):
 
         dis = self.dis
         dis.cleargrads()
-        loss.backward(loss_scale=self.loss_scale)
+        loss.backward(loss_scale=loss_scale(self.get_optimizer('dis')))
         self.get_optimizer('dis').update()
         loss.unchain_backward()
 
@@ -318,7 +323,7 @@ class GANUpdater(StandardUpdater):
             else:
                 x_fake, t = kept
             loss = self.loss.gen(self.discriminate(x_fake, t))
-            loss.backward(loss_scale=self.loss_scale)
+            loss.backward(loss_scale=loss_scale(self.get_optimizer('gen')))
         self.get_optimizer('gen').update()
         dis.cleargrads()  # a no-op unless something outside frozen() set them
         loss.unchain_backward()
