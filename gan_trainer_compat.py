@@ -47,7 +47,7 @@ nothing else:
    path. So on a machine without a CUDA toolkit ``import cupy`` fails, and
    with one but without a system cuDNN Chainer runs without cuDNN. Just
    before CuPy (or Chainer, which imports it) is imported, and only when
-   the installed CuPy distribution is 13.x, each of those libraries that an
+   the installed CuPy distribution is ``cupy-cuda12x`` 13.x, each of those libraries that an
    installed wheel holds (found through :func:`importlib.metadata.files`;
    CuPy itself is not imported) is loaded with
    ``ctypes.CDLL(path, RTLD_GLOBAL)``; the dynamic loader then finds it by
@@ -259,8 +259,8 @@ _CUPY_DISTRIBUTIONS = ('cupy-cuda13x', 'cupy-cuda12x', 'cupy-cuda11x', 'cupy')
 NO_CUDNN_WARNING = r'cuDNN is not enabled'
 
 
-def installed_cupy_major() -> int | None:
-    """Major version of the installed CuPy distribution, or None (not imported)."""
+def installed_cupy() -> tuple[str, str, int] | None:
+    """(distribution, version, major) of the installed CuPy, or None (not imported)."""
     for name in _CUPY_DISTRIBUTIONS:
         try:
             version = importlib.metadata.version(name)
@@ -268,8 +268,14 @@ def installed_cupy_major() -> int | None:
             continue
         head = version.split('.')[0]
         if head.isdigit():
-            return int(head)
+            return name, version, int(head)
     return None
+
+
+def installed_cupy_major() -> int | None:
+    """Major version of the installed CuPy distribution, or None (not imported)."""
+    found = installed_cupy()
+    return None if found is None else found[2]
 
 
 def _ignore_cudnn_advice() -> None:
@@ -346,15 +352,17 @@ def preload_cuda_wheels() -> str | None:
     global CUDNN_STATUS
     if CUDNN_STATUS is not None:
         return CUDNN_STATUS
-    major = installed_cupy_major()
-    if major is None:
+    found = installed_cupy()
+    if found is None:
         return None
+    distribution, version, major = found
     if major >= 14:
         CUDNN_STATUS = f'CuPy {major} has no cuDNN (CuPy 14 removed it)'
         return CUDNN_STATUS
-    if major != 13:
-        CUDNN_STATUS = (f'CuPy {major}: no cuDNN wheel is loaded for it (only CuPy 13 is '
-                        'supported here); cuDNN only if CuPy finds one itself')
+    if major != 13 or distribution != 'cupy-cuda12x':
+        CUDNN_STATUS = (f'{distribution} {version}: no cuDNN wheel is loaded for it (only '
+                        'for cupy-cuda12x 13, built for cuDNN 8); cuDNN only if CuPy finds '
+                        'one itself')
         return CUDNN_STATUS
     for distribution, filename in CUDA12_WHEEL_LIBRARIES:
         path, _ = _wheel_file(distribution, filename)

@@ -279,10 +279,13 @@ def fresh_preload(monkeypatch):
      'nvidia-cudnn-cu12 8.9.7.29 holds no libcudnn.so.8: no cuDNN'),
     ({'cupy-cuda13x': ('14.2.0', {}), **CUDNN8}, 'CuPy 14 has no cuDNN (CuPy 14 removed it)'),
     ({'cupy-cuda12x': ('12.3.0', {}), **CUDNN8},
-     ('CuPy 12: no cuDNN wheel is loaded for it (only CuPy 13 is supported here); '
-     'cuDNN only if CuPy finds one itself')),
+     ('cupy-cuda12x 12.3.0: no cuDNN wheel is loaded for it (only for cupy-cuda12x 13, '
+      'built for cuDNN 8); cuDNN only if CuPy finds one itself')),
+    ({'cupy-cuda13x': ('13.6.0', {}), **CUDNN8},
+     ('cupy-cuda13x 13.6.0: no cuDNN wheel is loaded for it (only for cupy-cuda12x 13, '
+      'built for cuDNN 8); cuDNN only if CuPy finds one itself')),
     ({}, None),
-], ids=['no-wheel', 'cudnn-9', 'no-library', 'cupy-14', 'cupy-12', 'no-cupy'])
+], ids=['no-wheel', 'cudnn-9', 'no-library', 'cupy-14', 'cupy-12', 'cuda13x-13', 'no-cupy'])
 def test_each_fallback_is_one_line_and_loads_nothing(
         tmp_path, monkeypatch, fresh_preload, distributions, status):
     monkeypatch.syspath_prepend(str(fake_site(tmp_path, distributions)))
