@@ -260,16 +260,32 @@ NO_CUDNN_WARNING = r'cuDNN is not enabled'
 
 
 def installed_cupy() -> tuple[str, str, int] | None:
-    """(distribution, version, major) of the installed CuPy, or None (not imported)."""
+    """(distribution, version, major) of the CuPy that ``import cupy`` would find.
+
+    Read from package metadata, CuPy is not imported. Of several CuPy
+    distributions (say CuPy 13 in a ``PYTHONPATH`` folder over the system's
+    CuPy 14), the one in the earliest ``sys.path`` folder, as for the import.
+    """
+    found = []
     for name in _CUPY_DISTRIBUTIONS:
         try:
-            version = importlib.metadata.version(name)
+            dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-        head = version.split('.')[0]
+        head = dist.version.split('.')[0]
         if head.isdigit():
-            return name, version, int(head)
-    return None
+            found.append((_path_rank(dist), name, dist.version, int(head)))
+    return min(found)[1:] if found else None
+
+
+def _path_rank(dist) -> int:
+    import os
+
+    folder = os.path.realpath(str(dist.locate_file('')))
+    for i, entry in enumerate(sys.path):
+        if os.path.realpath(entry or '.') == folder:
+            return i
+    return len(sys.path)
 
 
 def installed_cupy_major() -> int | None:

@@ -143,13 +143,14 @@ CUDNN_ADVICE = ('cuDNN is not enabled.\nPlease reinstall CuPy after you install 
 def fake_cupy(monkeypatch, installed):
     """Package metadata that reports the distributions in ``installed`` (name -> version)."""
     import importlib.metadata
+    import types
 
-    def version(name):
+    def distribution(name):
         if name in installed:
-            return installed[name]
+            return types.SimpleNamespace(version=installed[name], locate_file=lambda p: '/x')
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(importlib.metadata, 'version', version)
+    monkeypatch.setattr(importlib.metadata, 'distribution', distribution)
 
 
 @pytest.mark.parametrize('installed, major', [
@@ -319,3 +320,14 @@ def test_a_first_import_cupy_preloads_too(tmp_path):
         text=True, timeout=60, check=False, env={**os.environ, 'PYTHONPATH': str(site)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == '12'
+
+
+def test_the_cupy_earliest_on_the_path_is_the_one_reported(tmp_path, monkeypatch):
+    # CuPy 13 in a PYTHONPATH folder over the system's CuPy 14: import cupy
+    # takes the first, and so must fix 7.
+    system = fake_site(tmp_path / 'system', {'cupy-cuda13x': ('14.2.0', {})})
+    first = fake_site(tmp_path / 'first', CUPY13)
+    monkeypatch.syspath_prepend(str(system))
+    assert gan_trainer_compat.installed_cupy() == ('cupy-cuda13x', '14.2.0', 14)
+    monkeypatch.syspath_prepend(str(first))
+    assert gan_trainer_compat.installed_cupy() == ('cupy-cuda12x', '13.6.0', 13)
