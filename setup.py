@@ -76,6 +76,9 @@ GPU_CUDA12 = [
     'nvidia-cusolver-cu12==11.*',
     'nvidia-cusparse-cu12==12.*',
     'nvidia-nvjitlink-cu12==12.*',
+    # CuPy 13 finds NCCL's wheel itself; without it, every `import chainer`
+    # warns that NCCL could not be loaded (and --communicator pure_nccl needs it).
+    'nvidia-nccl-cu12>=2.16.5,<3',
 ]
 ONNX = ['onnx>=1.19', 'onnxruntime>=1.19']
 TENSORBOARD = ['tensorboardX>=2.6']

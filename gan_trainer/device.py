@@ -43,6 +43,8 @@ import numpy
 import gan_trainer_compat
 
 TF32_ENV = 'GAN_TRAINER_TF32'
+# Whether NVIDIA_TF32_OVERRIDE=0 was set by configure_tf32 (and not by you).
+_SET_OVERRIDE = False
 
 
 class DeviceError(ValueError):
@@ -75,8 +77,13 @@ def configure_tf32(tf32: bool | None = None) -> bool:
     if explicit or 'CUPY_TF32' not in os.environ:
         os.environ['CUPY_TF32'] = '1' if on else '0'
     on = os.environ['CUPY_TF32'].strip() not in ('', '0')
-    if not on:
+    global _SET_OVERRIDE
+    if not on and 'NVIDIA_TF32_OVERRIDE' not in os.environ:
         os.environ['NVIDIA_TF32_OVERRIDE'] = '0'
+        _SET_OVERRIDE = True
+    elif on and _SET_OVERRIDE:  # ours, from an earlier call: take it back
+        os.environ.pop('NVIDIA_TF32_OVERRIDE', None)
+        _SET_OVERRIDE = False
     _set_cupy_compute_type(on)
     return on
 

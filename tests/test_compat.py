@@ -331,3 +331,28 @@ def test_the_cupy_earliest_on_the_path_is_the_one_reported(tmp_path, monkeypatch
     assert gan_trainer_compat.installed_cupy() == ('cupy-cuda13x', '14.2.0', 14)
     monkeypatch.syspath_prepend(str(first))
     assert gan_trainer_compat.installed_cupy() == ('cupy-cuda12x', '13.6.0', 13)
+
+
+REAL_SITE = os.environ.get('GAN_TRAINER_CUDA12_SITE')
+
+
+@pytest.mark.skipif(not REAL_SITE, reason='set GAN_TRAINER_CUDA12_SITE to a folder holding '
+                    "the gpu extra's wheels (pip install --target DIR ...), about 4 GB")
+def test_the_real_cupy_13_wheels_import_and_enable_cudnn_without_a_gpu():
+    # No GPU is needed to load the libraries: CuPy 13 imports, and Chainer
+    # finds cuDNN 8.9.7 through fix 7; without the fix CuPy cannot even
+    # import (libcublas.so.12 is only in the wheel).
+    code = ('import sys, warnings\n'
+            'import gan_trainer_compat as c\n'
+            'if sys.argv[1] == "off": c.preload_cuda_wheels = lambda: None\n'
+            'import chainer\n'
+            'from chainer.backends import cuda\n'
+            'print(cuda.available, cuda.cudnn_enabled,\n'
+            '      cuda.libcudnn.getVersion() if cuda.cudnn_enabled else None)\n')
+    results = {}
+    for mode in ('on', 'off'):
+        proc = subprocess.run([sys.executable, '-W', 'error::UserWarning', '-c', code, mode],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, 'PYTHONPATH': REAL_SITE})
+        results[mode] = proc.stdout.split() if proc.returncode == 0 else proc.stderr
+    assert results == {'on': ['True', 'True', '8907'], 'off': ['False', 'False', 'None']}

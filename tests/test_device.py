@@ -19,6 +19,7 @@ def env(monkeypatch):
     """A clean slate of the three variables, and CuPy's compute-type setter recorded."""
     for name in TF32_VARS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(device, '_SET_OVERRIDE', False)
     calls = []
     linalg = types.SimpleNamespace(COMPUTE_TYPE_TF32='tf32', COMPUTE_TYPE_DEFAULT='default',
                                    set_compute_type=lambda dtype, kind: calls.append(kind))
@@ -50,6 +51,17 @@ def test_tf32_off_sets_cupys_and_nvidias_switches(env, monkeypatch, how):
     assert on is False
     assert state() == {'CUPY_TF32': '0', 'NVIDIA_TF32_OVERRIDE': '0'}
     assert env == ['default']
+
+
+def test_off_then_on_takes_back_only_its_own_override(env, monkeypatch):
+    monkeypatch.setattr(device, '_SET_OVERRIDE', False)
+    configure_tf32(False)
+    assert configure_tf32(True) is True
+    assert state() == {'CUPY_TF32': '1', 'NVIDIA_TF32_OVERRIDE': None}
+    monkeypatch.setenv('NVIDIA_TF32_OVERRIDE', '0')  # yours
+    configure_tf32(False)
+    configure_tf32(True)
+    assert os.environ['NVIDIA_TF32_OVERRIDE'] == '0'
 
 
 def test_a_cupy_tf32_of_your_own_is_kept_unless_you_choose(env, monkeypatch):
