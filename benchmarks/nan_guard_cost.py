@@ -15,7 +15,11 @@
    ``gan_trainer.finite.to_host`` (absent before it existed).
 2. *Time.* The default run's networks (digits, ``base_width`` 32) after one
    real Adam iteration, with an EMA of G: the guard's ``__call__`` timed
-   alone (median of ``--repeats``), beside one ``GANUpdater.update()``.
+   alone (median of ``--repeats``), beside one ``GANUpdater.update()``;
+   then (this checkout only) three ways to reduce the same arrays: the
+   guard's ``isfinite`` of each network's arrays concatenated, a float64
+   sum of them (the guard before), and ``isfinite`` array by array (one
+   synchronisation each on a GPU).
 
 ``--src`` imports ``gan_trainer`` from another checkout (the test helpers
 always come from this one), to print the same figures for older code.
@@ -121,7 +125,25 @@ def time_guard(repeats: int):
         guard(trainer)
         times.append(time.perf_counter() - start)
     n = sum(p.size for p in gen.params()) + sum(p.size for p in dis.params())
-    return statistics.median(times), statistics.median(steps[1:]), n
+    reductions = {}
+    if hasattr(guard, 'groups'):
+        groups = [[a for _, a in group] for group in guard.groups(updater).values()]
+        ways = {
+            'isfinite(concatenate)': lambda: [numpy.isfinite(numpy.concatenate(
+                [a.ravel() for a in g])).all() for g in groups],
+            'float64 sum(concatenate)': lambda: [numpy.concatenate(
+                [a.ravel() for a in g]).sum(dtype=numpy.float64) for g in groups],
+            'isfinite per array': lambda: [numpy.isfinite(a).all() for g in groups for a in g],
+        }
+        for name, way in ways.items():
+            spent = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                way()
+                spent.append(time.perf_counter() - start)
+            reductions[name] = statistics.median(spent)
+        reductions['numbers'] = sum(a.size for g in groups for a in g)
+    return statistics.median(times), statistics.median(steps[1:]), n, reductions
 
 
 def main(argv=None) -> int:
@@ -135,9 +157,12 @@ def main(argv=None) -> int:
     implicit, explicit = count_transfers()
     print(f'transfers per iteration (guard + divergence monitor + log summary): '
           f'{implicit} implicit (float/bool/item), {explicit} through finite.to_host')
-    guard_s, step_s, n = time_guard(args.repeats)
+    guard_s, step_s, n, reductions = time_guard(args.repeats)
     print(f'default networks ({n} parameters): guard {guard_s * 1e3:.3f} ms per call, '
           f'update {step_s * 1e3:.1f} ms per iteration ({guard_s / step_s:.2%})')
+    numbers = reductions.pop('numbers', 0)
+    for name, seconds in reductions.items():
+        print(f'  {name} over {numbers} numbers: {seconds * 1e3:.3f} ms')
     return 0
 
 
