@@ -139,3 +139,28 @@ def test_updates_skipped_at_scale_1_again_and_again_stop_the_run():
     assert str(excinfo.value) == (
         'training stopped at iteration 3: dis: 3 updates in a row skipped at loss scale 1 '
         '(its gradients are not finite even unscaled)')
+
+
+def test_a_mixed16_run_validates_draws_grids_and_snapshots(tmp_path):
+    from chainer.training import extensions
+
+    from gan_trainer import GANEvaluator
+    from gan_trainer.extensions import ImageGrid
+
+    updater = mixed16_updater()
+    trainer = training.Trainer(updater, (2, 'iteration'), out=str(tmp_path))
+    test = chainer.iterators.SerialIterator(fake_images(8), 4, repeat=False, shuffle=False)
+    trainer.extend(GANEvaluator(test, {'gen': updater.gen, 'dis': updater.dis}, seed=0),
+                   trigger=(2, 'iteration'))
+    trainer.extend(ImageGrid(rows=2, cols=2), trigger=(2, 'iteration'))
+    trainer.extend(NaNGuard())
+    trainer.extend(extensions.LogReport(trigger=(2, 'iteration')))
+    trainer.extend(extensions.snapshot_object(updater.gen, 'gen.npz'), trigger=(2, 'iteration'))
+    trainer.run()
+    log = trainer.get_extension('LogReport').log[-1]
+    for key in ('gen/loss', 'validation/gen/loss', 'gen/loss_scale', 'dis/skipped'):
+        assert numpy.isfinite(log[key]), key
+    assert (tmp_path / 'preview' / 'latest.png').is_file()
+    with numpy.load(tmp_path / 'gen.npz') as saved:
+        assert saved['project/W'].dtype == numpy.float16
+        assert saved['bn0/avg_var'].dtype == numpy.float32
