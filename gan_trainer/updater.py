@@ -58,13 +58,13 @@ import numpy
 from chainer.dataset import convert
 from chainer.training import StandardUpdater
 
+from gan_trainer import precision
 from gan_trainer.ema import GeneratorEMA
 from gan_trainer.iterators import ResumableShuffleOrderSampler, serialize_random_state
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
 from gan_trainer.nets import call_net
 from gan_trainer.ops import frozen
-from gan_trainer.precision import loss_scale
 
 ORDERS = ('dis_first', 'gen_first')
 
@@ -293,7 +293,7 @@ class GANUpdater(StandardUpdater):
 
         dis = self.dis
         dis.cleargrads()
-        loss.backward(loss_scale=loss_scale(self.get_optimizer('dis')))
+        loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('dis')))
         self.get_optimizer('dis').update()
         loss.unchain_backward()
 
@@ -323,7 +323,7 @@ class GANUpdater(StandardUpdater):
             else:
                 x_fake, t = kept
             loss = self.loss.gen(self.discriminate(x_fake, t))
-            loss.backward(loss_scale=loss_scale(self.get_optimizer('gen')))
+            loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('gen')))
         self.get_optimizer('gen').update()
         dis.cleargrads()  # a no-op unless something outside frozen() set them
         loss.unchain_backward()
