@@ -39,10 +39,30 @@ nothing else:
    ignores exactly that message from ``chainer.backends.cuda``;
    :func:`gan_trainer.device.get_device` says instead, once, what happens
    when a GPU is used. Older CuPy keeps Chainer's warning.
+7. CuPy 13 (``cupy-cuda12x==13.6.*``, the last CuPy with cuDNN) is built for
+   cuDNN 8 and links ``libcudnn.so.8``, ``libcublas.so.12`` and the other
+   CUDA 12 libraries by name, without a search path into the
+   ``nvidia-*-cu12`` wheels that ``pip install 'gan_trainer[gpu]'`` brings;
+   it looks for cuDNN only in ``~/.cupy/cuda_lib`` and the system's loader
+   path. So on a machine without a CUDA toolkit ``import cupy`` fails, and
+   with one but without a system cuDNN Chainer runs without cuDNN. Just
+   before CuPy (or Chainer, which imports it) is imported, and only when
+   the installed CuPy distribution is ``cupy-cuda12x`` 13.x, each of those libraries that an
+   installed wheel holds (found through :func:`importlib.metadata.files`;
+   CuPy itself is not imported) is loaded with
+   ``ctypes.CDLL(path, RTLD_GLOBAL)``; the dynamic loader then finds it by
+   its soname when CuPy's modules ask for it. cuDNN's own sub-libraries and
+   cuBLAS's ``libcublasLt`` are found by the wheels' ``$ORIGIN`` run paths.
+   What happened is kept in :data:`CUDNN_STATUS` (one line, never an
+   exception: no wheel, a cuDNN other than 8, another CuPy, a library that
+   fails to load), which :func:`gan_trainer.device.get_device` prints when
+   a GPU is used. Fix 6's filter applies from CuPy 13 on as well, since
+   that line replaces Chainer's advice.
 
 How it is applied: ``install()`` puts a tiny finder on :data:`sys.meta_path`
-that waits for the first ``import chainer``, applies fixes 1-3 just before
-Chainer's own code runs, and fix 4 right after. ``gan_trainer_compat.pth``
+that waits for the first ``import chainer``, applies fixes 1-3, 6 and 7 just
+before Chainer's own code runs, and fix 4 right after (fix 7 also before a
+first ``import cupy``). ``gan_trainer_compat.pth``
 (installed into site-packages next to this module) calls ``install()`` at
 interpreter start-up, so it works whether a program imports ``chainer`` or
 ``gan_trainer`` first; ``gan_trainer`` also calls it, which covers running from
@@ -239,27 +259,145 @@ _CUPY_DISTRIBUTIONS = ('cupy-cuda13x', 'cupy-cuda12x', 'cupy-cuda11x', 'cupy')
 NO_CUDNN_WARNING = r'cuDNN is not enabled'
 
 
-def installed_cupy_major() -> int | None:
-    """Major version of the installed CuPy distribution, or None (not imported)."""
+def installed_cupy() -> tuple[str, str, int] | None:
+    """(distribution, version, major) of the CuPy that ``import cupy`` would find.
+
+    Read from package metadata, CuPy is not imported. Of several CuPy
+    distributions (say CuPy 13 in a ``PYTHONPATH`` folder over the system's
+    CuPy 14), the one in the earliest ``sys.path`` folder, as for the import.
+    """
+    found = []
     for name in _CUPY_DISTRIBUTIONS:
         try:
-            version = importlib.metadata.version(name)
+            dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-        head = version.split('.')[0]
+        head = dist.version.split('.')[0]
         if head.isdigit():
-            return int(head)
-    return None
+            found.append((_path_rank(dist), name, dist.version, int(head)))
+    return min(found)[1:] if found else None
+
+
+def _path_rank(dist) -> int:
+    import os
+
+    folder = os.path.realpath(str(dist.locate_file('')))
+    for i, entry in enumerate(sys.path):
+        if os.path.realpath(entry or '.') == folder:
+            return i
+    return len(sys.path)
+
+
+def installed_cupy_major() -> int | None:
+    """Major version of the installed CuPy distribution, or None (not imported)."""
+    found = installed_cupy()
+    return None if found is None else found[2]
 
 
 def _ignore_cudnn_advice() -> None:
-    """With CuPy >= 14, ignore Chainer's "reinstall CuPy after you install cudnn"."""
+    """With CuPy >= 13, ignore Chainer's "reinstall CuPy after you install cudnn".
+
+    CuPy 14 has no cuDNN; for CuPy 13 the cure is a wheel, not a reinstall
+    (fix 7), and :func:`gan_trainer.device.get_device` says which.
+    """
     major = installed_cupy_major()
-    if major is not None and major >= 14:
+    if major is not None and major >= 13:
         import warnings
 
         warnings.filterwarnings('ignore', message=NO_CUDNN_WARNING, category=UserWarning,
                                 module=r'chainer\.backends\.cuda')
+
+
+# Fix 7: what CuPy 13 links by name, in load order, as (distribution, file
+# name); cuDNN last, since its sub-libraries need cuBLAS and NVRTC.
+CUDA12_WHEEL_LIBRARIES = (
+    ('nvidia-cuda-nvrtc-cu12', 'libnvrtc.so.12'),
+    ('nvidia-cublas-cu12', 'libcublasLt.so.12'),
+    ('nvidia-cublas-cu12', 'libcublas.so.12'),
+    ('nvidia-curand-cu12', 'libcurand.so.10'),
+    ('nvidia-nvjitlink-cu12', 'libnvJitLink.so.12'),
+    ('nvidia-cusparse-cu12', 'libcusparse.so.12'),
+    ('nvidia-cusolver-cu12', 'libcusolver.so.11'),
+    ('nvidia-cufft-cu12', 'libcufft.so.11'),
+)
+CUDNN_WHEEL = 'nvidia-cudnn-cu12'
+CUDNN_LIBRARY = 'libcudnn.so.8'
+CUDNN_PIN = 'nvidia-cudnn-cu12==8.9.7.29'
+#: One line saying what fix 7 did about cuDNN; None until it has run (or
+#: when no CuPy is installed).
+CUDNN_STATUS: str | None = None
+#: file name -> path of every library fix 7 loaded (the handles stay alive).
+PRELOADED: dict[str, str] = {}
+_HANDLES: list = []
+
+
+def _wheel_file(distribution: str, filename: str) -> tuple[str | None, str | None]:
+    """(absolute path of ``filename`` in the installed ``distribution``, its version).
+
+    ``(None, None)`` when the distribution is not installed, ``(None,
+    version)`` when it does not hold that file.
+    """
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None, None
+    for path in dist.files or ():
+        if path.name == filename:
+            return str(dist.locate_file(path)), dist.version
+    return None, dist.version
+
+
+def _load(path: str) -> str | None:
+    """Loads ``path`` for the whole process; the error's first line, or None."""
+    import ctypes
+
+    try:
+        _HANDLES.append(ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL))
+    except OSError as e:
+        return (str(e).splitlines() or [type(e).__name__])[0]
+    PRELOADED[path.rsplit('/', 1)[-1]] = path
+    return None
+
+
+def preload_cuda_wheels() -> str | None:
+    """Fix 7: loads the CUDA 12 and cuDNN 8 wheels' libraries for CuPy 13.
+
+    Idempotent. Returns (and keeps in :data:`CUDNN_STATUS`) one line about
+    cuDNN; None when no CuPy is installed.
+    """
+    global CUDNN_STATUS
+    if CUDNN_STATUS is not None:
+        return CUDNN_STATUS
+    found = installed_cupy()
+    if found is None:
+        return None
+    distribution, version, major = found
+    if major >= 14:
+        CUDNN_STATUS = f'CuPy {major} has no cuDNN (CuPy 14 removed it)'
+        return CUDNN_STATUS
+    if major != 13 or distribution != 'cupy-cuda12x':
+        CUDNN_STATUS = (f'{distribution} {version}: no cuDNN wheel is loaded for it (only '
+                        'for cupy-cuda12x 13, built for cuDNN 8); cuDNN only if CuPy finds '
+                        'one itself')
+        return CUDNN_STATUS
+    for distribution, filename in CUDA12_WHEEL_LIBRARIES:
+        path, _ = _wheel_file(distribution, filename)
+        if path is not None and filename not in PRELOADED:
+            _load(path)  # a failure shows when CuPy imports, with CuPy's message
+    path, version = _wheel_file(CUDNN_WHEEL, CUDNN_LIBRARY)
+    if version is None:
+        CUDNN_STATUS = (f'{CUDNN_WHEEL} is not installed: no cuDNN unless the system has '
+                        f"cuDNN 8 (pip install '{CUDNN_PIN}', or 'gan_trainer[gpu]')")
+    elif not version.startswith('8.'):
+        CUDNN_STATUS = (f'{CUDNN_WHEEL} {version} is installed, but CuPy 13 needs cuDNN 8: '
+                        f"no cuDNN (pip install '{CUDNN_PIN}')")
+    elif path is None:
+        CUDNN_STATUS = f'{CUDNN_WHEEL} {version} holds no {CUDNN_LIBRARY}: no cuDNN'
+    else:
+        error = _load(path)
+        CUDNN_STATUS = (f'cuDNN from {CUDNN_WHEEL} {version}' if error is None else
+                        f'could not load {path}: {error}: no cuDNN')
+    return CUDNN_STATUS
 
 
 def before_chainer() -> list[str]:
@@ -270,6 +408,7 @@ def before_chainer() -> list[str]:
     _restore_sctypes()
     _stub_pkg_resources()
     _ignore_cudnn_advice()
+    preload_cuda_wheels()
     return _stub_numpy_distutils()
 
 
@@ -300,11 +439,17 @@ class _OnnxChainerLoader(_ChainerLoader):
         self._loader.exec_module(module)
 
 
-_LOADERS = {'chainer': _ChainerLoader, 'onnx_chainer': _OnnxChainerLoader}
+class _CupyLoader(_ChainerLoader):
+    def exec_module(self, module) -> None:
+        preload_cuda_wheels()
+        self._loader.exec_module(module)
+
+
+_LOADERS = {'chainer': _ChainerLoader, 'onnx_chainer': _OnnxChainerLoader, 'cupy': _CupyLoader}
 
 
 class _ChainerFinder(importlib.abc.MetaPathFinder):
-    """Wraps the loaders of the top-level ``chainer`` and ``onnx_chainer`` packages."""
+    """Wraps the loaders of the top-level ``chainer``, ``onnx_chainer`` and ``cupy`` packages."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in _LOADERS:

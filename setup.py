@@ -61,6 +61,25 @@ class EditableWheelWithPth(editable_wheel):
         return WithPth()
 
 
+# CUDA 12 machines: CuPy 13.6, the last CuPy with cuDNN, which it needs in
+# version 8, and the CUDA 12 libraries CuPy 13 links (its wheels bring none).
+# gan_trainer_compat (fix 7) loads them from these wheels before CuPy is
+# imported, so no CUDA toolkit or system cuDNN is needed; the major versions
+# are the sonames CuPy 13 asks for (libcublas.so.12, libcurand.so.10, ...).
+GPU_CUDA12 = [
+    'cupy-cuda12x==13.6.*',
+    'nvidia-cudnn-cu12==8.9.7.29',
+    'nvidia-cublas-cu12==12.*',
+    'nvidia-cuda-nvrtc-cu12==12.*',
+    'nvidia-curand-cu12==10.*',
+    'nvidia-cufft-cu12==11.*',
+    'nvidia-cusolver-cu12==11.*',
+    'nvidia-cusparse-cu12==12.*',
+    'nvidia-nvjitlink-cu12==12.*',
+    # CuPy 13 finds NCCL's wheel itself; without it, every `import chainer`
+    # warns that NCCL could not be loaded (and --communicator pure_nccl needs it).
+    'nvidia-nccl-cu12>=2.16.5,<3',
+]
 ONNX = ['onnx>=1.19', 'onnxruntime>=1.19']
 TENSORBOARD = ['tensorboardX>=2.6']
 DOCS = ['sphinx>=7', 'myst-parser>=3']
@@ -95,9 +114,10 @@ setup(
                   'gan_trainer.metrics': ['digits_classifier.npz']},
     entry_points={'console_scripts': ['gan-trainer = gan_trainer.cli:main']},
     extras_require={
-        'gpu': ['cupy-cuda12x'],
-        # Machines with CUDA 13 (CuPy 14, NumPy 2; run on an H100 here). CuPy 14
-        # has no cuDNN: Chainer uses its own GPU convolutions.
+        'gpu': GPU_CUDA12,
+        # Machines with CUDA 13 (CuPy 14 with NumPy 2, run on an H100 here;
+        # CuPy 13.6 with NumPy 1.26). Neither has cuDNN for CUDA 13: Chainer
+        # uses its own GPU convolutions.
         'gpu-cuda13': ['cupy-cuda13x'],
         # onnx >= 1.19 has no onnx.mapping, which gan_trainer_compat stands in
         # for; onnxruntime >= 1.19 is the first built for NumPy 2.

@@ -70,6 +70,7 @@ import numpy
 from chainer.dataset import convert
 from chainer.training import StandardUpdater
 
+from gan_trainer import precision
 from gan_trainer.augment import get_augment
 from gan_trainer.ema import GeneratorEMA
 from gan_trainer.iterators import (
@@ -136,7 +137,11 @@ class GANUpdater(StandardUpdater):
             every G step and saved in snapshots; ``None`` for none.
         reuse_fakes: Train G on the last D step's fakes instead of
             generating new ones (see above); needs ``order='dis_first'``.
-        loss_scale: Passed to ``StandardUpdater`` (mixed precision).
+        loss_scale: Passed to ``StandardUpdater``: a static loss scale for
+            both optimizers. Each backward pass uses its optimizer's current
+            scale, so the dynamic scaling of
+            :func:`gan_trainer.precision.configure_optimizers` (mixed16)
+            works as well.
         augment: What D's inputs go through (see above): a policy name for
             :func:`gan_trainer.augment.get_augment` (``'translation,cutout'``,
             ``'ada'``), a :class:`~gan_trainer.augment.DiffAugment`, any
@@ -333,7 +338,7 @@ class GANUpdater(StandardUpdater):
 
         dis = self.dis
         dis.cleargrads()
-        loss.backward(loss_scale=self.loss_scale)
+        loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('dis')))
         self.get_optimizer('dis').update()
         loss.unchain_backward()
 
@@ -367,7 +372,7 @@ class GANUpdater(StandardUpdater):
             else:
                 x_fake, t = kept
             loss = self.loss.gen(self.discriminate(self.augmented(x_fake), t))
-            loss.backward(loss_scale=self.loss_scale)
+            loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('gen')))
         self.get_optimizer('gen').update()
         dis.cleargrads()  # a no-op unless something outside frozen() set them
         loss.unchain_backward()

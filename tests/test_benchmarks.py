@@ -7,6 +7,8 @@ that the per-phase split adds up to the timed window, and that the last line
 is exactly ``throughput NET DEVICE X img/s``.
 """
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -110,3 +112,34 @@ def test_deconv_routines_times_all_three_and_names_the_pick():
     assert picked['4x4x512', '256'] == 'gather'
     assert picked['32x32x64', '3'] == 'scatter'
     assert picked['32x32x64', '64'] == 'phases'
+
+
+def test_gpu_paths_rejects_an_unknown_path_in_one_line():
+    proc = subprocess.run(
+        [sys.executable, 'benchmarks/gpu_paths.py', '--device', 'cpu', '--paths', 'tf32,bf16'],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        '--paths: unknown bf16; valid: tf32, fp32, mixed16, nocudnn')
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
+    # DRY_RUN=1: the script's steps with --device cpu / --gpu -1 and one
+    # iteration each, so its logic is checked where there is no GPU.
+    out = tmp_path / 'logs'
+    proc = subprocess.run(
+        ['bash', 'benchmarks/gpu_check.sh'], cwd=REPO, capture_output=True, text=True,
+        timeout=600, check=False,
+        env={**os.environ, 'DRY_RUN': '1', 'OUT': str(out), 'PYTHON': sys.executable,
+             'CUDA12_WHEELS': str(tmp_path / 'none')})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = (out / 'summary.log').read_text().splitlines()
+    paths = [line.split()[1:4] for line in summary if line.startswith('gpu_paths ')]
+    # Round 1 (every path), then round 2 (tf32) around the PyTorch slot.
+    assert paths == [['default', '4', 'tf32'], ['default', '4', 'fp32'],
+                     ['default', '4', 'mixed16'], ['default', '4', 'tf32']]
+    assert any(re.match(r'^training run: \d+ s wall$', line) for line in summary)
+    assert summary[-1] == 'exit status: 0'
+    assert (out / 'cudnn.log').read_text().startswith('skipped: no cupy_cuda12x-13.6 wheel')
+    assert json.loads((out / 'train_log.json').read_text())[-1]['iteration'] == 4

@@ -396,21 +396,125 @@ def test_batch_normalization_on_cupy_passes_gradient_checks():
     gradient_check.check_double_backward(ops.batch_normalization, inputs, gy, ggs)
 
 
-def test_get_device_explains_cupy_14_without_cudnn_instead_of_chainers_advice():
+def test_get_device_prints_one_line_saying_which_path_instead_of_chainers_advice():
     import warnings
 
     from gan_trainer.device import get_device
 
-    if cuda.cudnn_enabled or cuda._cupy_major < 14:
-        pytest.skip('cuDNN is enabled: CuPy 13 or older with cuDNN')
     # Chainer gave its advice once as it was imported (gan_trainer_compat's
-    # filter ignored it); let its check give it again, under the filters in
-    # force, which still hold that one.
+    # filter ignored it for CuPy >= 13); let its check give it again, under
+    # the filters in force, which still hold that one.
     cuda.check_cuda_available._already_warned = False
+    lines = []
     with warnings.catch_warnings(record=True) as caught:
-        device = get_device(0)
+        device = get_device(0, announce=lines.append)
         chainer.get_device(GPU)  # Chainer's own check, after ours
     messages = [str(w.message) for w in caught]
     assert device.xp is cuda.cupy
-    assert not any('reinstall CuPy' in m for m in messages), messages
-    assert sum('has no cuDNN (CuPy 14 removed it)' in m for m in messages) == 1, messages
+    if cuda._cupy_major >= 13:
+        assert not any('reinstall CuPy' in m for m in messages), messages
+    assert len(lines) == 1 and lines[0].startswith('--gpu 0: '), lines
+    if cuda.cudnn_enabled:
+        assert ', cuDNN ' in lines[0]
+    else:
+        assert ', no cuDNN: ' in lines[0]
+    print(lines[0])  # for gpu_check.sh's log
+
+
+def test_cupy_13_uses_cudnn_from_the_wheel():
+    import gan_trainer_compat
+
+    if cuda._cupy_major != 13:
+        pytest.skip(f'CuPy {cuda._cupy_major}: the cuDNN 8 wheel is for CuPy 13')
+    assert gan_trainer_compat.CUDNN_STATUS.startswith('cuDNN from nvidia-cudnn-cu12 8.'), (
+        gan_trainer_compat.CUDNN_STATUS)
+    assert cuda.cudnn_enabled
+    assert 'libcudnn.so.8' in gan_trainer_compat.PRELOADED
+    # A convolution through cuDNN agrees with Chainer's own kernels.
+    rng = numpy.random.RandomState(0)
+    x = cuda.cupy.asarray(rng.randn(2, 3, 9, 9).astype(numpy.float32))
+    w = cuda.cupy.asarray(rng.randn(4, 3, 4, 4).astype(numpy.float32))
+    ys = {}
+    for mode in ('always', 'never'):
+        with chainer.using_config('use_cudnn', mode):
+            ys[mode] = cuda.to_cpu(chainer.functions.convolution_2d(x, w, stride=2, pad=1).array)
+    numpy.testing.assert_allclose(ys['always'], ys['never'], rtol=5e-3, atol=5e-3)
+
+
+def matmul_errors():
+    """Relative error of a float32 product against float64, with TF32 on and off."""
+    import os
+
+    from gan_trainer.device import configure_tf32
+
+    cupy = cuda.cupy
+    rng = numpy.random.RandomState(0)
+    a, b = rng.randn(256, 512), rng.randn(512, 256)
+    exact = a @ b
+    names = ('GAN_TRAINER_TF32', 'CUPY_TF32', 'NVIDIA_TF32_OVERRIDE')
+    saved = {name: os.environ.get(name) for name in names}
+    errors = {}
+    try:
+        for on in (True, False):
+            configure_tf32(on)
+            y = cuda.to_cpu(cupy.asarray(a, numpy.float32) @ cupy.asarray(b, numpy.float32))
+            errors[on] = float(numpy.abs(y - exact).max() / numpy.abs(exact).max())
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        configure_tf32(None)  # back to what this process had
+    return errors
+
+
+def test_tf32_switches_cupys_float32_products():
+    errors = matmul_errors()
+    if int(cuda.cupy.cuda.Device(0).compute_capability) < 80:
+        pytest.skip('no TF32 before compute capability 8.0')
+    # TF32 rounds each factor to 10 mantissa bits: errors near 1e-3, float32 near 1e-6.
+    assert errors[False] < 1e-5, errors
+    assert errors[True] > 10 * errors[False], errors
+    print(f'float32 product error: TF32 on {errors[True]:.2e}, off {errors[False]:.2e}')
+
+
+def test_mixed16_trains_on_the_gpu():
+    from gan_trainer import precision
+
+    with chainer.using_config('dtype', chainer.mixed16):
+        gen, dis = tiny_generator(), tiny_discriminator()
+    gen.to_device(GPU)
+    dis.to_device(GPU)
+    optimizers = {}
+    for name, net in (('gen', gen), ('dis', dis)):
+        optimizers[name] = chainer.optimizers.Adam(alpha=2e-4, beta1=0.5)
+        optimizers[name].setup(net)
+    precision.configure_optimizers(optimizers, 'mixed16')
+    iterator = chainer.iterators.SerialIterator(fake_dataset(16), 4, shuffle=False)
+    updater = GANUpdater(iterator, optimizers, device=GPU, seed=0)
+    for _ in range(4):
+        observation = reported(updater)
+        assert all(numpy.isfinite(v) for v in observation.values()), observation
+    assert gen.project.W.array.dtype == numpy.float16
+    assert_on_gpu(gen)
+    assert updater.get_optimizer('gen')._loss_scale == 16.0
+
+
+def test_the_guard_checks_cupy_arrays_in_one_transfer(monkeypatch):
+    from gan_trainer import finite
+
+    updater = make_updater('dcgan', GPU, ema_decay=0.5)
+    trainer = training.Trainer(updater, (10, 'iteration'))
+    reporter = chainer.Reporter()
+    reporter.add_observer('gen', updater.gen)
+    reporter.add_observer('dis', updater.dis)
+    with reporter.scope(trainer.observation):
+        updater.update()
+    transfers, real = [], finite.to_host
+    monkeypatch.setattr(finite, 'to_host', lambda a: transfers.append(a.shape) or real(a))
+    NaNGuard()(trainer)
+    assert transfers == [(9,)]
+    updater.dis.bns[0].avg_var[0] = numpy.inf
+    with pytest.raises(Exception, match='persistent dis/bns/0/avg_var holds inf'):
+        NaNGuard()(trainer)

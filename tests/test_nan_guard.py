@@ -1,4 +1,9 @@
-"""NaNGuard: what it detects, how it names it, and that no snapshot of it is written."""
+"""NaNGuard: what it detects, how it names it, and that no snapshot of it is written.
+
+Also: every array a snapshot saves is guarded (BatchNorm statistics, optimizer
+state, the EMA of G), and one iteration's checks cost one device-to-host
+transfer (counted with a NumPy array type that stands for device arrays).
+"""
 
 import math
 import os
@@ -12,7 +17,8 @@ from chainer import training
 from chainer.training import extensions
 
 from gan_trainer import GANUpdater
-from gan_trainer.extensions import NaNGuard, TrainingDiverged
+from gan_trainer.ema import GeneratorEMA
+from gan_trainer.extensions import DivergenceMonitor, NaNGuard, TrainingDiverged
 from gan_trainer.losses import GANLoss, bce_fake, bce_real
 from gan_trainer.testing import fake_images, tiny_discriminator, tiny_generator
 
@@ -191,7 +197,9 @@ def test_a_healthy_run_is_not_stopped(tmp_path):
     trainer = make_trainer(tmp_path, stop=3)
     trainer.run()
     assert trainer.updater.iteration == 3
-    assert math.isfinite(float(trainer.observation['gen/loss'].array))
+    # The guard leaves the reported values in the observation as host numbers.
+    assert isinstance(trainer.observation['gen/loss'], numpy.float64)
+    assert math.isfinite(trainer.observation['gen/loss'])
 
 
 @pytest.mark.gpu
@@ -203,3 +211,210 @@ def test_cupy_arrays_are_checked_too():
     dis.convs[1].W.array[0, 0, 0, 0] = NAN
     dis.to_device('@cupy:0')
     assert NaNGuard().check_params(optimizers(dis=dis)) == 'parameter dis/convs/1/W holds nan'
+
+
+# ------------------------------------------- every number a snapshot saves
+
+
+def huge_lr_trainer(out, lr=1e9):
+    """Tiny nets, Adam with learning rate ``lr``, D and trainer snapshots every iteration."""
+    gen, dis = tiny_generator(), tiny_discriminator()
+    opts = {}
+    for name, net in (('gen', gen), ('dis', dis)):
+        opts[name] = chainer.optimizers.Adam(alpha=lr, beta1=0.5)
+        opts[name].setup(net)
+    iterator = chainer.iterators.SerialIterator(
+        fake_images(16), 4,
+        order_sampler=chainer.iterators.ShuffleOrderSampler(numpy.random.RandomState(0)))
+    updater = GANUpdater(iterator, opts, device=-1, seed=0)
+    trainer = training.Trainer(updater, (8, 'iteration'), out=str(out))
+    every = (1, 'iteration')
+    trainer.extend(extensions.snapshot_object(dis, 'dis_iter_{.updater.iteration}.npz'),
+                   trigger=every)
+    trainer.extend(extensions.snapshot(), trigger=every)
+    trainer.extend(NaNGuard())
+    return trainer
+
+
+def test_a_huge_learning_rate_stops_before_inf_batchnorm_statistics_are_saved(tmp_path):
+    # Issue 16's repro (train_dcgan.py --lr 1e9 exited 0 with avg_var = inf
+    # in dis_iter_N.npz): the first update leaves D's losses and weights
+    # finite, but its BatchNorm running variance overflows.
+    trainer = huge_lr_trainer(tmp_path)
+    # NumPy warns of the overflows on the way.
+    with pytest.warns(RuntimeWarning), pytest.raises(TrainingDiverged) as excinfo:
+        trainer.run(show_loop_exception_msg=False)
+    assert str(excinfo.value) == (
+        'training stopped at iteration 2: persistent dis/bns/0/avg_var holds inf')
+    assert not numpy.isfinite(trainer.updater.dis.bns[0].avg_var).all()
+    assert saved(tmp_path) == ['dis_iter_1.npz', 'snapshot_iter_1']
+    for name in saved(tmp_path):
+        with numpy.load(tmp_path / name) as f:
+            for key in f.files:
+                if f[key].dtype.kind == 'f':
+                    assert numpy.isfinite(f[key]).all(), (name, key)
+
+
+def updated_optimizers(ema_decay=None):
+    """Optimizers of tiny nets after one real iteration (Adam state exists)."""
+    opts = optimizers()
+    ema = GeneratorEMA(opts['gen'].target, decay=ema_decay) if ema_decay else None
+    iterator = chainer.iterators.SerialIterator(fake_images(8), 4, shuffle=False)
+    updater = GANUpdater(iterator, opts, device=-1, seed=0, ema=ema)
+    updater.update()
+    return updater
+
+
+@pytest.mark.parametrize('corrupt, problem', [
+    (lambda u: u.dis.bns[0].avg_mean.__setitem__(1, NAN),
+     'persistent dis/bns/0/avg_mean holds nan'),
+    (lambda u: u.gen.bn0.avg_var.__setitem__(0, INF),
+     'persistent gen/bn0/avg_var holds inf'),
+    (lambda u: u.dis.convs[0].W.update_rule.state['m'].__setitem__((0, 0, 0, 0), NAN),
+     'optimizer state dis/convs/0/W/m holds nan'),
+    (lambda u: u.gen.project.W.update_rule.state['v'].__setitem__((0, 0), INF),
+     'optimizer state gen/project/W/v holds inf'),
+    (lambda u: u.ema.target.deconvs[0].W.array.__setitem__((0, 0, 0, 0), NAN),
+     'parameter gen_ema/deconvs/0/W holds nan'),
+    (lambda u: u.ema.target.bns[0].avg_var.__setitem__(0, -INF),
+     'persistent gen_ema/bns/0/avg_var holds inf'),
+], ids=['bn-mean', 'bn-var', 'adam-m', 'adam-v', 'ema-param', 'ema-bn'])
+def test_every_saved_array_is_checked_and_named(corrupt, problem):
+    updater = updated_optimizers(ema_decay=0.5)
+    guard = NaNGuard()
+    assert guard.check({}, guard.groups(updater)) is None
+    corrupt(updater)
+    assert guard.check({}, guard.groups(updater)) == problem
+    trainer = scripted_trainer(5, {'gen/loss': 0.5}, updater.get_all_optimizers())
+    trainer.updater.ema = updater.ema
+    with pytest.raises(TrainingDiverged, match=f'^training stopped at iteration 5: {problem}$'):
+        guard(trainer)
+
+
+# ------------------------------------------------- host transfers, counted
+
+
+class DeviceArray(numpy.ndarray):
+    """A NumPy array standing for a GPU array: every host conversion is counted.
+
+    On CuPy each ``float()``, ``bool()``, ``item()`` or ``tolist()`` of an
+    array waits for the GPU and copies back; here they add to ``implicit``.
+    Results of NumPy operations on such arrays stay DeviceArrays (reductions
+    included), so a conversion anywhere downstream is counted too.
+    """
+
+    implicit = 0
+    __array_priority__ = 1.0  # concatenate returns the subtype of highest priority
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        return numpy.asarray(array).view(DeviceArray)
+
+    def _count(self):
+        DeviceArray.implicit += 1
+
+    def __float__(self):
+        self._count()
+        return float(self.view(numpy.ndarray).reshape(()))
+
+    def __int__(self):
+        self._count()
+        return int(self.view(numpy.ndarray).reshape(()))
+
+    def __bool__(self):
+        self._count()
+        return bool(self.view(numpy.ndarray).reshape(()))
+
+    def __index__(self):
+        self._count()
+        return int(self.view(numpy.ndarray).reshape(()))
+
+    def item(self, *args):
+        self._count()
+        return self.view(numpy.ndarray).item(*args)
+
+    def tolist(self):
+        self._count()
+        return self.view(numpy.ndarray).tolist()
+
+    def __format__(self, spec):
+        self._count()
+        return format(self.view(numpy.ndarray).reshape(()).item(), spec)
+
+
+def count_transfers(monkeypatch):
+    """Counts (by shape) the explicit transfers of gan_trainer.finite."""
+    from gan_trainer import finite
+
+    transfers, real = [], finite.to_host
+    monkeypatch.setattr(finite, 'to_host', lambda a: transfers.append(a.shape) or real(
+        a.view(numpy.ndarray)))
+    return transfers
+
+
+def on_device(array):
+    return array.view(DeviceArray)
+
+
+def move_to_fake_device(updater, observation):
+    """Every array the extensions read, as a DeviceArray."""
+    links = [updater.gen, updater.dis, updater.ema.target]
+    for link in links:
+        for param in link.params():
+            param.array = on_device(param.array)
+            state = getattr(param.update_rule, 'state', None) or {}
+            for key in state:
+                state[key] = on_device(state[key])
+        for sub in link.links():
+            for attr in sub._persistent:
+                value = getattr(sub, attr)
+                if isinstance(value, numpy.ndarray):
+                    setattr(sub, attr, on_device(value))
+    for key, value in observation.items():
+        value = value.array if isinstance(value, chainer.Variable) else value
+        observation[key] = on_device(numpy.asarray(value))
+
+
+def test_one_iteration_of_checks_costs_one_transfer(monkeypatch):
+    # The operations the checks use keep the fake device type, so that a
+    # conversion after them would be counted.
+    x = on_device(numpy.array([1.0, NAN], numpy.float32))
+    for result in (numpy.isfinite(numpy.concatenate([x, x])).all(keepdims=True),
+                   x.reshape((2, 1)).ravel(), x[:1].reshape((1,)).astype(numpy.float64)):
+        assert type(result) is DeviceArray
+
+    updater = updated_optimizers(ema_decay=0.5)
+    trainer = training.Trainer(updater, (10, 'iteration'))
+    reporter = chainer.Reporter()
+    reporter.add_observer('gen', updater.gen)
+    reporter.add_observer('dis', updater.dis)
+    with reporter.scope(trainer.observation):
+        updater.update()
+    reported = {key: float(getattr(value, 'array', value))
+                for key, value in trainer.observation.items()}
+    move_to_fake_device(updater, trainer.observation)
+    transfers = count_transfers(monkeypatch)
+    DeviceArray.implicit = 0
+    # What runs every iteration: the guard, the monitor, the log's summary.
+    for extension in (NaNGuard(), DivergenceMonitor(window=2),
+                      extensions.LogReport(trigger=(50, 'iteration'))):
+        extension(trainer)
+    assert DeviceArray.implicit == 0
+    # One vector: the 6 reported values and one flag for each of gen, dis
+    # and gen_ema (before: a float() per value and per network, 8 in all,
+    # and 3 more in the monitor).
+    assert transfers == [(9,)]
+    # What the guard put back is what was reported, now on the host.
+    assert trainer.observation == reported
+    assert all(type(v) is numpy.float64 for v in trainer.observation.values())
+
+
+def test_a_divergence_monitor_alone_reads_its_three_values_in_one_transfer(monkeypatch):
+    transfers = count_transfers(monkeypatch)
+    observation = {key: on_device(numpy.array(v, numpy.float32)) for key, v in
+                   (('dis/acc_real', 1.0), ('dis/acc_fake', 0.5), ('gen/loss', 2.0))}
+    trainer = scripted_trainer(1, observation, {})
+    DeviceArray.implicit = 0
+    monitor = DivergenceMonitor(window=2)
+    monitor(trainer)
+    assert DeviceArray.implicit == 0 and transfers == [(3,)]
+    assert list(monitor._history) == [(0.75, 2.0)]

@@ -22,6 +22,9 @@ import chainer
 import numpy
 from chainer import training
 
+from gan_trainer import finite
+from gan_trainer.precision import SKIPPED_KEY
+
 
 class DivergenceWarning(UserWarning):
     """D wins almost every batch while G's loss keeps rising."""
@@ -54,8 +57,15 @@ class DivergenceMonitor(training.Extension):
     keeps the condition from holding for the ``window`` iterations it stays
     in the window: the episode ends only when the run itself has looked
     healthy for a whole window, not after every lucky batch of G.
-    Iterations whose observation lacks a key or holds a NaN are skipped. The
+    Iterations whose observation lacks a key or holds a NaN are skipped, and
+    so are those in which an optimizer skipped its update (``NAME/skipped``,
+    reported under mixed precision when float16 gradients overflowed): the
+    networks did not change, so the iteration is no training step. The
     window and the episode state are saved in snapshots.
+
+    Cost: the three values are read in one device-to-host transfer, and in
+    none when :class:`~gan_trainer.extensions.NaNGuard` (which runs first)
+    has already put them into the observation as host numbers.
 
     Args:
         window: Iterations the decision looks at; long enough that a few
@@ -127,14 +137,22 @@ class DivergenceMonitor(training.Extension):
         )
 
     def _read(self, observation: dict) -> tuple[float, float] | None:
+        if any(float(observation.get(key, 0.0)) > 0 for key in self._skip_keys(observation)):
+            return None  # a skipped update: the networks are as they were
         try:
-            accs = [_scalar(observation[key]) for key in self.acc_keys]
-            loss = _scalar(observation[self.loss_key])
+            raw = [observation[key] for key in (*self.acc_keys, self.loss_key)]
         except KeyError:
             return None
-        if not all(math.isfinite(v) for v in (*accs, loss)):
+        values, _ = finite.reduce_to_host(raw, [])
+        *accs, loss = values
+        if not all(math.isfinite(v) for v in values):
             return None  # NaNGuard's business
         return sum(accs) / len(accs), loss
+
+    @staticmethod
+    def _skip_keys(observation: dict) -> list[str]:
+        # Host floats reported by gan_trainer.precision; no transfer.
+        return [key for key in observation if key.endswith('/' + SKIPPED_KEY)]
 
     def serialize(self, serializer) -> None:
         loading = isinstance(serializer, chainer.serializer.Deserializer)
@@ -151,9 +169,3 @@ class DivergenceMonitor(training.Extension):
                 maxlen=self.window,
             )
             self._in_episode, self._quiet = bool(state[0]), int(state[1])
-
-
-def _scalar(value) -> float:
-    if isinstance(value, chainer.Variable):
-        value = value.array
-    return float(value)

@@ -261,7 +261,7 @@ class GeneratorBase(chainer.Chain):
                 f'z must have shape (B, {self.n_hidden}) or '
                 f'(B, {self.n_hidden}, 1, 1), got {tuple(z.shape)}'
             )
-        return F.reshape(z, (z.shape[0], self.n_hidden))
+        return _in_dtype_of(F.reshape(z, (z.shape[0], self.n_hidden)), self.project.W)
 
     def generate(self, h, *norm_args) -> chainer.Variable:
         """Runs the stack on ``h`` of shape ``(B, n_in)``.
@@ -279,6 +279,20 @@ class GeneratorBase(chainer.Chain):
         for deconv, norm in zip(self.deconvs[:-1], self.bns):
             h = F.relu(norm(deconv(h), *norm_args))  # (B, C, s, s) -> (B, C', 2s, 2s)
         return F.tanh(self.deconvs[-1](h))
+
+
+def _in_dtype_of(x, weight: chainer.Parameter):
+    """``x`` cast to the dtype of the layer that reads it, if that differs.
+
+    Under ``chainer.mixed16`` the layers hold float16 weights (BatchNorm
+    float32), while z, datasets and callers hand in float32; casting at the
+    network's entrance lets every caller (updater, evaluator, grids,
+    ``generate.py``) feed float32 as before. A no-op in float32.
+    """
+    dtype = weight.dtype if weight.array is not None else None
+    if dtype is None or x.dtype == dtype:
+        return x
+    return F.cast(x, dtype)
 
 
 class DiscriminatorBase(chainer.Chain):
@@ -364,7 +378,7 @@ class DiscriminatorBase(chainer.Chain):
             raise ValueError(
                 f'x must have shape (B, {", ".join(map(str, expected))}), got {tuple(x.shape)}'
             )
-        return x
+        return _in_dtype_of(x, self.convs[0].W)
 
     def features(self, x) -> chainer.Variable:
         """Runs the convolutions on ``x`` of shape ``(B, in_channels, size, size)``.

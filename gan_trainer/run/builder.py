@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 import chainer
 
-from gan_trainer import GANEvaluator, GANUpdater
+from gan_trainer import GANEvaluator, GANUpdater, precision
 from gan_trainer.checkpoint import SnapshotError, snapshot_iteration
 from gan_trainer.datasets import Data, DatasetError, load_dataset
 from gan_trainer.device import get_device
@@ -99,8 +99,12 @@ def build_trainer(config: RunConfig, *, gen: chainer.Link | None = None,
 
     # 1. Device, folder, snapshot to resume.
     with group.agreeing():
+        # Before the device (its line names the dtype) and the networks
+        # (their weights take it when they are made).
+        precision.use_dtype(config.dtype)
         device = get_device(config.gpu if not group.parallel or config.gpu < 0
-                            else comm.intra_rank)
+                            else comm.intra_rank, tf32=config.tf32,
+                            announce=lead_say if config.gpu >= 0 else None)
         if config.resume and not group.parallel and is_rank_file(config.resume):
             raise SnapshotError(
                 f"'{config.resume}' is one process's snapshot of a data-parallel run: resume "
@@ -179,6 +183,7 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
     # G is the same everywhere too.)
     ema = GeneratorEMA(gen, decay=config.ema, start=config.ema_start) if config.ema else None
     optimizers = {'gen': make_adam(gen, config), 'dis': make_adam(dis, config)}
+    precision.configure_optimizers(optimizers, config.dtype)
     if group.parallel:  # gradients averaged over the processes; rank 0's weights
         from gan_trainer.distributed import rank_seed, setup_distributed
 

@@ -215,6 +215,15 @@ class RunConfig:
                                      'newest complete one in --out')
     gpu: int = option(-1, kind='int', group='output', checks=[at_least(-1)],
                       flags=('--gpu', '-g'), saved=False, help='GPU id; -1 is the CPU')
+    dtype: str = option('float32', kind='str', group='output', networks=True,
+                        choices=('float32', 'mixed16'),
+                        help='numbers: float32, or mixed16 (float16 weights and arithmetic, '
+                             'BatchNorm in float32, dynamic loss scaling; for GPUs with tensor '
+                             'cores, slow on a CPU)')
+    tf32: bool = option(True, kind='bool', group='output', saved=False,
+                        help='TF32 tensor-core float32 products on GPUs of compute capability '
+                             '8.0+ (about 1e-3 relative difference; --no-tf32 or '
+                             'GAN_TRAINER_TF32=0 turns it off)')
     preset: str = option('dcgan', kind='str', group='output', choices=_presets,
                          help="the settings of a paper (see gan_trainer.run.presets); "
                               'options given explicitly override it')
