@@ -159,3 +159,18 @@ def test_bad_settings_are_one_line_errors_naming_the_setting(settings, message):
 def test_spec_and_settings_together_are_refused():
     with pytest.raises(ValueError, match='a spec or settings, not both'):
         make_optimizer(L.Linear(2, 1), OptimizerSpec(), lr=1e-3)
+
+
+@pytest.mark.gpu
+def test_nesterov_on_the_gpu_matches_the_cpu():
+    cupy = pytest.importorskip('cupy')
+    cpu, gpu = quadratic_link(), quadratic_link()
+    gpu.to_device('@cupy:0')
+    opts = [make_optimizer(link, name='sgd', lr=0.1, momentum=0.9, nesterov=True)
+            for link in (cpu, gpu)]
+    for _ in range(3):
+        for optimizer, link in zip(opts, (cpu, gpu)):
+            link.cleargrads()
+            link.p.grad = link.device.xp.asarray(A) * link.p.array
+            optimizer.update()
+    numpy.testing.assert_allclose(cupy.asnumpy(gpu.p.array), cpu.p.array, rtol=1e-12)

@@ -449,3 +449,21 @@ def test_upsampling_generators_export_to_onnx(tmp_path, mode):
                                            providers=['CPUExecutionProvider'])
     z = _z(5, seed=2)
     np.testing.assert_allclose(session.run(None, {'z': z})[0], _eval(gen, z), rtol=0, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('build, config', RECIPE_CONFIGS)
+def test_cupy_matches_numpy_and_draws_noise_on_the_gpu(build, config):
+    cupy = pytest.importorskip('cupy')
+    with global_seed(0):
+        net = build(config)
+    args = _args(net)
+    expected = _eval(net, *args)
+    net.to_device('@cupy:0')
+    gpu_args = tuple(cupy.asarray(a) for a in args)
+    y = _eval(net, *gpu_args)
+    assert isinstance(y, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(y), expected, rtol=1e-4, atol=1e-5)
+    y = net(*gpu_args)  # train mode: noise and dropout sent to the GPU
+    F.sum(y).backward()
+    assert isinstance(y.array, cupy.ndarray) and np.isfinite(cupy.asnumpy(y.array)).all()
