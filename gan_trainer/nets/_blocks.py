@@ -101,8 +101,8 @@ class GeneratorBase(chainer.Chain):
     1024 + tanh); the output goes through tanh.
 
     Args:
-        size, channels, n_hidden, widths, base_width, ksize, upsample,
-            activation, fc_width: As in :class:`~gan_trainer.nets.Generator`.
+        size, channels, n_hidden, widths, base_width, ksize, upsample, activation, fc_width: As
+            in :class:`~gan_trainer.nets.Generator`.
         n_in (int): Input size of the first linear layer: ``n_hidden`` plus
             whatever the subclass concatenates to ``z``.
         make_norm (callable): ``width -> link``; the link is called as
@@ -246,9 +246,10 @@ class DiscriminatorBase(chainer.Chain):
     ``self.spectral_norm`` is set.
 
     Args:
-        size, channels, widths, base_width, ksize, norm, spectral_norm,
-            downsample, activation, fc_width, fc_activation, noise_sigma,
-            dropout, bn_gamma: As in :class:`~gan_trainer.nets.Discriminator`.
+        size, channels, widths, base_width, ksize, norm, spectral_norm: As in
+            :class:`~gan_trainer.nets.Discriminator`.
+        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: As
+            in :class:`~gan_trainer.nets.Discriminator`.
         in_channels (int): Channels of the first conv's input: ``channels``
             plus whatever the subclass concatenates to the images.
 

@@ -257,9 +257,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
             weight, and the projection's embedding too, as Miyato and
             Koyama's SNGAN projection discriminator does.
         mode (str): ``'projection'`` or ``'concat'``, see above.
-        downsample, activation, fc_width, fc_activation, noise_sigma,
-            dropout, bn_gamma: The recipe options of
-            :class:`~gan_trainer.nets.Discriminator`.
+        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: The
+            recipe options of :class:`~gan_trainer.nets.Discriminator`.
 
     Raises:
         ValueError: If ``n_classes``, ``mode`` or ``norm`` is invalid, or
