@@ -12,6 +12,7 @@ import pytest
 from chainer import training
 
 from gan_trainer import GANUpdater
+from gan_trainer.iterators import train_iterator
 from gan_trainer.latent import get_sampler, global_seed
 from gan_trainer.nets import build_discriminator, build_generator
 from gan_trainer.optimizers import OptimizerSpec, make_optimizer
@@ -69,10 +70,8 @@ def make_updater(recipe, *, seed=0, net_seed=0, shuffle_seed=None, conditional=F
     optimizers = {'gen': make_optimizer(gen, recipe['opt_gen']),
                   'dis': make_optimizer(dis, recipe['opt_dis'])}
     data = fake_dataset(24) if conditional else fake_images(24)
-    order = None if shuffle_seed is None else chainer.iterators.ShuffleOrderSampler(
-        numpy.random.RandomState(shuffle_seed))
-    it = chainer.iterators.SerialIterator(data, 4, shuffle=None if order else False,
-                                          order_sampler=order)
+    it = (chainer.iterators.SerialIterator(data, 4, shuffle=False) if shuffle_seed is None
+          else train_iterator(data, 4, seed=shuffle_seed))
     return GANUpdater(it, optimizers, device=-1, seed=seed, conditional=conditional,
                       **recipe['updater'])
 
