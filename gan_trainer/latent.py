@@ -43,8 +43,8 @@ def truncated_normal(rng: numpy.random.RandomState, batchsize: int, n_hidden: in
     Entries beyond the bound are drawn again from ``rng`` until they fall
     inside (TensorFlow's rule), so the draws are N(0, 1) conditioned on the
     bound: mean 0, variance ``1 - 2 a phi(a) / (2 Phi(a) - 1)`` for ``a =
-    threshold`` (0.774 at 2 sigma, 0.291 at 1 sigma). keras-dcgan's later
-    versions draw z like this with ``threshold=1`` (``scipy.stats.truncnorm``
+    threshold`` (0.774 at 2 sigma, 0.291 at 1 sigma). keras-dcgan's pull
+    request #13 draws z like this with ``threshold=1`` (``scipy.stats.truncnorm``
     on (-1, 1)); the truncation trick of BigGAN (Brock et al. 2019) samples a
     trained G this way. Use :func:`truncated_normal_sampler` for another
     bound as a :data:`Sampler`.

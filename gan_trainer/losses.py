@@ -39,8 +39,8 @@ The losses in :data:`LOSSES`:
   critic's values have no fixed offset, so the reported accuracies (sign of
   the logit) are only a rough indication.
 
-Soft and noisy labels (label smoothing: Salimans et al. 2016; ganhacks;
-keras-dcgan's later versions draw each real image's target from U(0.7,
+Soft and noisy labels (label smoothing: Salimans et al. 2016; ganhacks and
+keras-dcgan's pull request #13 draw each real image's target from U(0.7,
 1.2)) replace D's target 1 for real images by a value ``t`` per image. They
 are defined where the loss has a target: the cross-entropy losses
 (``t softplus(-y) + (1 - t) softplus(y)``, the cross-entropy of

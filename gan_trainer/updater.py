@@ -36,12 +36,12 @@ The details that the DCGAN write-ups learned the hard way are defaults here:
 Soft and noisy labels (``real_label``): D's target for real images, 1 by
 default, may be a smaller value (one-sided label smoothing, Salimans et al.
 2016: 0.9) or a range ``(lo, hi)`` from which each real image's target is
-drawn uniformly with the updater's own random state (keras-dcgan's later
-versions and ganhacks: 0.7-1.2, which this package caps at 1 for the
-cross-entropy losses, see :func:`gan_trainer.losses.check_real_label`).
+drawn uniformly with the updater's own random state (ganhacks and
+keras-dcgan's pull request #13: 0.7-1.2, which this package caps at 1 for
+the cross-entropy losses, see :func:`gan_trainer.losses.check_real_label`).
 Fakes keep the target 0 and G's loss is unchanged, so the smoothing is
-one-sided: smoothing the fakes' target too would reward D for leaving
-fakes where they are (Salimans et al.). ``dis/loss_real`` reports the
+one-sided: a softened fake target would leave fakes far from the data no
+reason to move towards it (Salimans et al.). ``dis/loss_real`` reports the
 softened loss; the evaluator's validation losses keep the hard targets.
 
 Reported keys (through ``chainer.report`` with the optimizers' targets as

@@ -37,8 +37,8 @@ parameter:
   ``'relu'`` (the paper), ``'elu'`` (the Keras DCGAN notes), ``'tanh'``
   (keras-dcgan) or ``'leaky_relu'`` (TensorFlow's tutorial).
 * D ``downsample='max_pool'`` or ``'avg_pool'``: a stride-1 convolution,
-  its activation and 2x2 pooling per stage (keras-dcgan; max-pooling in its
-  README's version, average-pooling in later ones); ``fc_width`` a hidden
+  its activation and 2x2 pooling per stage (keras-dcgan: max-pooling on its
+  master branch, average-pooling in its pull request #13); ``fc_width`` a hidden
   fully connected layer (keras-dcgan's Dense 1024 + tanh, the notes' Dense
   2048 + LeakyReLU) with ``fc_activation``; ``activation='tanh'``
   (keras-dcgan); ``noise_sigma=0.2`` (Chainer's DCGAN example: Gaussian
