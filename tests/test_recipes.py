@@ -21,9 +21,10 @@ from gan_trainer.testing import fake_dataset, fake_images
 SMALL = {'size': 8, 'widths': [4, 8]}
 
 RECIPES = {
-    # jacobgil/keras-dcgan: dense head, upsample + 5x5 conv, tanh; D 5x5
-    # conv + tanh + max-pooling, Dense + tanh; SGD Nesterov for both; one
-    # concatenated batch (D has no BN); noisy labels capped at 1; truncated z.
+    # jacobgil/keras-dcgan (master): dense head, upsample + 5x5 conv, tanh;
+    # D 5x5 conv + tanh + max-pooling, Dense + tanh; SGD Nesterov for both;
+    # one concatenated batch (D has no BN). With its pull request #13's
+    # noisy labels (capped at 1) and truncated z.
     'keras-dcgan': {
         'gen': {**SMALL, 'n_hidden': 6, 'upsample': 'nearest', 'ksize': 5, 'activation': 'tanh',
              'fc_width': 16},
