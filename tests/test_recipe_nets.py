@@ -27,7 +27,7 @@ from gan_trainer.nets import (
     build_discriminator,
     build_generator,
 )
-from gan_trainer.nets._layers import upsample
+from gan_trainer.nets._layers import upsample, upsample_conv
 from gan_trainer.testing import fake_images
 
 F64 = np.float64
@@ -171,6 +171,30 @@ def test_upsampling_gradients(mode):
     x = np.random.RandomState(1).randn(2, 3, 3, 4)
     gy = np.random.RandomState(2).randn(2, 3, 6, 8)
     gradient_check.check_backward(lambda v: upsample(v, mode), x, gy, atol=1e-7, rtol=1e-7)
+
+
+@pytest.mark.parametrize('ksize', [3, 5, 7])
+def test_nearest_upsample_conv_runs_as_one_transposed_convolution(ksize):
+    # The fused stage (the fast path's) against upsampling then convolving
+    # with Chainer's own functions: same values and the same gradients.
+    rng = np.random.RandomState(ksize)
+    with chainer.using_config('dtype', F64):
+        conv = chainer.links.Convolution2D(6, 3, ksize, pad=ksize // 2,
+                                           initialW=rng.randn(3, 6, ksize, ksize),
+                                           initial_bias=rng.randn(3))
+    x = rng.randn(2, 6, 5, 4)
+    gy = rng.randn(2, 3, 10, 8)
+    results = []
+    for fused in (True, False):
+        with chainer.using_config(ops.CONFIG_KEY, fused):
+            conv.cleargrads()
+            v = chainer.Variable(x.copy())
+            y = upsample_conv(conv, v, 'nearest')
+            y.grad = gy
+            y.backward()
+            results.append((y.array, v.grad, conv.W.grad.copy(), conv.b.grad.copy()))
+    for fused, plain in zip(*results):
+        np.testing.assert_allclose(fused, plain, rtol=1e-12, atol=1e-12)
 
 
 def _f64(make):

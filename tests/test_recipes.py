@@ -6,6 +6,11 @@ nets, and a run with every stochastic option (D noise and dropout, noisy
 labels, truncated z, Nesterov velocities) must resume exactly.
 """
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import chainer
 import numpy
 import pytest
@@ -124,3 +129,21 @@ def test_a_run_with_every_stochastic_option_resumes_exactly(tmp_path):
     for net in ('gen', 'dis'):
         a, b = params(getattr(straight, net)), params(getattr(resumed, net))
         assert all(numpy.array_equal(a[k], b[k]) for k in a), net
+
+
+@pytest.mark.parametrize('args, first_column', [
+    (('--only', 'dcgan', 'keras-dcgan'), ['dcgan', 'keras-dcgan']),
+    (('--stages',), ['keras-dcgan stage 0', 'keras-dcgan stage 1', 'keras-dcgan-notes stage 0']),
+])
+def test_recipe_steps_benchmark_times_what_it_names(args, first_column):
+    # Figures depend on the machine and are never asserted; the rows are.
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, 'benchmarks/recipe_steps.py', '--batchsize', '2', '--iters', '1',
+         '--repeats', '1', *args], cwd=repo, capture_output=True, text=True, timeout=300,
+        check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith('cpu: ') and 'AVX-512' in lines[0]
+    rows = [re.match(r'^(.+?)( +\d+\.\d+)+$', line) for line in lines[3:]]
+    assert all(rows) and [r.group(1) for r in rows] == first_column

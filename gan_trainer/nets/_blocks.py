@@ -44,7 +44,7 @@ from gan_trainer.nets._layers import (
     downsample,
     resolve_ksize,
     stage_pad,
-    upsample,
+    upsample_conv,
 )
 
 __all__ = [
@@ -205,7 +205,7 @@ class GeneratorBase(chainer.Chain):
 
     def _stage(self, stage: chainer.Link, h) -> chainer.Variable:
         # (B, C, s, s) -> (B, C', 2s, 2s)
-        return stage(h) if self.upsample == 'deconv' else stage(upsample(h, self.upsample))
+        return stage(h) if self.upsample == 'deconv' else upsample_conv(stage, h, self.upsample)
 
     def generate(self, h, *norm_args) -> chainer.Variable:
         """Runs the stack on ``h`` of shape ``(B, n_in)``.
