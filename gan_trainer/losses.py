@@ -39,12 +39,26 @@ The losses in :data:`LOSSES`:
   critic's values have no fixed offset, so the reported accuracies (sign of
   the logit) are only a rough indication.
 
+Soft and noisy labels (label smoothing: Salimans et al. 2016; ganhacks and
+keras-dcgan's pull request #13 draw each real image's target from U(0.7,
+1.2)) replace D's target 1 for real images by a value ``t`` per image. They
+are defined where the loss has a target: the cross-entropy losses
+(``t softplus(-y) + (1 - t) softplus(y)``, the cross-entropy of
+``sigmoid(y)`` against ``t``, for ``0 < t <= 1``) and LSGAN
+(``0.5 (y - t)^2``, any ``t > 0``). :data:`SOFT_REAL` maps a loss's
+``dis_real`` to its soft version (so a custom ``GANLoss`` built from
+:func:`bce_real` has one too), :func:`soft_real` looks it up, and
+:func:`check_real_label` validates a setting. Hinge and Wasserstein losses
+have no target to soften.
+
 Choose a loss by name through :data:`LOSSES`; adding a GAN variant means
 adding an entry here, not a new training loop.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -52,6 +66,8 @@ import chainer
 import chainer.functions as F
 
 LossFn = Callable[[chainer.Variable], chainer.Variable]
+#: ``(logits (B,), targets (B,)) -> scalar``: D's loss on real images with soft targets.
+SoftLossFn = Callable[[chainer.Variable, object], chainer.Variable]
 
 
 class GANLoss(NamedTuple):
@@ -70,6 +86,16 @@ def bce_real(y: chainer.Variable) -> chainer.Variable:
 def bce_fake(y: chainer.Variable) -> chainer.Variable:
     """``mean(-log(1 - sigmoid(y)))``: cross-entropy with target "fake" (0)."""
     return F.mean(F.softplus(y))
+
+
+def bce_real_soft(y: chainer.Variable, t) -> chainer.Variable:
+    """``mean(t softplus(-y) + (1 - t) softplus(y))``: cross-entropy against targets ``t``.
+
+    ``t`` (an array shaped like ``y``, or a scalar) is the target
+    probability of "real"; ``t = 1`` gives exactly :func:`bce_real`. Both
+    softplus terms stay finite for large ``|y|``.
+    """
+    return F.mean(t * F.softplus(-y) + (1 - t) * F.softplus(y))
 
 
 def gen_minimax(y_fake: chainer.Variable) -> chainer.Variable:
@@ -99,6 +125,11 @@ def gen_linear(y_fake: chainer.Variable) -> chainer.Variable:
 def least_squares_real(y: chainer.Variable) -> chainer.Variable:
     """``0.5 mean((y - 1)^2)``: least squares towards the "real" code 1."""
     return 0.5 * F.mean(F.square(y - 1))
+
+
+def least_squares_real_soft(y: chainer.Variable, t) -> chainer.Variable:
+    """``0.5 mean((y - t)^2)``: least squares towards the code ``t`` per image."""
+    return 0.5 * F.mean(F.square(y - t))
 
 
 def least_squares_fake(y: chainer.Variable) -> chainer.Variable:
@@ -158,3 +189,64 @@ def get_loss(loss: str | GANLoss) -> GANLoss:
         raise ValueError(
             f'unknown loss {loss!r}; valid losses: {", ".join(sorted(LOSSES))}'
         ) from None
+
+
+#: D's loss on real images (a ``GANLoss.dis_real``) -> its version with soft
+#: targets. A loss whose ``dis_real`` is not here has no targets to soften.
+SOFT_REAL: dict[LossFn, SoftLossFn] = {
+    bce_real: bce_real_soft,
+    least_squares_real: least_squares_real_soft,
+}
+
+
+def soft_real(loss: str | GANLoss) -> SoftLossFn | None:
+    """D's real-image loss of ``loss`` with soft targets, or ``None`` if it has no targets."""
+    return SOFT_REAL.get(get_loss(loss).dis_real)
+
+
+def _loss_name(loss: GANLoss) -> str:
+    return next((name for name, value in LOSSES.items() if value is loss), 'given')
+
+
+def check_real_label(real_label, loss: str | GANLoss) -> tuple[float, float] | None:
+    """Validates a real-image target setting for ``loss`` and returns it as a range.
+
+    Args:
+        real_label: ``None`` (the hard target 1 of the loss's own
+            ``dis_real``), a number ``t`` (one-sided label smoothing, e.g.
+            0.9), or a pair ``(lo, hi)``: each real image's target drawn
+            from U(lo, hi) (noisy labels, e.g. keras-dcgan's 0.7-1.2).
+        loss: The loss, by name or as a :class:`GANLoss`.
+
+    Returns:
+        ``None`` for ``None``, else ``(lo, hi)`` (``lo == hi`` for a number).
+
+    Raises:
+        ValueError: If the loss has no targets (hinge, wasserstein), the
+            value is not a finite number or pair with ``0 < lo <= hi``, or,
+            for the cross-entropy losses, ``hi > 1``: a target above 1 is not
+            a probability, and the cross-entropy against it has no minimum
+            (D would push those logits to infinity).
+    """
+    if real_label is None:
+        return None
+    loss = get_loss(loss)
+    name = _loss_name(loss)
+    soft = soft_real(loss)
+    if soft is None:
+        valid = ', '.join(k for k, v in LOSSES.items() if soft_real(v) is not None)
+        raise ValueError(f'real_label is not defined for the {name} loss (it has no target '
+                         f'to soften); use it with {valid}')
+    pair = real_label if isinstance(real_label, (tuple, list)) else (real_label, real_label)
+    if (len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
+                              or not math.isfinite(v) for v in pair)
+            or not 0 < pair[0] <= pair[1]):
+        raise ValueError(f'real_label must be a number t > 0 or a range (lo, hi) with '
+                         f'0 < lo <= hi, got {real_label!r}')
+    lo, hi = float(pair[0]), float(pair[1])
+    if soft is bce_real_soft and hi > 1:
+        raise ValueError(
+            f'real_label {real_label!r} goes above 1 with the {name} loss: a cross-entropy '
+            f'target above 1 is not a probability and has no minimum (D pushes those '
+            f'logits to infinity); use at most 1, e.g. ({lo:g}, 1.0)')
+    return lo, hi

@@ -34,6 +34,17 @@ The details that the DCGAN write-ups learned the hard way are defaults here:
   batch, BatchNorm would normalise real and fake images with shared
   statistics, which lets D tell them apart by batch statistics alone.
 
+Soft and noisy labels (``real_label``): D's target for real images, 1 by
+default, may be a smaller value (one-sided label smoothing, Salimans et al.
+2016: 0.9) or a range ``(lo, hi)`` from which each real image's target is
+drawn uniformly with the updater's own random state (ganhacks and
+keras-dcgan's pull request #13: 0.7-1.2, which this package caps at 1 for
+the cross-entropy losses, see :func:`gan_trainer.losses.check_real_label`).
+Fakes keep the target 0 and G's loss is unchanged, so the smoothing is
+one-sided: a softened fake target would leave fakes far from the data no
+reason to move towards it (Salimans et al.). ``dis/loss_real`` reports the
+softened loss; the evaluator's validation losses keep the hard targets.
+
 Reported keys (through ``chainer.report`` with the optimizers' targets as
 observers): ``gen/loss``, ``dis/loss``, ``dis/loss_real``, ``dis/loss_fake``,
 ``dis/acc_real`` (fraction of real images with logit > 0) and
@@ -79,7 +90,7 @@ from gan_trainer.iterators import (
     serialize_random_state,
 )
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
-from gan_trainer.losses import GANLoss, get_loss
+from gan_trainer.losses import GANLoss, check_real_label, get_loss, soft_real
 from gan_trainer.nets import call_net
 from gan_trainer.ops import frozen
 
@@ -147,6 +158,11 @@ class GANUpdater(StandardUpdater):
             ``'ada'``), a :class:`~gan_trainer.augment.DiffAugment`, any
             callable ``(x, rng) -> Variable`` (optionally with ``observe``,
             ``stats`` and ``serialize``, as ``DiffAugment``), or ``None``.
+        real_label: D's target for real images: ``None`` (1, through the
+            loss's own ``dis_real``), a number such as 0.9, or a range
+            ``(lo, hi)`` drawn per image (see above). Defined for the
+            nonsaturating, minimax and lsgan losses; refused for hinge and
+            wasserstein, and above 1 for the cross-entropy losses.
     """
 
     def __init__(
@@ -169,6 +185,7 @@ class GANUpdater(StandardUpdater):
         reuse_fakes: bool = False,
         loss_scale: float | None = None,
         augment: str | Callable | None = None,
+        real_label: float | tuple[float, float] | None = None,
     ) -> None:
         if not isinstance(optimizer, dict) or set(optimizer) != {'gen', 'dis'}:
             raise ValueError(
@@ -183,6 +200,9 @@ class GANUpdater(StandardUpdater):
         super().__init__(iterator, optimizer, converter=converter,
                          device=device, loss_scale=loss_scale)
         self.loss = get_loss(loss)
+        # (lo, hi) of the real targets, or None for the loss's hard target.
+        self.real_label = check_real_label(real_label, self.loss)
+        self._soft_real = soft_real(self.loss)
         self.n_dis = n_dis
         self.order = order
         self.sampler = get_sampler(z_dist)
@@ -303,6 +323,23 @@ class GANUpdater(StandardUpdater):
         y_real, y_fake = F.split_axis(y, [len(x_real)], axis=0)
         return y_real, y_fake
 
+    def real_targets(self, batchsize: int, dtype=numpy.float32):
+        """D's targets for a real batch, ``(B,)`` of ``dtype`` on the device (``real_label``).
+
+        A fixed value is a Python float (no draw, no transfer); a range is
+        drawn per image from the updater's random state.
+        """
+        lo, hi = self.real_label
+        if lo == hi:
+            return lo
+        return self.device.send(self.rng.uniform(lo, hi, batchsize).astype(dtype))
+
+    def dis_loss_real(self, y_real):
+        """D's loss on the real logits ``(B,)``, with ``real_label``'s targets if set."""
+        if self.real_label is None:
+            return self.loss.dis_real(y_real)
+        return self._soft_real(y_real, self.real_targets(len(y_real), y_real.dtype))
+
     def dis_step(self, keep_fakes: bool = False) -> dict[str, Any]:
         """One D update on a fresh real batch and fresh fakes.
 
@@ -326,7 +363,7 @@ class GANUpdater(StandardUpdater):
         x_fake = fakes.array
         self._kept_fakes = (fakes, t) if keep_fakes else None
         y_real, y_fake = self.dis_logits(self.augmented(x_real), self.augmented(x_fake), t)
-        loss_real = self.loss.dis_real(y_real)
+        loss_real = self.dis_loss_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
         loss = loss_real + loss_fake
         stats = {}

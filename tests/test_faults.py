@@ -24,11 +24,32 @@ EXAMPLES = os.path.join(REPO, 'examples')
 
 
 def start(*args, **kwargs):
-    """The training script in the background, in its own process group."""
-    return subprocess.Popen(
+    """The training script in the background, in its own process group.
+
+    Killed, with its group, when the test ends (see :func:`_kill_started`).
+    """
+    proc = subprocess.Popen(
         [sys.executable, 'examples/train_dcgan.py', *FAST.split(), *map(str, args)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, **kwargs)
+    _STARTED.append(proc)
+    return proc
+
+
+_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_started():
+    """No process of a failed (or timed-out) test outlives it."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.communicate()
 
 
 def wait_for(path, proc, timeout=120):

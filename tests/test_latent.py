@@ -1,9 +1,18 @@
-"""Latent paths: lerp and slerp against their closed forms."""
+"""Latent samplers and paths: truncated normal moments, lerp and slerp closed forms."""
+
+import math
 
 import numpy
 import pytest
 
-from gan_trainer.latent import lerp, slerp
+from gan_trainer.latent import (
+    SAMPLERS,
+    get_sampler,
+    lerp,
+    slerp,
+    truncated_normal,
+    truncated_normal_sampler,
+)
 
 
 def unit(i, n=4):
@@ -79,3 +88,44 @@ def test_slerp_falls_back_to_lerp_when_the_circle_is_undefined(z1):
 def test_bad_input_is_a_value_error(path, z0, z1, steps):
     with pytest.raises(ValueError):
         path(z0, z1, steps)
+
+
+def truncated_variance(a):
+    """Var of N(0, 1) conditioned on |z| <= a: 1 - 2 a phi(a) / (2 Phi(a) - 1)."""
+    phi = math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
+    return 1 - 2 * a * phi / math.erf(a / math.sqrt(2))
+
+
+@pytest.mark.parametrize('threshold', [2.0, 1.0, 0.5])
+def test_truncated_normal_stays_within_its_bound_with_the_right_moments(threshold):
+    z = truncated_normal(numpy.random.RandomState(0), 400, 500, threshold=threshold)
+    assert z.shape == (400, 500) and z.dtype == numpy.float32
+    assert numpy.abs(z).max() <= threshold
+    assert numpy.abs(z).max() > 0.99 * threshold  # truncated, not shrunk
+    # 200,000 draws: the standard errors of mean and variance are < 0.003.
+    assert abs(z.mean()) < 0.01
+    assert z.var() == pytest.approx(truncated_variance(threshold), abs=0.01)
+
+
+def test_truncated_normal_default_is_two_sigma_and_repeatable():
+    a = get_sampler('truncated_normal')(numpy.random.RandomState(3), 64, 10)
+    b = truncated_normal(numpy.random.RandomState(3), 64, 10, threshold=2.0)
+    numpy.testing.assert_array_equal(a, b)
+    assert 'truncated_normal' in SAMPLERS
+    c = get_sampler('truncated_normal', threshold=1.0)(numpy.random.RandomState(3), 64, 10)
+    numpy.testing.assert_array_equal(c, truncated_normal_sampler(1.0)(
+        numpy.random.RandomState(3), 64, 10))
+    assert numpy.abs(c).max() <= 1.0 < numpy.abs(a).max()
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda: truncated_normal_sampler(0), 'threshold must be a finite number > 0'),
+    (lambda: truncated_normal_sampler(float('inf')), 'threshold must be a finite number > 0'),
+    (lambda: get_sampler('truncated_normal', threshold=-1), 'threshold must be'),
+    (lambda: get_sampler('normal', threshold=1.0),
+     "a z threshold is for z_dist 'truncated_normal' only"),
+])
+def test_bad_truncation_settings_are_one_line_errors(call, message):
+    with pytest.raises(ValueError, match=message) as info:
+        call()
+    assert '\n' not in str(info.value)

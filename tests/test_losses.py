@@ -12,7 +12,10 @@ from gan_trainer.losses import (
     NONSATURATING,
     WASSERSTEIN,
     GANLoss,
+    bce_real,
+    check_real_label,
     get_loss,
+    soft_real,
 )
 
 Y = numpy.array([-3.0, -0.5, 0.0, 0.5, 3.0], numpy.float32)
@@ -150,3 +153,81 @@ def test_losses_have_finite_gradients_for_large_logits(name):
         with numpy.errstate(over='ignore'):
             fn(y).backward()
         assert numpy.isfinite(y.grad).all()
+
+
+# --- soft and noisy real labels (label smoothing) ---------------------------
+
+T = numpy.array([0.7, 0.8, 0.9, 1.0, 0.75], numpy.float32)
+
+
+@pytest.mark.parametrize('loss', [NONSATURATING, MINIMAX])
+def test_soft_cross_entropy_matches_hand_computed_values(loss):
+    d = sigmoid(Y)
+    expected = -(T * numpy.log(d) + (1 - T) * numpy.log(1 - d)).mean()
+    assert float(soft_real(loss)(Y, T).array) == pytest.approx(expected, rel=1e-5)
+    # 0.9 for every image: Salimans et al.'s one-sided smoothing.
+    expected = -(0.9 * numpy.log(d) + 0.1 * numpy.log(1 - d)).mean()
+    assert float(soft_real(loss)(Y, 0.9).array) == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_cross_entropy_with_target_one_is_exactly_the_hard_loss():
+    y = numpy.linspace(-30, 30, 41).astype(numpy.float32)
+    assert soft_real(NONSATURATING)(y, 1.0).array == NONSATURATING.dis_real(y).array
+    ones = numpy.ones_like(y)
+    assert soft_real(NONSATURATING)(y, ones).array == NONSATURATING.dis_real(y).array
+
+
+def test_soft_cross_entropy_is_finite_for_large_logits_and_minimal_at_the_target():
+    y = chainer.Variable(numpy.array([-200.0, 200.0], numpy.float32))
+    loss = soft_real(NONSATURATING)(y, numpy.float32(0.8))
+    with numpy.errstate(over='ignore'):  # inside Chainer's softplus backward, as above
+        loss.backward()
+    assert numpy.isfinite(loss.array) and numpy.isfinite(y.grad).all()
+    # The gradient sigmoid(y) - t vanishes where sigmoid(y) = t = 0.8.
+    y = chainer.Variable(numpy.array([numpy.log(4.0)], numpy.float32))
+    soft_real(NONSATURATING)(y, 0.8).backward()
+    assert abs(float(y.grad[0])) < 1e-6
+
+
+def test_soft_least_squares_matches_hand_computed_values():
+    expected = 0.5 * ((Y - T) ** 2).mean()
+    assert float(soft_real(LSGAN)(Y, T).array) == pytest.approx(expected, rel=1e-6)
+    assert float(soft_real(LSGAN)(Y, 1.0).array) == pytest.approx(
+        float(LSGAN.dis_real(Y).array), rel=1e-7)
+
+
+def test_only_losses_with_targets_have_soft_versions():
+    assert soft_real('hinge') is None and soft_real(WASSERSTEIN) is None
+    # Found through dis_real, so a custom loss built from bce_real has one.
+    custom = GANLoss(bce_real, NONSATURATING.dis_fake, HINGE.gen)
+    assert soft_real(custom) is soft_real('minimax') is soft_real(NONSATURATING)
+    assert soft_real(GANLoss(HINGE.dis_real, HINGE.dis_fake, HINGE.gen)) is None
+
+
+@pytest.mark.parametrize('value, loss, expected', [
+    (None, 'hinge', None),
+    (0.9, 'nonsaturating', (0.9, 0.9)),
+    ((0.7, 1.0), 'minimax', (0.7, 1.0)),
+    ([0.7, 1.2], 'lsgan', (0.7, 1.2)),
+    (numpy.float32(0.5), LSGAN, (0.5, 0.5)),
+])
+def test_check_real_label_accepts(value, loss, expected):
+    assert check_real_label(value, loss) == expected
+
+
+@pytest.mark.parametrize('value, loss, message', [
+    (0.9, 'hinge', 'real_label is not defined for the hinge loss .*nonsaturating, minimax, lsgan'),
+    (0.9, 'wasserstein', 'real_label is not defined for the wasserstein loss'),
+    ((0.7, 1.2), 'nonsaturating', r'real_label \(0.7, 1.2\) goes above 1 with the nonsaturating'),
+    (1.1, 'minimax', 'goes above 1 with the minimax loss'),
+    (0.0, 'lsgan', 'real_label must be a number t > 0 or a range'),
+    ((0.9, 0.8), 'lsgan', r'0 < lo <= hi, got \(0.9, 0.8\)'),
+    ((0.7, 0.8, 0.9), 'lsgan', '0 < lo <= hi'),
+    (float('nan'), 'lsgan', 'real_label must be'),
+    (True, 'lsgan', 'real_label must be'),
+    ('0.9', 'lsgan', 'real_label must be'),
+])
+def test_check_real_label_refuses_with_one_line(value, loss, message):
+    with pytest.raises(ValueError, match=message) as info:
+        check_real_label(value, loss)
+    assert '\n' not in str(info.value)

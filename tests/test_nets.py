@@ -106,10 +106,10 @@ def test_bad_size_raises(cls, size, widths, match):
         cls(size=size, widths=widths)
 
 
-@pytest.mark.parametrize('ksize', [3, 6])
+@pytest.mark.parametrize('ksize', [2, 6, True])
 @pytest.mark.parametrize('cls', [Generator, Discriminator])
 def test_bad_ksize_raises(cls, ksize):
-    with pytest.raises(ValueError, match=f'ksize must be one of.*{ksize}'):
+    with pytest.raises(ValueError, match=f'ksize {ksize!r} does not fit .*valid ones are 3, 4, 5'):
         cls(size=8, widths=[4], ksize=ksize)
 
 

@@ -47,11 +47,19 @@ from gan_trainer.run.presets import NAMES
     ('gpu', -2, 'must be at least -1'),
     ('widths', '4,0', 'expected a list of positive integers'),
     ('widths', (), 'expected a list of positive integers'),
-    ('ksize', 3, 'must be one of 4, 5; got 3'),
+    ('ksize', 6, 'must be one of 3, 4, 5, 7; got 6'),
+    ('real_label', '0.5,0.7,0.9', 'is one number or two'),
+    ('real_label', 1.5, 'above 1'),
+    ('dis_dropout', 1.0, 'must be in [0, 1)'),
+    ('dis_noise', -0.1, 'must be at least 0'),
+    ('gen_upsample', 'pixelshuffle', 'must be one of deconv, nearest, bilinear'),
+    ('gen_lr', 0, 'must be a number above 0'),
+    ('augment', 'blur', "must be 'none', 'ada' or a comma-separated mix"),
+    ('dtype', 'float16', 'must be one of float32, mixed16'),
     ('loss', 'wgan', 'must be one of hinge, lsgan, minimax, nonsaturating, wasserstein'),
     ('penalty', 'gp', 'must be one of none, r1, wgan-gp'),
     ('dis_norm', 'layer', 'must be one of batch, none'),
-    ('preset', 'began', 'must be one of dcgan, wgan-gp, sngan, lsgan'),
+    ('preset', 'began', 'must be one of dcgan, wgan-gp, sngan, lsgan, keras-dcgan'),
     ('dataset', 3, 'expected a string'),
 ])
 def test_a_bad_value_is_a_config_error_naming_the_option(option, value, says):
@@ -65,11 +73,44 @@ def test_a_bad_value_is_a_config_error_naming_the_option(option, value, says):
 @pytest.mark.parametrize('changes, option', [
     ({'reuse_fakes': True, 'order': 'gen_first'}, 'reuse_fakes'),
     ({'mnbn': True}, 'mnbn'),
+    ({'ada_target': 0.6}, 'ada_target'),
+    ({'arch': 'resnet', 'conditional': True, 'gen_cond': 'concat'}, 'arch'),
+    ({'arch': 'resnet', 'gen_upsample': 'nearest'}, 'gen_upsample'),
+    ({'dis_fc_activation': 'tanh'}, 'dis_fc_activation'),
+    ({'dis_bn_gamma': False, 'dis_norm': 'none'}, 'dis_bn_gamma'),
+    ({'ksize': 4, 'gen_upsample': 'nearest'}, 'ksize'),
+    ({'ksize': 7}, 'ksize'),
+    ({'z_threshold': 1.5}, 'z_threshold'),
+    ({'real_label': 0.9, 'loss': 'hinge'}, 'real_label'),
+    ({'optimizer': 'sgd', 'beta1': 0.5}, 'optimizer'),
+    ({'dis_optimizer': 'rmsprop', 'dis_momentum': 0.9}, 'dis_optimizer'),
+    ({'optimizer': 'sgd', 'nesterov': True}, 'optimizer'),
 ])
 def test_combinations_that_cannot_work_are_refused(changes, option):
     with pytest.raises(ConfigError) as excinfo:
         RunConfig(**changes)
     assert excinfo.value.option == option
+
+
+def test_each_network_gets_the_shared_optimizer_settings_and_its_own():
+    config = RunConfig(lr=2e-4, beta1=0.5, dis_lr=1e-5, dis_beta1=0.1, weight_decay=1e-4)
+    assert config.optimizer_spec('gen').settings() == {
+        'name': 'adam', 'lr': 2e-4, 'beta1': 0.5, 'beta2': 0.999, 'eps': 1e-8,
+        'weight_decay': 1e-4}
+    assert config.optimizer_spec('dis').settings() == {
+        'name': 'adam', 'lr': 1e-5, 'beta1': 0.1, 'beta2': 0.999, 'eps': 1e-8,
+        'weight_decay': 1e-4}
+    mixed = RunConfig(dis_optimizer='sgd', dis_momentum=0.9, beta1=0.5)
+    assert mixed.optimizer_spec('dis').settings()['name'] == 'sgd'
+    assert mixed.optimizer_spec('gen').settings()['beta1'] == 0.5
+
+
+def test_changing_the_optimizer_drops_the_old_ones_settings():
+    # --optimizer sgd over a preset (or config.json) with Adam's betas means SGD.
+    config = RunConfig(lr=2e-4, beta1=0.5, beta2=0.999).replace(optimizer='sgd', momentum=0.9)
+    assert (config.beta1, config.beta2, config.lr, config.momentum) == (None, None, 2e-4, 0.9)
+    dis = RunConfig(dis_beta1=0.1).replace(dis_optimizer='rmsprop')
+    assert dis.dis_beta1 is None and dis.optimizer_spec('dis').settings()['name'] == 'rmsprop'
 
 
 def test_values_are_normalised():
@@ -79,7 +120,7 @@ def test_values_are_normalised():
 
 
 def test_replace_checks_again_and_ignores_none():
-    config = RunConfig().replace(iteration=10, lr=None)
+    config = RunConfig(lr=2e-4).replace(iteration=10, lr=None)
     assert (config.iteration, config.lr) == (10, 2e-4)
     with pytest.raises(ConfigError, match='lr'):
         config.replace(lr=0)
@@ -106,8 +147,10 @@ def test_every_option_is_declared_once_with_help_and_a_group():
     assert len(fields) >= 40
     for name, field in fields.items():
         assert field.metadata['help'], name
-    assert set(preset_options()) == {'loss', 'penalty', 'penalty_weight', 'dis_norm',
-                                     'spectral_norm', 'n_dis', 'lr', 'beta1', 'beta2'}
+    assert {'loss', 'penalty', 'penalty_weight', 'dis_norm', 'spectral_norm', 'n_dis', 'lr',
+            'beta1', 'beta2', 'optimizer', 'dis_lr', 'batchsize', 'gen_upsample'} <= set(
+        preset_options())
+    assert not {'iteration', 'out', 'seed', 'dataset', 'gpu'} & set(preset_options())
     assert {'dataset', 'size', 'widths', 'base_width', 'spectral_norm', 'conditional'} <= set(
         network_options())
 
@@ -122,6 +165,15 @@ def test_preset_names_are_the_presets():
 @pytest.mark.parametrize('name, expected', [
     ('dcgan', {'loss': 'nonsaturating', 'penalty': 'none', 'spectral_norm': False,
                'dis_norm': 'batch', 'n_dis': 1, 'lr': 2e-4, 'beta1': 0.5, 'beta2': 0.999}),
+    ('keras-dcgan', {'batchsize': 128, 'z_dist': 'uniform', 'gen_upsample': 'nearest',
+                     'gen_fc': 1024, 'dis_downsample': 'max_pool', 'dis_fc': 1024,
+                     'optimizer': 'sgd', 'lr': 5e-4, 'momentum': 0.9, 'nesterov': True,
+                     'separate_batches': False}),
+    ('keras-dcgan-notes', {'order': 'gen_first', 'dis_lr': 1e-5, 'dis_beta1': 0.1,
+                           'gen_activation': 'elu', 'dis_fc': 2048, 'n_hidden': 64}),
+    ('chainer-example', {'dis_noise': 0.2, 'dis_bn_gamma': False, 'weight_decay': 1e-4,
+                         'batchsize': 50, 'reuse_fakes': True}),
+    ('tf-gan', {'dis_dropout': 0.3, 'lr': 1e-4, 'beta1': 0.9, 'eps': 1e-7, 'batchsize': 256}),
     ('wgan-gp', {'loss': 'wasserstein', 'penalty': 'wgan-gp', 'penalty_weight': 10.0,
                  'dis_norm': 'none', 'n_dis': 5, 'lr': 1e-4, 'beta1': 0.0, 'beta2': 0.9}),
     ('sngan', {'loss': 'hinge', 'spectral_norm': True, 'dis_norm': 'none', 'n_dis': 1}),
@@ -158,6 +210,12 @@ def parse(*argv):
 @pytest.mark.parametrize('argv, expected', [
     ([], {'loss': 'nonsaturating', 'penalty': 'none', 'spectral_norm': False, 'n_dis': 1,
           'lr': 2e-4}),
+    (['--preset', 'keras-dcgan', '--optimizer', 'adam'], {'optimizer': 'adam', 'lr': 5e-4,
+                                                          'momentum': None, 'batchsize': 128}),
+    (['--lr_dis', '1e-5', '--dis_beta1', '0.1'], {'dis_lr': 1e-5, 'dis_beta1': 0.1}),
+    (['--real_label', '0.7,1'], {'real_label': (0.7, 1.0)}),
+    (['--augment', 'translation,cutout', '--arch', 'resnet'],
+     {'augment': 'translation,cutout', 'arch': 'resnet'}),
     (['--preset', 'wgan-gp'], {'loss': 'wasserstein', 'penalty': 'wgan-gp', 'n_dis': 5,
                                'beta1': 0.0, 'beta2': 0.9, 'dis_norm': 'none'}),
     (['--preset', 'wgan-gp', '--n_dis', '2', '--beta1', '0.5'], {'n_dis': 2, 'beta1': 0.5}),

@@ -215,13 +215,15 @@ def test_tuple_batches_and_b1_logits_are_accepted():
     assert numpy.isfinite(obs['dis/loss']) and numpy.isfinite(obs['gen/loss'])
 
 
-@pytest.mark.parametrize('z_dist', ['normal', 'uniform'])
+@pytest.mark.parametrize('z_dist', ['normal', 'uniform', 'truncated_normal'])
 def test_z_distribution(z_dist):
     updater = make_updater(z_dist=z_dist)
     z = updater.make_hidden(2000)
     assert z.shape == (2000, 4) and z.dtype == numpy.float32
     if z_dist == 'uniform':
         assert z.min() >= -1 and z.max() <= 1 and z.std() == pytest.approx(1 / 3 ** 0.5, rel=0.05)
+    elif z_dist == 'truncated_normal':  # 2 sigma: variance 0.774
+        assert numpy.abs(z).max() <= 2 and z.var() == pytest.approx(0.774, rel=0.05)
     else:
         assert z.min() < -2 and z.std() == pytest.approx(1.0, rel=0.05)
 
@@ -239,6 +241,42 @@ def test_custom_loss_object_is_used():
     updater.gen_step()
     # A zero loss gives zero gradients; Adam then leaves G unchanged.
     assert same(gen_before, params(updater.gen))
+
+
+def softplus(v):
+    return numpy.logaddexp(0, v)
+
+
+@pytest.mark.parametrize('real_label', [0.9, (0.7, 1.0)])
+def test_real_label_softens_only_the_real_targets(real_label):
+    updater = make_updater(real_label=real_label)
+    rng = copy.deepcopy(updater.rng)
+    recorder = Recorder(updater.dis)
+    obs = reported(updater)
+    y_real, y_fake, y_gen = (c['y'].astype(numpy.float64) for c in recorder.calls)
+    rng.standard_normal((4, 4))  # the D step's z comes first, then the targets
+    t = (numpy.full(4, 0.9) if real_label == 0.9 else
+         rng.uniform(0.7, 1.0, 4).astype(numpy.float32).astype(numpy.float64))
+    expected = (t * softplus(-y_real) + (1 - t) * softplus(y_real)).mean()
+    assert obs['dis/loss_real'] == pytest.approx(expected, rel=1e-5)
+    assert obs['dis/loss_fake'] == pytest.approx(softplus(y_fake).mean(), rel=1e-5)
+    assert obs['gen/loss'] == pytest.approx(softplus(-y_gen).mean(), rel=1e-5)
+    # The targets came from the updater's own random state (none for a
+    # fixed value), between the D step's z and the G step's.
+    rng.standard_normal((4, 4))
+    assert updater.rng.randint(1 << 30) == rng.randint(1 << 30)
+
+
+def test_real_label_with_lsgan_and_its_refusals():
+    updater = make_updater(loss='lsgan', real_label=0.8)
+    recorder = Recorder(updater.dis)
+    obs = reported(updater)
+    y_real = recorder.calls[0]['y'].astype(numpy.float64)
+    assert obs['dis/loss_real'] == pytest.approx(0.5 * ((y_real - 0.8) ** 2).mean(), rel=1e-5)
+    with pytest.raises(ValueError, match='real_label is not defined for the hinge loss'):
+        make_updater(loss='hinge', real_label=0.9)
+    with pytest.raises(ValueError, match='goes above 1 with the nonsaturating loss'):
+        make_updater(real_label=(0.7, 1.2))
 
 
 def run_trainer(updater, iterations, out, snapshot_at=None):

@@ -30,7 +30,6 @@ from gan_trainer.cli._snapshot import (
 )
 from gan_trainer.device import DeviceError, get_device
 from gan_trainer.image import save_grid, save_images
-from gan_trainer.latent import get_sampler
 from gan_trainer.run import memory
 from gan_trainer.run.errors import ResourceError
 from gan_trainer.sampling import draw_hidden, generate, nice_samples
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
         elif args.out_dir is not None:
             return _write_files(args, gen, record, n, prog)
         else:
-            z = draw_hidden(n, gen.n_hidden, z_dist=record.z_dist, seed=args.seed)
+            z = draw_hidden(n, gen.n_hidden, z_dist=record.sampler, seed=args.seed)
             images = generate(gen, z, labels_for(args, record, n))
         if args.out_dir is not None:
             paths = save_images(images, args.out_dir)
@@ -100,7 +99,7 @@ def _nice(args, gen, record, n, device):
                             'not exist: pass it with --dis')
     dis = load_discriminator(dis_path, args.config)
     dis.to_device(device)
-    z = draw_hidden(n * NICE_FACTOR, gen.n_hidden, z_dist=record.z_dist, seed=args.seed)
+    z = draw_hidden(n * NICE_FACTOR, gen.n_hidden, z_dist=record.sampler, seed=args.seed)
     return nice_samples(gen, dis, z, n, labels_for(args, record, n * NICE_FACTOR))
 
 
@@ -108,7 +107,7 @@ def _write_files(args, gen, record, n, prog) -> int:
     # One RandomState drawn from chunk after chunk gives the same z as one
     # draw of all n (its normal and uniform streams are sequential), so the
     # files are those of a single batch, at a chunk's memory.
-    sampler, rng = get_sampler(record.z_dist), numpy.random.RandomState(args.seed)
+    sampler, rng = record.sampler, numpy.random.RandomState(args.seed)
     labels = labels_for(args, record, n)
     first = last = None
     for start in range(0, n, CHUNK):

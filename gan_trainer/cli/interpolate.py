@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
                        'use fewer --rows or --steps')
         device = get_device(args.gpu)
         gen.to_device(device)
-        z = draw_hidden(2 * args.rows, gen.n_hidden, z_dist=record.z_dist, seed=args.seed)
+        z = draw_hidden(2 * args.rows, gen.n_hidden, z_dist=record.sampler, seed=args.seed)
         pairs = z.reshape(args.rows, 2, gen.n_hidden)  # (start, end) per row
         labels = labels_for(args, record, args.rows)
         blocks = [interpolation_grid(gen, pairs, args.steps, mode=mode, labels=labels)

@@ -33,7 +33,7 @@ from gan_trainer.cli._args import (
 from gan_trainer.run.config import RunConfig
 from gan_trainer.run.options import GROUPS, allowed, declared
 
-_TYPES = {'int': integer, 'float': number, 'str': str, 'ints': int_list}
+_TYPES = {'int': integer, 'float': number, 'str': str, 'ints': int_list, 'floats': str}
 
 
 def flags_of_options() -> dict[str, str]:
@@ -79,6 +79,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _shown(value) -> str:
     return ','.join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+#: The heading of each option group in the flag reference.
+GROUP_TITLES = {
+    'data': 'Data', 'networks': 'Networks', 'loop': 'The training loop',
+    'optimizer': 'Optimizers', 'schedule': 'Schedule and snapshots',
+    'quality': 'Measuring quality', 'output': 'Output, device and preset',
+    'parallel': 'Data-parallel training',
+}
+
+
+def flag_reference() -> str:
+    """The flags as Markdown tables by group: README's reference, made from the declarations.
+
+    The default column is what a run without that flag gets: the option's
+    default, or, for an option a preset sets, the ``dcgan`` preset's value
+    (marked "preset").
+    """
+    from gan_trainer.run.presets import get_preset
+
+    dcgan = get_preset('dcgan')
+    lines = []
+    fields = declared(RunConfig)
+    for group in GROUPS:
+        rows = []
+        for name, field in fields.items():
+            meta = field.metadata
+            if meta['group'] != group or not meta['cli']:
+                continue
+            flags = [meta['negate']] if meta['negate'] else list(meta['flags'] or (f'--{name}',))
+            if meta['kind'] == 'bool' and not meta['negate']:
+                flags += [f'--no-{flag[2:]}' for flag in flags]
+            value = getattr(dcgan, name)
+            default = '' if value is None or meta['kind'] == 'bool' else f'`{_shown(value)}`'
+            if default and meta['preset']:
+                default += ' (preset)'
+            choices = allowed(field)
+            extra = f' ({", ".join(f"`{c}`" for c in choices)})' if choices and (
+                meta['kind'] == 'str') else ''
+            rows.append(f'| {", ".join(f"`{f}`" for f in flags)} | {default} | '
+                        f'{meta["help"]}{extra} |')
+        if rows:
+            lines += [f'**{GROUP_TITLES[group]}**', '', '| flag | default | meaning |',
+                      '|---|---|---|', *rows, '']
+    return '\n'.join(lines).rstrip() + '\n'
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -1,15 +1,22 @@
 """The DCGAN layer stacks, shared by :mod:`.dcgan` and :mod:`.conditional`.
 
 :class:`GeneratorBase` holds G's linear projection of the (possibly
-label-augmented) latent code and its stride-2 deconvolutions;
-:class:`DiscriminatorBase` holds D's stride-2 convolutions and linear
+label-augmented) latent code and its upsampling stages;
+:class:`DiscriminatorBase` holds D's downsampling convolutions and linear
 read-out. The public nets subclass them and only add what they feed in
 (``z``, ``z`` + a label embedding, one-hot label maps) and what they read
 out (a logit, a logit plus a projection). Keeping the stacks here, with
 their parameter names (``project``, ``bn0``, ``deconvs/i``, ``bns/i``,
 ``convs/i``, ``out``), is what lets every variant load snapshots of the
-same layout. See :mod:`.dcgan` for the architecture and its references.
+same layout. The recipes' options (upsampling + convolution in G, pooling,
+a hidden fully connected layer ``fc`` and training-only noise in D, other
+activations) add or rename links only when they are set, so the defaults
+build exactly the DCGAN paper's nets, parameter for parameter and draw for
+draw. See :mod:`.dcgan` for the architecture and its references, and
+:mod:`._layers` for the optional pieces.
 """
+
+from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
@@ -17,173 +24,86 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
-from chainer.link_hooks import SpectralNormalization
 
 from gan_trainer import ops
+from gan_trainer.nets._common import (
+    NORMS,
+    WEIGHT_STD,
+    add_spectral_norm,
+    batch_norm,
+    default_n_stages,
+    resolve_widths,
+)
+from gan_trainer.nets._layers import (
+    ACTIVATIONS,
+    DOWNSAMPLES,
+    UPSAMPLES,
+    Stochastic,
+    check_choice,
+    check_width,
+    downsample,
+    resolve_ksize,
+    stage_pad,
+    upsample_conv,
+)
 
-# The DCGAN paper: "All weights were initialized from a zero-centered Normal
-# distribution with standard deviation 0.02."
-WEIGHT_STD = 0.02
-
-# ksize -> padding that makes a stride-2 conv halve an even side exactly
-# (and, with ``outsize`` for ksize 5, a stride-2 deconv double it exactly).
-# ksize 4 is the Chainer/PyTorch DCGAN choice, 5 the paper's and TensorFlow's.
-_PADS = {4: 1, 5: 2}
-
-# Smallest start side the default rule aims for; 4x4 matches the paper's
-# 64x64 generator (4x4x1024 first map). Explicit widths may go down to 2x2.
-_MIN_START_SIDE = 4
-_MIN_START_SIDE_EXPLICIT = 2
-
-#: Normalizations D's hidden convs accept: batch norm (the DCGAN paper) or
-#: none (WGAN-GP critics, whose gradient penalty is per example, and the
-#: SNGAN discriminators, which rely on spectral normalization alone).
-NORMS = ('batch', 'none')
-
-# Links whose weight matrix spectral normalization rescales.
-_SN_LINKS = (L.Convolution2D, L.Linear, L.EmbedID)
+__all__ = [
+    'DISCRIMINATOR_OPTIONS',
+    'GENERATOR_OPTIONS',
+    'NORMS',
+    'WEIGHT_STD',
+    'DiscriminatorBase',
+    'GeneratorBase',
+    'add_spectral_norm',
+    'batch_norm',
+    'default_n_stages',
+    'resolve_widths',
+]
 
 
-class NormalAroundOne(chainer.initializer.Initializer):
-    """N(1, scale) initializer for batch-norm scales.
+def _options(net, defaults: dict) -> dict:
+    """The recipe options of ``net`` that differ from their defaults.
 
-    Chainer's :class:`~chainer.initializers.Normal` has no mean argument.
-    Radford et al.'s reference code draws BN gains from N(1, 0.02) rather
-    than setting them to exactly 1, and we follow it: the small jitter is
-    harmless and keeps our nets comparable with the published ones.
+    ``config()`` lists only these, so a default net's config (and the
+    ``config.json`` of its runs) is what it was before the options existed.
     """
-
-    def __init__(self, scale: float = WEIGHT_STD, dtype=None):
-        super().__init__(dtype)
-        self._normal = initializers.Normal(scale, dtype)
-
-    def __call__(self, array):
-        self._normal(array)
-        array += 1
+    return {k: getattr(net, k) for k, d in defaults.items() if getattr(net, k) != d}
 
 
-def batch_norm(width: int) -> L.BatchNormalization:
-    """Returns DCGAN's batch normalization for ``width`` channels."""
-    return ops.BatchNormalization(width, initial_gamma=NormalAroundOne(WEIGHT_STD))
+#: G's recipe options and their defaults (the DCGAN paper's G).
+GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None}
 
-
-def default_n_stages(size: int) -> int:
-    """Returns how many stride-2 stages the default widths use for ``size``.
-
-    The rule is: the largest ``n`` such that ``size`` is divisible by
-    ``2**n`` and the start side ``size // 2**n`` is still at least 4. Halving
-    further would either leave a fractional side or go below 4x4, so the
-    start side ends up in 4..7 (or is odd, e.g. 9 for 36): 28 -> 2 stages
-    from 7x7 (the classic MNIST DCGAN), 32 -> 3 from 4x4, 64 -> 4 from 4x4
-    (the paper's LSUN generator), 128 -> 5 from 4x4.
-
-    Args:
-        size (int): Image side in pixels.
-
-    Returns:
-        int: The number of stages, 0 when ``size`` is odd or below 8.
-    """
-    n = 0
-    while size % 2 ** (n + 1) == 0 and size // 2 ** (n + 1) >= _MIN_START_SIDE:
-        n += 1
-    return n
-
-
-def resolve_widths(
-    size: int, widths: Sequence[int] | None = None, *, base_width: int = 64
-) -> tuple[int, ...]:
-    """Validates ``size`` against ``widths`` and returns D-order widths.
-
-    Args:
-        size (int): Image side in pixels.
-        widths (sequence of int or None): D's conv widths from the input
-            side; one stride-2 stage each. ``None`` picks
-            :func:`default_n_stages` stages of widths
-            ``base_width * 2**i``, doubling with depth as in the paper.
-        base_width (int): Width of D's first conv (and G's last hidden
-            deconv) when ``widths`` is ``None``.
-
-    Returns:
-        tuple of int: The widths, from D's input side.
-
-    Raises:
-        ValueError: If ``size`` cannot be halved ``len(widths)`` times into
-            an integer side of at least 2 (4 for the default widths), or if
-            a width is not a positive integer.
-    """
-    if size < 1 or int(size) != size:
-        raise ValueError(f'size must be a positive integer, got {size!r}')
-    if widths is None:
-        if base_width < 1 or int(base_width) != base_width:
-            raise ValueError(f'base_width must be a positive integer, got {base_width!r}')
-        n = default_n_stages(size)
-        if n == 0:
-            raise ValueError(
-                f'size {size} cannot be built with the default widths: they '
-                f'need an even size of at least {2 * _MIN_START_SIDE}'
-            )
-        return tuple(base_width * 2**i for i in range(n))
-
-    widths = tuple(widths)
-    if not widths or any(w < 1 or int(w) != w for w in widths):
-        raise ValueError(
-            f'widths must be a non-empty list of positive integers, got {list(widths)!r}'
-        )
-    n = len(widths)
-    if size % 2**n or size // 2**n < _MIN_START_SIDE_EXPLICIT:
-        raise ValueError(
-            f'size {size} cannot be built with {n} stride-2 stages '
-            f'(widths {list(widths)}): use a multiple of {2**n} that is at '
-            f'least {2**n * _MIN_START_SIDE_EXPLICIT}, or fewer widths'
-        )
-    return tuple(int(w) for w in widths)
-
-
-def pad_for(ksize: int) -> int:
-    """Returns the padding of a stride-2 stage with kernel side ``ksize``.
-
-    Raises:
-        ValueError: If ``ksize`` is not 4 or 5.
-    """
-    if ksize not in _PADS:
-        raise ValueError(
-            f'ksize must be one of {sorted(_PADS)} so that each stride-2 '
-            f'stage exactly halves/doubles the side, got {ksize!r}'
-        )
-    return _PADS[ksize]
-
-
-def add_spectral_norm(chain: chainer.Chain) -> None:
-    """Adds spectral normalization to every conv, linear and embed link.
-
-    Each link gets its own :class:`chainer.link_hooks.SpectralNormalization`
-    (one power iteration per forward pass in train mode, as in Miyato et
-    al. 2018), which divides the weight by its largest singular value
-    before every forward pass. The hook registers the power iteration's
-    vector as the persistent ``W_u`` of the link, so it is saved with
-    ``save_npz`` and loaded back: a D rebuilt from its ``config()`` must
-    get the hook before ``load_npz`` (the constructors take care of it).
-    ``W_u`` starts from NumPy's (or CuPy's) global RNG.
-    """
-    for link in chain.links(skipself=True):
-        if isinstance(link, _SN_LINKS):
-            link.add_hook(SpectralNormalization())
+#: D's recipe options and their defaults (the DCGAN paper's D).
+DISCRIMINATOR_OPTIONS = {
+    'downsample': 'stride',
+    'activation': 'leaky_relu',
+    'fc_width': None,
+    'fc_activation': None,
+    'noise_sigma': 0.0,
+    'dropout': 0.0,
+    'bn_gamma': True,
+}
 
 
 class GeneratorBase(chainer.Chain):
-    """G's layers: a linear projection, then stride-2 deconvolutions.
+    """G's layers: an optional dense head, a linear projection, then upsampling stages.
 
-    The projection maps an ``n_in``-vector to a ``widths[-1]`` x ``s0`` x
-    ``s0`` map (``s0 = size // 2**len(widths)``); each deconvolution
-    doubles the side and steps down the reversed widths; the last maps to
-    ``channels``. Every hidden layer is followed by a normalization link
-    built by ``make_norm(width)`` (``bn0`` after the projection, ``bns/i``
-    after deconvolution ``i``) and ReLU; the output goes through tanh.
+    The projection maps an ``n_in``-vector (or the output of the hidden
+    fully connected layer ``fc``, when ``fc_width`` is set) to a
+    ``widths[-1]`` x ``s0`` x ``s0`` map (``s0 = size // 2**len(widths)``);
+    each stage doubles the side and steps down the reversed widths; the
+    last maps to ``channels``. A stage is a stride-2 transposed convolution
+    ``deconvs/i`` (``upsample='deconv'``) or an upsampling followed by a
+    stride-1 convolution ``convs/i``. Every hidden layer but ``fc`` is
+    followed by a normalization link built by ``make_norm(width)`` (``bn0``
+    after the projection, ``bns/i`` after stage ``i``) and the
+    ``activation``; ``fc`` by the activation alone (keras-dcgan's Dense
+    1024 + tanh); the output goes through tanh.
 
     Args:
-        size, channels, n_hidden, widths, base_width, ksize: As in
-            :class:`~gan_trainer.nets.Generator`.
-        n_in (int): Input size of the projection: ``n_hidden`` plus
+        size, channels, n_hidden, widths, base_width, ksize, upsample, activation, fc_width: As
+            in :class:`~gan_trainer.nets.Generator`.
+        n_in (int): Input size of the first linear layer: ``n_hidden`` plus
             whatever the subclass concatenates to ``z``.
         make_norm (callable): ``width -> link``; the link is called as
             ``norm(h, *norm_args)`` with the ``norm_args`` given to
@@ -198,17 +118,24 @@ class GeneratorBase(chainer.Chain):
         n_hidden: int,
         widths: Sequence[int] | None,
         base_width: int,
-        ksize: int,
+        ksize: int | None,
         n_in: int,
         make_norm: Callable[[int], chainer.Link] = batch_norm,
+        upsample: str = 'deconv',
+        activation: str = 'relu',
+        fc_width: int | None = None,
     ):
         super().__init__()
-        pad = pad_for(ksize)
+        self.upsample = check_choice('upsample', upsample, UPSAMPLES)
+        self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
+        self.fc_width = check_width('fc_width', fc_width)
+        strided = self.upsample == 'deconv'
+        self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={upsample!r}')
+        pad = stage_pad(self.ksize, strided=strided)
         self.widths = resolve_widths(size, widths, base_width=base_width)
         self.size = size
         self.channels = channels
         self.n_hidden = n_hidden
-        self.ksize = ksize
         n = len(self.widths)
         self.start_side = size // 2**n
         w = initializers.Normal(WEIGHT_STD)
@@ -217,37 +144,50 @@ class GeneratorBase(chainer.Chain):
         # The creation order fixes which random draws each weight gets, so
         # seeded nets stay the same across refactors: keep it.
         with self.init_scope():
-            self.project = L.Linear(n_in, g_widths[0] * self.start_side**2, initialW=w)
+            if self.fc_width is not None:
+                self.fc = L.Linear(n_in, self.fc_width, initialW=w)
+            self.project = L.Linear(
+                self.fc_width or n_in, g_widths[0] * self.start_side**2, initialW=w)
             self.bn0 = make_norm(g_widths[0])
-            deconvs, bns = [], []
+            stages, bns = [], []
             side = self.start_side
             for i in range(n):
                 side *= 2
-                deconvs.append(
-                    ops.Deconvolution2D(
-                        g_widths[i],
-                        g_widths[i + 1],
-                        ksize,
-                        stride=2,
-                        pad=pad,
-                        # ksize 5 / pad 2 would give 2 * side - 1 without it.
-                        outsize=(side, side),
-                        initialW=w,
-                    )
-                )
+                if strided:
+                    # outsize: ksize 5 / pad 2 would give 2 * side - 1 without it.
+                    stage = ops.Deconvolution2D(
+                        g_widths[i], g_widths[i + 1], self.ksize, stride=2, pad=pad,
+                        outsize=(side, side), initialW=w)
+                else:
+                    stage = ops.Convolution2D(
+                        g_widths[i], g_widths[i + 1], self.ksize, stride=1, pad=pad,
+                        initialW=w)
+                stages.append(stage)
                 if i < n - 1:  # no normalization on the output layer (the paper)
                     bns.append(make_norm(g_widths[i + 1]))
-            self.deconvs = chainer.ChainList(*deconvs)
+            if strided:
+                self.deconvs = chainer.ChainList(*stages)
+            else:
+                self.convs = chainer.ChainList(*stages)
             self.bns = chainer.ChainList(*bns)
 
+    @property
+    def stages(self) -> chainer.ChainList:
+        """The upsampling stages: ``deconvs``, or ``convs`` after upsampling."""
+        return self.deconvs if self.upsample == 'deconv' else self.convs
+
     def config(self) -> dict:
-        """Returns the JSON-able constructor kwargs of the layer stack."""
+        """Returns the JSON-able constructor kwargs of the layer stack.
+
+        The recipe options appear only where they differ from their defaults.
+        """
         return {
             'size': self.size,
             'channels': self.channels,
             'n_hidden': self.n_hidden,
             'widths': list(self.widths),
             'ksize': self.ksize,
+            **_options(self, GENERATOR_OPTIONS),
         }
 
     def check_z(self, z) -> chainer.Variable:
@@ -263,22 +203,30 @@ class GeneratorBase(chainer.Chain):
             )
         return _in_dtype_of(F.reshape(z, (z.shape[0], self.n_hidden)), self.project.W)
 
+    def _stage(self, stage: chainer.Link, h) -> chainer.Variable:
+        # (B, C, s, s) -> (B, C', 2s, 2s)
+        return stage(h) if self.upsample == 'deconv' else upsample_conv(stage, h, self.upsample)
+
     def generate(self, h, *norm_args) -> chainer.Variable:
         """Runs the stack on ``h`` of shape ``(B, n_in)``.
 
         Returns:
             chainer.Variable: Images ``(B, channels, size, size)`` in [-1, 1].
         """
+        act = ACTIVATIONS[self.activation]
+        if self.fc_width is not None:
+            h = act(self.fc(h))  # (B, n_in) -> (B, fc_width)
         s0 = self.start_side
         # (B, n_in) -> (B, widths[-1] * s0 * s0) -> (B, widths[-1], s0, s0).
         # The normalization runs after the reshape, per channel as in the
         # conv layers (and the TensorFlow DCGAN), not per each of the
         # s0 * s0 positions.
         h = F.reshape(self.project(h), (h.shape[0], -1, s0, s0))
-        h = F.relu(self.bn0(h, *norm_args))
-        for deconv, norm in zip(self.deconvs[:-1], self.bns):
-            h = F.relu(norm(deconv(h), *norm_args))  # (B, C, s, s) -> (B, C', 2s, 2s)
-        return F.tanh(self.deconvs[-1](h))
+        h = act(self.bn0(h, *norm_args))
+        stages = self.stages
+        for stage, norm in zip(stages[:-1], self.bns):
+            h = act(norm(self._stage(stage, h), *norm_args))
+        return F.tanh(self._stage(stages[-1], h))
 
 
 def _in_dtype_of(x, weight: chainer.Parameter):
@@ -296,25 +244,32 @@ def _in_dtype_of(x, weight: chainer.Parameter):
 
 
 class DiscriminatorBase(chainer.Chain):
-    """D's layers: stride-2 convolutions, then a linear read-out ``out``.
+    """D's layers: downsampling convolutions, an optional ``fc``, a linear read-out ``out``.
 
-    Each convolution halves the side and steps up ``widths``; all but the
-    first are followed by batch normalization when ``norm == 'batch'``
-    (the paper leaves it off D's input layer), all by LeakyReLU(0.2).
-    :meth:`features` runs the convolutions; ``out`` maps their flattened
-    ``widths[-1]`` x ``s0`` x ``s0`` output to one logit. Subclasses call
+    Each stage halves the side and steps up ``widths``: a stride-2
+    convolution (``downsample='stride'``) or a stride-1 convolution whose
+    activated output is pooled 2x2. All but the first are followed by batch
+    normalization when ``norm == 'batch'`` (the paper leaves it off D's
+    input layer), all by the ``activation``. :meth:`features` runs the
+    stages; :meth:`head` flattens their output and, with ``fc_width``, runs
+    the hidden fully connected layer ``fc``; ``out`` maps what :meth:`head`
+    returns to one logit. Training-only noise (``noise_sigma``, before each
+    activation and, through :meth:`noisy`, on the input) and dropout (after
+    each activation) come from :attr:`stochastic`. Subclasses call
     :func:`add_spectral_norm` once all their links exist, when
     ``self.spectral_norm`` is set.
 
     Args:
-        size, channels, widths, base_width, ksize, norm, spectral_norm: As
+        size, channels, widths, base_width, ksize, norm, spectral_norm: As in
+            :class:`~gan_trainer.nets.Discriminator`.
+        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: As
             in :class:`~gan_trainer.nets.Discriminator`.
         in_channels (int): Channels of the first conv's input: ``channels``
             plus whatever the subclass concatenates to the images.
 
     Raises:
-        ValueError: If ``norm`` is not in :data:`NORMS`, or ``size``,
-            ``widths`` or ``ksize`` cannot work together.
+        ValueError: If an option is unknown or out of range, or two options
+            cannot work together (the message names both).
     """
 
     def __init__(
@@ -324,40 +279,72 @@ class DiscriminatorBase(chainer.Chain):
         channels: int,
         widths: Sequence[int] | None,
         base_width: int,
-        ksize: int,
+        ksize: int | None,
         norm: str,
         spectral_norm: bool,
         in_channels: int,
+        downsample: str = 'stride',
+        activation: str = 'leaky_relu',
+        fc_width: int | None = None,
+        fc_activation: str | None = None,
+        noise_sigma: float = 0.0,
+        dropout: float = 0.0,
+        bn_gamma: bool = True,
     ):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f'unknown norm {norm!r}; valid ones are {", ".join(NORMS)}')
-        pad = pad_for(ksize)
+        self.downsample = check_choice('downsample', downsample, DOWNSAMPLES)
+        self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
+        self.fc_width = check_width('fc_width', fc_width)
+        if fc_activation is not None:
+            check_choice('fc_activation', fc_activation, tuple(ACTIVATIONS))
+            if self.fc_width is None:
+                raise ValueError(f'fc_activation={fc_activation!r} needs fc_width: '
+                                 'without it there is no hidden fully connected layer')
+        self.fc_activation = fc_activation
+        if type(bn_gamma) is not bool:
+            raise ValueError(f'bn_gamma must be True or False, got {bn_gamma!r}')
+        if not bn_gamma and norm != 'batch':
+            raise ValueError(f"bn_gamma=False needs norm='batch': norm={norm!r} has no "
+                             'batch normalization to drop the scale from')
+        self.bn_gamma = bn_gamma
+        strided = self.downsample == 'stride'
+        self.ksize = resolve_ksize(ksize, strided=strided, option=f'downsample={downsample!r}')
+        pad = stage_pad(self.ksize, strided=strided)
         self.widths = resolve_widths(size, widths, base_width=base_width)
         self.size = size
         self.channels = channels
-        self.ksize = ksize
         self.norm = norm
         self.spectral_norm = bool(spectral_norm)
         n = len(self.widths)
         self.start_side = size // 2**n
         w = initializers.Normal(WEIGHT_STD)
         ins = (in_channels,) + self.widths[:-1]
+        n_flat = self.widths[-1] * self.start_side**2
         with self.init_scope():
-            self.convs = chainer.ChainList(
-                *[
-                    ops.Convolution2D(c_in, c_out, ksize, stride=2, pad=pad, initialW=w)
-                    for c_in, c_out in zip(ins, self.widths)
-                ]
-            )
+            self.convs = chainer.ChainList(*[
+                ops.Convolution2D(c_in, c_out, self.ksize, stride=2 if strided else 1,
+                                  pad=pad, initialW=w)
+                for c_in, c_out in zip(ins, self.widths)
+            ])
             # Empty without batch norm, so ``dis.bns`` always exists.
-            self.bns = chainer.ChainList(
-                *[batch_norm(c) for c in self.widths[1:] if norm == 'batch']
-            )
-            self.out = L.Linear(self.widths[-1] * self.start_side**2, 1, initialW=w)
+            self.bns = chainer.ChainList(*[
+                batch_norm(c, use_gamma=bn_gamma) for c in self.widths[1:] if norm == 'batch'
+            ])
+            if self.fc_width is not None:
+                self.fc = L.Linear(n_flat, self.fc_width, initialW=w)
+            self.out = L.Linear(self.fc_width or n_flat, 1, initialW=w)
+        # After the weights, so that they get the draws they get without it.
+        self.stochastic = Stochastic(noise_sigma=noise_sigma, dropout=dropout)
+        self.noise_sigma = self.stochastic.noise_sigma
+        self.dropout = self.stochastic.dropout
 
     def config(self) -> dict:
-        """Returns the JSON-able constructor kwargs of the layer stack."""
+        """Returns the JSON-able constructor kwargs of the layer stack.
+
+        The recipe options appear only where they differ from their defaults.
+        """
         return {
             'size': self.size,
             'channels': self.channels,
@@ -365,7 +352,13 @@ class DiscriminatorBase(chainer.Chain):
             'ksize': self.ksize,
             'norm': self.norm,
             'spectral_norm': self.spectral_norm,
+            **_options(self, DISCRIMINATOR_OPTIONS),
         }
+
+    def serialize(self, serializer) -> None:
+        """Saves/restores the parameters, and the noise's random state if any."""
+        super().serialize(serializer)
+        self.stochastic.serialize_state(serializer)
 
     def check_x(self, x):
         """Returns ``x`` if its shape is ``(B, channels, size, size)``.
@@ -380,18 +373,42 @@ class DiscriminatorBase(chainer.Chain):
             )
         return _in_dtype_of(x, self.convs[0].W)
 
+    def noisy(self, x):
+        """``x`` with the input noise (``noise_sigma``) in training, else ``x``."""
+        return self.stochastic.noise(x)
+
     def features(self, x) -> chainer.Variable:
-        """Runs the convolutions on ``x`` of shape ``(B, in_channels, size, size)``.
+        """Runs the stages on ``x`` of shape ``(B, in_channels, size, size)``.
 
         Returns:
             chainer.Variable: The last feature map, ``(B, widths[-1], s0,
-            s0)``, after its LeakyReLU: what ``out`` reads.
+            s0)``, after its activation (and pooling, and dropout).
         """
-        # (B, C, size, size) -> (B, widths[0], size/2, size/2); no BN here.
-        h = ops.leaky_relu(self.convs[0](x), slope=0.2)
-        for i, conv in enumerate(self.convs[1:]):
-            h = conv(h)
-            if self.norm == 'batch':
-                h = self.bns[i](h)
-            h = ops.leaky_relu(h, slope=0.2)
+        act = ACTIVATIONS[self.activation]
+        stochastic = self.stochastic
+        h = x
+        for i, conv in enumerate(self.convs):
+            h = conv(h)  # (B, C, s, s) -> (B, C', s/2, s/2), or (B, C', s, s) before pooling
+            if i > 0 and self.norm == 'batch':  # no BN on the input layer (the paper)
+                h = self.bns[i - 1](h)
+            h = act(stochastic.noise(h))
+            if self.downsample != 'stride':
+                h = downsample(h, self.downsample)
+            h = stochastic.drop(h)
         return h
+
+    def head(self, h) -> chainer.Variable:
+        """What ``out`` reads: the features, through ``fc`` when there is one.
+
+        Args:
+            h: The output of :meth:`features`.
+
+        Returns:
+            chainer.Variable: ``h`` itself without ``fc`` (``out`` flattens
+            it), else ``(B, fc_width)`` after ``fc``'s activation.
+        """
+        if self.fc_width is None:
+            return h
+        h = self.fc(h)  # (B, widths[-1] * s0 * s0) -> (B, fc_width)
+        h = ACTIVATIONS[self.fc_activation or self.activation](self.stochastic.noise(h))
+        return self.stochastic.drop(h)

@@ -20,7 +20,11 @@ Discriminator
 
 The nets share every parameter name with the DCGAN ones (``project``,
 ``deconvs/i``, ``convs/i``, ``out``, ...) and add ``embed`` (concat G,
-projection D) or per-layer ``gamma``/``beta`` embeddings (cbn G). Their
+projection D) or per-layer ``gamma``/``beta`` embeddings (cbn G). They take
+the DCGAN nets' recipe options too (upsampling G, pooling D, ``fc``, noise,
+...; see :mod:`.dcgan`): the projection D's inner product is then with the
+output of D's hidden fully connected layer, and the concat D's input noise
+is added to the image before the label maps are stacked on it. Their
 ``config()`` carries ``'arch': 'conditional'``, so rebuild them with
 :func:`~gan_trainer.nets.build_generator` /
 :func:`~gan_trainer.nets.build_discriminator`, which drop that key.
@@ -130,12 +134,15 @@ class ConditionalGenerator(GeneratorBase):
         widths (sequence of int or None): D-order conv widths, see
             :func:`~gan_trainer.nets.dcgan.resolve_widths`.
         base_width (int): First width of the default ``widths``.
-        ksize (int): Kernel side, 4 or 5.
+        ksize (int or None): Kernel side, as for
+            :class:`~gan_trainer.nets.Generator`.
         mode (str): ``'concat'`` or ``'cbn'``, see above.
         n_embed (int or None): Size of the label embedding of ``'concat'``;
             ``None`` means ``n_classes``, as many as a one-hot code, which
             is enough to keep every class apart and small next to ``z``
             (10 for MNIST against 100). Must be ``None`` for ``'cbn'``.
+        upsample, activation, fc_width: The recipe options of
+            :class:`~gan_trainer.nets.Generator`.
 
     Raises:
         ValueError: If ``n_classes``, ``mode`` or ``n_embed`` is invalid, or
@@ -151,9 +158,12 @@ class ConditionalGenerator(GeneratorBase):
         n_hidden: int = 100,
         widths: Sequence[int] | None = None,
         base_width: int = 64,
-        ksize: int = 4,
+        ksize: int | None = None,
         mode: str = 'concat',
         n_embed: int | None = None,
+        upsample: str = 'deconv',
+        activation: str = 'relu',
+        fc_width: int | None = None,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, GENERATOR_MODES)
@@ -179,6 +189,9 @@ class ConditionalGenerator(GeneratorBase):
             ksize=ksize,
             n_in=n_hidden + (n_embed or 0),
             make_norm=make_norm,
+            upsample=upsample,
+            activation=activation,
+            fc_width=fc_width,
         )
         self.n_classes = n_classes
         self.mode = mode
@@ -236,13 +249,16 @@ class ConditionalDiscriminator(DiscriminatorBase):
         channels (int): Image channels (without the label maps).
         widths (sequence of int or None): Conv widths from the input side.
         base_width (int): First width of the default ``widths``.
-        ksize (int): Kernel side, 4 or 5.
+        ksize (int or None): Kernel side, as for
+            :class:`~gan_trainer.nets.Discriminator`.
         norm (str): ``'batch'`` or ``'none'``, as for
             :class:`~gan_trainer.nets.Discriminator`.
         spectral_norm (bool): Spectrally normalize every conv and linear
             weight, and the projection's embedding too, as Miyato and
             Koyama's SNGAN projection discriminator does.
         mode (str): ``'projection'`` or ``'concat'``, see above.
+        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: The
+            recipe options of :class:`~gan_trainer.nets.Discriminator`.
 
     Raises:
         ValueError: If ``n_classes``, ``mode`` or ``norm`` is invalid, or
@@ -257,10 +273,17 @@ class ConditionalDiscriminator(DiscriminatorBase):
         channels: int = 1,
         widths: Sequence[int] | None = None,
         base_width: int = 64,
-        ksize: int = 4,
+        ksize: int | None = None,
         norm: str = 'batch',
         spectral_norm: bool = False,
         mode: str = 'projection',
+        downsample: str = 'stride',
+        activation: str = 'leaky_relu',
+        fc_width: int | None = None,
+        fc_activation: str | None = None,
+        noise_sigma: float = 0.0,
+        dropout: float = 0.0,
+        bn_gamma: bool = True,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, DISCRIMINATOR_MODES)
@@ -273,6 +296,13 @@ class ConditionalDiscriminator(DiscriminatorBase):
             norm=norm,
             spectral_norm=spectral_norm,
             in_channels=channels + (n_classes if mode == 'concat' else 0),
+            downsample=downsample,
+            activation=activation,
+            fc_width=fc_width,
+            fc_activation=fc_activation,
+            noise_sigma=noise_sigma,
+            dropout=dropout,
+            bn_gamma=bn_gamma,
         )
         self.n_classes = n_classes
         self.mode = mode
@@ -309,7 +339,7 @@ class ConditionalDiscriminator(DiscriminatorBase):
             chainer.Variable: Logits of shape ``(B,)``; positive means
             "looks like a real example of class t".
         """
-        x = self.check_x(x)
+        x = self.noisy(self.check_x(x))
         b = x.shape[0]
         t = _labels(t, b)
         if self.mode == 'concat':
@@ -318,6 +348,7 @@ class ConditionalDiscriminator(DiscriminatorBase):
             maps = xp.broadcast_to(
                 one_hot[:, :, None, None], (b, self.n_classes, self.size, self.size)
             )
-            return F.flatten(self.out(self.features(F.concat((x, maps), axis=1))))
-        h = F.reshape(self.features(x), (b, -1))  # (B, widths[-1] * s0 * s0)
+            return F.flatten(self.out(self.head(self.features(F.concat((x, maps), axis=1)))))
+        # (B, widths[-1] * s0 * s0), or (B, fc_width) after a hidden fc.
+        h = F.reshape(self.head(self.features(x)), (b, -1))
         return F.flatten(self.out(h)) + F.sum(self.embed(t) * h, axis=1)

@@ -24,12 +24,40 @@ by its largest singular value (SNGAN; Miyato et al. 2018), usually with
 ``norm='none'``. The layer stacks themselves live in :mod:`._blocks`, shared
 with the class-conditional nets of :mod:`.conditional`.
 
+The recipes of the DCGAN write-ups are options too (:mod:`._layers`), each
+off by default, so the default nets are the paper's, parameter for
+parameter:
+
+* G ``upsample='nearest'`` or ``'bilinear'``: each stage upsamples 2x and
+  then convolves (stride 1, odd ``ksize``, 'same' padding) instead of a
+  stride-2 transposed convolution, as keras-dcgan's ``UpSampling2D`` +
+  ``Conv2D`` do; also the remedy for checkerboard artefacts (Odena et al.
+  2016). G ``fc_width=1024, activation='tanh'`` adds keras-dcgan's dense
+  head (Dense 1024 + tanh before the projection); ``activation`` may be
+  ``'relu'`` (the paper), ``'elu'`` (the Keras DCGAN notes), ``'tanh'``
+  (keras-dcgan) or ``'leaky_relu'`` (TensorFlow's tutorial).
+* D ``downsample='max_pool'`` or ``'avg_pool'``: a stride-1 convolution,
+  its activation and 2x2 pooling per stage (keras-dcgan: max-pooling on its
+  master branch, average-pooling in its pull request #13); ``fc_width`` a hidden
+  fully connected layer (keras-dcgan's Dense 1024 + tanh, the notes' Dense
+  2048 + LeakyReLU) with ``fc_activation``; ``activation='tanh'``
+  (keras-dcgan); ``noise_sigma=0.2`` (Chainer's DCGAN example: Gaussian
+  noise on the input and every hidden layer, in training only);
+  ``dropout=0.3`` (TensorFlow's tutorial, in training only);
+  ``bn_gamma=False`` (Chainer's example: batch normalization without its
+  learned scale).
+
 Example::
 
     gen = Generator(size=28, channels=1)         # 7x7 -> 14x14 -> 28x28
     dis = Discriminator(size=28, channels=1)     # 28x28 -> 14x14 -> 7x7
     same = Generator(**gen.config())             # rebuilds the architecture
     critic = Discriminator(size=28, norm='none', spectral_norm=True)
+    keras_g = Generator(size=28, upsample='nearest', ksize=5, activation='tanh',
+                        fc_width=1024, widths=[64, 128])
+    keras_d = Discriminator(size=28, downsample='max_pool', ksize=5,
+                            activation='tanh', norm='none', fc_width=1024,
+                            widths=[64, 128])
 """
 
 from collections.abc import Sequence
@@ -38,6 +66,8 @@ import chainer
 import chainer.functions as F
 
 from gan_trainer.nets._blocks import (
+    DISCRIMINATOR_OPTIONS,
+    GENERATOR_OPTIONS,
     NORMS,
     WEIGHT_STD,
     DiscriminatorBase,
@@ -48,6 +78,8 @@ from gan_trainer.nets._blocks import (
 )
 
 __all__ = [
+    'DISCRIMINATOR_OPTIONS',
+    'GENERATOR_OPTIONS',
     'NORMS',
     'WEIGHT_STD',
     'Discriminator',
@@ -64,7 +96,9 @@ class Generator(GeneratorBase):
     ``s0`` feature map (``s0 = size // 2**len(widths)``); each following
     stride-2 deconvolution doubles the side and steps down the reversed
     widths; the last one maps to ``channels`` and a tanh bounds the output.
-    Every hidden layer is followed by batch normalization and ReLU.
+    Every hidden layer is followed by batch normalization and ReLU. The
+    recipe options (``upsample``, ``activation``, ``fc_width``) change
+    that as described in the module docstring.
 
     The generator has no ``make_hidden`` method on purpose: the updater
     draws ``z`` itself (from N(0, 1) of shape ``(B, n_hidden)``), and a
@@ -79,10 +113,25 @@ class Generator(GeneratorBase):
         base_width (int): First width of the default ``widths``; 64 as
             the PyTorch and Chainer DCGAN examples use. The paper's 64x64
             generator (1024 channels at 4x4) is ``base_width=128``.
-        ksize (int): Kernel side, 4 (pad 1) or 5 (pad 2, the paper's).
+        ksize (int or None): Kernel side. With ``upsample='deconv'`` 4 (pad
+            1, the default), 5 (pad 2, the paper's) or 3 (pad 1); with
+            upsampling an odd 3 (the default), 5 (keras-dcgan's) or 7,
+            padded to keep the side. ``None`` picks the default.
+        upsample (str): How each stage doubles the side: ``'deconv'`` (a
+            stride-2 transposed convolution, the paper's), ``'nearest'`` or
+            ``'bilinear'`` (upsampling, then a stride-1 convolution
+            ``convs/i`` in place of ``deconvs/i``).
+        activation (str): Hidden-layer nonlinearity: ``'relu'`` (the
+            paper's), ``'elu'``, ``'tanh'`` or ``'leaky_relu'`` (slope 0.2).
+        fc_width (int or None): Width of a hidden fully connected layer
+            ``fc`` between ``z`` and the projection, followed by the
+            activation and no normalization (keras-dcgan: 1024 with tanh);
+            ``None`` for none (the paper).
 
     Raises:
-        ValueError: If ``size``, ``widths`` or ``ksize`` cannot work together.
+        ValueError: If an option is unknown, or ``size``, ``widths``,
+            ``ksize`` and ``upsample`` cannot work together (the message
+            names them).
     """
 
     def __init__(
@@ -93,7 +142,10 @@ class Generator(GeneratorBase):
         n_hidden: int = 100,
         widths: Sequence[int] | None = None,
         base_width: int = 64,
-        ksize: int = 4,
+        ksize: int | None = None,
+        upsample: str = 'deconv',
+        activation: str = 'relu',
+        fc_width: int | None = None,
     ):
         super().__init__(
             size=size,
@@ -103,6 +155,9 @@ class Generator(GeneratorBase):
             base_width=base_width,
             ksize=ksize,
             n_in=n_hidden,
+            upsample=upsample,
+            activation=activation,
+            fc_width=fc_width,
         )
 
     def config(self) -> dict:
@@ -111,7 +166,9 @@ class Generator(GeneratorBase):
         ``Generator(**gen.config())`` builds a net with the same parameter
         shapes (fresh weights); snapshots store this next to the weights.
         It has no ``'arch'`` key: :func:`~gan_trainer.nets.build_generator`
-        reads its absence as ``'dcgan'``.
+        reads its absence as ``'dcgan'``. The recipe options appear only
+        when they differ from their defaults (:data:`GENERATOR_OPTIONS`),
+        so a default net's config is what it was before they existed.
         """
         return super().config()
 
@@ -137,7 +194,10 @@ class Discriminator(DiscriminatorBase):
     off D's input layer; ``norm='none'`` leaves it off everywhere), all by
     LeakyReLU(0.2). A linear layer reads the last ``widths[-1]`` x ``s0`` x
     ``s0`` map out to one logit. There is no sigmoid: the losses take
-    logits, which is numerically safer.
+    logits, which is numerically safer. The recipe options (pooling, a
+    hidden fully connected layer, other activations, training-only noise
+    and dropout, batch norm without gamma) change that as described in the
+    module docstring.
 
     Args:
         size (int): Input side in pixels.
@@ -145,7 +205,11 @@ class Discriminator(DiscriminatorBase):
         widths (sequence of int or None): Conv widths from the input side,
             see :func:`resolve_widths`.
         base_width (int): First width of the default ``widths``.
-        ksize (int): Kernel side, 4 (pad 1) or 5 (pad 2, the paper's).
+        ksize (int or None): Kernel side. With ``downsample='stride'`` 4
+            (pad 1, the default), 5 (pad 2, the paper's) or 3 (pad 1, the
+            Keras DCGAN notes'); with pooling an odd 3 (the default), 5
+            (keras-dcgan's) or 7, padded to keep the side. ``None`` picks
+            the default.
         norm (str): ``'batch'`` (the paper) or ``'none'``: no batch
             normalization, as WGAN-GP critics and SNGAN discriminators use.
         spectral_norm (bool): Whether to spectrally normalize every conv
@@ -154,10 +218,36 @@ class Discriminator(DiscriminatorBase):
             iteration per forward pass in train mode. The iteration's
             vectors are persistent (``convs/i/W_u``, ``out/W_u``), so they
             are saved and loaded with the weights.
+        downsample (str): How each stage halves the side: ``'stride'`` (a
+            stride-2 convolution, the paper's), ``'max_pool'`` or
+            ``'avg_pool'`` (a stride-1 convolution and its activation, then
+            2x2 pooling; keras-dcgan).
+        activation (str): Hidden-layer nonlinearity: ``'leaky_relu'``
+            (slope 0.2, the paper's), ``'tanh'`` (keras-dcgan), ``'relu'``
+            or ``'elu'``.
+        fc_width (int or None): Width of a hidden fully connected layer
+            ``fc`` between the last feature map and ``out`` (keras-dcgan:
+            1024; the Keras DCGAN notes: 2048); ``None`` for none (the
+            paper). It has no normalization.
+        fc_activation (str or None): ``fc``'s nonlinearity; ``None`` means
+            ``activation``. Needs ``fc_width``.
+        noise_sigma (float): Standard deviation of Gaussian noise added to
+            D's input and to every hidden layer before its activation, in
+            training only (Chainer's DCGAN example: 0.2); 0 for none. The
+            noise comes from the net's own random state, saved with it as
+            ``noise_rng`` (see :class:`~gan_trainer.nets._layers.Stochastic`).
+        dropout (float): Fraction of each hidden layer's units dropped
+            after its activation, in training only (TensorFlow's DCGAN
+            tutorial: 0.3); 0 for none. Same random state as the noise.
+        bn_gamma (bool): Whether D's batch normalizations learn a scale;
+            ``False`` keeps only their shift, as Chainer's DCGAN example
+            does. Needs ``norm='batch'``.
 
     Raises:
-        ValueError: If ``norm`` is unknown, or ``size``, ``widths`` or
-            ``ksize`` cannot work together.
+        ValueError: If an option is unknown or out of range, or ``size``,
+            ``widths``, ``ksize``, ``downsample``, ``norm``, ``bn_gamma``,
+            ``fc_width`` and ``fc_activation`` cannot work together (the
+            message names the options).
     """
 
     def __init__(
@@ -167,9 +257,16 @@ class Discriminator(DiscriminatorBase):
         channels: int = 1,
         widths: Sequence[int] | None = None,
         base_width: int = 64,
-        ksize: int = 4,
+        ksize: int | None = None,
         norm: str = 'batch',
         spectral_norm: bool = False,
+        downsample: str = 'stride',
+        activation: str = 'leaky_relu',
+        fc_width: int | None = None,
+        fc_activation: str | None = None,
+        noise_sigma: float = 0.0,
+        dropout: float = 0.0,
+        bn_gamma: bool = True,
     ):
         super().__init__(
             size=size,
@@ -180,6 +277,13 @@ class Discriminator(DiscriminatorBase):
             norm=norm,
             spectral_norm=spectral_norm,
             in_channels=channels,
+            downsample=downsample,
+            activation=activation,
+            fc_width=fc_width,
+            fc_activation=fc_activation,
+            noise_sigma=noise_sigma,
+            dropout=dropout,
+            bn_gamma=bn_gamma,
         )
         if self.spectral_norm:
             add_spectral_norm(self)
@@ -190,8 +294,10 @@ class Discriminator(DiscriminatorBase):
         ``Discriminator(**dis.config())`` builds a net with the same
         parameters and persistent values (fresh weights), so ``load_npz``
         of a snapshot then reproduces the saved net exactly. Configs
-        written before ``norm`` and ``spectral_norm`` existed still build:
-        the defaults are the old architecture.
+        written before ``norm``, ``spectral_norm`` and the recipe options
+        existed still build: the defaults are the old architecture, and the
+        recipe options appear only when they differ from their defaults
+        (:data:`DISCRIMINATOR_OPTIONS`).
         """
         return super().config()
 
@@ -206,6 +312,6 @@ class Discriminator(DiscriminatorBase):
             chainer.Variable: Logits of shape ``(B,)``; positive means
             "looks real".
         """
-        h = self.features(self.check_x(x))
-        # (B, widths[-1], s0, s0) -> (B, 1) -> (B,)
+        h = self.head(self.features(self.noisy(self.check_x(x))))
+        # (B, widths[-1], s0, s0) or (B, fc_width) -> (B, 1) -> (B,)
         return F.flatten(self.out(h))

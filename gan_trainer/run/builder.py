@@ -46,9 +46,10 @@ from gan_trainer.datasets import Data, DatasetError, load_dataset
 from gan_trainer.device import get_device
 from gan_trainer.ema import GeneratorEMA, generator_to_show
 from gan_trainer.iterators import train_iterator
-from gan_trainer.latent import global_seed
+from gan_trainer.latent import get_sampler, global_seed
 from gan_trainer.nets import build_discriminator, build_generator
 from gan_trainer.nets._blocks import default_n_stages, resolve_widths
+from gan_trainer.optimizers import make_optimizer
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import memory
 from gan_trainer.run.config import ConfigError, RunConfig, network_options, preset_options
@@ -182,7 +183,7 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
     # (Every process builds the same nets from the seed, so the EMA's copy of
     # G is the same everywhere too.)
     ema = GeneratorEMA(gen, decay=config.ema, start=config.ema_start) if config.ema else None
-    optimizers = {'gen': make_adam(gen, config), 'dis': make_adam(dis, config)}
+    optimizers = make_optimizers(gen, dis, config)
     precision.configure_optimizers(optimizers, config.dtype)
     if group.parallel:  # gradients averaged over the processes; rank 0's weights
         from gan_trainer.distributed import rank_seed, setup_distributed
@@ -197,10 +198,10 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
                                                  shuffle=False)
     updater = GANUpdater(
         train_iter, optimizers, device=device, loss=config.loss, n_dis=config.n_dis,
-        order=config.order, z_dist=config.z_dist, separate_batches=config.separate_batches,
+        order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,
         seed=seed, penalty=get_penalty(config.penalty, config.penalty_weight),
         conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes,
-        augment=make_augment(config))
+        augment=make_augment(config), real_label=real_label(config))
     iterations = config.iteration
     if config.epoch:
         iterations = math.ceil(config.epoch * len(train) / (config.batchsize * config.n_dis))
@@ -213,7 +214,7 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
     # 4. Extensions.
     nets = {'gen': gen, 'dis': dis, **({'gen_ema': ema.target} if ema else {})}
     evaluator = GANEvaluator(test_iter, {'gen': generator_to_show(gen, ema), 'dis': dis},
-                             device=device, loss=config.loss, z_dist=config.z_dist, seed=seed,
+                             device=device, loss=config.loss, z_dist=z_sampler(config), seed=seed,
                              conditional=config.conditional)
     if group.parallel:
         from gan_trainer.distributed import create_multi_node_evaluator
@@ -426,8 +427,13 @@ def build_networks(config: RunConfig, shape, n_classes: int = 1):
     else:
         common = {'size': size, 'channels': channels, 'widths': config.widths,
                   'base_width': config.base_width, 'ksize': config.ksize}
-        gen_config = dict(common, n_hidden=config.n_hidden)
-        dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm)
+        gen_config = dict(common, n_hidden=config.n_hidden, upsample=config.gen_upsample,
+                          activation=config.gen_activation, fc_width=config.gen_fc)
+        dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm,
+                          downsample=config.dis_downsample, activation=config.dis_activation,
+                          fc_width=config.dis_fc, fc_activation=config.dis_fc_activation,
+                          noise_sigma=config.dis_noise, dropout=config.dis_dropout,
+                          bn_gamma=config.dis_bn_gamma)
         if config.conditional:
             gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
             dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)
@@ -457,11 +463,22 @@ def net_config(net: chainer.Link) -> dict:
     return {'arch': 'custom', 'class': f'{cls.__module__}.{cls.__qualname__}'}
 
 
-def make_adam(link: chainer.Link, config: RunConfig) -> chainer.Optimizer:
-    """Adam with the run's settings, set up for ``link``."""
-    optimizer = chainer.optimizers.Adam(alpha=config.lr, beta1=config.beta1, beta2=config.beta2)
-    optimizer.setup(link)
-    return optimizer
+def make_optimizers(gen: chainer.Link, dis: chainer.Link, config: RunConfig) -> dict:
+    """``{'gen': ..., 'dis': ...}``: each network's optimizer of the run, set up."""
+    return {name: make_optimizer(net, config.optimizer_spec(name))
+            for name, net in (('gen', gen), ('dis', dis))}
+
+
+def z_sampler(config: RunConfig):
+    """The run's z distribution, with its truncation when it has one."""
+    return get_sampler(config.z_dist, threshold=config.z_threshold)
+
+
+def real_label(config: RunConfig):
+    """``real_label`` as the updater takes it: None, a number or ``(lo, hi)``."""
+    if config.real_label is None:
+        return None
+    return config.real_label[0] if len(config.real_label) == 1 else tuple(config.real_label)
 
 
 def loader_processes(config: RunConfig, facts: dict, group: Group) -> int:

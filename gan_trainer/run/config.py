@@ -61,6 +61,24 @@ def _augment_policy(value: str) -> str | None:
     return None
 
 
+def _layers():
+    from gan_trainer.nets import _layers
+
+    return _layers
+
+
+#: The settings an optimizer may have (:data:`gan_trainer.optimizers.SETTINGS`).
+OPTIMIZER_SETTINGS = ('lr', 'beta1', 'beta2', 'eps', 'momentum', 'nesterov', 'rho',
+                      'weight_decay')
+
+
+def _override(net: str, setting: str, checks, *, kind: str = 'float'):
+    """A per-network optimizer setting: ``--gen_lr`` (also spelled ``--lr_gen``)."""
+    return option(None, kind=kind, group='optimizer', preset=True, checks=checks,
+                  flags=(f'--{net}_{setting}', f'--{setting}_{net}'),
+                  help=f'{setting} of {"G" if net == "gen" else "D"} only')
+
+
 def _presets() -> tuple[str, ...]:
     # Presets are RunConfig values, so their module imports this one; its
     # NAMES come before the first RunConfig it makes.
@@ -99,18 +117,58 @@ class RunConfig:
                        help="the networks: 'dcgan' (Radford et al.) or 'resnet' (the SNGAN "
                             'ResNet of Miyato et al., for 28 to 128 pixels; use it with --sn '
                             'or --preset sngan, as the paper)')
-    n_hidden: int = option(100, kind='int', group='networks', networks=True,
+    n_hidden: int = option(100, kind='int', group='networks', preset=True, networks=True,
                            checks=[at_least(1)], flags=('--n_hidden', '-n'),
                            help='dimension of z')
     widths: tuple[int, ...] | None = option(
-        None, kind='ints', group='networks', networks=True,
+        None, kind='ints', group='networks', preset=True, networks=True,
         help='D conv widths, e.g. 64,128,256 (G mirrors them)')
-    base_width: int = option(32, kind='int', group='networks', networks=True,
+    base_width: int = option(32, kind='int', group='networks', preset=True, networks=True,
                              checks=[at_least(1)],
                              help='width of the first D layer when --widths is not given '
                                   '(doubling per layer)')
-    ksize: int = option(4, kind='int', group='networks', networks=True, choices=(4, 5),
-                        help='convolution kernel size')
+    ksize: int | None = option(
+        None, kind='int', group='networks', networks=True, preset=True, choices=(3, 4, 5, 7),
+        help='convolution kernel size (default 4 for strided stages, 3 around up- or '
+             'downsampling)')
+    gen_upsample: str = option('deconv', kind='str', group='networks', networks=True,
+                               preset=True, choices=lambda: _layers().UPSAMPLES,
+                               help="how G doubles the side: 'deconv' (transposed "
+                                    "convolution), or 'nearest'/'bilinear' upsampling and a "
+                                    'convolution (no checkerboard artefacts, Odena et al. 2016)')
+    gen_activation: str = option('relu', kind='str', group='networks', networks=True,
+                                 preset=True, choices=lambda: tuple(_layers().ACTIVATIONS),
+                                 help="G's hidden activation")
+    gen_fc: int | None = option(None, kind='int', group='networks', networks=True,
+                                preset=True, checks=[at_least(1)],
+                                help="a hidden fully connected layer of this width before G's "
+                                     "projection (keras-dcgan's Dense 1024)")
+    dis_downsample: str = option('stride', kind='str', group='networks', networks=True,
+                                 preset=True, choices=lambda: _layers().DOWNSAMPLES,
+                                 help="how D halves the side: 'stride' (stride-2 convolution), "
+                                      "or a stride-1 convolution and 'max_pool'/'avg_pool'")
+    dis_activation: str = option('leaky_relu', kind='str', group='networks', networks=True,
+                                 preset=True, choices=lambda: tuple(_layers().ACTIVATIONS),
+                                 help="D's hidden activation")
+    dis_fc: int | None = option(None, kind='int', group='networks', networks=True,
+                                preset=True, checks=[at_least(1)],
+                                help="a hidden fully connected layer of this width before D's "
+                                     'logit')
+    dis_fc_activation: str | None = option(
+        None, kind='str', group='networks', networks=True, preset=True,
+        choices=lambda: tuple(_layers().ACTIVATIONS),
+        help="the activation of D's hidden fully connected layer (default: D's activation)")
+    dis_noise: float = option(0.0, kind='float', group='networks', networks=True, preset=True,
+                              checks=[at_least(0), finite],
+                              help="sigma of Gaussian noise added to D's input and hidden layers "
+                                   "in training (Chainer's DCGAN example: 0.2)")
+    dis_dropout: float = option(0.0, kind='float', group='networks', networks=True,
+                                preset=True, checks=[between(0, 1)],
+                                help="dropout rate after D's hidden activations, in training")
+    dis_bn_gamma: bool = option(True, kind='bool', group='networks', networks=True,
+                                preset=True,
+                                help="a learned scale in D's BatchNorm (--no-dis_bn_gamma: none, "
+                                     "as Chainer's DCGAN example)")
     dis_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
                            choices=('batch', 'none'), help='normalisation in D')
     spectral_norm: bool = option(False, kind='bool', group='networks', networks=True,
@@ -138,17 +196,23 @@ class RunConfig:
         help='lambda of wgan-gp or gamma of r1 (default 10)')
     n_dis: int = option(1, kind='int', group='loop', preset=True, checks=[at_least(1)],
                         help='D steps per G step')
-    order: str = option('dis_first', kind='str', group='loop',
+    order: str = option('dis_first', kind='str', group='loop', preset=True,
                         choices=('dis_first', 'gen_first'), help='which step comes first')
-    reuse_fakes: bool = option(False, kind='bool', group='loop',
+    reuse_fakes: bool = option(False, kind='bool', group='loop', preset=True,
                                help="train G on the last D step's fakes (PyTorch's DCGAN "
                                     'loop: one G forward per iteration)')
-    z_dist: str = option('normal', kind='str', group='loop',
+    z_dist: str = option('normal', kind='str', group='loop', preset=True,
                          choices=lambda: sorted(SAMPLERS), help='distribution of z')
+    z_threshold: float | None = option(
+        None, kind='float', group='loop', preset=True, checks=[above(0)],
+        help="with --z_dist truncated_normal: the bound in standard deviations (default 2)")
+    real_label: tuple[float, ...] | None = option(
+        None, kind='floats', group='loop', preset=True,
+        help="D's target for real images: a number (one-sided label smoothing, e.g. 0.9) or "
+             'lo,hi drawn per image (noisy labels); for nonsaturating, minimax, lsgan')
     separate_batches: bool = option(
-        True, kind='bool', group='loop', negate='--concat_batches',
-        help='show D real and fake in separate batches (--concat_batches: one batch, '
-             'which breaks BatchNorm; for comparison)')
+        True, kind='bool', group='loop', preset=True, negate='--concat_batches',
+        help='feed real and fake to D in one batch (breaks BatchNorm; for comparison)')
     ema: float | None = option(None, kind='float', group='loop',
                                checks=[between(0, 1, low_open=True)],
                                help='keep a moving average of G with this decay, e.g. 0.999')
@@ -168,15 +232,54 @@ class RunConfig:
                                    'from 0 to 1')
 
     # ------------------------------------------------------- optimizer
-    lr: float = option(2e-4, kind='float', group='optimizer', preset=True, checks=[above(0)],
-                       help='Adam learning rate')
-    beta1: float = option(0.5, kind='float', group='optimizer', preset=True,
-                          checks=[between(0, 1)], help='Adam beta1')
-    beta2: float = option(0.999, kind='float', group='optimizer', preset=True,
-                          checks=[between(0, 1)], help='Adam beta2')
+    optimizer: str = option('adam', kind='str', group='optimizer', preset=True,
+                            choices=('adam', 'sgd', 'rmsprop'),
+                            help='the optimizer of both networks (see gan_trainer.optimizers)')
+    lr: float | None = option(None, kind='float', group='optimizer', preset=True,
+                              checks=[above(0)],
+                              help='learning rate (adam 2e-4, sgd and rmsprop 0.01)')
+    beta1: float | None = option(None, kind='float', group='optimizer', preset=True,
+                                 checks=[between(0, 1)], help='Adam beta1 (0.5)')
+    beta2: float | None = option(None, kind='float', group='optimizer', preset=True,
+                                 checks=[between(0, 1)], help='Adam beta2 (0.999)')
+    eps: float | None = option(None, kind='float', group='optimizer', preset=True,
+                               checks=[above(0)], help='Adam and RMSprop epsilon (1e-8)')
+    momentum: float | None = option(None, kind='float', group='optimizer', preset=True,
+                                    checks=[between(0, 1)], help='SGD momentum (0)')
+    nesterov: bool | None = option(None, kind='bool', group='optimizer', preset=True,
+                                   help='SGD with Nesterov momentum (Keras and PyTorch)')
+    rho: float | None = option(None, kind='float', group='optimizer', preset=True,
+                               checks=[between(0, 1)], help='RMSprop decay (0.99)')
+    weight_decay: float | None = option(None, kind='float', group='optimizer', preset=True,
+                                        checks=[at_least(0), finite],
+                                        help='L2 weight decay of every parameter (0)')
+    gen_optimizer: str | None = option(None, kind='str', group='optimizer', preset=True,
+                                       choices=('adam', 'sgd', 'rmsprop'),
+                                       flags=('--gen_optimizer', '--optimizer_gen'),
+                                       help="G's optimizer, when it differs")
+    gen_lr: float | None = _override('gen', 'lr', [above(0)])
+    gen_beta1: float | None = _override('gen', 'beta1', [between(0, 1)])
+    gen_beta2: float | None = _override('gen', 'beta2', [between(0, 1)])
+    gen_eps: float | None = _override('gen', 'eps', [above(0)])
+    gen_momentum: float | None = _override('gen', 'momentum', [between(0, 1)])
+    gen_nesterov: bool | None = _override('gen', 'nesterov', [], kind='bool')
+    gen_rho: float | None = _override('gen', 'rho', [between(0, 1)])
+    gen_weight_decay: float | None = _override('gen', 'weight_decay', [at_least(0), finite])
+    dis_optimizer: str | None = option(None, kind='str', group='optimizer', preset=True,
+                                       choices=('adam', 'sgd', 'rmsprop'),
+                                       flags=('--dis_optimizer', '--optimizer_dis'),
+                                       help="D's optimizer, when it differs")
+    dis_lr: float | None = _override('dis', 'lr', [above(0)])
+    dis_beta1: float | None = _override('dis', 'beta1', [between(0, 1)])
+    dis_beta2: float | None = _override('dis', 'beta2', [between(0, 1)])
+    dis_eps: float | None = _override('dis', 'eps', [above(0)])
+    dis_momentum: float | None = _override('dis', 'momentum', [between(0, 1)])
+    dis_nesterov: bool | None = _override('dis', 'nesterov', [], kind='bool')
+    dis_rho: float | None = _override('dis', 'rho', [between(0, 1)])
+    dis_weight_decay: float | None = _override('dis', 'weight_decay', [at_least(0), finite])
 
     # -------------------------------------------------------- schedule
-    batchsize: int = option(64, kind='int', group='schedule', checks=[at_least(1)],
+    batchsize: int = option(64, kind='int', group='schedule', preset=True, checks=[at_least(1)],
                             flags=('--batchsize', '-b'), help='images per batch')
     iteration: int = option(2500, kind='int', group='schedule', checks=[at_least(1)],
                             help='G updates to train')
@@ -228,7 +331,7 @@ class RunConfig:
                          help="the settings of a paper (see gan_trainer.run.presets); "
                               'options given explicitly override it')
     progress: bool = option(True, kind='bool', group='output', negate='--no_progress',
-                            saved=False, help='show a progress bar (--no_progress: none)')
+                            saved=False, help='no progress bar (for logs and CI)')
     tensorboard: bool = option(False, kind='bool', group='output',
                                help='also write TensorBoard events to OUT/tensorboard')
 
@@ -248,6 +351,7 @@ class RunConfig:
         if self.reuse_fakes and self.order != 'dis_first':
             raise ConfigError('reuse_fakes', "needs order 'dis_first': the G step reuses "
                                              'the fakes of the D step before it')
+        self._check_recipes()
         if self.ada_target is not None and self.augment == 'none':
             raise ConfigError('ada_target', 'needs augment (a policy, or ada)')
         if self.arch == 'resnet' and self.conditional and (
@@ -257,6 +361,65 @@ class RunConfig:
                                       "'projection'")
         if self.mnbn and self.communicator is None:
             raise ConfigError('mnbn', 'needs communicator (a data-parallel run under mpiexec)')
+
+    def _check_recipes(self) -> None:
+        from gan_trainer.losses import check_real_label
+
+        if self.arch == 'resnet':
+            for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'dis_downsample',
+                         'dis_activation', 'dis_fc', 'dis_fc_activation', 'dis_noise',
+                         'dis_dropout', 'dis_bn_gamma', 'ksize'):
+                if getattr(self, name) != getattr(_DEFAULTS, name):
+                    raise ConfigError(name, "is an option of the DCGAN nets, not of arch "
+                                            "'resnet'")
+        if self.dis_fc_activation is not None and self.dis_fc is None:
+            raise ConfigError('dis_fc_activation', 'needs dis_fc (the hidden layer it is for)')
+        if not self.dis_bn_gamma and self.dis_norm == 'none':
+            raise ConfigError('dis_bn_gamma', "is about D's BatchNorm, and dis_norm is 'none'")
+        if self.ksize is not None:
+            resampled = self.gen_upsample != 'deconv' or self.dis_downsample != 'stride'
+            strided = self.gen_upsample == 'deconv' or self.dis_downsample == 'stride'
+            if self.ksize == 4 and resampled:
+                raise ConfigError('ksize', "4 does not keep the side around up- or "
+                                           "downsampling (use 3 or 5)")
+            if self.ksize == 7 and strided:
+                raise ConfigError('ksize', '7 is for upsampling G and pooling D (use 4 or 5 '
+                                           'with strided stages)')
+        if self.z_threshold is not None and self.z_dist != 'truncated_normal':
+            raise ConfigError('z_threshold', "is for z_dist 'truncated_normal'")
+        if self.real_label is not None:
+            value = self.real_label[0] if len(self.real_label) == 1 else self.real_label
+            if len(self.real_label) > 2:
+                raise ConfigError('real_label', 'is one number or two (lo,hi)')
+            try:
+                check_real_label(value, self.loss)
+            except ValueError as e:
+                raise ConfigError('real_label', str(e)) from None
+        for net in ('gen', 'dis'):
+            try:
+                self.optimizer_spec(net)
+            except ValueError as e:
+                raise ConfigError(f'{net}_optimizer' if getattr(self, f'{net}_optimizer')
+                                  else 'optimizer', f'for {net}: {e}') from None
+
+    def optimizer_spec(self, net: str):
+        """The :class:`~gan_trainer.optimizers.OptimizerSpec` of ``'gen'`` or ``'dis'``.
+
+        The shared settings, then the network's own overrides over them.
+        """
+        from gan_trainer.optimizers import SETTINGS, OptimizerSpec
+
+        name = getattr(self, f'{net}_optimizer') or self.optimizer
+        own = SETTINGS.get(name, {})
+        # The shared settings an optimizer does not have are left to the
+        # other network's (when their optimizers differ); the overrides must fit.
+        shared = {k: getattr(self, k) for k in OPTIMIZER_SETTINGS
+                  if k in own or k == 'weight_decay'}
+        if name == self.optimizer:
+            shared = {k: getattr(self, k) for k in OPTIMIZER_SETTINGS}
+        shared = {k: v for k, v in shared.items() if v is not None}
+        overrides = {k: getattr(self, f'{net}_{k}') for k in OPTIMIZER_SETTINGS}
+        return OptimizerSpec(name, **shared).updated(**overrides)
 
     # ------------------------------------------------------------ use
 
@@ -270,7 +433,7 @@ class RunConfig:
         unknown = set(changes) - set(declared(RunConfig))
         if unknown:
             raise ConfigError(min(unknown), 'is not an option of a run')
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **_with_optimizer_settings(self, changes))
 
     def to_dict(self, *, saved_only: bool = True) -> dict[str, Any]:
         """The options as JSON-able values (``saved_only``: those ``config.json`` keeps)."""
@@ -297,6 +460,29 @@ class RunConfig:
         return cls(**values)
 
 
+def _with_optimizer_settings(config: RunConfig, changes: dict) -> dict:
+    """``changes``, plus ``None`` for the settings a change of optimizer leaves behind.
+
+    ``--optimizer sgd`` over a config with Adam's ``beta1`` means "SGD":
+    the old optimizer's settings go (unless given again in the same call),
+    as :meth:`gan_trainer.optimizers.OptimizerSpec.updated` does.
+    """
+    from gan_trainer.optimizers import SETTINGS
+
+    changes = dict(changes)
+    for prefix in ('', 'gen_', 'dis_'):
+        key = f'{prefix}optimizer'
+        new = changes.get(key)
+        if new is None or new == getattr(config, key):
+            continue
+        for setting in OPTIMIZER_SETTINGS:
+            field = f'{prefix}{setting}'
+            if field not in changes and setting not in SETTINGS.get(new, {}) and (
+                    setting != 'weight_decay'):
+                changes[field] = None
+    return changes
+
+
 def preset_options() -> tuple[str, ...]:
     """The names of the options a ``--preset`` sets."""
     return tuple(n for n, f in declared(RunConfig).items() if f.metadata['preset'])
@@ -305,3 +491,6 @@ def preset_options() -> tuple[str, ...]:
 def network_options() -> tuple[str, ...]:
     """The names of the options that change the networks or the data."""
     return tuple(n for n, f in declared(RunConfig).items() if f.metadata['networks'])
+
+
+_DEFAULTS = RunConfig()

@@ -72,7 +72,7 @@ def training_bytes(config, shape: tuple[int, int, int]) -> int:
     except ValueError:
         return 0  # the networks' own check will say why this size cannot be built
     start = side // 2 ** len(widths)
-    k2 = config.ksize ** 2
+    k2 = (config.ksize or 4) ** 2
     sides = [side // 2 ** (i + 1) for i in range(len(widths))]  # D's map after each conv
     ins = (channels, *widths[:-1])
     conv = sum(k2 * c_in * w for c_in, w in zip(ins, widths))

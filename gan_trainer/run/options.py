@@ -60,8 +60,9 @@ def option(
         default: The value when the option is not given (``None`` means
             "not set": the option is optional or derived).
         help: One line for ``--help`` and the docs.
-        kind: ``'int'``, ``'float'``, ``'str'``, ``'bool'`` or ``'ints'``
-            (comma-separated positive integers); how a flag's text is read.
+        kind: ``'int'``, ``'float'``, ``'str'``, ``'bool'``, ``'ints'``
+            (comma-separated positive integers) or ``'floats'`` (one or two
+            comma-separated numbers); how a flag's text is read.
         group: One of :data:`GROUPS`.
         checks: Rules the value must pass (skipped for ``None``).
         flags: Command-line spellings; ``('--NAME',)`` by default. Short
@@ -75,7 +76,8 @@ def option(
         saved: Whether ``config.json`` records it (not for actions such
             as ``resume``).
         negate: For a bool whose flag turns it *off* (``--no_progress``
-            sets ``progress`` to False): that flag.
+            sets ``progress`` to False): that flag; ``help`` then says what
+            the flag does.
     """
     if group not in GROUPS:
         raise ValueError(f'unknown option group {group!r}')
@@ -144,6 +146,7 @@ _KIND_WORDS = {
     'str': 'a string',
     'bool': 'true or false',
     'ints': 'a list of positive integers',
+    'floats': 'one number or two, comma-separated',
 }
 
 
@@ -164,6 +167,15 @@ def _convert(kind: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise TypeError
         return value
+    if kind == 'floats':
+        if isinstance(value, str):
+            value = [float(v) for v in value.split(',') if v.strip()]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        values = tuple(float(v) for v in value)
+        if not values or any(isinstance(v, bool) for v in value):
+            raise ValueError
+        return values
     if kind == 'ints':
         if isinstance(value, str):
             value = [int(v) for v in value.split(',') if v.strip()]

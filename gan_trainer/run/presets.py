@@ -1,4 +1,4 @@
-"""Presets: the settings each GAN paper trained with, as RunConfig values.
+"""Presets: the settings of each paper and tutorial, as RunConfig values.
 
 ``PRESETS[name]`` is a complete :class:`~gan_trainer.run.RunConfig`; a run
 starts from one (``--preset NAME``, ``dcgan`` by default) and any option
@@ -21,6 +21,25 @@ betas 0/0.9, and no BatchNorm in the critic because the penalty is per
 example); SN-GAN, Miyato et al. 2018 with the hinge loss and their
 optimizer setting "C" (2e-4, 0.5, 0.999, n_dis 1), which suits a DCGAN-size
 D on a CPU budget; LSGAN, Mao et al. 2017 (Adam 2e-4, beta1 0.5).
+
+The recipes of the write-ups the package's users come from (the Japanese
+DCGAN tutorials follow them) are presets too, each as close to its
+original as the built-in 28x28 digits allow, with the original's known
+mistakes corrected; :data:`DESCRIPTIONS` says what each one is and what was
+corrected:
+
+* ``keras-dcgan``: jacobgil/keras-dcgan (Dense 1024 and 128x7x7 in G,
+  nearest upsampling and 5x5 convolutions, tanh; D of 5x5 convolutions,
+  max-pooling and a Dense 1024, no BatchNorm; SGD with Nesterov momentum).
+* ``keras-dcgan-notes``: the "Keras DCGAN notes" (3x3 convolutions, ELU
+  and upsampling in G; strided 3x3 convolutions without BatchNorm and a
+  Dense 2048 in D; Adam 2e-4/0.5 for G and 1e-5/0.1 for D).
+* ``chainer-example``: Chainer's own examples/dcgan (Gaussian noise of
+  sigma 0.2 in D, BatchNorm without gamma, weight decay 1e-4, batch 50,
+  uniform z, G trained on the D step's fakes).
+* ``tf-gan``: TensorFlow's DCGAN tutorial (5x5 kernels, LeakyReLU in G,
+  dropout 0.3 and no BatchNorm in D, Adam 1e-4 with TensorFlow's default
+  beta1 0.9, batch 256).
 """
 
 from __future__ import annotations
@@ -31,9 +50,10 @@ from typing import Any
 from gan_trainer.run.config import ConfigError, RunConfig, preset_options
 
 #: The preset names, in the order of the table (checked against PRESETS by a test).
-NAMES = ('dcgan', 'wgan-gp', 'sngan', 'lsgan')
+NAMES = ('dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
+         'chainer-example', 'tf-gan')
 
-_DCGAN = RunConfig()
+_DCGAN = RunConfig(lr=2e-4, beta1=0.5, beta2=0.999)
 
 #: Preset name -> the run it describes (see the module docstring's table).
 PRESETS: dict[str, RunConfig] = {
@@ -43,6 +63,63 @@ PRESETS: dict[str, RunConfig] = {
                               beta1=0.0, beta2=0.9),
     'sngan': _DCGAN.replace(preset='sngan', loss='hinge', spectral_norm=True, dis_norm='none'),
     'lsgan': _DCGAN.replace(preset='lsgan', loss='lsgan'),
+    'keras-dcgan': _DCGAN.replace(
+        preset='keras-dcgan', batchsize=128, z_dist='uniform', widths=(64, 128), ksize=5,
+        gen_upsample='nearest', gen_activation='tanh', gen_fc=1024,
+        dis_downsample='max_pool', dis_activation='tanh', dis_fc=1024, dis_norm='none',
+        separate_batches=False, optimizer='sgd', lr=5e-4, momentum=0.9, nesterov=True),
+    'keras-dcgan-notes': _DCGAN.replace(
+        preset='keras-dcgan-notes', batchsize=200, n_hidden=64, z_dist='uniform',
+        widths=(64, 128), ksize=3, gen_upsample='nearest', gen_activation='elu',
+        dis_norm='none', dis_fc=2048, order='gen_first',
+        lr=2e-4, beta1=0.5, dis_lr=1e-5, dis_beta1=0.1),
+    'chainer-example': _DCGAN.replace(
+        preset='chainer-example', batchsize=50, z_dist='uniform', widths=(64, 128),
+        dis_noise=0.2, dis_bn_gamma=False, weight_decay=1e-4, reuse_fakes=True),
+    'tf-gan': _DCGAN.replace(
+        preset='tf-gan', batchsize=256, widths=(64, 128), ksize=5,
+        gen_activation='leaky_relu', dis_norm='none', dis_dropout=0.3,
+        lr=1e-4, beta1=0.9, eps=1e-7, reuse_fakes=True),
+}
+
+
+#: Preset name -> what it is, and where it departs from its source (and why).
+DESCRIPTIONS: dict[str, str] = {
+    'dcgan': 'Radford et al. 2016: Adam 2e-4/0.5, BatchNorm in G and D, transposed '
+             'convolutions; the default run',
+    'wgan-gp': 'Gulrajani et al. 2017, Algorithm 1: the critic without BatchNorm, a gradient '
+               'penalty of 10, 5 critic steps per G step, Adam 1e-4/0/0.9',
+    'sngan': 'Miyato et al. 2018: spectral norm in D (no BatchNorm), the hinge loss, their '
+             'setting "C" (Adam 2e-4/0.5/0.999, one D step)',
+    'lsgan': 'Mao et al. 2017: least-squares loss, otherwise the DCGAN recipe',
+    'keras-dcgan': 'jacobgil/keras-dcgan: Dense 1024 + tanh and 128x7x7 in G, nearest '
+                   'upsampling + 5x5 convs with tanh; D of 5x5 convs + tanh + 2x2 max-pooling '
+                   'and a Dense 1024, one real+fake batch (no BatchNorm in D); SGD with '
+                   'Nesterov momentum 0.9, lr 5e-4, batch 128, uniform z. Corrected: D is '
+                   'frozen in the G step by ops.frozen (Keras froze it only through the '
+                   'order of two compile calls), fakes are made in training mode (predict() '
+                   'used inference-mode BatchNorm), the cross-entropy takes logits (not clipped '
+                   "sigmoids); its noisy labels up to 1.2 (--real_label) are capped at 1",
+    'keras-dcgan-notes': 'the Keras DCGAN notes: 3x3 convs, ELU and nearest upsampling in G; '
+                         'strided 3x3 convs without BatchNorm (the author dropped it after it '
+                         'collapsed his runs) and a Dense 2048 in D; Adam 2e-4/0.5 for G and '
+                         '1e-5/0.1 for D, G step first, batch 200, 64-d uniform z. Corrected: '
+                         'data in [-1, 1] for the tanh G (not [0, 1]), BatchNorm + ELU after '
+                         "G's first conv, 'same' padding, D's channels from the data, fresh "
+                         'z in each step, LeakyReLU slope 0.2 (Keras: 0.3)',
+    'chainer-example': "Chainer's examples/dcgan: Gaussian noise of sigma 0.2 on D's input and "
+                       'hidden layers, BatchNorm in D without gamma, Adam 2e-4/0.5 with weight '
+                       'decay 1e-4, batch 50, uniform z, G trained on the fakes of the D step. '
+                       'Corrected: the G step runs D again after its update (the example '
+                       "backpropagated through D's graph of before the update), D's step "
+                       "builds no graph into G, the noise comes from D's saved random state "
+                       '(so runs repeat and resume), tanh and data in [-1, 1]',
+    'tf-gan': "TensorFlow's DCGAN tutorial: 5x5 kernels, LeakyReLU in G, dropout 0.3 and no "
+              "BatchNorm in D, Adam 1e-4 with TensorFlow's defaults (beta1 0.9, eps 1e-7), "
+              'batch 256, G trained on the D step\'s fakes. Kept: beta1 0.9 (the DCGAN paper '
+              'found 0.5 steadier). Corrected: the two steps alternate instead of running '
+              'at once, every batch is full (the last partial batch pitted 96 reals '
+              'against 256 fakes), LeakyReLU slope 0.2 (Keras: 0.3)',
 }
 
 
@@ -74,3 +151,10 @@ def apply_preset(config: RunConfig, name: str, **explicit: Any) -> RunConfig:
     settings = preset_settings(name)
     merged = dataclasses.replace(config, **settings)
     return merged.replace(**explicit)
+
+
+def preset_table() -> str:
+    """The presets as a Markdown table (README's), from :data:`DESCRIPTIONS`."""
+    rows = ['| preset | what it is (and what was corrected) |', '|---|---|']
+    rows += [f'| `{name}` | {DESCRIPTIONS[name]} |' for name in PRESETS]
+    return '\n'.join(rows) + '\n'

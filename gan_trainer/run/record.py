@@ -56,6 +56,7 @@ class RunRecord:
         conditional: Whether G and D take labels.
         ema: The decay of G's moving average, or None when there is none.
         version: The file's schema version.
+        z_threshold: The bound of a truncated-normal z, or None.
     """
 
     config: RunConfig | None
@@ -67,12 +68,20 @@ class RunRecord:
     conditional: bool = False
     ema: float | None = None
     version: int = VERSION
+    z_threshold: float | None = None
 
     @classmethod
     def of(cls, config: RunConfig, gen: dict, dis: dict, *, classes=(), data=None) -> RunRecord:
         """The record of a run about to start with ``config`` and these networks."""
         return cls(config, dict(gen), dict(dis), tuple(classes), dict(data or {}),
-                   config.z_dist, config.conditional, config.ema)
+                   config.z_dist, config.conditional, config.ema, z_threshold=config.z_threshold)
+
+    @property
+    def sampler(self):
+        """The z distribution of the run, as :func:`gan_trainer.latent.get_sampler` gives it."""
+        from gan_trainer.latent import get_sampler
+
+        return get_sampler(self.z_dist, threshold=self.z_threshold)
 
     @property
     def n_classes(self) -> int:
@@ -116,7 +125,8 @@ class RunRecord:
                    dict(data.get('data') or {}), data.get('z_dist', 'normal'),
                    bool(data.get('conditional', False)),
                    # Version 1 wrote the decay given to --ema, or null.
-                   float(ema) if isinstance(ema, (int, float)) and ema else None, version)
+                   float(ema) if isinstance(ema, (int, float)) and ema else None, version,
+                   config.z_threshold if config is not None else None)
 
     def write(self, out: str) -> str:
         """Writes ``OUT/config.json`` atomically; returns its path."""

@@ -1,0 +1,152 @@
+"""Widths, initialization, batch and spectral normalization of the DCGAN nets.
+
+The pieces every layer stack of :mod:`._blocks` shares: how an image side
+becomes a list of stage widths (:func:`resolve_widths`), the paper's weight
+and batch-norm initialization, and spectral normalization of a whole net.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import chainer
+import chainer.links as L
+from chainer import initializers
+from chainer.link_hooks import SpectralNormalization
+
+from gan_trainer import ops
+
+# The DCGAN paper: "All weights were initialized from a zero-centered Normal
+# distribution with standard deviation 0.02."
+WEIGHT_STD = 0.02
+
+# Smallest start side the default rule aims for; 4x4 matches the paper's
+# 64x64 generator (4x4x1024 first map). Explicit widths may go down to 2x2.
+_MIN_START_SIDE = 4
+_MIN_START_SIDE_EXPLICIT = 2
+
+#: Normalizations D's hidden convs accept: batch norm (the DCGAN paper) or
+#: none (WGAN-GP critics, whose gradient penalty is per example, and the
+#: SNGAN discriminators, which rely on spectral normalization alone).
+NORMS = ('batch', 'none')
+
+# Links whose weight matrix spectral normalization rescales.
+_SN_LINKS = (L.Convolution2D, L.Linear, L.EmbedID)
+
+
+class NormalAroundOne(chainer.initializer.Initializer):
+    """N(1, scale) initializer for batch-norm scales.
+
+    Chainer's :class:`~chainer.initializers.Normal` has no mean argument.
+    Radford et al.'s reference code draws BN gains from N(1, 0.02) rather
+    than setting them to exactly 1, and we follow it: the small jitter is
+    harmless and keeps our nets comparable with the published ones.
+    """
+
+    def __init__(self, scale: float = WEIGHT_STD, dtype=None):
+        super().__init__(dtype)
+        self._normal = initializers.Normal(scale, dtype)
+
+    def __call__(self, array):
+        self._normal(array)
+        array += 1
+
+
+def batch_norm(width: int, *, use_gamma: bool = True) -> L.BatchNormalization:
+    """Returns DCGAN's batch normalization for ``width`` channels.
+
+    ``use_gamma=False`` leaves out the learned scale, as Chainer's DCGAN
+    example does in D (its shift ``beta`` stays).
+    """
+    if not use_gamma:
+        return ops.BatchNormalization(width, use_gamma=False)
+    return ops.BatchNormalization(width, initial_gamma=NormalAroundOne(WEIGHT_STD))
+
+
+def default_n_stages(size: int) -> int:
+    """Returns how many stride-2 stages the default widths use for ``size``.
+
+    The rule is: the largest ``n`` such that ``size`` is divisible by
+    ``2**n`` and the start side ``size // 2**n`` is still at least 4. Halving
+    further would either leave a fractional side or go below 4x4, so the
+    start side ends up in 4..7 (or is odd, e.g. 9 for 36): 28 -> 2 stages
+    from 7x7 (the classic MNIST DCGAN), 32 -> 3 from 4x4, 64 -> 4 from 4x4
+    (the paper's LSUN generator), 128 -> 5 from 4x4.
+
+    Args:
+        size (int): Image side in pixels.
+
+    Returns:
+        int: The number of stages, 0 when ``size`` is odd or below 8.
+    """
+    n = 0
+    while size % 2 ** (n + 1) == 0 and size // 2 ** (n + 1) >= _MIN_START_SIDE:
+        n += 1
+    return n
+
+
+def resolve_widths(
+    size: int, widths: Sequence[int] | None = None, *, base_width: int = 64
+) -> tuple[int, ...]:
+    """Validates ``size`` against ``widths`` and returns D-order widths.
+
+    Args:
+        size (int): Image side in pixels.
+        widths (sequence of int or None): D's conv widths from the input
+            side; one stride-2 stage each. ``None`` picks
+            :func:`default_n_stages` stages of widths
+            ``base_width * 2**i``, doubling with depth as in the paper.
+        base_width (int): Width of D's first conv (and G's last hidden
+            deconv) when ``widths`` is ``None``.
+
+    Returns:
+        tuple of int: The widths, from D's input side.
+
+    Raises:
+        ValueError: If ``size`` cannot be halved ``len(widths)`` times into
+            an integer side of at least 2 (4 for the default widths), or if
+            a width is not a positive integer.
+    """
+    if size < 1 or int(size) != size:
+        raise ValueError(f'size must be a positive integer, got {size!r}')
+    if widths is None:
+        if base_width < 1 or int(base_width) != base_width:
+            raise ValueError(f'base_width must be a positive integer, got {base_width!r}')
+        n = default_n_stages(size)
+        if n == 0:
+            raise ValueError(
+                f'size {size} cannot be built with the default widths: they '
+                f'need an even size of at least {2 * _MIN_START_SIDE}'
+            )
+        return tuple(base_width * 2**i for i in range(n))
+
+    widths = tuple(widths)
+    if not widths or any(w < 1 or int(w) != w for w in widths):
+        raise ValueError(
+            f'widths must be a non-empty list of positive integers, got {list(widths)!r}'
+        )
+    n = len(widths)
+    if size % 2**n or size // 2**n < _MIN_START_SIDE_EXPLICIT:
+        raise ValueError(
+            f'size {size} cannot be built with {n} stride-2 stages '
+            f'(widths {list(widths)}): use a multiple of {2**n} that is at '
+            f'least {2**n * _MIN_START_SIDE_EXPLICIT}, or fewer widths'
+        )
+    return tuple(int(w) for w in widths)
+
+
+def add_spectral_norm(chain: chainer.Chain) -> None:
+    """Adds spectral normalization to every conv, linear and embed link.
+
+    Each link gets its own :class:`chainer.link_hooks.SpectralNormalization`
+    (one power iteration per forward pass in train mode, as in Miyato et
+    al. 2018), which divides the weight by its largest singular value
+    before every forward pass. The hook registers the power iteration's
+    vector as the persistent ``W_u`` of the link, so it is saved with
+    ``save_npz`` and loaded back: a D rebuilt from its ``config()`` must
+    get the hook before ``load_npz`` (the constructors take care of it).
+    ``W_u`` starts from NumPy's (or CuPy's) global RNG.
+    """
+    for link in chain.links(skipself=True):
+        if isinstance(link, _SN_LINKS):
+            link.add_hook(SpectralNormalization())
