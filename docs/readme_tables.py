@@ -26,7 +26,7 @@ def blocks() -> dict[str, str]:
 
 def updated(text: str) -> str:
     for name, body in blocks().items():
-        pattern = re.compile(rf'(<!-- {name}:[^\n]*-->\n)(.*?)(<!-- /{name} -->)', re.S)
+        pattern = re.compile(rf'(<!-- {name}:[^\n]*-->\n)(.*?)(<!-- /{name} -->)', re.DOTALL)
         if not pattern.search(text):
             raise SystemExit(f'readme_tables.py: error: README.md has no <!-- {name}: --> block')
         text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
