@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_trainer import datasets
 from gan_trainer.datasets import (
     Data,
     DatasetError,
@@ -19,6 +18,7 @@ from gan_trainer.datasets import (
     image_shape,
     load_dataset,
 )
+from gan_trainer.datasets import digits as datasets  # the built-in set's module
 
 ONE_STEP = 1 / 127.5  # one uint8 level in [-1, 1] units
 

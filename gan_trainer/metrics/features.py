@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy
 
-from gan_trainer.datasets import _resize_chw
+from gan_trainer.datasets._common import _resize_chw
 
 #: The type of a feature network (see the module docstring).
 FeatureNet = Callable[[numpy.ndarray], tuple[numpy.ndarray, 'numpy.ndarray | None']]

@@ -32,7 +32,7 @@ from gan_trainer.checkpoint import (
     load_generator,
     load_params,
 )
-from gan_trainer.run.builder import build_networks, build_trainer
+from gan_trainer.run.builder import build_trainer
 from gan_trainer.run.config import RunConfig, network_options, preset_options
 from gan_trainer.run.errors import (
     EXIT_DIVERGED,
@@ -47,6 +47,7 @@ from gan_trainer.run.errors import (
 )
 from gan_trainer.run.folder import RunFolder
 from gan_trainer.run.options import ConfigError
+from gan_trainer.run.parts import build_networks
 from gan_trainer.run.presets import PRESETS, apply_preset, get_preset
 from gan_trainer.run.record import RunRecord, read_record
 from gan_trainer.run.trainer import RunTrainer

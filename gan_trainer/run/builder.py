@@ -46,18 +46,25 @@ from gan_trainer.datasets import Data, DatasetError, load_dataset
 from gan_trainer.device import get_device
 from gan_trainer.ema import GeneratorEMA, generator_to_show
 from gan_trainer.iterators import train_iterator
-from gan_trainer.latent import get_sampler, global_seed
-from gan_trainer.nets import build_discriminator, build_generator
-from gan_trainer.nets._blocks import default_n_stages, resolve_widths
-from gan_trainer.optimizers import make_optimizer
+from gan_trainer.nets._blocks import default_n_stages
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import memory
-from gan_trainer.run.config import ConfigError, RunConfig, network_options, preset_options
+from gan_trainer.run.config import ConfigError, RunConfig
 from gan_trainer.run.errors import RunWarning
 from gan_trainer.run.extensions import add_extensions
 from gan_trainer.run.folder import RunFolder, is_rank_file
 from gan_trainer.run.group import Group
-from gan_trainer.run.record import RunRecord, record_beside
+from gan_trainer.run.parts import (
+    build_networks,
+    loader_processes,
+    make_augment,
+    make_optimizers,
+    net_config,
+    real_label,
+    z_sampler,
+)
+from gan_trainer.run.record import RunRecord
+from gan_trainer.run.resume import check_same_networks, previous_record, resume_point
 from gan_trainer.run.trainer import RunTrainer
 
 #: Where a message line goes: the command prefixes its name; the default prints it.
@@ -127,11 +134,11 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
     comm, lead_say = group.comm, say
     if group.lead:
         folder.remove_temporaries()
-    resume, later = _resume_point(config, folder, group, lead_say)
+    resume, later = resume_point(config, folder, group, lead_say)
     # 2. Data, memory, the resumed run's settings.
     with group.agreeing():
         resumed_at = snapshot_iteration(resume) if resume else 0
-        previous = _previous_record(resume)
+        previous = previous_record(resume)
         if previous is not None:
             check_same_networks(config, previous.config, resume,
                                 previous.gen.get('size'))
@@ -252,98 +259,6 @@ def _start_distributed(config: RunConfig):
     return comm
 
 
-def _resume_point(config: RunConfig, folder: RunFolder, group: Group, say: Log
-                  ) -> tuple[str | None, list[str]]:
-    """The trainer snapshot to resume (this process's file), checked against the folder.
-
-    Returns:
-        ``(snapshot or None, later)``: with ``resume='auto'``, ``later``
-        are this process's snapshots newer than the one resumed (damaged,
-        or not finished by every process), to be moved aside once the run
-        has passed its checks.
-    """
-    resume, later = config.resume, []
-    if resume == 'auto':
-        if group.parallel:
-            resume = folder.latest_common(group.comm)
-        else:
-            with group.agreeing():
-                resume = folder.latest()
-        later = folder.after(resume)
-        say(f'resuming from {resume}' if resume else
-            f"no snapshot to resume in '{folder.path}'; starting a new run")
-    elif resume and group.parallel:
-        with group.agreeing():
-            resume = folder.rank_file(resume, group.comm)
-    with group.agreeing():
-        # A run never overwrites, or lets --keep delete, the snapshots of
-        # another run.
-        if resume:
-            folder.check_resume(resume, advice='pass another --out', ignore=later)
-        else:
-            folder.check_fresh(advice='none of them can be resumed; pass another --out'
-                               if config.resume else
-                               'pass --resume auto to continue it, or another --out')
-    return resume, later
-
-
-def _previous_record(resume: str | None) -> RunRecord | None:
-    """The record of the run a snapshot belongs to, when its folder has a readable one."""
-    if not resume:
-        return None
-    try:
-        return record_beside(resume)
-    except SnapshotError:
-        return None  # an older or copied snapshot: the load itself will check the shapes
-
-
-def check_same_networks(config: RunConfig, previous: RunConfig | None, snapshot: str,
-                        side: int | None = None) -> None:
-    """Refuses to resume with options that would change the networks or the data.
-
-    Args:
-        config: The options of this run.
-        previous: Those of the run being resumed (from its ``config.json``).
-        snapshot: The snapshot being resumed, for the message.
-        side: The image side of the run being resumed, to compare the
-            widths that ``widths`` or ``base_width`` give.
-
-    Raises:
-        ConfigError: Naming the first option that differs, with both values.
-    """
-    if previous is None:
-        return
-
-    def refuse(name, new, old, verb='is'):
-        preset = (f' (from preset {config.preset})' if config.preset != previous.preset
-                  and name in preset_options() else '')
-        raise ConfigError(name, f'{verb} {_shown(new)}{preset}, but the run being resumed '
-                                f'({snapshot}) has {_shown(old)}: resume with its value, or '
-                                'start a new run in another --out')
-
-    # The DCGAN rule resolves widths from base_width: compare what they give.
-    resolved = side is not None and config.arch == previous.arch == 'dcgan'
-    for name in network_options():
-        if resolved and name in ('widths', 'base_width'):
-            continue
-        new, old = getattr(config, name), getattr(previous, name)
-        if new != old:
-            refuse(name, new, old)
-    if resolved:
-        try:
-            new = resolve_widths(side, config.widths, base_width=config.base_width)
-            old = resolve_widths(side, previous.widths, base_width=previous.base_width)
-        except ValueError:
-            new = old = None  # the networks' own check says why
-        if new != old:
-            refuse('widths' if config.widths is not None else 'base_width', new, old,
-                   'gives D the widths')
-    if (config.ema is None) != (previous.ema is None):
-        raise ConfigError('ema', f'is {_shown(config.ema)}, but the run being resumed '
-                                 f'({snapshot}) has {_shown(previous.ema)}: a moving average '
-                                 'cannot be added to or dropped from a run')
-
-
 def _shown(value) -> str:
     if isinstance(value, tuple):
         return ','.join(map(str, value))
@@ -411,92 +326,3 @@ def _quality_inputs(config: RunConfig, data: Data):
     return real_images(data.train), embed
 
 
-def build_networks(config: RunConfig, shape, n_classes: int = 1):
-    """G and D of ``config`` for images of ``shape`` ``(C, H, W)``, seeded with ``config.seed``."""
-    channels, size, _ = shape
-    if config.arch == 'resnet':
-        # The ResNet nets take no kernel size or normalisation option; their
-        # widths follow base_width unless D's are given.
-        gen_config = {'arch': 'resnet', 'size': size, 'channels': channels,
-                      'n_hidden': config.n_hidden, 'base_width': config.base_width}
-        dis_config = {'arch': 'resnet', 'size': size, 'channels': channels,
-                      'widths': config.widths, 'base_width': config.base_width,
-                      'spectral_norm': config.spectral_norm}
-        if config.conditional:
-            gen_config['n_classes'] = dis_config['n_classes'] = n_classes
-    else:
-        common = {'size': size, 'channels': channels, 'widths': config.widths,
-                  'base_width': config.base_width, 'ksize': config.ksize}
-        gen_config = dict(common, n_hidden=config.n_hidden, upsample=config.gen_upsample,
-                          activation=config.gen_activation, fc_width=config.gen_fc)
-        dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm,
-                          downsample=config.dis_downsample, activation=config.dis_activation,
-                          fc_width=config.dis_fc, fc_activation=config.dis_fc_activation,
-                          noise_sigma=config.dis_noise, dropout=config.dis_dropout,
-                          bn_gamma=config.dis_bn_gamma)
-        if config.conditional:
-            gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
-            dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)
-    with global_seed(config.seed):
-        return build_generator(gen_config), build_discriminator(dis_config)
-
-
-def make_augment(config: RunConfig):
-    """The run's augmentation (a :class:`~gan_trainer.augment.DiffAugment`), or None."""
-    if config.augment == 'none':
-        return None
-    from gan_trainer.augment import ADA_TARGET, DEFAULT_POLICY, DiffAugment
-
-    policy = DEFAULT_POLICY if config.augment == 'ada' else config.augment
-    target = config.ada_target
-    if target is None and config.augment == 'ada':
-        target = ADA_TARGET
-    return DiffAugment(policy, target=target, speed=config.ada_speed)
-
-
-def net_config(net: chainer.Link) -> dict:
-    """What ``config.json`` records of a network: its ``config()``, or its class."""
-    if hasattr(net, 'config'):
-        config = dict(net.config())
-        return config
-    cls = type(net)
-    return {'arch': 'custom', 'class': f'{cls.__module__}.{cls.__qualname__}'}
-
-
-def make_optimizers(gen: chainer.Link, dis: chainer.Link, config: RunConfig) -> dict:
-    """``{'gen': ..., 'dis': ...}``: each network's optimizer of the run, set up."""
-    return {name: make_optimizer(net, config.optimizer_spec(name))
-            for name, net in (('gen', gen), ('dis', dis))}
-
-
-def z_sampler(config: RunConfig):
-    """The run's z distribution, with its truncation when it has one."""
-    return get_sampler(config.z_dist, threshold=config.z_threshold)
-
-
-def real_label(config: RunConfig):
-    """``real_label`` as the updater takes it: None, a number or ``(lo, hi)``."""
-    if config.real_label is None:
-        return None
-    return config.real_label[0] if len(config.real_label) == 1 else tuple(config.real_label)
-
-
-def loader_processes(config: RunConfig, facts: dict, group: Group) -> int:
-    """Worker processes for the training iterator: ``loaderjob`` or its default.
-
-    Only a folder's images are worth decoding in workers; the in-memory
-    datasets (digits, mnist, cifar10) are read in the training process.
-    """
-    if group.parallel:
-        # Forking a process that has initialised MPI is unsafe (MPI
-        # implementations do not support fork() after MPI_Init), so a
-        # data-parallel run reads in each training process.
-        if config.loaderjob and group.lead:
-            warnings.warn(f'--loaderjob {config.loaderjob} is ignored with --communicator; '
-                          'each process decodes its own images', RunWarning, stacklevel=3)
-        return 0
-    if not facts['decodes_files']:
-        return 0
-    if config.loaderjob is None:
-        return min(2, os.cpu_count() or 1)
-    return config.loaderjob

@@ -67,11 +67,6 @@ def _layers():
     return _layers
 
 
-#: The settings an optimizer may have (:data:`gan_trainer.optimizers.SETTINGS`).
-OPTIMIZER_SETTINGS = ('lr', 'beta1', 'beta2', 'eps', 'momentum', 'nesterov', 'rho',
-                      'weight_decay')
-
-
 def _override(net: str, setting: str, checks, *, kind: str = 'float'):
     """A per-network optimizer setting: ``--gen_lr`` (also spelled ``--lr_gen``)."""
     return option(None, kind=kind, group='optimizer', preset=True, checks=checks,
@@ -348,78 +343,14 @@ class RunConfig:
         self._check_combinations()
 
     def _check_combinations(self) -> None:
-        if self.reuse_fakes and self.order != 'dis_first':
-            raise ConfigError('reuse_fakes', "needs order 'dis_first': the G step reuses "
-                                             'the fakes of the D step before it')
-        self._check_recipes()
-        if self.ada_target is not None and self.augment == 'none':
-            raise ConfigError('ada_target', 'needs augment (a policy, or ada)')
-        if self.arch == 'resnet' and self.conditional and (
-                self.gen_cond != 'cbn' or self.dis_cond != 'projection'):
-            raise ConfigError('arch', "resnet takes labels by conditional BatchNorm in G and "
-                                      "projection in D: use gen_cond 'cbn' and dis_cond "
-                                      "'projection'")
-        if self.mnbn and self.communicator is None:
-            raise ConfigError('mnbn', 'needs communicator (a data-parallel run under mpiexec)')
-
-    def _check_recipes(self) -> None:
-        from gan_trainer.losses import check_real_label
-
-        if self.arch == 'resnet':
-            for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'dis_downsample',
-                         'dis_activation', 'dis_fc', 'dis_fc_activation', 'dis_noise',
-                         'dis_dropout', 'dis_bn_gamma', 'ksize'):
-                if getattr(self, name) != getattr(_DEFAULTS, name):
-                    raise ConfigError(name, "is an option of the DCGAN nets, not of arch "
-                                            "'resnet'")
-        if self.dis_fc_activation is not None and self.dis_fc is None:
-            raise ConfigError('dis_fc_activation', 'needs dis_fc (the hidden layer it is for)')
-        if not self.dis_bn_gamma and self.dis_norm == 'none':
-            raise ConfigError('dis_bn_gamma', "is about D's BatchNorm, and dis_norm is 'none'")
-        if self.ksize is not None:
-            resampled = self.gen_upsample != 'deconv' or self.dis_downsample != 'stride'
-            strided = self.gen_upsample == 'deconv' or self.dis_downsample == 'stride'
-            if self.ksize == 4 and resampled:
-                raise ConfigError('ksize', "4 does not keep the side around up- or "
-                                           "downsampling (use 3 or 5)")
-            if self.ksize == 7 and strided:
-                raise ConfigError('ksize', '7 is for upsampling G and pooling D (use 4 or 5 '
-                                           'with strided stages)')
-        if self.z_threshold is not None and self.z_dist != 'truncated_normal':
-            raise ConfigError('z_threshold', "is for z_dist 'truncated_normal'")
-        if self.real_label is not None:
-            value = self.real_label[0] if len(self.real_label) == 1 else self.real_label
-            if len(self.real_label) > 2:
-                raise ConfigError('real_label', 'is one number or two (lo,hi)')
-            try:
-                check_real_label(value, self.loss)
-            except ValueError as e:
-                raise ConfigError('real_label', str(e)) from None
-        for net in ('gen', 'dis'):
-            try:
-                self.optimizer_spec(net)
-            except ValueError as e:
-                raise ConfigError(f'{net}_optimizer' if getattr(self, f'{net}_optimizer')
-                                  else 'optimizer', f'for {net}: {e}') from None
+        check_combinations(self)
 
     def optimizer_spec(self, net: str):
         """The :class:`~gan_trainer.optimizers.OptimizerSpec` of ``'gen'`` or ``'dis'``.
 
         The shared settings, then the network's own overrides over them.
         """
-        from gan_trainer.optimizers import SETTINGS, OptimizerSpec
-
-        name = getattr(self, f'{net}_optimizer') or self.optimizer
-        own = SETTINGS.get(name, {})
-        # The shared settings an optimizer does not have are left to the
-        # other network's (when their optimizers differ); the overrides must fit.
-        shared = {k: getattr(self, k) for k in OPTIMIZER_SETTINGS
-                  if k in own or k == 'weight_decay'}
-        if name == self.optimizer:
-            shared = {k: getattr(self, k) for k in OPTIMIZER_SETTINGS}
-        shared = {k: v for k, v in shared.items() if v is not None}
-        overrides = {k: getattr(self, f'{net}_{k}') for k in OPTIMIZER_SETTINGS}
-        return OptimizerSpec(name, **shared).updated(**overrides)
+        return optimizer_spec(self, net)
 
     # ------------------------------------------------------------ use
 
@@ -433,7 +364,7 @@ class RunConfig:
         unknown = set(changes) - set(declared(RunConfig))
         if unknown:
             raise ConfigError(min(unknown), 'is not an option of a run')
-        return dataclasses.replace(self, **_with_optimizer_settings(self, changes))
+        return dataclasses.replace(self, **with_optimizer_settings(self, changes))
 
     def to_dict(self, *, saved_only: bool = True) -> dict[str, Any]:
         """The options as JSON-able values (``saved_only``: those ``config.json`` keeps)."""
@@ -460,29 +391,6 @@ class RunConfig:
         return cls(**values)
 
 
-def _with_optimizer_settings(config: RunConfig, changes: dict) -> dict:
-    """``changes``, plus ``None`` for the settings a change of optimizer leaves behind.
-
-    ``--optimizer sgd`` over a config with Adam's ``beta1`` means "SGD":
-    the old optimizer's settings go (unless given again in the same call),
-    as :meth:`gan_trainer.optimizers.OptimizerSpec.updated` does.
-    """
-    from gan_trainer.optimizers import SETTINGS
-
-    changes = dict(changes)
-    for prefix in ('', 'gen_', 'dis_'):
-        key = f'{prefix}optimizer'
-        new = changes.get(key)
-        if new is None or new == getattr(config, key):
-            continue
-        for setting in OPTIMIZER_SETTINGS:
-            field = f'{prefix}{setting}'
-            if field not in changes and setting not in SETTINGS.get(new, {}) and (
-                    setting != 'weight_decay'):
-                changes[field] = None
-    return changes
-
-
 def preset_options() -> tuple[str, ...]:
     """The names of the options a ``--preset`` sets."""
     return tuple(n for n, f in declared(RunConfig).items() if f.metadata['preset'])
@@ -493,4 +401,9 @@ def network_options() -> tuple[str, ...]:
     return tuple(n for n, f in declared(RunConfig).items() if f.metadata['networks'])
 
 
-_DEFAULTS = RunConfig()
+# Imported last: the checks read RunConfig's declarations.
+from gan_trainer.run.checks import (
+    check_combinations,
+    optimizer_spec,
+    with_optimizer_settings,
+)

@@ -1,0 +1,117 @@
+"""The rules between a run's options, and the optimizers they make.
+
+:class:`~gan_trainer.run.RunConfig` checks each option on its own (its
+declaration says what values it takes); this module checks what only the
+options together can say: an ADA target needs augmentation, a label range
+needs a loss with targets, the write-ups' network options need the DCGAN
+nets, each network's optimizer settings must belong to its optimizer.
+"""
+
+from __future__ import annotations
+
+from gan_trainer.run.options import ConfigError
+
+#: The settings an optimizer may have (:data:`gan_trainer.optimizers.SETTINGS`).
+OPTIMIZER_SETTINGS = ('lr', 'beta1', 'beta2', 'eps', 'momentum', 'nesterov', 'rho',
+                      'weight_decay')
+
+
+def check_combinations(config) -> None:
+    """The combinations of options that cannot work together (a ConfigError naming one)."""
+    if config.reuse_fakes and config.order != 'dis_first':
+        raise ConfigError('reuse_fakes', "needs order 'dis_first': the G step reuses "
+                                         'the fakes of the D step before it')
+    _check_recipes(config)
+    if config.ada_target is not None and config.augment == 'none':
+        raise ConfigError('ada_target', 'needs augment (a policy, or ada)')
+    if config.arch == 'resnet' and config.conditional and (
+            config.gen_cond != 'cbn' or config.dis_cond != 'projection'):
+        raise ConfigError('arch', "resnet takes labels by conditional BatchNorm in G and "
+                                  "projection in D: use gen_cond 'cbn' and dis_cond "
+                                  "'projection'")
+    if config.mnbn and config.communicator is None:
+        raise ConfigError('mnbn', 'needs communicator (a data-parallel run under mpiexec)')
+
+
+def _check_recipes(config) -> None:
+    from gan_trainer.losses import check_real_label
+
+    if config.arch == 'resnet':
+        defaults = type(config)()
+        for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'dis_downsample',
+                     'dis_activation', 'dis_fc', 'dis_fc_activation', 'dis_noise',
+                     'dis_dropout', 'dis_bn_gamma', 'ksize'):
+            if getattr(config, name) != getattr(defaults, name):
+                raise ConfigError(name, "is an option of the DCGAN nets, not of arch "
+                                        "'resnet'")
+    if config.dis_fc_activation is not None and config.dis_fc is None:
+        raise ConfigError('dis_fc_activation', 'needs dis_fc (the hidden layer it is for)')
+    if not config.dis_bn_gamma and config.dis_norm == 'none':
+        raise ConfigError('dis_bn_gamma', "is about D's BatchNorm, and dis_norm is 'none'")
+    if config.ksize is not None:
+        resampled = config.gen_upsample != 'deconv' or config.dis_downsample != 'stride'
+        strided = config.gen_upsample == 'deconv' or config.dis_downsample == 'stride'
+        if config.ksize == 4 and resampled:
+            raise ConfigError('ksize', "4 does not keep the side around up- or "
+                                       "downsampling (use 3 or 5)")
+        if config.ksize == 7 and strided:
+            raise ConfigError('ksize', '7 is for upsampling G and pooling D (use 4 or 5 '
+                                       'with strided stages)')
+    if config.z_threshold is not None and config.z_dist != 'truncated_normal':
+        raise ConfigError('z_threshold', "is for z_dist 'truncated_normal'")
+    if config.real_label is not None:
+        value = config.real_label[0] if len(config.real_label) == 1 else config.real_label
+        if len(config.real_label) > 2:
+            raise ConfigError('real_label', 'is one number or two (lo,hi)')
+        try:
+            check_real_label(value, config.loss)
+        except ValueError as e:
+            raise ConfigError('real_label', str(e)) from None
+    for net in ('gen', 'dis'):
+        try:
+            config.optimizer_spec(net)
+        except ValueError as e:
+            raise ConfigError(f'{net}_optimizer' if getattr(config, f'{net}_optimizer')
+                              else 'optimizer', f'for {net}: {e}') from None
+
+def optimizer_spec(config, net: str):
+    """The :class:`~gan_trainer.optimizers.OptimizerSpec` of ``'gen'`` or ``'dis'``.
+
+    The shared settings, then the network's own overrides over them.
+    """
+    from gan_trainer.optimizers import SETTINGS, OptimizerSpec
+
+    name = getattr(config, f'{net}_optimizer') or config.optimizer
+    own = SETTINGS.get(name, {})
+    # The shared settings an optimizer does not have are left to the
+    # other network's (when their optimizers differ); the overrides must fit.
+    shared = {k: getattr(config, k) for k in OPTIMIZER_SETTINGS
+              if k in own or k == 'weight_decay'}
+    if name == config.optimizer:
+        shared = {k: getattr(config, k) for k in OPTIMIZER_SETTINGS}
+    shared = {k: v for k, v in shared.items() if v is not None}
+    overrides = {k: getattr(config, f'{net}_{k}') for k in OPTIMIZER_SETTINGS}
+    return OptimizerSpec(name, **shared).updated(**overrides)
+
+
+def with_optimizer_settings(config, changes: dict) -> dict:
+    """``changes``, plus ``None`` for the settings a change of optimizer leaves behind.
+
+    ``--optimizer sgd`` over a config with Adam's ``beta1`` means "SGD":
+    the old optimizer's settings go (unless given again in the same call),
+    as :meth:`gan_trainer.optimizers.OptimizerSpec.updated` does.
+    """
+    from gan_trainer.optimizers import SETTINGS
+
+    changes = dict(changes)
+    for prefix in ('', 'gen_', 'dis_'):
+        key = f'{prefix}optimizer'
+        new = changes.get(key)
+        if new is None or new == getattr(config, key):
+            continue
+        for setting in OPTIMIZER_SETTINGS:
+            field = f'{prefix}{setting}'
+            if field not in changes and setting not in SETTINGS.get(new, {}) and (
+                    setting != 'weight_decay'):
+                changes[field] = None
+    return changes

@@ -1,0 +1,115 @@
+"""The parts of a run that a RunConfig makes: networks, optimizers, z, augmentation.
+
+Each function turns the options of a :class:`~gan_trainer.run.RunConfig`
+into the object the :class:`~gan_trainer.GANUpdater` or the trainer takes,
+so that :func:`~gan_trainer.run.build_trainer` reads as the order of the
+steps, and code of your own can make the same parts::
+
+    gen, dis = build_networks(config, (1, 28, 28), n_classes=10)
+    optimizers = make_optimizers(gen, dis, config)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import chainer
+
+from gan_trainer.latent import get_sampler, global_seed
+from gan_trainer.nets import build_discriminator, build_generator
+from gan_trainer.optimizers import make_optimizer
+from gan_trainer.run.config import RunConfig
+from gan_trainer.run.errors import RunWarning
+from gan_trainer.run.group import Group
+
+
+def build_networks(config: RunConfig, shape, n_classes: int = 1):
+    """G and D of ``config`` for images of ``shape`` ``(C, H, W)``, seeded with ``config.seed``."""
+    channels, size, _ = shape
+    if config.arch == 'resnet':
+        # The ResNet nets take no kernel size or normalisation option; their
+        # widths follow base_width unless D's are given.
+        gen_config = {'arch': 'resnet', 'size': size, 'channels': channels,
+                      'n_hidden': config.n_hidden, 'base_width': config.base_width}
+        dis_config = {'arch': 'resnet', 'size': size, 'channels': channels,
+                      'widths': config.widths, 'base_width': config.base_width,
+                      'spectral_norm': config.spectral_norm}
+        if config.conditional:
+            gen_config['n_classes'] = dis_config['n_classes'] = n_classes
+    else:
+        common = {'size': size, 'channels': channels, 'widths': config.widths,
+                  'base_width': config.base_width, 'ksize': config.ksize}
+        gen_config = dict(common, n_hidden=config.n_hidden, upsample=config.gen_upsample,
+                          activation=config.gen_activation, fc_width=config.gen_fc)
+        dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm,
+                          downsample=config.dis_downsample, activation=config.dis_activation,
+                          fc_width=config.dis_fc, fc_activation=config.dis_fc_activation,
+                          noise_sigma=config.dis_noise, dropout=config.dis_dropout,
+                          bn_gamma=config.dis_bn_gamma)
+        if config.conditional:
+            gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
+            dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)
+    with global_seed(config.seed):
+        return build_generator(gen_config), build_discriminator(dis_config)
+
+
+def make_augment(config: RunConfig):
+    """The run's augmentation (a :class:`~gan_trainer.augment.DiffAugment`), or None."""
+    if config.augment == 'none':
+        return None
+    from gan_trainer.augment import ADA_TARGET, DEFAULT_POLICY, DiffAugment
+
+    policy = DEFAULT_POLICY if config.augment == 'ada' else config.augment
+    target = config.ada_target
+    if target is None and config.augment == 'ada':
+        target = ADA_TARGET
+    return DiffAugment(policy, target=target, speed=config.ada_speed)
+
+
+def net_config(net: chainer.Link) -> dict:
+    """What ``config.json`` records of a network: its ``config()``, or its class."""
+    if hasattr(net, 'config'):
+        config = dict(net.config())
+        return config
+    cls = type(net)
+    return {'arch': 'custom', 'class': f'{cls.__module__}.{cls.__qualname__}'}
+
+
+def make_optimizers(gen: chainer.Link, dis: chainer.Link, config: RunConfig) -> dict:
+    """``{'gen': ..., 'dis': ...}``: each network's optimizer of the run, set up."""
+    return {name: make_optimizer(net, config.optimizer_spec(name))
+            for name, net in (('gen', gen), ('dis', dis))}
+
+
+def z_sampler(config: RunConfig):
+    """The run's z distribution, with its truncation when it has one."""
+    return get_sampler(config.z_dist, threshold=config.z_threshold)
+
+
+def real_label(config: RunConfig):
+    """``real_label`` as the updater takes it: None, a number or ``(lo, hi)``."""
+    if config.real_label is None:
+        return None
+    return config.real_label[0] if len(config.real_label) == 1 else tuple(config.real_label)
+
+
+def loader_processes(config: RunConfig, facts: dict, group: Group) -> int:
+    """Worker processes for the training iterator: ``loaderjob`` or its default.
+
+    Only a folder's images are worth decoding in workers; the in-memory
+    datasets (digits, mnist, cifar10) are read in the training process.
+    """
+    if group.parallel:
+        # Forking a process that has initialised MPI is unsafe (MPI
+        # implementations do not support fork() after MPI_Init), so a
+        # data-parallel run reads in each training process.
+        if config.loaderjob and group.lead:
+            warnings.warn(f'--loaderjob {config.loaderjob} is ignored with --communicator; '
+                          'each process decodes its own images', RunWarning, stacklevel=3)
+        return 0
+    if not facts['decodes_files']:
+        return 0
+    if config.loaderjob is None:
+        return min(2, os.cpu_count() or 1)
+    return config.loaderjob
