@@ -1,16 +1,11 @@
-"""Reading a run's snapshots: networks for use elsewhere, and their soundness.
+"""Reading snapshot files: loading one into a link, and telling whether it is whole.
 
-(This module sits below :mod:`gan_trainer.run`, which re-exports it, so that
-low-level code such as the metrics' classifier can load weights without
-importing the whole run machinery.)
-
-A run writes ``gen_iter_N.npz`` / ``dis_iter_N.npz`` (Chainer ``save_npz``
-files holding parameters and BatchNorm statistics) beside ``config.json``;
-with both, :func:`load_generator` rebuilds the generator anywhere: in
-``gan-trainer generate``, a notebook, or another project::
-
-    from gan_trainer.run import load_generator
-    gen, record = load_generator('result/gen_iter_2500.npz')
+:func:`load_params` loads a Chainer ``save_npz`` file (a network's
+``gen_iter_N.npz``, a trainer's ``snapshot_iter_N``) into what it belongs
+to, with one-line errors; the networks of a run are rebuilt from its
+``config.json`` by :func:`gan_trainer.run.load_generator` (which uses this).
+This module sits below :mod:`gan_trainer.run` so that low-level code, such
+as the metrics' classifier, can load weights without the run machinery.
 
 :func:`damage` tells whether a snapshot file is complete (every member read
 and checked against its CRC), which is how the resume search skips a file a
@@ -27,8 +22,6 @@ import zlib
 
 import chainer
 import numpy
-
-from gan_trainer.nets import build_discriminator, build_generator
 
 # What numpy.load raises for a file that is not a complete npz: a file that is
 # not a zip is taken for a pickle (UnpicklingError, or ValueError with
@@ -58,51 +51,6 @@ def load_params(snapshot: str, link) -> object:
             f"snapshot '{snapshot}' does not match what it is loaded into: {e}"
         ) from None
     return link
-
-
-def _rebuild(record, key: str, build, snapshot: str):
-    config = getattr(record, key)
-    if config.get('arch') == 'custom':
-        raise SnapshotError(
-            f"'{snapshot}' belongs to a run with its own {key} class "
-            f"({config.get('class', '?')}), which gan_trainer cannot rebuild: build it "
-            'yourself and load the file with gan_trainer.run.load_params')
-    try:
-        return build(config)
-    except (TypeError, ValueError) as e:
-        raise SnapshotError(f"cannot rebuild the {key} of '{snapshot}' from its config: {e}"
-                            ) from None
-
-
-def load_generator(snapshot: str, config_path: str | None = None):
-    """Rebuilds the generator of a run and loads ``snapshot`` into it.
-
-    Args:
-        snapshot: ``gen_iter_N.npz``, ``gen_ema_iter_N.npz``, ``gen_best.npz``.
-        config_path: The run's ``config.json``; by default the one beside
-            the snapshot.
-
-    Returns:
-        ``(gen, record)``: the generator on the CPU and the run's
-        :class:`~gan_trainer.run.RunRecord`.
-    """
-    from gan_trainer.run.record import record_beside
-
-    # Checked first: a missing snapshot would otherwise be reported as a
-    # missing config.json beside it.
-    check_exists(snapshot)
-    record = record_beside(snapshot, config_path)
-    gen = _rebuild(record, 'gen', build_generator, snapshot)
-    return load_params(snapshot, gen), record
-
-
-def load_discriminator(snapshot: str, config_path: str | None = None):
-    """Rebuilds the discriminator of a run and loads ``snapshot`` into it."""
-    from gan_trainer.run.record import record_beside
-
-    check_exists(snapshot)
-    record = record_beside(snapshot, config_path)
-    return load_params(snapshot, _rebuild(record, 'dis', build_discriminator, snapshot))
 
 
 def damage(path: str) -> str | None:

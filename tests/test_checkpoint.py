@@ -7,15 +7,9 @@ import chainer
 import numpy
 import pytest
 
-from gan_trainer.checkpoint import (
-    SnapshotError,
-    damage,
-    load_discriminator,
-    load_generator,
-    load_params,
-    snapshot_iteration,
-)
+from gan_trainer.checkpoint import SnapshotError, damage, load_params, snapshot_iteration
 from gan_trainer.files import CONFIG, write_json
+from gan_trainer.run import load_discriminator, load_generator
 from gan_trainer.testing import fake_images, tiny_discriminator, tiny_generator
 
 CONFIG_NAME = CONFIG

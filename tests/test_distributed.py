@@ -23,7 +23,6 @@ import pytest
 from test_examples import REPO, assert_one_line_error, assert_same_weights, run
 
 from gan_trainer import ops
-from gan_trainer.checkpoint import load_generator
 from gan_trainer.distributed import (
     average_persistents,
     rank_seed,
@@ -32,7 +31,7 @@ from gan_trainer.distributed import (
 )
 from gan_trainer.extensions import MeanOverRanks
 from gan_trainer.files import rank_suffix
-from gan_trainer.run import RunFolder
+from gan_trainer.run import RunFolder, load_generator
 from gan_trainer.testing import (
     tiny_conditional_generator,
     tiny_discriminator,

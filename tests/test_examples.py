@@ -19,11 +19,10 @@ import pytest
 from chainer.iterators import MultiprocessIterator
 from PIL import Image
 
-from gan_trainer.checkpoint import load_discriminator, load_generator
 from gan_trainer.cli.train import parse_config
 from gan_trainer.datasets import SkippedFilesWarning
 from gan_trainer.image import tile_images
-from gan_trainer.run import build_trainer
+from gan_trainer.run import build_trainer, load_discriminator, load_generator
 from gan_trainer.sampling import draw_hidden, generate, nice_samples
 
 REPO = Path(__file__).resolve().parents[1]

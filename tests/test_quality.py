@@ -15,10 +15,10 @@ from chainer.training import extensions
 from PIL import Image
 
 from gan_trainer import GANEvaluator, GANUpdater
-from gan_trainer.checkpoint import load_generator
 from gan_trainer.ema import GeneratorEMA
 from gan_trainer.extensions import QualityReport
 from gan_trainer.metrics import RealStatistics
+from gan_trainer.run import load_generator
 from gan_trainer.sampling import generate
 from gan_trainer.testing import (
     fake_dataset,

@@ -9,8 +9,8 @@ from PIL import Image, ImageSequence
 from test_examples import grid_side, read_png, run, succeeded
 from test_tensorboard import images, read_events, scalars
 
-from gan_trainer.checkpoint import load_generator
 from gan_trainer.image import tile_images
+from gan_trainer.run import load_generator
 from gan_trainer.sampling import draw_hidden, generate, interpolation_grid
 
 TINY = (

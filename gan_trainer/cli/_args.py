@@ -98,3 +98,26 @@ def describe(error: BaseException, flags: dict[str, str] | None = None) -> str:
     if isinstance(error, ConfigError) and flags is not None:
         return f'{flags.get(error.option, "--" + error.option)}: {error.reason}'
     return ' '.join(str(error).split()) or type(error).__name__
+
+
+def run_command(argv, *, prog: str, description: str, add_arguments, run) -> int:
+    """Parses ``argv`` for one tool and runs it; a resource error is exit status 4.
+
+    Args:
+        argv: The tool's arguments (None: ``sys.argv[1:]``).
+        prog: Its name in messages.
+        description: One line for ``--help``.
+        add_arguments: ``parser -> None``, the tool's flags.
+        run: ``(args, prog) -> exit status``.
+    """
+    from gan_trainer.run.errors import EXIT_RESOURCE, ResourceError
+
+    one_line_warnings(prog)
+    parser = Parser(prog=prog, description=description)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args, prog)
+    except ResourceError as e:
+        fail(prog, e)
+        return EXIT_RESOURCE

@@ -8,7 +8,8 @@ import os
 import numpy
 
 from gan_trainer import files
-from gan_trainer.checkpoint import SnapshotError, load_generator
+from gan_trainer.checkpoint import SnapshotError
+from gan_trainer.run.loading import load_generator
 from gan_trainer.run.record import RunRecord
 
 

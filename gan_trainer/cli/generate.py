@@ -20,8 +20,8 @@ import os
 import numpy
 
 from gan_trainer import files
-from gan_trainer.checkpoint import SnapshotError, load_discriminator
-from gan_trainer.cli._args import Parser, fail, integer, one_line_warnings, positive_int
+from gan_trainer.checkpoint import SnapshotError
+from gan_trainer.cli._args import fail, integer, positive_int, run_command
 from gan_trainer.cli._snapshot import (
     add_generator_args,
     label_listing,
@@ -31,7 +31,7 @@ from gan_trainer.cli._snapshot import (
 from gan_trainer.device import DeviceError, get_device
 from gan_trainer.image import save_grid, save_images
 from gan_trainer.run import memory
-from gan_trainer.run.errors import ResourceError
+from gan_trainer.run.loading import load_discriminator
 from gan_trainer.sampling import draw_hidden, generate, nice_samples
 
 NICE_FACTOR = 20  # keep the top 1/20 = 5%
@@ -85,9 +85,6 @@ def run(args: argparse.Namespace, prog: str) -> int:
         path = save_grid(images, args.out, args.rows, args.cols)
     except (SnapshotError, DeviceError, OSError) as e:
         return fail(prog, e)
-    except ResourceError as e:
-        fail(prog, e)
-        return 4
     print(f'wrote {path}')
     return 0
 
@@ -122,7 +119,5 @@ def _write_files(args, gen, record, n, prog) -> int:
 
 
 def main(argv=None, *, prog: str = 'gan-trainer generate') -> int:
-    one_line_warnings(prog)
-    parser = Parser(prog=prog, description='Generate images from a gan_trainer snapshot.')
-    add_arguments(parser)
-    return run(parser.parse_args(argv), prog)
+    return run_command(argv, prog=prog, description='Generate images from a gan_trainer snapshot.',
+                       add_arguments=add_arguments, run=run)

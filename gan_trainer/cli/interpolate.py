@@ -22,7 +22,7 @@ import argparse
 import numpy
 
 from gan_trainer.checkpoint import SnapshotError
-from gan_trainer.cli._args import Parser, fail, integer, one_line_warnings, positive_int
+from gan_trainer.cli._args import fail, integer, positive_int, run_command
 from gan_trainer.cli._snapshot import (
     add_generator_args,
     label_listing,
@@ -32,7 +32,6 @@ from gan_trainer.cli._snapshot import (
 from gan_trainer.device import DeviceError, get_device
 from gan_trainer.image import save_grid
 from gan_trainer.run import memory
-from gan_trainer.run.errors import ResourceError
 from gan_trainer.sampling import INTERPOLATIONS, draw_hidden, interpolation_grid
 
 PADDING = 2  # pixels around and between grid cells (gan_trainer.image.tile_images)
@@ -92,15 +91,10 @@ def run(args: argparse.Namespace, prog: str) -> int:
         path = save_grid(images, args.out, args.rows * len(modes), args.steps)
     except (SnapshotError, DeviceError, OSError) as e:
         return fail(prog, e)
-    except ResourceError as e:
-        fail(prog, e)
-        return 4
     print(f'wrote {path}')
     return 0
 
 
 def main(argv=None, *, prog: str = 'gan-trainer interpolate') -> int:
-    one_line_warnings(prog)
-    parser = Parser(prog=prog, description='Interpolate between latent vectors of a snapshot.')
-    add_arguments(parser)
-    return run(parser.parse_args(argv), prog)
+    return run_command(argv, prog=prog, description='Interpolate between latent vectors of a snapshot.',
+                       add_arguments=add_arguments, run=run)

@@ -12,7 +12,7 @@ import os
 
 from gan_trainer import files
 from gan_trainer.checkpoint import SnapshotError
-from gan_trainer.cli._args import Parser, fail, integer, one_line_warnings, positive_int
+from gan_trainer.cli._args import fail, integer, positive_int, run_command
 from gan_trainer.cli._snapshot import add_generator_args, load_cli_generator
 
 # ------------------------------------------------------------------ gif
@@ -110,8 +110,6 @@ TOOLS = {
 def main(tool: str, argv=None, *, prog: str | None = None) -> int:
     """Runs one of :data:`TOOLS` as its own command (the examples' scripts do)."""
     add, run, description = TOOLS[tool]
-    prog = prog or f'gan-trainer {tool}'
-    one_line_warnings(prog)
-    parser = Parser(prog=prog, description=description[0].upper() + description[1:] + '.')
-    add(parser)
-    return run(parser.parse_args(argv), prog)
+    return run_command(argv, prog=prog or f'gan-trainer {tool}',
+                       description=description[0].upper() + description[1:] + '.',
+                       add_arguments=add, run=run)

@@ -21,17 +21,13 @@ this package, and so can your own project be::
   (:mod:`.trainer`): everything the run needs, for one process or a
   data-parallel group (:mod:`.group`), with the extensions in the order of
   :data:`~gan_trainer.run.extensions.PRIORITIES`.
-* :func:`load_generator`, :func:`load_discriminator`, :func:`load_params`
-  (:mod:`.snapshots`): a run's networks, anywhere.
+* :func:`load_generator`, :func:`load_discriminator` (:mod:`.loading`): a
+  run's networks, anywhere; :func:`load_params` (:mod:`gan_trainer.checkpoint`)
+  loads a snapshot file into a link.
 * The ways a run ends and their exit statuses: :mod:`.errors`.
 """
 
-from gan_trainer.checkpoint import (
-    SnapshotError,
-    load_discriminator,
-    load_generator,
-    load_params,
-)
+from gan_trainer.checkpoint import SnapshotError, load_params
 from gan_trainer.run.builder import build_trainer
 from gan_trainer.run.config import RunConfig, network_options, preset_options
 from gan_trainer.run.errors import (
@@ -46,6 +42,7 @@ from gan_trainer.run.errors import (
     TrainingDiverged,
 )
 from gan_trainer.run.folder import RunFolder
+from gan_trainer.run.loading import load_discriminator, load_generator
 from gan_trainer.run.options import ConfigError
 from gan_trainer.run.parts import build_networks
 from gan_trainer.run.presets import PRESETS, apply_preset, get_preset

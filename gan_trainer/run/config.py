@@ -74,12 +74,10 @@ def _override(net: str, setting: str, checks, *, kind: str = 'float'):
                   help=f'{setting} of {"G" if net == "gen" else "D"} only')
 
 
-def _presets() -> tuple[str, ...]:
-    # Presets are RunConfig values, so their module imports this one; its
-    # NAMES come before the first RunConfig it makes.
-    from gan_trainer.run.presets import NAMES
-
-    return NAMES
+#: The names of the presets (:mod:`gan_trainer.run.presets`, whose values are
+#: RunConfigs and so are made there; a test checks the two agree).
+PRESET_NAMES = ('dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
+                'chainer-example', 'tf-gan')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,7 +320,7 @@ class RunConfig:
                         help='TF32 tensor-core float32 products on GPUs of compute capability '
                              '8.0+ (about 1e-3 relative difference; --no-tf32 or '
                              'GAN_TRAINER_TF32=0 turns it off)')
-    preset: str = option('dcgan', kind='str', group='output', choices=_presets,
+    preset: str = option('dcgan', kind='str', group='output', choices=PRESET_NAMES,
                          help="the settings of a paper (see gan_trainer.run.presets); "
                               'options given explicitly override it')
     progress: bool = option(True, kind='bool', group='output', negate='--no_progress',

@@ -47,11 +47,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from gan_trainer.run.config import ConfigError, RunConfig, preset_options
+from gan_trainer.run.config import PRESET_NAMES, ConfigError, RunConfig, preset_options
 
 #: The preset names, in the order of the table (checked against PRESETS by a test).
-NAMES = ('dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
-         'chainer-example', 'tf-gan')
+NAMES = PRESET_NAMES
 
 _DCGAN = RunConfig(lr=2e-4, beta1=0.5, beta2=0.999)
 
