@@ -70,9 +70,10 @@ from gan_trainer.nets import Discriminator, Generator
 from gan_trainer.ops import conv as ops_conv
 
 NETS = {
-    # name: (size, channels, iterations per window)
-    'digits28': (28, 1, 10),
-    'dcgan64': (64, 3, 2),
+    # name: (size, channels, iterations per window, base width)
+    'digits28': (28, 1, 10, 64),
+    'dcgan64': (64, 3, 2, 64),
+    'default': (28, 1, 20, 32),
 }
 PHASES = ('data', 'G forward', 'D forward', 'D step backward', 'G step backward',
           'optimizers')
@@ -138,7 +139,7 @@ def make_iterator(args, size: int, channels: int, tmp: str):
         data = ImageFolderDataset(tmp, size=size, gray=channels == 1)
         # The iterator examples/train_dcgan.py uses for a folder.
         return train_iterator(data, args.batchsize, seed=args.seed, n_processes=args.loaderjob)
-    if args.net == 'digits28':
+    if args.net in ('digits28', 'default'):
         data = get_digits('train')
     else:
         rng = numpy.random.RandomState(args.seed)
@@ -147,10 +148,10 @@ def make_iterator(args, size: int, channels: int, tmp: str):
 
 
 def make_updater(args, iterator, device) -> GANUpdater:
-    size, channels, _ = NETS[args.net]
+    size, channels, _, base_width = NETS[args.net]
     numpy.random.seed(args.seed)  # Chainer's initializers draw from it
-    gen = Generator(size=size, channels=channels, base_width=64)
-    dis = Discriminator(size=size, channels=channels, base_width=64)
+    gen = Generator(size=size, channels=channels, base_width=base_width)
+    dis = Discriminator(size=size, channels=channels, base_width=base_width)
     optimizers = {}
     for name, net in (('gen', gen), ('dis', dis)):
         net.to_device(device)
@@ -232,7 +233,7 @@ def function_times(updater: GANUpdater, iters: int) -> dict[str, float]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    size, channels, _ = NETS[args.net]
+    size, channels, _, _ = NETS[args.net]
     device = chainer.get_device('@cupy:0' if args.device == 'gpu' else '@numpy')
     device.use()
     sync = synchronizer(device)

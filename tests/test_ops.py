@@ -47,11 +47,19 @@ DTYPES = [numpy.float32, numpy.float64]
 # so an output near 0 may carry the error of its neighbours' magnitude.
 TOL = {numpy.float32: {'rtol': 1e-4, 'atol': 1e-6}, numpy.float64: {'rtol': 1e-10, 'atol': 1e-12}}
 FAST_NODES = (
-    conv.Convolution2D,
-    conv.Deconvolution2D,
+    conv.Convolution2DNumPy,
+    conv.Deconvolution2DNumPy,
     normalization.BatchNormalization,
     activation.LeakyReLU,
 )
+
+
+@pytest.fixture(autouse=True)
+def numpy_nodes():
+    """These tests are of the NumPy nodes: oneDNN (float32, where it loads) is
+    switched off here and tested in tests/test_onednn.py."""
+    with chainer.using_config(_common.ONEDNN_KEY, False):
+        yield
 
 
 def assert_close(actual, expected, dtype):
@@ -280,7 +288,7 @@ def test_convolution_matches_chainer(case, bias, dtype, deconv_choice):
     gy = randn(rng, ops.convolution_2d(*arrays, stride=s, pad=p).shape, dtype)
     y, g = grads(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), arrays, gy)
     y_ref, g_ref = grads(lambda *a: F.convolution_2d(*a, stride=s, pad=p), arrays, gy)
-    assert isinstance(y.creator, conv.Convolution2D)
+    assert isinstance(y.creator, conv.Convolution2DNumPy)
     assert_close(y, y_ref, dtype)
     for a, b in zip(g, g_ref):
         assert_close(a, b, dtype)
@@ -318,7 +326,7 @@ def test_deconvolution_matches_chainer(case, bias, dtype, monkeypatch, deconv_ch
     y_ref, g_ref = grads(
         lambda *a: F.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), arrays, gy
     )
-    assert isinstance(y.creator, conv.Deconvolution2D)
+    assert isinstance(y.creator, conv.Deconvolution2DNumPy)
     assert_close(y, y_ref, dtype)
     for a, b in zip(g, g_ref):
         assert_close(a, b, dtype)
@@ -417,7 +425,7 @@ def test_convolution_check_backward(case, bias, deconv_choice):
     s, p = case[6:]
     rng = numpy.random.default_rng(1)
     arrays = with_bias(conv_inputs(case, numpy.float64, rng), bias)
-    fn = fast(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), conv.Convolution2D)
+    fn = fast(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), conv.Convolution2DNumPy)
     gy = randn(rng, fn(*arrays).shape)
     gradient_check.check_backward(fn, arrays, gy)
 
@@ -429,7 +437,7 @@ def test_deconvolution_check_backward(case, bias, deconv_choice):
     rng = numpy.random.default_rng(1)
     arrays = with_bias(deconv_inputs(case, numpy.float64, rng), bias)
     fn = fast(
-        lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), conv.Deconvolution2D
+        lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), conv.Deconvolution2DNumPy
     )
     gy = randn(rng, fn(*arrays).shape)
     gradient_check.check_backward(fn, arrays, gy)
@@ -466,7 +474,7 @@ def test_convolution_check_double_backward(case):
     s, p = case[6:]
     rng = numpy.random.default_rng(2)
     arrays = conv_inputs(case, numpy.float64, rng)
-    fn = fast(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), conv.Convolution2D)
+    fn = fast(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), conv.Convolution2DNumPy)
     gy = randn(rng, fn(*arrays).shape)
     gradient_check.check_double_backward(fn, arrays, gy, [randn(rng, a.shape) for a in arrays])
 
@@ -477,7 +485,7 @@ def test_deconvolution_check_double_backward(case):
     rng = numpy.random.default_rng(2)
     arrays = deconv_inputs(case, numpy.float64, rng)
     fn = fast(
-        lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), conv.Deconvolution2D
+        lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), conv.Deconvolution2DNumPy
     )
     gy = randn(rng, fn(*arrays).shape)
     gradient_check.check_double_backward(fn, arrays, gy, [randn(rng, a.shape) for a in arrays])
@@ -510,19 +518,19 @@ OPS = {
         [(2, 3, 5, 6), (4, 3, 3, 3), (4,)],
         lambda x, W, b: ops.convolution_2d(x, W, b, 2, 1),
         lambda x, W, b: F.convolution_2d(x, W, b, 2, 1),
-        conv.Convolution2D,
+        conv.Convolution2DNumPy,
     ),
     'deconv_phases': (
         [(2, 4, 3, 5), (4, 3, 4, 4), (3,)],
         lambda x, W, b: ops.deconvolution_2d(x, W, b, 2, 1),
         lambda x, W, b: F.deconvolution_2d(x, W, b, 2, 1),
-        conv.Deconvolution2D,
+        conv.Deconvolution2DNumPy,
     ),
     'deconv_scatter': (
         [(2, 9, 3, 5), (9, 2, 5, 5), (2,)],
         lambda x, W, b: ops.deconvolution_2d(x, W, b, 2, 2, (6, 10)),
         lambda x, W, b: F.deconvolution_2d(x, W, b, 2, 2, (6, 10)),
-        conv.Deconvolution2D,
+        conv.Deconvolution2DNumPy,
     ),
     'batch_normalization': (
         [(3, 4, 3, 5), (4,), (4,)],
@@ -764,7 +772,7 @@ def test_conv_link_takes_the_fast_path_unless_it_cannot(case):
     name, args, kwargs, x_shape = case
     link = getattr(ops, name)(*args, **kwargs)
     y = link(randn(numpy.random.default_rng(7), x_shape, numpy.float32))
-    fast_node = conv.Convolution2D if name == 'Convolution2D' else conv.Deconvolution2D
+    fast_node = conv.Convolution2DNumPy if name == 'Convolution2D' else conv.Deconvolution2DNumPy
     assert isinstance(y.creator, fast_node) == ('groups' not in kwargs)
 
 

@@ -278,7 +278,7 @@ class GeneratorBase(chainer.Chain):
         h = F.relu(self.bn0(h, *norm_args))
         for deconv, norm in zip(self.deconvs[:-1], self.bns):
             h = F.relu(norm(deconv(h), *norm_args))  # (B, C, s, s) -> (B, C', 2s, 2s)
-        return F.tanh(self.deconvs[-1](h))
+        return self.deconvs[-1](h, activation='tanh')  # tanh fused where oneDNN runs
 
 
 class DiscriminatorBase(chainer.Chain):
@@ -374,10 +374,11 @@ class DiscriminatorBase(chainer.Chain):
             s0)``, after its LeakyReLU: what ``out`` reads.
         """
         # (B, C, size, size) -> (B, widths[0], size/2, size/2); no BN here.
-        h = ops.leaky_relu(self.convs[0](x), slope=0.2)
+        # LeakyReLU is fused into the convolution where no BN comes between.
+        h = self.convs[0](x, activation='leaky_relu', slope=0.2)
         for i, conv in enumerate(self.convs[1:]):
-            h = conv(h)
             if self.norm == 'batch':
-                h = self.bns[i](h)
-            h = ops.leaky_relu(h, slope=0.2)
+                h = ops.leaky_relu(self.bns[i](conv(h)), slope=0.2)
+            else:
+                h = conv(h, activation='leaky_relu', slope=0.2)
         return h

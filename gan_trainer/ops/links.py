@@ -27,23 +27,33 @@ from gan_trainer.ops.normalization import batch_normalization
 
 
 class Convolution2D(L.Convolution2D):
-    """:class:`chainer.links.Convolution2D` using :func:`~gan_trainer.ops.convolution_2d`."""
+    """:class:`chainer.links.Convolution2D` using :func:`~gan_trainer.ops.convolution_2d`.
 
-    def forward(self, x):
+    ``link(x, activation='leaky_relu', slope=0.2)`` also applies an
+    activation (``'relu'``, ``'leaky_relu'``, ``'tanh'``) to the output,
+    fused into the convolution where oneDNN runs it.
+    """
+
+    def forward(self, x, *, activation=None, slope=0.2):
         if self.W.array is None:
             self._initialize_params(x.shape[1])
         return convolution_2d(x, self.W, self.b, self.stride, self.pad,
-                              dilate=self.dilate, groups=self.groups)
+                              dilate=self.dilate, groups=self.groups,
+                              activation=activation, slope=slope)
 
 
 class Deconvolution2D(L.Deconvolution2D):
-    """:class:`chainer.links.Deconvolution2D` using :func:`~gan_trainer.ops.deconvolution_2d`."""
+    """:class:`chainer.links.Deconvolution2D` using :func:`~gan_trainer.ops.deconvolution_2d`.
 
-    def forward(self, x):
+    Takes the same ``activation`` and ``slope`` as :class:`Convolution2D`.
+    """
+
+    def forward(self, x, *, activation=None, slope=0.2):
         if self.W.array is None:
             self._initialize_params(x.shape[1])
         return deconvolution_2d(x, self.W, self.b, self.stride, self.pad, self.outsize,
-                                dilate=self.dilate, groups=self.groups)
+                                dilate=self.dilate, groups=self.groups,
+                                activation=activation, slope=slope)
 
 
 class BatchNormalization(L.BatchNormalization):
