@@ -45,8 +45,8 @@ from chainer.utils import conv as conv_utils
 from numpy.lib.stride_tricks import as_strided
 
 from gan_trainer.ops import onednn_conv
-from gan_trainer.ops.activation import leaky_relu
 from gan_trainer.ops._common import reference_backward, use_fast, variables
+from gan_trainer.ops.activation import leaky_relu
 
 # One name for every matrix product here, so that a profiler (or the
 # throughput benchmark) can time them apart from the copies around them.
