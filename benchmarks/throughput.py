@@ -155,7 +155,9 @@ def make_updater(args, iterator, device) -> GANUpdater:
     optimizers = {}
     for name, net in (('gen', gen), ('dis', dis)):
         net.to_device(device)
-        opt = chainer.optimizers.Adam(alpha=2e-4, beta1=0.5)
+        # The package's one-pass Adam (Chainer's with --reference).
+        adam = chainer.optimizers.Adam if args.reference else ops.Adam
+        opt = adam(alpha=2e-4, beta1=0.5)
         opt.setup(net)
         optimizers[name] = opt
     return GANUpdater(iterator, optimizers, device=device, seed=args.seed,
