@@ -26,8 +26,8 @@ with the environment variable ``GAN_TRAINER_FAST=0``.
 """
 
 from gan_trainer.ops._common import CONFIG_KEY, ONEDNN_KEY, fast_enabled
-from gan_trainer.ops.adam import Adam
 from gan_trainer.ops.activation import leaky_relu
+from gan_trainer.ops.adam import Adam
 from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
 from gan_trainer.ops.links import BatchNormalization, Convolution2D, Deconvolution2D, frozen
 from gan_trainer.ops.normalization import batch_normalization

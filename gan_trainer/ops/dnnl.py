@@ -125,6 +125,8 @@ _SIGNATURES = {
     'dnnl_primitive_execute': (ctypes.c_int, [_p, _p, ctypes.c_int, ctypes.POINTER(_ExecArg)]),
     'dnnl_primitive_destroy': (ctypes.c_int, [_p]),
     'dnnl_fmt_tag2str': (ctypes.c_char_p, [ctypes.c_int]),
+    'dnnl_alg_kind2str': (ctypes.c_char_p, [ctypes.c_int]),
+    'dnnl_prop_kind2str': (ctypes.c_char_p, [ctypes.c_int]),
     'dnnl_status2str': (ctypes.c_char_p, [ctypes.c_int]),
 }
 

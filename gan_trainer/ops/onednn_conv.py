@@ -307,7 +307,7 @@ class ConvolutionDNNL(chainer.FunctionNode):
     def forward(self, inputs):
         x, W = inputs[:2]
         b = inputs[2] if len(inputs) == 3 else None
-        out_shape, prob = self.problem(x, W, b is not None)
+        _, prob = self.problem(x, W, b is not None)
         self.retain_inputs(tuple(range(len(inputs))))
         y = prob.new_output()
         xb = prob.fwd_x.into(x)
