@@ -1083,3 +1083,124 @@ def test_environment_switches_the_fast_path_off_for_a_process():
     )
     module = F.leaky_relu.__module__  # chainer.functions.activation.leaky_relu
     assert run_python(code, GAN_TRAINER_FAST='0') == ['False', module]
+
+
+# --- One-pass Adam ------------------------------------------------------------------
+
+
+def adam_run(cls, steps, *, net=None, seed=0, **hyper):
+    """``net`` (a small G by default) after ``steps`` updates with seeded gradients."""
+    if net is None:
+        with global_seed(seed):
+            net = Generator(size=8, channels=1, widths=[4, 8])
+    opt = cls(alpha=2e-3, beta1=0.5, **hyper)
+    opt.setup(net)
+    return train_on(net, opt, steps, seed)
+
+
+def train_on(net, opt, steps, seed):
+    rng = numpy.random.RandomState(seed)
+    for _ in range(steps):
+        net.cleargrads()
+        for p in net.params():
+            p.grad = rng.standard_normal(p.shape).astype(p.dtype)
+        opt.update()
+    return net, opt
+
+
+def assert_same_training_state(a, b, exact=True):
+    check = numpy.testing.assert_array_equal if exact else numpy.testing.assert_allclose
+    for (name, p), (_, q) in zip(a[0].namedparams(), b[0].namedparams()):
+        check(p.array, q.array, err_msg=name)
+        for key in ('m', 'v'):
+            check(p.update_rule.state[key], q.update_rule.state[key], err_msg=f'{name}/{key}')
+        assert p.update_rule.t == q.update_rule.t
+    assert a[1].t == b[1].t
+
+
+def test_adam_is_chainers_bit_for_bit_and_takes_the_flat_pass():
+    ours = adam_run(ops.Adam, 4)
+    assert_same_training_state(ours, adam_run(chainer.optimizers.Adam, 4))
+    flat_params = ours[1]._flat[1][0]
+    assert all(numpy.shares_memory(p.array, flat_params) for p in ours[0].params())
+
+
+@pytest.mark.parametrize(
+    'hyper', [dict(weight_decay_rate=1e-2), dict(amsgrad=True), dict(eps=1e-3, eta=0.5)], ids=str
+)
+def test_adam_options_match_chainer(hyper):
+    # weight decay and amsgrad take Chainer's per-parameter update; eta and
+    # eps are in the flat pass.
+    ours = adam_run(ops.Adam, 3, **hyper)
+    assert_same_training_state(ours, adam_run(chainer.optimizers.Adam, 3, **hyper))
+    assert (ours[1]._flat is None) == ('eps' not in hyper)
+
+
+def test_adam_rule_hook_and_missing_grads_fall_back_or_match():
+    def hooked(cls):
+        with global_seed(0):
+            net = Generator(size=8, channels=1, widths=[4, 8])
+        opt = cls(alpha=2e-3)
+        opt.setup(net)
+        net.project.W.update_rule.add_hook(lambda rule, param: param.grad.__imul__(0.5), 'half')
+        for _ in range(2):
+            net.cleargrads()
+            net.project.W.grad = numpy.ones_like(net.project.W.array)  # the others: None -> zeros
+            opt.update()
+        return net, opt
+
+    ours, theirs = hooked(ops.Adam), hooked(chainer.optimizers.Adam)
+    assert ours[1]._flat is None  # the rule's hook: Chainer's update ran
+    assert_same_training_state(ours, theirs)
+    ours[0].project.W.update_rule.remove_hook('half')
+    adam_step = ours[1].update
+    ours[0].cleargrads()
+    theirs[0].project.W.update_rule.remove_hook('half')
+    theirs[0].cleargrads()
+    adam_step()  # every grad None: zeros, as Chainer's reallocate_cleared_grads gives
+    theirs[1].update()
+    assert ours[1]._flat is not None
+    assert_same_training_state(ours, theirs)
+
+
+@pytest.mark.parametrize('writer, reader', [('chainer', 'ours'), ('ours', 'chainer')])
+def test_adam_snapshots_load_both_ways_and_training_continues_alike(tmp_path, writer, reader):
+    classes = {'chainer': chainer.optimizers.Adam, 'ours': ops.Adam}
+    net, opt = adam_run(classes[writer], 3)
+    chainer.serializers.save_npz(tmp_path / 'opt.npz', opt)
+    chainer.serializers.save_npz(tmp_path / 'net.npz', net)
+    with numpy.load(tmp_path / 'opt.npz') as f:
+        names = set(f.files)
+    assert {'t', 'epoch', 'project/W/m', 'project/W/v', 'project/W/t'} <= names
+
+    def resumed(cls):
+        with global_seed(5):
+            fresh = Generator(size=8, channels=1, widths=[4, 8])
+        o = cls(alpha=2e-3, beta1=0.5)
+        o.setup(fresh)
+        chainer.serializers.load_npz(tmp_path / 'net.npz', fresh)
+        chainer.serializers.load_npz(tmp_path / 'opt.npz', o)
+        assert o.t == 3 and fresh.project.W.update_rule.t == 3
+        return train_on(fresh, o, 2, seed=7)
+
+    # Loaded by the other class, training goes on exactly as in the writer's.
+    assert_same_training_state(resumed(classes[reader]), resumed(classes[writer]))
+    # ... and as without the snapshot: 5 steps in one go, the same gradients.
+    uninterrupted = train_on(*adam_run(classes[reader], 3), 2, seed=7)
+    assert_same_training_state(resumed(classes[reader]), uninterrupted)
+    with numpy.load(tmp_path / 'opt.npz') as f:
+        assert int(f['t']) == 3
+
+
+def test_adam_rebuilds_its_buffers_when_an_array_is_replaced():
+    net, opt = adam_run(ops.Adam, 2)
+    ref_net, ref_opt = adam_run(chainer.optimizers.Adam, 2)
+    for n in (net, ref_net):
+        n.project.W.array = n.project.W.array.copy()  # e.g. to_device, a loader
+    for n, o in ((net, opt), (ref_net, ref_opt)):
+        n.cleargrads()
+        for p in n.params():
+            p.grad = numpy.full(p.shape, 0.1, p.dtype)
+        o.update()
+    assert numpy.shares_memory(net.project.W.array, opt._flat[1][0])
+    assert_same_training_state((net, opt), (ref_net, ref_opt))
