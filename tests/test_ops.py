@@ -1126,7 +1126,7 @@ def test_adam_is_chainers_bit_for_bit_and_takes_the_flat_pass():
 
 
 @pytest.mark.parametrize(
-    'hyper', [dict(weight_decay_rate=1e-2), dict(amsgrad=True), dict(eps=1e-3, eta=0.5)], ids=str
+    'hyper', [{'weight_decay_rate': 1e-2}, {'amsgrad': True}, {'eps': 1e-3, 'eta': 0.5}], ids=str
 )
 def test_adam_options_match_chainer(hyper):
     # weight decay and amsgrad take Chainer's per-parameter update; eta and
