@@ -11,7 +11,7 @@
 # whole command (interpreter start-up, imports and data included). Each
 # run's generator is then scored by benchmarks/fid_of.py on 1,000 samples
 # (the package's FID against the 4,500 training digits; not timed). Logs and
-# run folders go to $OUT (default whole_logs/). The last lines are one per
+# run folders go to $OUT (default cpu_logs/whole/). The last lines are one per
 # round: `whole ROUND ours S s fid F torch S s fid F ratio R` (R: PyTorch's
 # wall time over ours; above 1 means ours is faster).
 set -uo pipefail
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
 torch_py=${TORCH_PYTHON:-$py}
 rounds=${ROUNDS:-2}
-out=${OUT:-whole_logs}
+out=${OUT:-cpu_logs/whole}
 mkdir -p "$out"
 if ! $torch_py -c 'import torch' 2>/dev/null; then
     echo "whole_run.sh: error: $torch_py cannot import torch (set TORCH_PYTHON)" >&2

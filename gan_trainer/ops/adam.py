@@ -51,8 +51,8 @@ class Adam(chainer.optimizers.Adam):
             a = p.array
             if (rule is None or not rule.enabled or rule._hookable._pre_update_hooks
                     or rule._hookable._post_update_hooks or rule._use_fp32_update
-                    or p._loss_scale is not None or type(a) is not numpy.ndarray
-                    or type(p.grad) is not numpy.ndarray):
+                    or p._loss_scale is not None or not isinstance(a, numpy.ndarray)
+                    or not isinstance(p.grad, numpy.ndarray)):
                 return False
             if dtype is None:
                 dtype, t = a.dtype, rule.t
