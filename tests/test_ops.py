@@ -49,7 +49,7 @@ TOL = {numpy.float32: {'rtol': 1e-4, 'atol': 1e-6}, numpy.float64: {'rtol': 1e-1
 FAST_NODES = (
     conv.Convolution2DNumPy,
     conv.Deconvolution2DNumPy,
-    normalization.BatchNormalization,
+    normalization.BatchNormalizationNumPy,
     activation.LeakyReLU,
 )
 
@@ -370,7 +370,7 @@ def test_batch_normalization_matches_chainer_and_numpy(shape, eps, decay, dtype)
     gy = randn(rng, shape, dtype)
     y, g = grads(ours, (x, gamma, beta), gy)
     y_ref, g_ref = grads(ref, (x, gamma, beta), gy)
-    assert isinstance(y.creator, normalization.BatchNormalization)
+    assert isinstance(y.creator, normalization.BatchNormalizationNumPy)
     assert_close(y, y_ref, dtype)
     for a, b in zip(g, g_ref):
         assert_close(a, b, dtype)
@@ -449,7 +449,7 @@ def test_batch_normalization_check_backward(shape, eps, decay):
     arrays = bn_inputs(shape, numpy.float64, rng)
     fn = fast(
         lambda *a: ops.batch_normalization(*a, eps=eps, decay=decay),
-        normalization.BatchNormalization,
+        normalization.BatchNormalizationNumPy,
     )
     gradient_check.check_backward(fn, arrays, randn(rng, shape))
 
@@ -495,7 +495,7 @@ def test_deconvolution_check_double_backward(case):
 def test_batch_normalization_check_double_backward(shape):
     rng = numpy.random.default_rng(2)
     arrays = bn_inputs(shape, numpy.float64, rng)
-    fn = fast(lambda *a: ops.batch_normalization(*a), normalization.BatchNormalization)
+    fn = fast(lambda *a: ops.batch_normalization(*a), normalization.BatchNormalizationNumPy)
     gradient_check.check_double_backward(
         fn, arrays, randn(rng, shape), [randn(rng, a.shape) for a in arrays]
     )
@@ -536,7 +536,7 @@ OPS = {
         [(3, 4, 3, 5), (4,), (4,)],
         lambda x, g, b: ops.batch_normalization(x, g, b, eps=1e-4),
         lambda x, g, b: F.batch_normalization(x, g, b, eps=1e-4),
-        normalization.BatchNormalization,
+        normalization.BatchNormalizationNumPy,
     ),
     'leaky_relu': (
         [(2, 3, 4, 5)],
@@ -855,7 +855,7 @@ def test_batch_normalization_link_in_train_mode_matches_chainer(kwargs):
     for i in range(3):
         x = (randn(rng, (5, 4, 3, 2), numpy.float32) + i) * (i + 1)
         y = ours(x)
-        assert isinstance(y.creator, normalization.BatchNormalization)
+        assert isinstance(y.creator, normalization.BatchNormalizationNumPy)
         assert_close(y, theirs(x), numpy.float32)
     for k, v in state(theirs).items():
         assert_close(state(ours)[k], v, numpy.float32)
@@ -871,7 +871,7 @@ def test_batch_normalization_link_without_gamma_and_beta_matches_chainer():
         gy = randn(rng, x.shape, numpy.float32)
         y, (gx,) = grads(ours, (x,), gy)
         y_ref, (gx_ref,) = grads(theirs, (x,), gy)
-        assert isinstance(y.creator, normalization.BatchNormalization)
+        assert isinstance(y.creator, normalization.BatchNormalizationNumPy)
         assert_close(y, y_ref, numpy.float32)
         assert_close(gx, gx_ref, numpy.float32)
         # Mean 0 and variance 1 per channel: no scale or shift was applied.

@@ -18,7 +18,7 @@ convolution, keeping feature maps channel-last in memory; see
   (the updater's G step freezes D with it).
 
 The fast path is taken for NumPy float32/float64 arrays. On CuPy, batch
-normalization has its own node (:mod:`.normalization_cupy`; Chainer's is
+normalization has its own node (:mod:`.normalization`; Chainer's is
 slow without cuDNN, which CuPy 14 dropped) and everything else goes to
 Chainer's functions (and cuDNN where CuPy has it). Switch it off to compare or debug with
 ``chainer.using_config('gan_trainer_fast', False)``, or for a whole process
