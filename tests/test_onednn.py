@@ -27,7 +27,7 @@ import pytest
 from chainer import gradient_check
 
 from gan_trainer import ops
-from gan_trainer.ops import conv, dnnl, onednn_conv, threads
+from gan_trainer.ops import activation, conv, dnnl, onednn_conv, threads
 
 LOADED = dnnl.library() is not None
 needs_onednn = pytest.mark.skipif(not LOADED, reason='oneDNN does not load here')
@@ -75,9 +75,9 @@ def inputs(case, transposed, layout, rng):
 def functions(transposed, s, p, act):
     if transposed:
         return (lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, activation=act),
-                lambda *a: onednn_conv.activate(F.deconvolution_2d(*a, stride=s, pad=p), act, 0.2))
+                lambda *a: activation.activate(F.deconvolution_2d(*a, stride=s, pad=p), act, 0.2))
     return (lambda *a: ops.convolution_2d(*a, stride=s, pad=p, activation=act),
-            lambda *a: onednn_conv.activate(F.convolution_2d(*a, stride=s, pad=p), act, 0.2))
+            lambda *a: activation.activate(F.convolution_2d(*a, stride=s, pad=p), act, 0.2))
 
 
 def grads(fn, arrays, gy):

@@ -1204,3 +1204,59 @@ def test_adam_rebuilds_its_buffers_when_an_array_is_replaced():
         o.update()
     assert numpy.shares_memory(net.project.W.array, opt._flat[1][0])
     assert_same_training_state((net, opt), (ref_net, ref_opt))
+
+
+# --- Batch normalization with its activation in the same node ------------------------
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('act, slope', [('relu', 0.2), ('leaky_relu', 0.2), ('leaky_relu', 1.0)])
+@pytest.mark.parametrize('shape', [(4, 3, 5, 2), (8, 4)], ids=str)
+def test_batch_normalization_with_activation_matches_chainer(shape, act, slope, dtype):
+    rng = numpy.random.default_rng(5)
+    x, gamma, beta = bn_inputs(shape, dtype, rng)
+    c = shape[1]
+    stats = {k: (numpy.zeros(c, dtype), numpy.ones(c, dtype)) for k in ('ours', 'ref')}
+
+    def ours(*a):
+        m, v = stats['ours']
+        return ops.batch_normalization(*a, running_mean=m, running_var=v, activation=act,
+                                       slope=slope)
+
+    def ref(*a):
+        m, v = stats['ref']
+        y = F.batch_normalization(*a, running_mean=m, running_var=v)
+        return F.relu(y) if act == 'relu' else F.leaky_relu(y, slope)
+
+    gy = randn(rng, shape, dtype)
+    y, g = grads(ours, (x, gamma, beta), gy)
+    y_ref, g_ref = grads(ref, (x, gamma, beta), gy)
+    assert isinstance(y.creator, normalization.BatchNormalizationNumPy)  # one node for both
+    assert_close(y, y_ref, dtype)
+    for a, b in zip(g + list(stats['ours']), g_ref + list(stats['ref'])):
+        assert_close(a, b, dtype)
+
+
+@pytest.mark.parametrize('act', ['relu', 'leaky_relu'])
+def test_batch_normalization_with_activation_check_backward_and_double(act):
+    rng = numpy.random.default_rng(6)
+    arrays = bn_inputs((4, 3, 2, 3), numpy.float64, rng)
+    fn = fast(lambda *a: ops.batch_normalization(*a, activation=act),
+              normalization.BatchNormalizationNumPy)
+    gy = randn(rng, (4, 3, 2, 3))
+    gradient_check.check_backward(fn, arrays, gy, eps=1e-5)
+    gradient_check.check_double_backward(
+        fn, arrays, gy, [randn(rng, a.shape) for a in arrays], eps=1e-5)
+
+
+def test_batch_normalization_link_activation_in_evaluation_mode_and_bad_ones():
+    link = ops.BatchNormalization(3)
+    x = (numpy.arange(24, dtype=numpy.float32).reshape(2, 3, 2, 2) - 12) / 4
+    link(x)  # one training step, so the running statistics are not the initial ones
+    with chainer.using_config('train', False):
+        y = link(x, activation='leaky_relu', slope=0.1)
+        expected = F.leaky_relu(L.BatchNormalization.forward(link, x), 0.1)
+    numpy.testing.assert_allclose(y.array, expected.array, rtol=1e-6)
+    for bad in ('tanh', 'elu'):
+        with pytest.raises(ValueError, match='relu'):
+            link(x, activation=bad)

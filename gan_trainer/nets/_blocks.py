@@ -170,6 +170,14 @@ def add_spectral_norm(chain: chainer.Chain) -> None:
             link.add_hook(SpectralNormalization())
 
 
+def _norm_then(norm: chainer.Link, h, norm_args, activation: str):
+    """``activation(norm(h, *norm_args))``, in one node for the package's batch norm."""
+    if isinstance(norm, ops.BatchNormalization):
+        return norm(h, *norm_args, activation=activation, slope=0.2)
+    h = norm(h, *norm_args)
+    return F.relu(h) if activation == 'relu' else ops.leaky_relu(h, slope=0.2)
+
+
 class GeneratorBase(chainer.Chain):
     """G's layers: a linear projection, then stride-2 deconvolutions.
 
@@ -275,9 +283,9 @@ class GeneratorBase(chainer.Chain):
         # conv layers (and the TensorFlow DCGAN), not per each of the
         # s0 * s0 positions.
         h = F.reshape(self.project(h), (h.shape[0], -1, s0, s0))
-        h = F.relu(self.bn0(h, *norm_args))
+        h = _norm_then(self.bn0, h, norm_args, 'relu')
         for deconv, norm in zip(self.deconvs[:-1], self.bns):
-            h = F.relu(norm(deconv(h), *norm_args))  # (B, C, s, s) -> (B, C', 2s, 2s)
+            h = _norm_then(norm, deconv(h), norm_args, 'relu')  # (B, C, s, s) -> (B, C', 2s, 2s)
         return self.deconvs[-1](h, activation='tanh')  # tanh fused where oneDNN runs
 
 
@@ -378,7 +386,7 @@ class DiscriminatorBase(chainer.Chain):
         h = self.convs[0](x, activation='leaky_relu', slope=0.2)
         for i, conv in enumerate(self.convs[1:]):
             if self.norm == 'batch':
-                h = ops.leaky_relu(self.bns[i](conv(h)), slope=0.2)
+                h = _norm_then(self.bns[i], conv(h), (), 'leaky_relu')
             else:
                 h = conv(h, activation='leaky_relu', slope=0.2)
         return h

@@ -46,7 +46,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from gan_trainer.ops import onednn_conv
 from gan_trainer.ops._common import reference_backward, use_fast, variables
-from gan_trainer.ops.activation import leaky_relu
+from gan_trainer.ops.activation import activated, check_activation
 
 # One name for every matrix product here, so that a profiler (or the
 # throughput benchmark) can time them apart from the copies around them.
@@ -404,21 +404,6 @@ def _simple(dilate, groups) -> bool:
     return _pair(dilate) == (1, 1) and groups == 1
 
 
-def _check_activation(activation, slope) -> None:
-    if activation not in (None, *onednn_conv.ACTIVATIONS):
-        raise ValueError(f'activation must be None or one of {onednn_conv.ACTIVATIONS}, '
-                         f'got {activation!r}')
-    if activation == 'leaky_relu' and not 0 < slope <= 1:
-        raise ValueError(f'slope must be in (0, 1] for a fused leaky_relu, got {slope!r}')
-
-
-def _activated(y, activation, slope):
-    """``activation(y)`` by the package's own LeakyReLU or Chainer's functions."""
-    if activation == 'leaky_relu':
-        return leaky_relu(y, slope)
-    return onednn_conv.activate(y, activation, slope)
-
-
 def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, groups=1,
                    activation=None, slope=0.2):
     """Drop-in for :func:`chainer.functions.convolution_2d`, fast on NumPy.
@@ -436,11 +421,11 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, 
             when it runs, else as a separate function; the values are the same.
         slope: LeakyReLU's slope, ``0 < slope <= 1``.
     """
-    _check_activation(activation, slope)
+    check_activation(activation, slope)
     if cover_all or not _simple(dilate, groups) or not use_fast(x, W, b):
         y = F.convolution_2d(x, W, b, stride, pad, cover_all=cover_all,
                              dilate=dilate, groups=groups)
-        return _activated(y, activation, slope)
+        return activated(y, activation, slope)
     args = (x, W) if b is None else (x, W, b)
     if onednn_conv.available(x, W, b):
         y, = onednn_conv.ConvolutionDNNL(_pair(stride), _pair(pad), activation=activation,
@@ -448,7 +433,7 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, 
         return y
     keep = chainer.config.enable_backprop and getattr(W, 'requires_grad', False)
     y, = Convolution2DNumPy(stride, pad, keep_cols=keep).apply(args)
-    return _activated(y, activation, slope)
+    return activated(y, activation, slope)
 
 
 def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, groups=1,
@@ -458,10 +443,10 @@ def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, g
     Same rules and ``activation`` as :func:`convolution_2d`; ``W`` is
     ``(C_in, C_out, kh, kw)``.
     """
-    _check_activation(activation, slope)
+    check_activation(activation, slope)
     if not _simple(dilate, groups) or not use_fast(x, W, b):
         y = F.deconvolution_2d(x, W, b, stride, pad, outsize, dilate=dilate, groups=groups)
-        return _activated(y, activation, slope)
+        return activated(y, activation, slope)
     args = (x, W) if b is None else (x, W, b)
     if onednn_conv.available(x, W, b):
         s, p = _pair(stride), _pair(pad)
@@ -470,4 +455,4 @@ def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, g
                                          activation=activation, slope=slope).apply(args)
         return y
     y, = Deconvolution2DNumPy(stride, pad, outsize).apply(args)
-    return _activated(y, activation, slope)
+    return activated(y, activation, slope)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import chainer
 import chainer.links as L
 
+from gan_trainer.ops.activation import activated
 from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
 from gan_trainer.ops.normalization import batch_normalization
 
@@ -64,18 +65,21 @@ class BatchNormalization(L.BatchNormalization):
     fine-tuning and other axes use Chainer's link unchanged. Without
     ``gamma``/``beta`` (``use_gamma=False``, ``use_beta=False``, as in
     conditional batch normalization) the constants 1 and 0 stand in for
-    them, as in Chainer's link.
+    them, as in Chainer's link. ``link(x, activation='relu')`` (or
+    ``'leaky_relu'`` with ``slope``) applies the activation too, in the same
+    node in training mode.
     """
 
-    def forward(self, x, **kwargs):
+    def forward(self, x, *, activation=None, slope=0.2, **kwargs):
         if (not chainer.config.train or kwargs.get('finetune') or self.axis is not None
                 or self.avg_mean is None or chainer.config.in_recomputing):
-            return super().forward(x, **kwargs)
+            y = super().forward(x, **kwargs)
+            return activated(y, activation, slope)
         gamma = self._get_gamma()[0] if self.gamma is None else self.gamma
         beta = self._get_beta()[0] if self.beta is None else self.beta
         return batch_normalization(x, gamma, beta, eps=self.eps,
                                    running_mean=self.avg_mean, running_var=self.avg_var,
-                                   decay=self.decay)
+                                   decay=self.decay, activation=activation, slope=slope)
 
 
 @contextlib.contextmanager

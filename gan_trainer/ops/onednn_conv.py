@@ -42,9 +42,7 @@ from chainer.utils import conv as conv_utils
 
 from gan_trainer.ops import dnnl
 from gan_trainer.ops._common import onednn_enabled, reference_backward, variables
-
-#: Activations that can be fused, with their oneDNN eltwise algorithm.
-ACTIVATIONS = ('relu', 'leaky_relu', 'tanh')
+from gan_trainer.ops.activation import activate, activate_in_place, activation_grad
 
 
 def available(*arrays) -> bool:
@@ -69,34 +67,6 @@ def _eltwise(activation, slope):
     return (activation, 0.0)
 
 
-def activate(y, activation, slope):
-    """Chainer's function for ``activation`` (the reference and the fallback)."""
-    if activation is None:
-        return y
-    if activation == 'relu':
-        return F.relu(y)
-    if activation == 'leaky_relu':
-        return F.leaky_relu(y, slope)
-    return F.tanh(y)
-
-
-def activation_grad(y: numpy.ndarray, gy: numpy.ndarray, activation, slope) -> numpy.ndarray:
-    """``gy`` times the activation's derivative, from the activation's output ``y``."""
-    if activation is None:
-        return gy
-    if activation == 'tanh':
-        g = numpy.multiply(y, y)
-        numpy.subtract(1, g, out=g)
-    else:  # relu / leaky relu: 1 for y > 0, else 0 / slope (Chainer's convention at 0)
-        g = (y > 0).astype(y.dtype)
-        if activation == 'leaky_relu':
-            s = y.dtype.type(slope)
-            g *= 1 - s
-            g += s
-    g *= gy
-    return g
-
-
 #: A layer with at most this many channels on one side (an image layer) runs
 #: on ``nchw`` maps, where oneDNN takes its GEMM kernels: see :class:`_Problem`.
 IMAGE_CHANNELS = 4
@@ -107,15 +77,6 @@ NCHW = 5  # dnnl_nchw
 #: times both; see the module docstring.
 LAYOUT = 'nhwc'
 MAPS = {'nhwc': 22, 'any': dnnl.FORMAT_ANY}
-
-
-def _activate_in_place(y: numpy.ndarray, activation, slope) -> None:
-    if activation == 'relu':
-        numpy.maximum(y, 0, out=y)
-    elif activation == 'leaky_relu':
-        numpy.maximum(y, y * y.dtype.type(slope), out=y)
-    else:
-        numpy.tanh(y, out=y)
 
 
 def _nhwc_empty(shape) -> numpy.ndarray:
@@ -317,7 +278,7 @@ class ConvolutionDNNL(chainer.FunctionNode):
         prob.fwd.run(*args)
         prob.fwd_y.out(yb, y)
         if self.activation is not None and not prob.fused:
-            _activate_in_place(y, self.activation, self.slope)
+            activate_in_place(y, self.activation, self.slope)
         self._problem = prob
         if self.activation is not None:
             self.retain_outputs((0,))
