@@ -324,3 +324,35 @@ def test_thread_policy_in_a_fresh_process():
     assert 'spin None blas [2] limited None' in user.stdout, user.stderr
     off = run_python(TRAIN_ONE_STEP, GAN_TRAINER_THREADS='0')
     assert 'spin None' in off.stdout and 'limited None' in off.stdout, off.stderr
+
+
+@needs_onednn
+def test_a_primitive_onednn_cannot_build_falls_back(monkeypatch):
+    def refuse(*args):
+        raise dnnl.DNNLError('oneDNN convolution_forward failed: unimplemented')
+
+    rng = numpy.random.default_rng(7)
+    x, W, b = inputs((1, 2, 3, 5, 5, 3, 2, 0), False, 'nchw', rng)
+    monkeypatch.setattr(dnnl, 'create_pd', refuse)
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    y = ops.convolution_2d(x, W, b, stride=2, activation='leaky_relu')
+    assert isinstance(y.creator.inputs[0].creator, conv.Convolution2DNumPy)
+    assert_close(y, F.leaky_relu(F.convolution_2d(x, W, b, stride=2), 0.2))
+
+
+@needs_onednn
+def test_a_backward_primitive_onednn_cannot_build_takes_chainers_gradients(monkeypatch):
+    rng = numpy.random.default_rng(8)
+    case = (2, 3, 4, 6, 6, 4, 2, 1)
+    arrays = inputs(case, False, 'nhwc', rng)
+    ours, ref = functions(False, 2, 1, 'tanh')
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    y = ours(*arrays)  # the forward primitive is built, the backward ones are not yet
+    real_create = dnnl.create_pd
+    monkeypatch.setattr(dnnl, 'create_pd', lambda name, *a: (_ for _ in ()).throw(
+        dnnl.DNNLError(name)) if 'backward' in name else real_create(name, *a))
+    gy = rng.standard_normal(y.shape).astype(numpy.float32)
+    _, g = grads(ours, arrays, gy)
+    _, g_ref = grads(ref, arrays, gy)
+    for a, b in zip(g, g_ref):
+        assert_close(a, b)

@@ -400,6 +400,10 @@ def deconv_outsize(x_hw, k, s, p, outsize) -> tuple[int, int]:
     return tuple(sizes)
 
 
+def _array(a):
+    return a.array if isinstance(a, chainer.Variable) else a
+
+
 def _simple(dilate, groups) -> bool:
     return _pair(dilate) == (1, 1) and groups == 1
 
@@ -428,9 +432,13 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, 
         return activated(y, activation, slope)
     args = (x, W) if b is None else (x, W, b)
     if onednn_conv.available(x, W, b):
-        y, = onednn_conv.ConvolutionDNNL(_pair(stride), _pair(pad), activation=activation,
-                                         slope=slope).apply(args)
-        return y
+        s, p = _pair(stride), _pair(pad)
+        prob = onednn_conv.problem(False, _array(x), _array(W), b is not None, s, p, None,
+                                   activation, slope)
+        if prob is not None:
+            y, = onednn_conv.ConvolutionDNNL(s, p, activation=activation, slope=slope,
+                                             problem=prob).apply(args)
+            return y
     keep = chainer.config.enable_backprop and getattr(W, 'requires_grad', False)
     y, = Convolution2DNumPy(stride, pad, keep_cols=keep).apply(args)
     return activated(y, activation, slope)
@@ -451,8 +459,12 @@ def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, g
     if onednn_conv.available(x, W, b):
         s, p = _pair(stride), _pair(pad)
         size = deconv_outsize(x.shape[2:], W.shape[2:], s, p, outsize)
-        y, = onednn_conv.ConvolutionDNNL(s, p, transposed=True, outsize=size,
-                                         activation=activation, slope=slope).apply(args)
-        return y
+        prob = onednn_conv.problem(True, _array(x), _array(W), b is not None, s, p, size,
+                                   activation, slope)
+        if prob is not None:
+            y, = onednn_conv.ConvolutionDNNL(s, p, transposed=True, outsize=size,
+                                             activation=activation, slope=slope,
+                                             problem=prob).apply(args)
+            return y
     y, = Deconvolution2DNumPy(stride, pad, outsize).apply(args)
     return activated(y, activation, slope)

@@ -235,6 +235,18 @@ def _out_hw(transposed, x_hw, k, s, p, outsize):
     return tuple(outsize)
 
 
+def problem(transposed, x, W, has_bias, s, p, outsize, activation, slope):
+    """The cached primitives for this call, or None where oneDNN cannot build them
+    (the caller then takes the NumPy node)."""
+    out_hw = _out_hw(transposed, x.shape[2:], W.shape[2:], s, p, outsize)
+    co = W.shape[1] if transposed else W.shape[0]
+    out_shape = (x.shape[0], co, *out_hw)
+    key = ('conv', LAYOUT, transposed, x.shape, _layout_key(x), W.shape, W.strides, has_bias,
+           s, p, out_hw, activation, slope)
+    return dnnl.cached(key, lambda: _Problem(transposed, x, W, has_bias, s, p, out_shape,
+                                             _eltwise(activation, slope)))
+
+
 class ConvolutionDNNL(chainer.FunctionNode):
     """``activation(conv(x, W) + b)`` on oneDNN, output channel-last.
 
@@ -248,27 +260,19 @@ class ConvolutionDNNL(chainer.FunctionNode):
     """
 
     def __init__(self, stride, pad, *, transposed=False, outsize=None, activation=None,
-                 slope=0.2):
+                 slope=0.2, problem=None):
         self.s, self.p = tuple(stride), tuple(pad)
         self.transposed = transposed
         self.outsize = outsize
         self.activation = activation
         self.slope = slope
-
-    def problem(self, x, W, has_bias):
-        out_hw = _out_hw(self.transposed, x.shape[2:], W.shape[2:], self.s, self.p, self.outsize)
-        co = W.shape[1] if self.transposed else W.shape[0]
-        out_shape = (x.shape[0], co, *out_hw)
-        key = ('conv', LAYOUT, self.transposed, x.shape, _layout_key(x), W.shape, W.strides, has_bias,
-               self.s, self.p, out_hw, self.activation, self.slope)
-        return out_shape, dnnl.cached(key, lambda: _Problem(
-            self.transposed, x, W, has_bias, self.s, self.p, out_shape,
-            _eltwise(self.activation, self.slope)))
+        self._problem = problem
 
     def forward(self, inputs):
         x, W = inputs[:2]
         b = inputs[2] if len(inputs) == 3 else None
-        _, prob = self.problem(x, W, b is not None)
+        prob = self._problem or problem(self.transposed, x, W, b is not None, self.s, self.p,
+                                        self.outsize, self.activation, self.slope)
         self.retain_inputs(tuple(range(len(inputs))))
         y = prob.new_output()
         xb = prob.fwd_x.into(x)
@@ -287,6 +291,14 @@ class ConvolutionDNNL(chainer.FunctionNode):
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
             return reference_backward(self, indexes, grad_outputs, self.reference)
+        try:
+            return self._backward(indexes, grad_outputs)
+        except dnnl.DNNLError:  # a backward primitive oneDNN cannot build: Chainer's way
+            with chainer.using_config('enable_backprop', True):
+                grads = reference_backward(self, indexes, grad_outputs, self.reference)
+            return variables(*(None if g is None else g.array for g in grads))
+
+    def _backward(self, indexes, grad_outputs):
         inputs = self.get_retained_inputs()
         x, W = inputs[0].array, inputs[1].array
         has_bias = len(inputs) == 3
