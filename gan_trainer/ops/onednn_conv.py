@@ -7,20 +7,22 @@ convolution on the CPU). Each call is at most one oneDNN primitive per pass
 reorders between the arrays' layouts and the layouts the primitive asked
 for:
 
-* **Layouts.** Every primitive is created with the ``any`` format for its
-  feature maps and weights, so oneDNN picks the layout its fastest kernel
-  for the shape and CPU wants (blocked ``nChw16c`` maps and ``OIhw16i16o``
-  weights for its JIT kernels on AVX-512, channel-last for its brgemm
-  ones); a reorder moves an array in or out only where that layout is not
-  already the array's. Measured with ``benchmarks/onednn_layers.py`` on the
-  2-core AVX-512 EPYC: the reorders cost 0.02-0.75 ms per layer, and the
-  convolutions on the chosen layouts run 2-7x faster than both the NumPy
-  im2col functions and oneDNN on the plain ``nchw`` / channel-last layouts
-  (whose weights in Chainer's ``oihw`` order send oneDNN to its reference
-  kernel, hundreds of times slower). Outputs are stored channel-last, as
-  the NumPy functions' are.
+* **Layouts.** The feature maps stay channel-last (``nhwc``), as the
+  arrays are stored, so no map is reordered between layers; the weights
+  are created with the ``any`` format, so oneDNN picks the blocked layout
+  its kernels want, and are reordered from Chainer's ``oihw`` (or
+  ``iohw``) on each call (a few hundred kilobytes). Measured per layer
+  (batch 64, the 2-core AVX-512 EPYC; ``benchmarks/onednn_layers.py``):
+  oneDNN's own pick for the maps (blocked ``nChw16c``) made its kernels
+  marginally faster but needed a reorder in and out of every layer, which
+  cost more than it gained on the default network (0.1-0.3 ms each, 59
+  primitive calls per iteration against 39 ms); plain ``oihw`` weights
+  with ``nhwc`` maps send oneDNN to its reference kernel, hundreds of
+  times slower. A layer that writes at most :data:`IMAGE_CHANNELS`
+  channels runs on ``nchw`` maps instead (see :class:`_Problem`).
 * **Fused activation.** ReLU, LeakyReLU and tanh after the bias run as a
-  oneDNN post-op inside the forward kernel: no extra pass over the output
+  oneDNN post-op inside the forward kernel (or, on the ``nchw`` GEMM
+  kernels, by NumPy inside the same node): no extra pass over the output
   and no extra Chainer node. The backward pass needs only the output: the
   derivative is ``y > 0`` (ReLU), ``1`` or ``slope`` by the sign of ``y``
   (LeakyReLU, ``0 < slope <= 1``) or ``1 - y**2`` (tanh).
