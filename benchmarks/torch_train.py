@@ -111,8 +111,8 @@ def main(argv=None) -> int:
             opt_g.step()
             it += 1
             if it % 500 == 0:
-                print(f'iteration {it}: loss D {float(err_real + err_fake):.3f} '
-                      f'G {float(err_g):.3f}', flush=True)
+                print(f'iteration {it}: loss D {(err_real + err_fake).item():.3f} '
+                      f'G {err_g.item():.3f}', flush=True)
     seconds = time.perf_counter() - start
     gen.eval()
     with torch.no_grad():
