@@ -68,6 +68,7 @@ from gan_trainer.datasets import ImageFolderDataset, get_digits
 from gan_trainer.iterators import train_iterator
 from gan_trainer.nets import Discriminator, Generator
 from gan_trainer.ops import conv as ops_conv
+from gan_trainer.ops import onednn_conv  # noqa: F401  (ops.onednn_conv.LAYOUT)
 
 NETS = {
     # name: (size, channels, iterations per window, base width)
@@ -102,6 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'the N functions that took longest (forward + backward)')
     p.add_argument('--reuse_fakes', action='store_true',
                    help="GANUpdater(reuse_fakes=True): the G step trains on the D step's fakes")
+    p.add_argument('--onednn_layout', choices=('nhwc', 'any'), default='nhwc',
+                   help="oneDNN's feature-map layout (gan_trainer.ops.onednn_conv.LAYOUT): "
+                        "channel-last as stored, or oneDNN's pick with reorders")
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
     for name in ('batchsize', 'windows', 'folder_images', 'folder_side'):
@@ -240,6 +244,7 @@ def main(argv=None) -> int:
     device.use()
     sync = synchronizer(device)
     setattr(chainer.global_config, ops.CONFIG_KEY, not args.reference)
+    ops.onednn_conv.LAYOUT = args.onednn_layout
     print(f'# {args.net} on {args.device}: batch {args.batchsize}, '
           f'{"Chainer reference ops" if args.reference else "gan_trainer.ops"}, '
           f'data {args.data}' + (f' ({args.loaderjob} workers)' if args.data == 'folder' else '')
