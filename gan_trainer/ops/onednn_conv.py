@@ -12,13 +12,15 @@ for:
   are created with the ``any`` format, so oneDNN picks the blocked layout
   its kernels want, and are reordered from Chainer's ``oihw`` (or
   ``iohw``) on each call (a few hundred kilobytes). Measured per layer
-  (batch 64, the 2-core AVX-512 EPYC; ``benchmarks/onednn_layers.py``):
-  oneDNN's own pick for the maps (blocked ``nChw16c``) made its kernels
-  marginally faster but needed a reorder in and out of every layer, which
-  cost more than it gained on the default network (0.1-0.3 ms each, 59
-  primitive calls per iteration against 39 ms); plain ``oihw`` weights
-  with ``nhwc`` maps send oneDNN to its reference kernel, hundreds of
-  times slower. A layer that writes at most :data:`IMAGE_CHANNELS`
+  (batch 64, the 2-core AVX-512 EPYC; ``benchmarks/onednn_layers.py``,
+  forward + backward summed over the layers): channel-last maps 9.7 ms
+  on the default network and 437 ms on ``dcgan64``, oneDNN's own pick
+  (blocked ``nChw16c``, reordered in and out of every layer) 9.5 and 421
+  ms, the NumPy functions 26.6 and 1,031 ms. In a whole step, where each
+  layer's reorders come on top and every small primitive call costs a
+  thread wake-up, ``throughput.py --onednn_layout`` compares the two (see
+  docs/performance.md). Plain ``oihw`` weights with ``nhwc`` maps would
+  send oneDNN to its reference kernel, which is far slower. A layer that writes at most :data:`IMAGE_CHANNELS`
   channels runs on ``nchw`` maps instead (see :class:`_Problem`).
 * **Fused activation.** ReLU, LeakyReLU and tanh after the bias run as a
   oneDNN post-op inside the forward kernel (or, on the ``nchw`` GEMM
@@ -140,12 +142,12 @@ class _Problem:
     channels (an image layer's forward pass, the input gradient of D's
     first layer) runs on ``nchw`` maps, where oneDNN takes its GEMM-based
     kernels, and its output is stored ``nchw`` (for 1 channel the same
-    memory as channel-last). Measured on the default network's layers
-    (batch 64, 2-core AVX-512 EPYC): 32 -> 1 deconvolution forward 0.22
-    ms against 1.33 ms on the layouts oneDNN picks, the 1 -> 32
-    convolution's input gradient 0.24 against 1.26 ms. Those GEMM kernels
-    run a fused activation slowly (LeakyReLU 1.5 ms, tanh 6.4 ms instead
-    of 0.25 ms), so there the node applies it with NumPy instead.
+    memory as channel-last). On the layouts oneDNN picks, those primitives
+    took its strided brgemm kernels, several times slower than the GEMM
+    ones for 1 output channel (checked with a one-off script while
+    choosing; ``benchmarks/onednn_layers.py`` prints the resulting layer
+    times). Those GEMM kernels run a fused activation slowly (tanh most),
+    so there the node applies it with NumPy instead.
     """
 
     def __init__(self, transposed, x, W, has_bias, s, p, out_shape, eltwise):

@@ -10,17 +10,21 @@ NumPy product, and the default network's step varied between 115 and 1,400
 images per second. The policy, applied once, when oneDNN is first loaded
 (:func:`apply_before_load`, :func:`apply_after_load`):
 
-* OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``): they sleep
-  as soon as a oneDNN call ends instead of spinning, and leave the cores to
-  whatever runs next. It must be in the environment before ``libgomp``
-  starts, i.e. before the library loads.
+* OpenMP threads spin :data:`SPINCOUNT` times after
+  a oneDNN call and then sleep (``GOMP_SPINCOUNT``; libgomp's default is
+  300,000): the next call of a step, usually right behind, still finds
+  them awake, and a longer stretch of NumPy or Python gets the cores back.
+  It must be in the environment before ``libgomp`` starts, i.e. before the
+  library loads.
 * OpenBLAS gets one thread (through ``threadpoolctl``): with the
   convolutions in oneDNN, what is left to BLAS is the small products of the
   linear layers, which gain little from a second thread and lose more to
   the hand-over.
 
-``benchmarks/threads.py`` measures the four combinations on the default
-network, alternating, and docs/performance.md gives its figures. A setting
+``benchmarks/threads.py`` measures this against passive and active
+OpenMP waiting, two OpenBLAS threads, one thread each and both libraries'
+defaults on the default network, alternating (benchmarks/RESULTS.md: the
+defaults ran at less than half this policy's speed). A setting
 the user made (``OMP_WAIT_POLICY``, ``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``) is left as it is, and
 ``GAN_TRAINER_THREADS=0`` leaves everything alone.
@@ -43,7 +47,7 @@ def enabled() -> bool:
 
 
 #: Spins of an idle OpenMP thread before it sleeps (libgomp's default is
-#: 300,000, about 0.1-0.3 ms; PASSIVE is 0).
+#: 300,000; OMP_WAIT_POLICY=PASSIVE is 0).
 SPINCOUNT = '10000'
 
 
