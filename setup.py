@@ -106,6 +106,12 @@ setup(
         'numpy>=1.23',
         'matplotlib>=3.5',
         'Pillow>=9.0',
+        # oneDNN 3.2's CPU kernels (GNU OpenMP build, no Python code), which
+        # gan_trainer.ops loads through ctypes. Wheels exist for x86-64 Linux
+        # only; elsewhere (or if it fails to load) the NumPy functions run.
+        "onednn-cpu-gomp==2023.2.0; platform_system == 'Linux' and platform_machine == 'x86_64'",
+        # OpenBLAS's threads beside oneDNN's (gan_trainer.ops.threads).
+        'threadpoolctl>=3.1',
     ],
     # The built-in digits (gan_trainer/data/digits.npz, 5,000 MNIST images)
     # with their notice, and the trained weights of the FID's digit classifier,

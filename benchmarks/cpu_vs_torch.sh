@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# gan_trainer against PyTorch on this machine's CPU, alternating, for both
-# networks and both iterations:
+# gan_trainer against PyTorch on this machine's CPU, alternating, for the
+# three networks and both iterations:
 #
 #     TORCH_PYTHON=/path/to/venv-with-torch/bin/python bash benchmarks/cpu_vs_torch.sh
 #
-# For each network (digits28, dcgan64) and each loop (fresh fakes for the G
+# For each network (NETS, default "default digits28 dcgan64"; `default` is
+# the network of `python examples/train_dcgan.py`) and each loop (fresh fakes for the G
 # step, GANUpdater's default; and --reuse_fakes, the G step on the D step's
 # fakes as in PyTorch's DCGAN example), ROUNDS rounds (default 2) of
 # benchmarks/throughput.py then benchmarks/torch_dcgan.py, so that both see
@@ -30,7 +31,7 @@ fi
 # The figure of the contract line (`throughput ...` / `torch ...`), or nothing.
 rate() { awk '/^(throughput|torch) .* img\/s$/ {v = $(NF-1)} END {print v}'; }
 results=()
-for net in digits28 dcgan64; do
+for net in ${NETS:-default digits28 dcgan64}; do
     log="$out/$net.log"
     : > "$log"  # this run's outputs only
     for loop in fresh reuse; do

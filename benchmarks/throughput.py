@@ -68,11 +68,13 @@ from gan_trainer.datasets import ImageFolderDataset, get_digits
 from gan_trainer.iterators import train_iterator
 from gan_trainer.nets import Discriminator, Generator
 from gan_trainer.ops import conv as ops_conv
+from gan_trainer.ops import onednn_conv  # noqa: F401  (ops.onednn_conv.LAYOUT)
 
 NETS = {
-    # name: (size, channels, iterations per window)
-    'digits28': (28, 1, 10),
-    'dcgan64': (64, 3, 2),
+    # name: (size, channels, iterations per window, base width)
+    'digits28': (28, 1, 10, 64),
+    'dcgan64': (64, 3, 2, 64),
+    'default': (28, 1, 20, 32),
 }
 PHASES = ('data', 'G forward', 'D forward', 'D step backward', 'G step backward',
           'optimizers')
@@ -101,6 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'the N functions that took longest (forward + backward)')
     p.add_argument('--reuse_fakes', action='store_true',
                    help="GANUpdater(reuse_fakes=True): the G step trains on the D step's fakes")
+    p.add_argument('--onednn_layout', choices=('nhwc', 'any'), default='nhwc',
+                   help="oneDNN's feature-map layout (gan_trainer.ops.onednn_conv.LAYOUT): "
+                        "channel-last as stored, or oneDNN's pick with reorders")
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
     for name in ('batchsize', 'windows', 'folder_images', 'folder_side'):
@@ -138,7 +143,7 @@ def make_iterator(args, size: int, channels: int, tmp: str):
         data = ImageFolderDataset(tmp, size=size, gray=channels == 1)
         # The iterator examples/train_dcgan.py uses for a folder.
         return train_iterator(data, args.batchsize, seed=args.seed, n_processes=args.loaderjob)
-    if args.net == 'digits28':
+    if args.net in ('digits28', 'default'):
         data = get_digits('train')
     else:
         rng = numpy.random.RandomState(args.seed)
@@ -147,14 +152,16 @@ def make_iterator(args, size: int, channels: int, tmp: str):
 
 
 def make_updater(args, iterator, device) -> GANUpdater:
-    size, channels, _ = NETS[args.net]
+    size, channels, _, base_width = NETS[args.net]
     numpy.random.seed(args.seed)  # Chainer's initializers draw from it
-    gen = Generator(size=size, channels=channels, base_width=64)
-    dis = Discriminator(size=size, channels=channels, base_width=64)
+    gen = Generator(size=size, channels=channels, base_width=base_width)
+    dis = Discriminator(size=size, channels=channels, base_width=base_width)
     optimizers = {}
     for name, net in (('gen', gen), ('dis', dis)):
         net.to_device(device)
-        opt = chainer.optimizers.Adam(alpha=2e-4, beta1=0.5)
+        # The package's one-pass Adam (Chainer's with --reference).
+        adam = chainer.optimizers.Adam if args.reference else ops.Adam
+        opt = adam(alpha=2e-4, beta1=0.5)
         opt.setup(net)
         optimizers[name] = opt
     return GANUpdater(iterator, optimizers, device=device, seed=args.seed,
@@ -232,11 +239,12 @@ def function_times(updater: GANUpdater, iters: int) -> dict[str, float]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    size, channels, _ = NETS[args.net]
+    size, channels, _, _ = NETS[args.net]
     device = chainer.get_device('@cupy:0' if args.device == 'gpu' else '@numpy')
     device.use()
     sync = synchronizer(device)
     setattr(chainer.global_config, ops.CONFIG_KEY, not args.reference)
+    ops.onednn_conv.LAYOUT = args.onednn_layout
     print(f'# {args.net} on {args.device}: batch {args.batchsize}, '
           f'{"Chainer reference ops" if args.reference else "gan_trainer.ops"}, '
           f'data {args.data}' + (f' ({args.loaderjob} workers)' if args.data == 'folder' else '')

@@ -30,7 +30,12 @@ import time
 import torch
 from torch import nn
 
-NETS = {'digits28': (28, 1, (64, 128), 10), 'dcgan64': (64, 3, (64, 128, 256, 512), 2)}
+NETS = {
+    # name: (size, channels, D widths, iterations per window)
+    'digits28': (28, 1, (64, 128), 10),
+    'dcgan64': (64, 3, (64, 128, 256, 512), 2),
+    'default': (28, 1, (32, 64), 20),  # examples/train_dcgan.py's network (base width 32)
+}
 
 
 def generator(size: int, channels: int, widths) -> nn.Module:

@@ -14,9 +14,10 @@ DCGAN example Adam(2e-4, 0.5) with weight decay 1e-4 on both. An
 
 The optimizers, by :attr:`OptimizerSpec.name` (:data:`OPTIMIZERS`):
 
-* ``'adam'``: :class:`chainer.optimizers.Adam` (``lr`` is Chainer's
-  ``alpha``); defaults lr 2e-4, beta1 0.5, beta2 0.999 (the DCGAN paper's),
-  eps 1e-8.
+* ``'adam'``: :class:`gan_trainer.ops.Adam`, which is
+  :class:`chainer.optimizers.Adam` (``lr`` is Chainer's ``alpha``) with a
+  one-pass update, the same results and the same saved state; defaults lr
+  2e-4, beta1 0.5, beta2 0.999 (the DCGAN paper's), eps 1e-8.
 * ``'sgd'``: plain :class:`chainer.optimizers.SGD` without momentum,
   :class:`chainer.optimizers.MomentumSGD` with it (``v = m v - lr g; p +=
   v``, as Keras' and PyTorch's), and :class:`NesterovSGD` with ``nesterov``
@@ -42,6 +43,8 @@ import numbers
 from collections.abc import Callable
 
 import chainer
+
+from gan_trainer import ops
 
 #: Settings of each optimizer and their defaults; a setting of another
 #: optimizer is refused rather than ignored.
@@ -112,7 +115,9 @@ def _sgd(s: dict) -> chainer.Optimizer:
 
 #: Optimizer name -> builder of the optimizer from its resolved settings.
 OPTIMIZERS: dict[str, Callable[[dict], chainer.Optimizer]] = {
-    'adam': lambda s: chainer.optimizers.Adam(
+    # gan_trainer.ops.Adam: Chainer's Adam, bit for bit and with the same saved
+    # state, with each network's update in one pass over flat buffers.
+    'adam': lambda s: ops.Adam(
         alpha=s['lr'], beta1=s['beta1'], beta2=s['beta2'], eps=s['eps']),
     'sgd': _sgd,
     'rmsprop': lambda s: chainer.optimizers.RMSprop(lr=s['lr'], alpha=s['rho'], eps=s['eps']),

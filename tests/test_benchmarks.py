@@ -14,10 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LAST_LINE = re.compile(r'^throughput (digits28|dcgan64) (cpu|gpu) (\d+\.\d) img/s$')
+LAST_LINE = re.compile(r'^throughput (digits28|dcgan64|default) (cpu|gpu) (\d+\.\d) img/s$')
 PHASE = re.compile(r'^  (data|G forward|D forward|D step backward|G step backward|optimizers|other)'
                    r' +(-?\d+\.\d\d) ms +(-?\d+\.\d)%$')
 
@@ -88,7 +89,7 @@ def test_throughput_profile_lists_the_slowest_functions_after_an_untouched_split
     times = [float(row[1]) for row in rows]
     assert times == sorted(times, reverse=True) and times[-1] > 0
     # The package's fast convolution is among the slowest on the CPU.
-    assert 'Convolution2D' in [row[0] for row in rows]
+    assert 'ConvolutionDNNL' in [row[0] for row in rows] or 'Convolution2DNumPy' in [row[0] for row in rows]
     # The profile window runs after the split: the split's own timers must
     # not count it (they did once, which made 'other' negative).
     split = phases(lines)
@@ -143,3 +144,66 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert summary[-1] == 'exit status: 0'
     assert (out / 'cudnn.log').read_text().startswith('skipped: no cupy_cuda12x-13.6 wheel')
     assert json.loads((out / 'train_log.json').read_text())[-1]['iteration'] == 4
+
+
+def run_script(*args, timeout=300, env=None):
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, check=False, env=env)
+    return proc
+
+
+def test_throughput_runs_the_default_runs_network():
+    lines = bench('--net', 'default')
+    assert LAST_LINE.match(lines[-1]).group(1) == 'default'
+
+
+@pytest.mark.parametrize('options, per_net', [
+    # Chainer's AdamRule: 13 NumPy operations per parameter (see its
+    # update_core_cpu); G has 10 parameters, D 8.
+    (('--onednn', 'off', '--adam', 'chainer'), (130, 104)),
+    # ops.Adam: 14 per network, whatever the number of parameters.
+    (('--adam', 'ops'), (14, 14)),
+], ids=['chainer_adam', 'ops_adam'])
+def test_count_calls_counts_nodes_and_optimizer_operations(options, per_net):
+    proc = run_script('benchmarks/count_calls.py', *options)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert 'parameters: gen 10, dis 8' in lines[0]
+    assert f'optimizer array operations: gen {per_net[0]}, dis {per_net[1]}' in lines
+    m = re.match(r'^calls default nodes (\d+) optimizer_ops (\d+)$', lines[-1])
+    assert m and int(m.group(2)) == sum(per_net)
+    forward = int(re.match(r'^forward: (\d+) nodes', lines[1]).group(1))
+    backward = int(re.match(r'^backward: (\d+) nodes', lines[2]).group(1))
+    assert int(m.group(1)) == forward + backward
+    # One D step (real + fake) and one G step: D runs forward 3 times and
+    # G twice; each pass through each net applies its conv/deconv layers.
+    node = 'Convolution2DNumPy 6' if 'off' in options else 'ConvolutionDNNL 10'
+    assert node in lines[1]
+
+
+def test_whole_run_and_cpu_vs_torch_need_torch(tmp_path):
+    for script in ('benchmarks/whole_run.sh', 'benchmarks/cpu_vs_torch.sh'):
+        proc = subprocess.run(['bash', script], cwd=REPO, capture_output=True, text=True,
+                              timeout=60, check=False,
+                              env={'PATH': '/usr/bin:/bin', 'PYTHON': sys.executable,
+                                   'TORCH_PYTHON': sys.executable, 'OUT': str(tmp_path)})
+        assert proc.returncode == 2
+        assert proc.stderr.strip().endswith('cannot import torch (set TORCH_PYTHON)')
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_fid_of_exports_the_digits_and_scores_them(tmp_path):
+    out = tmp_path / 'digits.npy'
+    proc = run_script('benchmarks/fid_of.py', '--export', str(out))
+    assert proc.returncode == 0, proc.stderr
+    digits = numpy.load(out)
+    assert digits.shape == (4500, 1, 28, 28) and -1 <= digits.min() < digits.max() <= 1
+    # 1,000 of the training digits against all of them: near the floor
+    # (benchmarks/quality.py measured 2.3 for 1,000 real digits), far below
+    # any generator's.
+    sample = tmp_path / 'sample.npy'
+    numpy.save(sample, digits[numpy.random.RandomState(0).permutation(len(digits))[:1000]])
+    proc = run_script('benchmarks/fid_of.py', '--samples', str(sample))
+    assert proc.returncode == 0, proc.stderr
+    fid = float(proc.stdout.strip().splitlines()[-1].split()[1])
+    assert 0 <= fid < 5

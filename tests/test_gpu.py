@@ -28,7 +28,7 @@ from test_updater import reported, to_float
 from gan_trainer import GANEvaluator, GANUpdater, ops
 from gan_trainer.ema import GeneratorEMA
 from gan_trainer.extensions import DivergenceMonitor, ImageGrid, NaNGuard
-from gan_trainer.ops.normalization_cupy import BatchNormalizationCuPy
+from gan_trainer.ops.normalization import BatchNormalizationCuPy
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import get_preset
 from gan_trainer.testing import (

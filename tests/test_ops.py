@@ -47,11 +47,19 @@ DTYPES = [numpy.float32, numpy.float64]
 # so an output near 0 may carry the error of its neighbours' magnitude.
 TOL = {numpy.float32: {'rtol': 1e-4, 'atol': 1e-6}, numpy.float64: {'rtol': 1e-10, 'atol': 1e-12}}
 FAST_NODES = (
-    conv.Convolution2D,
-    conv.Deconvolution2D,
-    normalization.BatchNormalization,
+    conv.Convolution2DNumPy,
+    conv.Deconvolution2DNumPy,
+    normalization.BatchNormalizationNumPy,
     activation.LeakyReLU,
 )
+
+
+@pytest.fixture(autouse=True)
+def numpy_nodes():
+    """These tests are of the NumPy nodes: oneDNN (float32, where it loads) is
+    switched off here and tested in tests/test_onednn.py."""
+    with chainer.using_config(_common.ONEDNN_KEY, False):
+        yield
 
 
 def assert_close(actual, expected, dtype):
@@ -280,7 +288,7 @@ def test_convolution_matches_chainer(case, bias, dtype, deconv_choice):
     gy = randn(rng, ops.convolution_2d(*arrays, stride=s, pad=p).shape, dtype)
     y, g = grads(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), arrays, gy)
     y_ref, g_ref = grads(lambda *a: F.convolution_2d(*a, stride=s, pad=p), arrays, gy)
-    assert isinstance(y.creator, conv.Convolution2D)
+    assert isinstance(y.creator, conv.Convolution2DNumPy)
     assert_close(y, y_ref, dtype)
     for a, b in zip(g, g_ref):
         assert_close(a, b, dtype)
@@ -318,7 +326,7 @@ def test_deconvolution_matches_chainer(case, bias, dtype, monkeypatch, deconv_ch
     y_ref, g_ref = grads(
         lambda *a: F.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), arrays, gy
     )
-    assert isinstance(y.creator, conv.Deconvolution2D)
+    assert isinstance(y.creator, conv.Deconvolution2DNumPy)
     assert_close(y, y_ref, dtype)
     for a, b in zip(g, g_ref):
         assert_close(a, b, dtype)
@@ -362,7 +370,7 @@ def test_batch_normalization_matches_chainer_and_numpy(shape, eps, decay, dtype)
     gy = randn(rng, shape, dtype)
     y, g = grads(ours, (x, gamma, beta), gy)
     y_ref, g_ref = grads(ref, (x, gamma, beta), gy)
-    assert isinstance(y.creator, normalization.BatchNormalization)
+    assert isinstance(y.creator, normalization.BatchNormalizationNumPy)
     assert_close(y, y_ref, dtype)
     for a, b in zip(g, g_ref):
         assert_close(a, b, dtype)
@@ -417,7 +425,7 @@ def test_convolution_check_backward(case, bias, deconv_choice):
     s, p = case[6:]
     rng = numpy.random.default_rng(1)
     arrays = with_bias(conv_inputs(case, numpy.float64, rng), bias)
-    fn = fast(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), conv.Convolution2D)
+    fn = fast(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), conv.Convolution2DNumPy)
     gy = randn(rng, fn(*arrays).shape)
     gradient_check.check_backward(fn, arrays, gy)
 
@@ -429,7 +437,7 @@ def test_deconvolution_check_backward(case, bias, deconv_choice):
     rng = numpy.random.default_rng(1)
     arrays = with_bias(deconv_inputs(case, numpy.float64, rng), bias)
     fn = fast(
-        lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), conv.Deconvolution2D
+        lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), conv.Deconvolution2DNumPy
     )
     gy = randn(rng, fn(*arrays).shape)
     gradient_check.check_backward(fn, arrays, gy)
@@ -441,7 +449,7 @@ def test_batch_normalization_check_backward(shape, eps, decay):
     arrays = bn_inputs(shape, numpy.float64, rng)
     fn = fast(
         lambda *a: ops.batch_normalization(*a, eps=eps, decay=decay),
-        normalization.BatchNormalization,
+        normalization.BatchNormalizationNumPy,
     )
     gradient_check.check_backward(fn, arrays, randn(rng, shape))
 
@@ -466,7 +474,7 @@ def test_convolution_check_double_backward(case):
     s, p = case[6:]
     rng = numpy.random.default_rng(2)
     arrays = conv_inputs(case, numpy.float64, rng)
-    fn = fast(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), conv.Convolution2D)
+    fn = fast(lambda *a: ops.convolution_2d(*a, stride=s, pad=p), conv.Convolution2DNumPy)
     gy = randn(rng, fn(*arrays).shape)
     gradient_check.check_double_backward(fn, arrays, gy, [randn(rng, a.shape) for a in arrays])
 
@@ -477,7 +485,7 @@ def test_deconvolution_check_double_backward(case):
     rng = numpy.random.default_rng(2)
     arrays = deconv_inputs(case, numpy.float64, rng)
     fn = fast(
-        lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), conv.Deconvolution2D
+        lambda *a: ops.deconvolution_2d(*a, stride=s, pad=p, outsize=outsize), conv.Deconvolution2DNumPy
     )
     gy = randn(rng, fn(*arrays).shape)
     gradient_check.check_double_backward(fn, arrays, gy, [randn(rng, a.shape) for a in arrays])
@@ -487,7 +495,7 @@ def test_deconvolution_check_double_backward(case):
 def test_batch_normalization_check_double_backward(shape):
     rng = numpy.random.default_rng(2)
     arrays = bn_inputs(shape, numpy.float64, rng)
-    fn = fast(lambda *a: ops.batch_normalization(*a), normalization.BatchNormalization)
+    fn = fast(lambda *a: ops.batch_normalization(*a), normalization.BatchNormalizationNumPy)
     gradient_check.check_double_backward(
         fn, arrays, randn(rng, shape), [randn(rng, a.shape) for a in arrays]
     )
@@ -510,25 +518,25 @@ OPS = {
         [(2, 3, 5, 6), (4, 3, 3, 3), (4,)],
         lambda x, W, b: ops.convolution_2d(x, W, b, 2, 1),
         lambda x, W, b: F.convolution_2d(x, W, b, 2, 1),
-        conv.Convolution2D,
+        conv.Convolution2DNumPy,
     ),
     'deconv_phases': (
         [(2, 4, 3, 5), (4, 3, 4, 4), (3,)],
         lambda x, W, b: ops.deconvolution_2d(x, W, b, 2, 1),
         lambda x, W, b: F.deconvolution_2d(x, W, b, 2, 1),
-        conv.Deconvolution2D,
+        conv.Deconvolution2DNumPy,
     ),
     'deconv_scatter': (
         [(2, 9, 3, 5), (9, 2, 5, 5), (2,)],
         lambda x, W, b: ops.deconvolution_2d(x, W, b, 2, 2, (6, 10)),
         lambda x, W, b: F.deconvolution_2d(x, W, b, 2, 2, (6, 10)),
-        conv.Deconvolution2D,
+        conv.Deconvolution2DNumPy,
     ),
     'batch_normalization': (
         [(3, 4, 3, 5), (4,), (4,)],
         lambda x, g, b: ops.batch_normalization(x, g, b, eps=1e-4),
         lambda x, g, b: F.batch_normalization(x, g, b, eps=1e-4),
-        normalization.BatchNormalization,
+        normalization.BatchNormalizationNumPy,
     ),
     'leaky_relu': (
         [(2, 3, 4, 5)],
@@ -764,7 +772,7 @@ def test_conv_link_takes_the_fast_path_unless_it_cannot(case):
     name, args, kwargs, x_shape = case
     link = getattr(ops, name)(*args, **kwargs)
     y = link(randn(numpy.random.default_rng(7), x_shape, numpy.float32))
-    fast_node = conv.Convolution2D if name == 'Convolution2D' else conv.Deconvolution2D
+    fast_node = conv.Convolution2DNumPy if name == 'Convolution2D' else conv.Deconvolution2DNumPy
     assert isinstance(y.creator, fast_node) == ('groups' not in kwargs)
 
 
@@ -847,7 +855,7 @@ def test_batch_normalization_link_in_train_mode_matches_chainer(kwargs):
     for i in range(3):
         x = (randn(rng, (5, 4, 3, 2), numpy.float32) + i) * (i + 1)
         y = ours(x)
-        assert isinstance(y.creator, normalization.BatchNormalization)
+        assert isinstance(y.creator, normalization.BatchNormalizationNumPy)
         assert_close(y, theirs(x), numpy.float32)
     for k, v in state(theirs).items():
         assert_close(state(ours)[k], v, numpy.float32)
@@ -863,7 +871,7 @@ def test_batch_normalization_link_without_gamma_and_beta_matches_chainer():
         gy = randn(rng, x.shape, numpy.float32)
         y, (gx,) = grads(ours, (x,), gy)
         y_ref, (gx_ref,) = grads(theirs, (x,), gy)
-        assert isinstance(y.creator, normalization.BatchNormalization)
+        assert isinstance(y.creator, normalization.BatchNormalizationNumPy)
         assert_close(y, y_ref, numpy.float32)
         assert_close(gx, gx_ref, numpy.float32)
         # Mean 0 and variance 1 per channel: no scale or shift was applied.
@@ -1075,3 +1083,180 @@ def test_environment_switches_the_fast_path_off_for_a_process():
     )
     module = F.leaky_relu.__module__  # chainer.functions.activation.leaky_relu
     assert run_python(code, GAN_TRAINER_FAST='0') == ['False', module]
+
+
+# --- One-pass Adam ------------------------------------------------------------------
+
+
+def adam_run(cls, steps, *, net=None, seed=0, **hyper):
+    """``net`` (a small G by default) after ``steps`` updates with seeded gradients."""
+    if net is None:
+        with global_seed(seed):
+            net = Generator(size=8, channels=1, widths=[4, 8])
+    opt = cls(alpha=2e-3, beta1=0.5, **hyper)
+    opt.setup(net)
+    return train_on(net, opt, steps, seed)
+
+
+def train_on(net, opt, steps, seed):
+    rng = numpy.random.RandomState(seed)
+    for _ in range(steps):
+        net.cleargrads()
+        for p in net.params():
+            p.grad = rng.standard_normal(p.shape).astype(p.dtype)
+        opt.update()
+    return net, opt
+
+
+def assert_same_training_state(a, b, exact=True):
+    check = numpy.testing.assert_array_equal if exact else numpy.testing.assert_allclose
+    for (name, p), (_, q) in zip(a[0].namedparams(), b[0].namedparams()):
+        check(p.array, q.array, err_msg=name)
+        for key in ('m', 'v'):
+            check(p.update_rule.state[key], q.update_rule.state[key], err_msg=f'{name}/{key}')
+        assert p.update_rule.t == q.update_rule.t
+    assert a[1].t == b[1].t
+
+
+def test_adam_is_chainers_bit_for_bit_and_takes_the_flat_pass():
+    ours = adam_run(ops.Adam, 4)
+    assert_same_training_state(ours, adam_run(chainer.optimizers.Adam, 4))
+    flat_params = ours[1]._flat[1][0]
+    assert all(numpy.shares_memory(p.array, flat_params) for p in ours[0].params())
+
+
+@pytest.mark.parametrize(
+    'hyper', [{'weight_decay_rate': 1e-2}, {'amsgrad': True}, {'eps': 1e-3, 'eta': 0.5}], ids=str
+)
+def test_adam_options_match_chainer(hyper):
+    # weight decay and amsgrad take Chainer's per-parameter update; eta and
+    # eps are in the flat pass.
+    ours = adam_run(ops.Adam, 3, **hyper)
+    assert_same_training_state(ours, adam_run(chainer.optimizers.Adam, 3, **hyper))
+    assert (ours[1]._flat is None) == ('eps' not in hyper)
+
+
+def test_adam_rule_hook_and_missing_grads_fall_back_or_match():
+    def hooked(cls):
+        with global_seed(0):
+            net = Generator(size=8, channels=1, widths=[4, 8])
+        opt = cls(alpha=2e-3)
+        opt.setup(net)
+        net.project.W.update_rule.add_hook(lambda rule, param: param.grad.__imul__(0.5), 'half')
+        for _ in range(2):
+            net.cleargrads()
+            net.project.W.grad = numpy.ones_like(net.project.W.array)  # the others: None -> zeros
+            opt.update()
+        return net, opt
+
+    ours, theirs = hooked(ops.Adam), hooked(chainer.optimizers.Adam)
+    assert ours[1]._flat is None  # the rule's hook: Chainer's update ran
+    assert_same_training_state(ours, theirs)
+    ours[0].project.W.update_rule.remove_hook('half')
+    adam_step = ours[1].update
+    ours[0].cleargrads()
+    theirs[0].project.W.update_rule.remove_hook('half')
+    theirs[0].cleargrads()
+    adam_step()  # every grad None: zeros, as Chainer's reallocate_cleared_grads gives
+    theirs[1].update()
+    assert ours[1]._flat is not None
+    assert_same_training_state(ours, theirs)
+
+
+@pytest.mark.parametrize('writer, reader', [('chainer', 'ours'), ('ours', 'chainer')])
+def test_adam_snapshots_load_both_ways_and_training_continues_alike(tmp_path, writer, reader):
+    classes = {'chainer': chainer.optimizers.Adam, 'ours': ops.Adam}
+    net, opt = adam_run(classes[writer], 3)
+    chainer.serializers.save_npz(tmp_path / 'opt.npz', opt)
+    chainer.serializers.save_npz(tmp_path / 'net.npz', net)
+    with numpy.load(tmp_path / 'opt.npz') as f:
+        names = set(f.files)
+    assert {'t', 'epoch', 'project/W/m', 'project/W/v', 'project/W/t'} <= names
+
+    def resumed(cls):
+        with global_seed(5):
+            fresh = Generator(size=8, channels=1, widths=[4, 8])
+        o = cls(alpha=2e-3, beta1=0.5)
+        o.setup(fresh)
+        chainer.serializers.load_npz(tmp_path / 'net.npz', fresh)
+        chainer.serializers.load_npz(tmp_path / 'opt.npz', o)
+        assert o.t == 3 and fresh.project.W.update_rule.t == 3
+        return train_on(fresh, o, 2, seed=7)
+
+    # Loaded by the other class, training goes on exactly as in the writer's.
+    assert_same_training_state(resumed(classes[reader]), resumed(classes[writer]))
+    # ... and as without the snapshot: 5 steps in one go, the same gradients.
+    uninterrupted = train_on(*adam_run(classes[reader], 3), 2, seed=7)
+    assert_same_training_state(resumed(classes[reader]), uninterrupted)
+    with numpy.load(tmp_path / 'opt.npz') as f:
+        assert int(f['t']) == 3
+
+
+def test_adam_rebuilds_its_buffers_when_an_array_is_replaced():
+    net, opt = adam_run(ops.Adam, 2)
+    ref_net, ref_opt = adam_run(chainer.optimizers.Adam, 2)
+    for n in (net, ref_net):
+        n.project.W.array = n.project.W.array.copy()  # e.g. to_device, a loader
+    for n, o in ((net, opt), (ref_net, ref_opt)):
+        n.cleargrads()
+        for p in n.params():
+            p.grad = numpy.full(p.shape, 0.1, p.dtype)
+        o.update()
+    assert numpy.shares_memory(net.project.W.array, opt._flat[1][0])
+    assert_same_training_state((net, opt), (ref_net, ref_opt))
+
+
+# --- Batch normalization with its activation in the same node ------------------------
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('act, slope', [('relu', 0.2), ('leaky_relu', 0.2), ('leaky_relu', 1.0)])
+@pytest.mark.parametrize('shape', [(4, 3, 5, 2), (8, 4)], ids=str)
+def test_batch_normalization_with_activation_matches_chainer(shape, act, slope, dtype):
+    rng = numpy.random.default_rng(5)
+    x, gamma, beta = bn_inputs(shape, dtype, rng)
+    c = shape[1]
+    stats = {k: (numpy.zeros(c, dtype), numpy.ones(c, dtype)) for k in ('ours', 'ref')}
+
+    def ours(*a):
+        m, v = stats['ours']
+        return ops.batch_normalization(*a, running_mean=m, running_var=v, activation=act,
+                                       slope=slope)
+
+    def ref(*a):
+        m, v = stats['ref']
+        y = F.batch_normalization(*a, running_mean=m, running_var=v)
+        return F.relu(y) if act == 'relu' else F.leaky_relu(y, slope)
+
+    gy = randn(rng, shape, dtype)
+    y, g = grads(ours, (x, gamma, beta), gy)
+    y_ref, g_ref = grads(ref, (x, gamma, beta), gy)
+    assert isinstance(y.creator, normalization.BatchNormalizationNumPy)  # one node for both
+    assert_close(y, y_ref, dtype)
+    for a, b in zip(g + list(stats['ours']), g_ref + list(stats['ref'])):
+        assert_close(a, b, dtype)
+
+
+@pytest.mark.parametrize('act', ['relu', 'leaky_relu'])
+def test_batch_normalization_with_activation_check_backward_and_double(act):
+    rng = numpy.random.default_rng(6)
+    arrays = bn_inputs((4, 3, 2, 3), numpy.float64, rng)
+    fn = fast(lambda *a: ops.batch_normalization(*a, activation=act),
+              normalization.BatchNormalizationNumPy)
+    gy = randn(rng, (4, 3, 2, 3))
+    gradient_check.check_backward(fn, arrays, gy, eps=1e-5)
+    gradient_check.check_double_backward(
+        fn, arrays, gy, [randn(rng, a.shape) for a in arrays], eps=1e-5)
+
+
+def test_batch_normalization_link_activation_in_evaluation_mode_and_bad_ones():
+    link = ops.BatchNormalization(3)
+    x = (numpy.arange(24, dtype=numpy.float32).reshape(2, 3, 2, 2) - 12) / 4
+    link(x)  # one training step, so the running statistics are not the initial ones
+    with chainer.using_config('train', False):
+        y = link(x, activation='leaky_relu', slope=0.1)
+        expected = F.leaky_relu(L.BatchNormalization.forward(link, x), 0.1)
+    numpy.testing.assert_allclose(y.array, expected.array, rtol=1e-6)
+    for bad in ('tanh', 'elu'):
+        with pytest.raises(ValueError, match='relu'):
+            link(x, activation=bad)

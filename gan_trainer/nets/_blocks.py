@@ -85,6 +85,17 @@ DISCRIMINATOR_OPTIONS = {
 }
 
 
+#: The activations the package's conv and BN nodes apply inside themselves.
+_FUSED = ('relu', 'leaky_relu')
+
+
+def _norm_then(norm: chainer.Link, h, norm_args, activation: str):
+    """``activation(norm(h, *norm_args))``, in one node for the package's batch norm."""
+    if isinstance(norm, ops.BatchNormalization) and activation in _FUSED:
+        return norm(h, *norm_args, activation=activation, slope=0.2)
+    return ACTIVATIONS[activation](norm(h, *norm_args))
+
+
 class GeneratorBase(chainer.Chain):
     """G's layers: an optional dense head, a linear projection, then upsampling stages.
 
@@ -222,10 +233,12 @@ class GeneratorBase(chainer.Chain):
         # conv layers (and the TensorFlow DCGAN), not per each of the
         # s0 * s0 positions.
         h = F.reshape(self.project(h), (h.shape[0], -1, s0, s0))
-        h = act(self.bn0(h, *norm_args))
+        h = _norm_then(self.bn0, h, norm_args, self.activation)
         stages = self.stages
         for stage, norm in zip(stages[:-1], self.bns):
-            h = act(norm(self._stage(stage, h), *norm_args))
+            h = _norm_then(norm, self._stage(stage, h), norm_args, self.activation)
+        if self.upsample == 'deconv':
+            return stages[-1](h, activation='tanh')  # tanh fused where oneDNN runs
         return F.tanh(self._stage(stages[-1], h))
 
 
@@ -386,11 +399,22 @@ class DiscriminatorBase(chainer.Chain):
         """
         act = ACTIVATIONS[self.activation]
         stochastic = self.stochastic
+        # The DCGAN's own stack (strided convs, ReLU or LeakyReLU, no noise or
+        # dropout) runs each layer's activation inside its conv or BN node.
+        fused = (self.downsample == 'stride' and self.activation in _FUSED
+                 and not self.noise_sigma and not self.dropout)
         h = x
         for i, conv in enumerate(self.convs):
+            # No BN on the input layer (the paper).
+            norm = self.bns[i - 1] if i > 0 and self.norm == 'batch' else None
+            if fused:
+                # (B, C, s, s) -> (B, C', s/2, s/2)
+                h = (conv(h, activation=self.activation, slope=0.2) if norm is None
+                     else _norm_then(norm, conv(h), (), self.activation))
+                continue
             h = conv(h)  # (B, C, s, s) -> (B, C', s/2, s/2), or (B, C', s, s) before pooling
-            if i > 0 and self.norm == 'batch':  # no BN on the input layer (the paper)
-                h = self.bns[i - 1](h)
+            if norm is not None:
+                h = norm(h)
             h = act(stochastic.noise(h))
             if self.downsample != 'stride':
                 h = downsample(h, self.downsample)

@@ -18,21 +18,24 @@ convolution, keeping feature maps channel-last in memory; see
   (the updater's G step freezes D with it).
 
 The fast path is taken for NumPy float32/float64 arrays. On CuPy, batch
-normalization has its own node (:mod:`.normalization_cupy`; Chainer's is
+normalization has its own node (:mod:`.normalization`; Chainer's is
 slow without cuDNN, which CuPy 14 dropped) and everything else goes to
 Chainer's functions (and cuDNN where CuPy has it). Switch it off to compare or debug with
 ``chainer.using_config('gan_trainer_fast', False)``, or for a whole process
 with the environment variable ``GAN_TRAINER_FAST=0``.
 """
 
-from gan_trainer.ops._common import CONFIG_KEY, fast_enabled
+from gan_trainer.ops._common import CONFIG_KEY, ONEDNN_KEY, fast_enabled
 from gan_trainer.ops.activation import leaky_relu
+from gan_trainer.ops.adam import Adam
 from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
 from gan_trainer.ops.links import BatchNormalization, Convolution2D, Deconvolution2D, frozen
 from gan_trainer.ops.normalization import batch_normalization
 
 __all__ = [
     'CONFIG_KEY',
+    'ONEDNN_KEY',
+    'Adam',
     'BatchNormalization',
     'Convolution2D',
     'Deconvolution2D',

@@ -28,9 +28,14 @@ from chainer.backends import cuda
 CONFIG_KEY = 'gan_trainer_fast'
 FAST_DTYPES = (numpy.float32, numpy.float64)
 
-if not hasattr(chainer.global_config, CONFIG_KEY):
-    setattr(chainer.global_config, CONFIG_KEY,
-            os.environ.get('GAN_TRAINER_FAST', '1').strip() not in ('0', 'false', 'no', 'off'))
+#: Name of the Chainer config switch for the oneDNN kernels alone
+#: (``chainer.config.gan_trainer_onednn``; off: the NumPy functions run).
+ONEDNN_KEY = 'gan_trainer_onednn'
+_OFF = ('0', 'false', 'no', 'off')
+
+for _key, _env in ((CONFIG_KEY, 'GAN_TRAINER_FAST'), (ONEDNN_KEY, 'GAN_TRAINER_ONEDNN')):
+    if not hasattr(chainer.global_config, _key):
+        setattr(chainer.global_config, _key, os.environ.get(_env, '1').strip().lower() not in _OFF)
 
 
 _MALLOC_TUNED = False
@@ -76,6 +81,11 @@ def keep_freed_memory() -> bool:
 def fast_enabled() -> bool:
     """Whether the fast CPU functions are switched on (see module docstring)."""
     return bool(getattr(chainer.config, CONFIG_KEY, True))
+
+
+def onednn_enabled() -> bool:
+    """Whether the oneDNN kernels may be used (``gan_trainer_onednn``, ``GAN_TRAINER_ONEDNN``)."""
+    return bool(getattr(chainer.config, ONEDNN_KEY, True))
 
 
 def _of_one_fast_dtype(arrays, is_array: Callable) -> bool:

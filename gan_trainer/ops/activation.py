@@ -62,3 +62,61 @@ def leaky_relu(x, slope: float = 0.2):
         return F.leaky_relu(x, slope)
     y, = LeakyReLU(slope).apply((x,))
     return y
+
+
+# --- Activations fused into the fast nodes (conv, deconv, BN) ----------------------
+
+#: Activations the fast nodes can apply to their output themselves.
+ACTIVATIONS = ('relu', 'leaky_relu', 'tanh')
+
+
+def check_activation(activation, slope) -> None:
+    """Raises ValueError unless ``activation`` is None or in :data:`ACTIVATIONS`
+    (LeakyReLU with ``0 < slope <= 1``)."""
+    if activation not in (None, *ACTIVATIONS):
+        raise ValueError(f'activation must be None or one of {ACTIVATIONS}, got {activation!r}')
+    if activation == 'leaky_relu' and not 0 < slope <= 1:
+        raise ValueError(f'slope must be in (0, 1] for a fused leaky_relu, got {slope!r}')
+
+
+def activate(y, activation, slope):
+    """Chainer's function for ``activation`` (the reference and the fallback)."""
+    if activation is None:
+        return y
+    if activation == 'relu':
+        return F.relu(y)
+    if activation == 'leaky_relu':
+        return F.leaky_relu(y, slope)
+    return F.tanh(y)
+
+
+def activation_grad(y: numpy.ndarray, gy: numpy.ndarray, activation, slope) -> numpy.ndarray:
+    """``gy`` times the activation's derivative, from the activation's output ``y``."""
+    if activation is None:
+        return gy
+    if activation == 'tanh':
+        g = numpy.multiply(y, y)
+        numpy.subtract(1, g, out=g)
+    else:  # relu / leaky relu: 1 for y > 0, else 0 / slope (Chainer's convention at 0)
+        g = (y > 0).astype(y.dtype)
+        if activation == 'leaky_relu':
+            s = y.dtype.type(slope)
+            g *= 1 - s
+            g += s
+    g *= gy
+    return g
+
+
+def activate_in_place(y: numpy.ndarray, activation, slope) -> None:
+    """``activation(y)`` into ``y`` itself, NumPy (the values of Chainer's functions)."""
+    if activation == 'relu':
+        numpy.maximum(y, 0, out=y)
+    elif activation == 'leaky_relu':
+        numpy.maximum(y, y * y.dtype.type(slope), out=y)
+    else:
+        numpy.tanh(y, out=y)
+
+
+def activated(y, activation, slope):
+    """``activation(y)`` as separate functions: this module's LeakyReLU, Chainer's others."""
+    return leaky_relu(y, slope) if activation == 'leaky_relu' else activate(y, activation, slope)

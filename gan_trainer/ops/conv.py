@@ -30,7 +30,10 @@ shape) so that:
 
 Only ``dilate=1``, ``groups=1`` convolutions without ``cover_all`` take this
 path; :func:`convolution_2d` and :func:`deconvolution_2d` pass anything else
-(and CuPy arrays, which get cuDNN) to Chainer's functions.
+(and CuPy arrays, which get cuDNN) to Chainer's functions. Where oneDNN
+loads (x86-64 Linux, :mod:`.dnnl`), float32 calls take its kernels instead
+(:mod:`.onednn_conv`), which are faster still; these NumPy nodes then serve
+float64 and any machine without it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ import numpy
 from chainer.utils import conv as conv_utils
 from numpy.lib.stride_tricks import as_strided
 
+from gan_trainer.ops import onednn_conv
 from gan_trainer.ops._common import reference_backward, use_fast, variables
+from gan_trainer.ops.activation import activated, check_activation
 
 # One name for every matrix product here, so that a profiler (or the
 # throughput benchmark) can time them apart from the copies around them.
@@ -298,7 +303,7 @@ class _ChannelLastNode(chainer.FunctionNode):
         return variables(*(g for i, g in enumerate(grads) if i in indexes))
 
 
-class Convolution2D(_ChannelLastNode):
+class Convolution2DNumPy(_ChannelLastNode):
     """2-D convolution ``(N, C, H, W) -> (N, Co, Ho, Wo)``, output channel-last."""
 
     def __init__(self, stride, pad, *, keep_cols=True):
@@ -337,7 +342,7 @@ class Convolution2D(_ChannelLastNode):
         return F.convolution_2d(x, W, b, self.s, self.p)
 
 
-class Deconvolution2D(_ChannelLastNode):
+class Deconvolution2DNumPy(_ChannelLastNode):
     """2-D transposed convolution, output channel-last, computed by phases."""
 
     def __init__(self, stride, pad, outsize):
@@ -345,21 +350,7 @@ class Deconvolution2D(_ChannelLastNode):
         self.outsize = outsize
 
     def _forward_nhwc(self, x, W):
-        k = W.shape[2:]
-        # Like Chainer: outsize None (or None on one axis) is the smallest
-        # output; a given one must be a size that this input can produce.
-        outsize = (None, None) if self.outsize is None else _pair(self.outsize)
-        sizes = []
-        for o, size, kk, st, pp in zip(outsize, x.shape[2:], k, self.s, self.p):
-            if o is None:
-                o = conv_utils.get_deconv_outsize(size, kk, st, pp)
-            elif not (conv_utils.get_conv_outsize(o, kk, st, pp) <= size
-                      <= conv_utils.get_conv_outsize(o, kk, st, pp, cover_all=True)):
-                raise ValueError(
-                    f'outsize {self.outsize} cannot come from input size {x.shape[2:]} '
-                    f'with ksize {k}, stride {self.s} and pad {self.p}')
-            sizes.append(o)
-        self.outsize = tuple(sizes)
+        self.outsize = deconv_outsize(x.shape[2:], W.shape[2:], self.s, self.p, self.outsize)
         return deconv_nhwc(_nhwc(x), W, self.s, self.p, self.outsize)
 
     def _backward_nhwc(self, indexes, x, W, gy):
@@ -386,34 +377,94 @@ class Deconvolution2D(_ChannelLastNode):
         return F.deconvolution_2d(x, W, b, self.s, self.p, outsize=self.outsize)
 
 
+def deconv_outsize(x_hw, k, s, p, outsize) -> tuple[int, int]:
+    """A transposed convolution's output size, checked as Chainer checks it.
+
+    Like Chainer: ``outsize`` None (or None on one axis) is the smallest
+    output; a given one must be a size that this input can produce.
+
+    Raises:
+        ValueError: If ``outsize`` cannot come from an input of ``x_hw``.
+    """
+    wanted = (None, None) if outsize is None else _pair(outsize)
+    sizes = []
+    for o, size, kk, st, pp in zip(wanted, x_hw, k, s, p):
+        if o is None:
+            o = conv_utils.get_deconv_outsize(size, kk, st, pp)
+        elif not (conv_utils.get_conv_outsize(o, kk, st, pp) <= size
+                  <= conv_utils.get_conv_outsize(o, kk, st, pp, cover_all=True)):
+            raise ValueError(
+                f'outsize {outsize} cannot come from input size {tuple(x_hw)} '
+                f'with ksize {tuple(k)}, stride {s} and pad {p}')
+        sizes.append(int(o))
+    return tuple(sizes)
+
+
+def _array(a):
+    return a.array if isinstance(a, chainer.Variable) else a
+
+
 def _simple(dilate, groups) -> bool:
     return _pair(dilate) == (1, 1) and groups == 1
 
 
-def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, groups=1):
+def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, groups=1,
+                   activation=None, slope=0.2):
     """Drop-in for :func:`chainer.functions.convolution_2d`, fast on NumPy.
 
     Takes the fast path for NumPy float32/float64 inputs with ``dilate=1``,
-    ``groups=1`` and ``cover_all=False``; otherwise calls Chainer's function
-    (so CuPy inputs get cuDNN). The output is stored channel-last, which the
-    package's other fast functions read without copying.
+    ``groups=1`` and ``cover_all=False``: oneDNN for float32 where it loads
+    (:mod:`.onednn_conv`), else this module's NumPy node; otherwise calls
+    Chainer's function (so CuPy inputs get cuDNN). The output is stored
+    channel-last, which the package's other fast functions read without
+    copying.
+
+    Args:
+        activation: None, or ``'relu'``, ``'leaky_relu'`` or ``'tanh'``
+            applied to the output (after the bias): inside the oneDNN kernel
+            when it runs, else as a separate function; the values are the same.
+        slope: LeakyReLU's slope, ``0 < slope <= 1``.
     """
+    check_activation(activation, slope)
     if cover_all or not _simple(dilate, groups) or not use_fast(x, W, b):
-        return F.convolution_2d(x, W, b, stride, pad, cover_all=cover_all,
-                                dilate=dilate, groups=groups)
+        y = F.convolution_2d(x, W, b, stride, pad, cover_all=cover_all,
+                             dilate=dilate, groups=groups)
+        return activated(y, activation, slope)
     args = (x, W) if b is None else (x, W, b)
+    if onednn_conv.available(x, W, b):
+        s, p = _pair(stride), _pair(pad)
+        prob = onednn_conv.problem(False, _array(x), _array(W), b is not None, s, p, None,
+                                   activation, slope)
+        if prob is not None:
+            y, = onednn_conv.ConvolutionDNNL(s, p, activation=activation, slope=slope,
+                                             problem=prob).apply(args)
+            return y
     keep = chainer.config.enable_backprop and getattr(W, 'requires_grad', False)
-    y, = Convolution2D(stride, pad, keep_cols=keep).apply(args)
-    return y
+    y, = Convolution2DNumPy(stride, pad, keep_cols=keep).apply(args)
+    return activated(y, activation, slope)
 
 
-def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, groups=1):
+def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, groups=1,
+                     activation=None, slope=0.2):
     """Drop-in for :func:`chainer.functions.deconvolution_2d`, fast on NumPy.
 
-    Same rules as :func:`convolution_2d`; ``W`` is ``(C_in, C_out, kh, kw)``.
+    Same rules and ``activation`` as :func:`convolution_2d`; ``W`` is
+    ``(C_in, C_out, kh, kw)``.
     """
+    check_activation(activation, slope)
     if not _simple(dilate, groups) or not use_fast(x, W, b):
-        return F.deconvolution_2d(x, W, b, stride, pad, outsize, dilate=dilate, groups=groups)
+        y = F.deconvolution_2d(x, W, b, stride, pad, outsize, dilate=dilate, groups=groups)
+        return activated(y, activation, slope)
     args = (x, W) if b is None else (x, W, b)
-    y, = Deconvolution2D(stride, pad, outsize).apply(args)
-    return y
+    if onednn_conv.available(x, W, b):
+        s, p = _pair(stride), _pair(pad)
+        size = deconv_outsize(x.shape[2:], W.shape[2:], s, p, outsize)
+        prob = onednn_conv.problem(True, _array(x), _array(W), b is not None, s, p, size,
+                                   activation, slope)
+        if prob is not None:
+            y, = onednn_conv.ConvolutionDNNL(s, p, transposed=True, outsize=size,
+                                             activation=activation, slope=slope,
+                                             problem=prob).apply(args)
+            return y
+    y, = Deconvolution2DNumPy(stride, pad, outsize).apply(args)
+    return activated(y, activation, slope)

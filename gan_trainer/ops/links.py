@@ -22,28 +22,39 @@ from collections.abc import Iterator
 import chainer
 import chainer.links as L
 
+from gan_trainer.ops.activation import activated
 from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
 from gan_trainer.ops.normalization import batch_normalization
 
 
 class Convolution2D(L.Convolution2D):
-    """:class:`chainer.links.Convolution2D` using :func:`~gan_trainer.ops.convolution_2d`."""
+    """:class:`chainer.links.Convolution2D` using :func:`~gan_trainer.ops.convolution_2d`.
 
-    def forward(self, x):
+    ``link(x, activation='leaky_relu', slope=0.2)`` also applies an
+    activation (``'relu'``, ``'leaky_relu'``, ``'tanh'``) to the output,
+    fused into the convolution where oneDNN runs it.
+    """
+
+    def forward(self, x, *, activation=None, slope=0.2):
         if self.W.array is None:
             self._initialize_params(x.shape[1])
         return convolution_2d(x, self.W, self.b, self.stride, self.pad,
-                              dilate=self.dilate, groups=self.groups)
+                              dilate=self.dilate, groups=self.groups,
+                              activation=activation, slope=slope)
 
 
 class Deconvolution2D(L.Deconvolution2D):
-    """:class:`chainer.links.Deconvolution2D` using :func:`~gan_trainer.ops.deconvolution_2d`."""
+    """:class:`chainer.links.Deconvolution2D` using :func:`~gan_trainer.ops.deconvolution_2d`.
 
-    def forward(self, x):
+    Takes the same ``activation`` and ``slope`` as :class:`Convolution2D`.
+    """
+
+    def forward(self, x, *, activation=None, slope=0.2):
         if self.W.array is None:
             self._initialize_params(x.shape[1])
         return deconvolution_2d(x, self.W, self.b, self.stride, self.pad, self.outsize,
-                                dilate=self.dilate, groups=self.groups)
+                                dilate=self.dilate, groups=self.groups,
+                                activation=activation, slope=slope)
 
 
 class BatchNormalization(L.BatchNormalization):
@@ -54,18 +65,21 @@ class BatchNormalization(L.BatchNormalization):
     fine-tuning and other axes use Chainer's link unchanged. Without
     ``gamma``/``beta`` (``use_gamma=False``, ``use_beta=False``, as in
     conditional batch normalization) the constants 1 and 0 stand in for
-    them, as in Chainer's link.
+    them, as in Chainer's link. ``link(x, activation='relu')`` (or
+    ``'leaky_relu'`` with ``slope``) applies the activation too, in the same
+    node in training mode.
     """
 
-    def forward(self, x, **kwargs):
+    def forward(self, x, *, activation=None, slope=0.2, **kwargs):
         if (not chainer.config.train or kwargs.get('finetune') or self.axis is not None
                 or self.avg_mean is None or chainer.config.in_recomputing):
-            return super().forward(x, **kwargs)
+            y = super().forward(x, **kwargs)
+            return activated(y, activation, slope)
         gamma = self._get_gamma()[0] if self.gamma is None else self.gamma
         beta = self._get_beta()[0] if self.beta is None else self.beta
         return batch_normalization(x, gamma, beta, eps=self.eps,
                                    running_mean=self.avg_mean, running_var=self.avg_var,
-                                   decay=self.decay)
+                                   decay=self.decay, activation=activation, slope=slope)
 
 
 @contextlib.contextmanager

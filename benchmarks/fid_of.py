@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""FID of 1,000 samples against the training digits, by the package's metric.
+
+    python benchmarks/fid_of.py --export digits.npy        # the 4,500 training digits
+    python benchmarks/fid_of.py --samples samples.npy      # images (N, 1, 28, 28) in [-1, 1]
+    python benchmarks/fid_of.py --run result               # G of a run's last gen_iter_*.npz
+
+``--run`` draws ``--n_samples`` images from G in evaluation mode with a
+fixed z (``--seed``), as :class:`~gan_trainer.extensions.QualityReport`
+does. The reference is what ``train_dcgan.py --fid_interval`` measures
+against: the digits classifier's features of the 4,500 training digits
+(:class:`gan_trainer.metrics.RealStatistics`). ``benchmarks/whole_run.sh``
+scores both its runs with this script. The last line is ``fid VALUE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import sys
+
+import numpy
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gan_trainer.datasets import get_digits
+from gan_trainer.metrics import RealStatistics, load_digits_classifier
+from gan_trainer.metrics.quality import real_images
+from gan_trainer.run import load_generator
+from gan_trainer.sampling import draw_hidden, generate
+
+
+def last_generator(run: str) -> str:
+    found = sorted(glob.glob(os.path.join(run, 'gen_iter_*.npz')),
+                   key=lambda f: int(re.findall(r'(\d+)\.npz$', f)[0]))
+    if not found:
+        raise SystemExit(f'fid_of.py: error: no gen_iter_*.npz in {run}')
+    return found[-1]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument('--export', metavar='NPY', help='write the training digits and exit')
+    g.add_argument('--samples', metavar='NPY')
+    g.add_argument('--run', metavar='DIR')
+    p.add_argument('--n_samples', type=int, default=1000)
+    p.add_argument('--seed', type=int, default=0)
+    args = p.parse_args(argv)
+    train = real_images(get_digits('train'))
+    if args.export:
+        numpy.save(args.export, train)
+        print(f'exported {len(train)} digits to {args.export}')
+        return 0
+    if args.samples:
+        images = numpy.load(args.samples).astype(numpy.float32)
+    else:
+        gen, _ = load_generator(last_generator(args.run))
+        images = generate(gen, draw_hidden(args.n_samples, gen.n_hidden, seed=args.seed))
+    real = RealStatistics(load_digits_classifier().embed, train)
+    print(f'fid {real.measure(images)["fid"]:.2f}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

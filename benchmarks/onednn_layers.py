@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Each convolution layer of a network, timed on oneDNN's layouts and on NumPy.
+
+    python benchmarks/onednn_layers.py                 # the default network
+    python benchmarks/onednn_layers.py --net dcgan64 --reps 5
+
+For every convolution and transposed convolution of ``--net`` (batch 64,
+channel-last inputs as the layers get them in training, each with the
+activation the network fuses into it), the best of ``--reps`` runs of the
+forward pass and of forward + backward (input and weight gradients),
+through :func:`gan_trainer.ops.convolution_2d` /
+:func:`~gan_trainer.ops.deconvolution_2d`, in three settings:
+
+* ``nhwc``: oneDNN, maps channel-last as the arrays are stored (the
+  package's choice, :data:`gan_trainer.ops.onednn_conv.LAYOUT`);
+* ``any``: oneDNN, maps in the layout oneDNN picks (blocked on AVX-512),
+  with reorders in and out;
+* ``numpy``: the NumPy functions (oneDNN switched off).
+
+Image layers (at most 4 channels on the written side) use ``nchw`` maps in
+both oneDNN settings. The last line is ``layers NET nhwc X any Y numpy Z ms``:
+the forward + backward sums over the layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import chainer
+import numpy
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gan_trainer import ops
+from gan_trainer.ops import dnnl, onednn_conv
+
+# name: (size, channels, base width)
+NETS = {'default': (28, 1, 32), 'digits28': (28, 1, 64), 'dcgan64': (64, 3, 64)}
+
+
+def layers(size: int, channels: int, base: int):
+    """``(kind, c_in, c_out, side_in, activation)`` of D's convs and G's deconvs."""
+    n = 2 if size == 28 else 4
+    widths = [base * 2 ** i for i in range(n)]
+    out = []
+    side, c = size, channels
+    for i, w in enumerate(widths):  # D: LeakyReLU fused where no BN follows (the first)
+        out.append(('conv', c, w, side, 'leaky_relu' if i == 0 else None))
+        side, c = side // 2, w
+    g = widths[::-1] + [channels]
+    for i in range(n):  # G: tanh fused into the last
+        out.append(('deconv', g[i], g[i + 1], side, 'tanh' if i == n - 1 else None))
+        side *= 2
+    return out
+
+
+def channel_last(shape, rng):
+    n, c, h, w = shape
+    return rng.standard_normal((n, h, w, c)).astype(numpy.float32).transpose(0, 3, 1, 2)
+
+
+def best(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+def time_layer(layer, batch: int, reps: int) -> tuple[float, float]:
+    kind, ci, co, side, act = layer
+    rng = numpy.random.default_rng(0)
+    x = channel_last((batch, ci, side, side), rng)
+    shape = (ci, co, 4, 4) if kind == 'deconv' else (co, ci, 4, 4)
+    W = (rng.standard_normal(shape) * 0.02).astype(numpy.float32)
+    b = numpy.zeros(co, numpy.float32)
+    f = ops.deconvolution_2d if kind == 'deconv' else ops.convolution_2d
+    xv, Wv, bv = (chainer.Variable(a) for a in (x, W, b))
+    gy = channel_last(f(x, W, b, 2, 1, activation=act).shape, rng)
+
+    def forward_backward():
+        y = f(xv, Wv, bv, 2, 1, activation=act)
+        y.grad = gy
+        y.backward()
+
+    return best(lambda: f(x, W, b, 2, 1, activation=act), reps), best(forward_backward, reps)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--net', choices=sorted(NETS), default='default')
+    p.add_argument('--batchsize', type=int, default=64)
+    p.add_argument('--reps', type=int, default=None, help='default: 20 (5 for dcgan64)')
+    args = p.parse_args(argv)
+    reps = args.reps or (5 if args.net == 'dcgan64' else 20)
+    if dnnl.library() is None:
+        print('onednn_layers.py: error: oneDNN does not load here', file=sys.stderr)
+        return 2
+    totals = {'nhwc': 0.0, 'any': 0.0, 'numpy': 0.0}
+    print(f'# {args.net}, batch {args.batchsize}, best of {reps}; ms forward / forward+backward')
+    for layer in layers(*NETS[args.net]):
+        kind, ci, co, side, act = layer
+        cells = []
+        for setting in totals:
+            onednn_conv.LAYOUT = 'any' if setting == 'any' else 'nhwc'
+            with chainer.using_config(ops.ONEDNN_KEY, setting != 'numpy'):
+                fwd, both = time_layer(layer, args.batchsize, reps)
+            totals[setting] += both
+            cells.append(f'{setting} {fwd:7.2f} / {both:7.2f}')
+        print(f'{kind:6s} {ci:3d} -> {co:3d} at {side:2d}x{side:<2d} {act or "":10s} '
+              + '   '.join(cells))
+    onednn_conv.LAYOUT = 'nhwc'
+    print('layers {} {} ms'.format(args.net, ' '.join(f'{k} {v:.2f}' for k, v in totals.items())))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""The default run's network trained by PyTorch, in the loop of PyTorch's DCGAN example.
+
+    python benchmarks/fid_of.py --export digits.npy          # gan_trainer's Python
+    /path/to/torch-venv/bin/python benchmarks/torch_train.py --data digits.npy \\
+        --samples torch_samples.npy
+    python benchmarks/fid_of.py --samples torch_samples.npy   # FID, the package's metric
+
+The yardstick for the wall time of ``python examples/train_dcgan.py``
+(``benchmarks/whole_run.sh`` alternates the two): the same network (G: z
+100 -> Linear 64*7*7 + BN + ReLU -> ConvTranspose 64->32 (k4 s2 p1) + BN +
+ReLU -> ConvTranspose 32->1 -> tanh; D: Conv 1->32 + LeakyReLU(0.2) ->
+Conv 32->64 + BN + LeakyReLU -> Linear -> 1; biases everywhere, weights
+N(0, 0.02), BN gamma N(1, 0.02) and eps 2e-5 as in :mod:`gan_trainer.nets`),
+the same 4,500 training digits (exported by ``fid_of.py --export``, since
+this script runs where gan_trainer is not installed), batch 64, 2,500
+iterations, Adam(2e-4, 0.5, 0.999), ``BCEWithLogitsLoss``, and the loop of
+``pytorch/examples/dcgan/main.py``: per batch of a shuffled epoch, D on the
+real batch and on ``fake.detach()``, one D step, then G's step through the
+updated D on the same ``fake``. The batches come from the in-memory tensor
+(a ``DataLoader`` with worker processes would only add processes on two
+cores). At the end G, in evaluation mode (BN's running statistics, as
+gan_trainer's samples), draws ``--n_samples`` images from a fixed z into
+``--samples``.
+
+The last line is ``torch_train ITERATIONS iterations SECONDS s``: the
+training loop's wall time (imports, data and sampling not included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy
+import torch
+from torch import nn
+
+
+def init(module: nn.Module) -> None:
+    """gan_trainer.nets' initialisation: N(0, 0.02) weights, zero biases, BN gamma N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def networks(width: int):
+    # Chainer's BN: eps 2e-5, running averages with decay 0.9 (momentum 0.1).
+    def bn(c):
+        return nn.BatchNorm2d(c, eps=2e-5, momentum=0.1)
+
+    gen = nn.Sequential(
+        nn.Linear(100, 2 * width * 7 * 7), nn.Unflatten(1, (2 * width, 7, 7)), bn(2 * width),
+        nn.ReLU(), nn.ConvTranspose2d(2 * width, width, 4, 2, 1), bn(width), nn.ReLU(),
+        nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh())
+    dis = nn.Sequential(
+        nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(width, 2 * width, 4, 2, 1),
+        bn(2 * width), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(2 * width * 7 * 7, 1))
+    init(gen)
+    init(dis)
+    return gen, dis
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--data', required=True, help='.npy of the training images (N, 1, 28, 28)')
+    p.add_argument('--samples', required=True, help='.npy to write the final samples to')
+    p.add_argument('--iterations', type=int, default=2500)
+    p.add_argument('--batchsize', type=int, default=64)
+    p.add_argument('--base_width', type=int, default=32)
+    p.add_argument('--n_samples', type=int, default=1000)
+    p.add_argument('--seed', type=int, default=0)
+    args = p.parse_args(argv)
+    torch.manual_seed(args.seed)
+    data = torch.from_numpy(numpy.load(args.data).astype(numpy.float32))
+    if data.ndim != 4 or data.shape[1:] != (1, 28, 28):
+        p.error(f'--data must hold (N, 1, 28, 28) images, got {tuple(data.shape)}')
+    gen, dis = networks(args.base_width)
+    opt_d = torch.optim.Adam(dis.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    criterion = nn.BCEWithLogitsLoss()
+    b = args.batchsize
+    print(f'# PyTorch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'{len(data)} images, batch {b}, {args.iterations} iterations')
+    start = time.perf_counter()
+    it = 0
+    while it < args.iterations:
+        order = torch.randperm(len(data))
+        for i in range(0, len(data) - b + 1, b):  # drop the last partial batch
+            if it == args.iterations:
+                break
+            real = data[order[i:i + b]]
+            ones, zeros = torch.ones(b, 1), torch.zeros(b, 1)
+            # (1) D: maximize log D(x) + log(1 - D(G(z)))
+            dis.zero_grad()
+            err_real = criterion(dis(real), ones)
+            err_real.backward()
+            fake = gen(torch.randn(b, 100))
+            err_fake = criterion(dis(fake.detach()), zeros)
+            err_fake.backward()
+            opt_d.step()
+            # (2) G: maximize log D(G(z)), on the same fakes
+            gen.zero_grad()
+            err_g = criterion(dis(fake), ones)
+            err_g.backward()
+            opt_g.step()
+            it += 1
+            if it % 500 == 0:
+                print(f'iteration {it}: loss D {(err_real + err_fake).item():.3f} '
+                      f'G {err_g.item():.3f}', flush=True)
+    seconds = time.perf_counter() - start
+    gen.eval()
+    with torch.no_grad():
+        z = torch.from_numpy(numpy.random.RandomState(args.seed).standard_normal(
+            (args.n_samples, 100)).astype(numpy.float32))
+        numpy.save(args.samples, gen(z).numpy())
+    print(f'torch_train {args.iterations} iterations {seconds:.1f} s')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
