@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -153,9 +154,22 @@ def write_json(path: str | os.PathLike, data: Any) -> str:
 
 
 def save_npz(path: str | os.PathLike, obj) -> str:
-    """Chainer's ``save_npz`` of ``obj`` (a Link, an optimizer, a trainer), atomically."""
-    import chainer
+    """Chainer's ``save_npz`` of ``obj`` (a Link, an optimizer, a trainer), atomically.
 
-    with atomic_write(path) as f:
-        chainer.serializers.save_npz(f, obj)
+    The file is what ``chainer.serializers.save_npz`` writes (a compressed
+    npz of the object's serialized arrays), written here with a zip archive
+    that is closed even when a write fails: NumPy's ``savez`` leaves its
+    archive open on an error, and its late ``__del__`` then prints a
+    traceback of its own when the process exits (seen on a full disk).
+    """
+    import chainer
+    import numpy
+
+    serializer = chainer.serializers.DictionarySerializer()
+    serializer.save(obj)
+    with atomic_write(path) as f, zipfile.ZipFile(
+            f, mode='w', compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for key, value in serializer.target.items():
+            with archive.open(key + '.npy', 'w', force_zip64=True) as member:
+                numpy.lib.format.write_array(member, numpy.asanyarray(value), allow_pickle=True)
     return os.fspath(path)
