@@ -147,8 +147,8 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
 
 
 #: Quick settings for the recipe benchmark: tiny nets, a few iterations, 40 samples.
-RECIPES_QUICK = ['--seeds', '1', '--warmup', '2', '--timed', '4', '--fid_samples', '40',
-                 '--options', 'base_width=4,batchsize=8']
+RECIPES_QUICK = ['--seeds', '1', '--warmup', '2', '--timed', '4', '--windows', '2',
+                 '--fid_samples', '40', '--options', 'base_width=4,batchsize=8']
 
 
 def recipes(*args, cwd=REPO):
