@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 LAST_LINE = re.compile(r'^throughput (digits28|dcgan64|default) (cpu|gpu) (\d+\.\d) img/s$')
@@ -207,3 +208,74 @@ def test_fid_of_exports_the_digits_and_scores_them(tmp_path):
     assert proc.returncode == 0, proc.stderr
     fid = float(proc.stdout.strip().splitlines()[-1].split()[1])
     assert 0 <= fid < 5
+
+#: Quick settings for the recipe benchmark: tiny nets, a few iterations, 40 samples.
+RECIPES_QUICK = ['--seeds', '1', '--warmup', '2', '--timed', '4', '--windows', '2',
+                 '--fid_samples', '40', '--options', 'base_width=4,batchsize=8']
+
+
+def recipes(*args, cwd=REPO):
+    return subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'recipes.py'), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_recipes_trains_for_the_budget_and_tables_the_runs_it_saves(tmp_path):
+    out = tmp_path / 'sweep'
+    proc = recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(out), *RECIPES_QUICK)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    saved = json.loads((out / 'recipes.json').read_text())
+    entry = saved['candidates']['ema']
+    assert saved['budget'] == 0.2 and entry['flags'][:2] == ['--ema', '0.999']
+    spi = entry['calibration']['seconds_per_iteration']
+    # The iterations are the budget over the calibrated seconds per iteration.
+    assert entry['iterations'] == max(1, round(0.2 / spi)) and 0 < spi < 1
+    (run,) = entry['runs']
+    log = json.loads((out / 'runs' / 'ema' / 'seed0' / 'log').read_text())
+    assert run['iteration'] == log[-1]['iteration'] == entry['iterations']
+    assert run['fid'] == log[-1]['validation/fid'] > 0 and 1 <= run['classes'] <= 10
+    assert f'--iteration {entry["iterations"]} --seed 0 --fid_interval' in run['command']
+    # The run kept its grid (10x10 digits of 28 pixels) and shed its snapshots.
+    grid = Image.open(run['grid'])
+    assert grid.size[0] >= 280 and grid.size[0] == grid.size[1]
+    assert sorted(os.listdir(out / 'runs' / 'ema' / 'seed0')) == [
+        'config.json', 'gen_best.json', 'log', 'preview']
+    # The table's row is the JSON's run.
+    row = next(line for line in proc.stdout.splitlines() if line.startswith('| ema |'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1] == str(entry['iterations']) and cells[5] == f'{run["fid"]:.1f}'
+    # The same --out again: nothing is trained twice, the table is the same.
+    again = recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(out),
+                    *RECIPES_QUICK)
+    assert again.returncode == 0 and 'seed 0: FID' not in again.stdout
+    assert row in again.stdout.splitlines()
+
+
+def test_recipes_on_a_subset_measures_against_every_training_digit(tmp_path):
+    out = tmp_path / 'small'
+    proc = recipes('--candidates', 'dcgan', '--budget', '0.1', '--subset', '20',
+                   '--out', str(out), *RECIPES_QUICK)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = json.loads((out / 'recipes.json').read_text())['candidates']['dcgan']['runs']
+    folder = out / 'runs' / 'dcgan' / 'seed0'
+    full = json.loads((folder / 'quality_full.json').read_text())
+    log = json.loads((folder / 'log').read_text())
+    # The table's FID is against the 4,500 digits; the log's, against the 20 seen.
+    assert run['fid'] == full['fid'] and run['fid_seen'] == log[-1]['validation/fid']
+    assert full['fid'] != run['fid_seen']
+    assert json.loads((folder / 'config.json').read_text())['data']['train'] == 20
+    assert 'FID seen' in proc.stdout
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--candidates', 'dcgan,nope'], '--candidates: unknown nope; known: dcgan,'),
+    (['--budget', '0'], 'argument --budget: must be a number of seconds above 0, got 0'),
+    (['--options', 'widths'], "--options: 'widths' is not KEY=VALUE with KEY a run option"),
+    (['--options', 'base_width=x'], "argument --base_width: expected an integer, got 'x'"),
+    (['--subset', '25'], '--subset must be a multiple of 10 up to 4500, got 25'),
+])
+def test_recipes_rejects_bad_flags_in_one_line(tmp_path, args, message):
+    proc = recipes(*args, '--out', str(tmp_path / 'never'))
+    assert proc.returncode == 2 and proc.stdout == ''
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith('recipes.py: error: ') and message in line
+    assert not (tmp_path / 'never').exists()
