@@ -108,6 +108,14 @@ CANDIDATES: dict[str, dict] = {
     'batch128': {'batchsize': 128},
     # One G forward per iteration: more iterations in the same time.
     'reuse': {'reuse_fakes': True},
+    # EMA with each of the others (EMA costs nothing per step, so it stays on).
+    'ema-t': {'ema': 0.999, 'augment': 'translation'},
+    'ema-tc': {'ema': 0.999, 'augment': 'translation,cutout'},
+    'ema-ada': {'ema': 0.999, 'augment': 'ada'},
+    'ema-reuse': {'ema': 0.999, 'reuse_fakes': True},
+    'ema-ttur': {'ema': 0.999, 'gen_lr': 1e-4, 'dis_lr': 4e-4},
+    'ema-width48': {'ema': 0.999, 'base_width': 48},
+    'ema-batch32': {'ema': 0.999, 'batchsize': 32},
     # The SNGAN ResNet nets with their paper's loss and spectral norm.
     'resnet16': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 16},
     'resnet32': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 32},
