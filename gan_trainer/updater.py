@@ -358,10 +358,11 @@ class GANUpdater(StandardUpdater):
         # step) but without a graph unless the G step will reuse the fakes.
         # D gets the bare array either way: nothing flows back into G, and
         # D's first layer computes no input gradient.
+        z = self.make_hidden(batchsize)
         with chainer.using_config('enable_backprop', keep_fakes):
-            fakes = self.generate(self.make_hidden(batchsize), t)
+            fakes = self.generate(z, t)
         x_fake = fakes.array
-        self._kept_fakes = (fakes, t) if keep_fakes else None
+        self._kept_fakes = (fakes, t, z) if keep_fakes else None
         y_real, y_fake = self.dis_logits(self.augmented(x_real), self.augmented(x_fake), t)
         loss_real = self.dis_loss_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
@@ -405,16 +406,17 @@ class GANUpdater(StandardUpdater):
             if kept is None:
                 batchsize = self.get_iterator('main').batch_size
                 t = self.sample_labels(batchsize)
-                x_fake = self.generate(self.make_hidden(batchsize), t)
+                z = self.make_hidden(batchsize)
+                x_fake = self.generate(z, t)
             else:
-                x_fake, t = kept
+                x_fake, t, z = kept
             loss = self.loss.gen(self.discriminate(self.augmented(x_fake), t))
             loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('gen')))
         self.get_optimizer('gen').update()
         dis.cleargrads()  # a no-op unless something outside frozen() set them
         loss.unchain_backward()
         if self.ema is not None:
-            self.ema.update(gen, self.iteration)
+            self.ema.update(gen, self.iteration, z=z, labels=t)
         chainer.report({'loss': loss}, gen)
 
     def serialize(self, serializer) -> None:

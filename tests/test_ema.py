@@ -1,5 +1,7 @@
 """GeneratorEMA: the moving average of G, against hand computation."""
 
+import copy
+
 import chainer
 import numpy
 import pytest
@@ -73,7 +75,56 @@ def test_serialize_round_trip(tmp_path):
         numpy.testing.assert_array_equal(value, arrays(ema.target)[key])
 
 
-@pytest.mark.parametrize('kwargs', [{'decay': 1.0}, {'decay': -0.1}, {'start': -1}])
+def z_batch(seed, n=6):
+    return numpy.random.RandomState(seed).standard_normal((n, 4)).astype(numpy.float32)
+
+
+def test_with_the_g_steps_z_the_average_keeps_batchnorm_statistics_of_its_own():
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen, decay=0.9)
+    expected = copy.deepcopy(ema.target)
+    perturb(gen, 1)
+    z = z_batch(7)
+    ema.update(gen, iteration=5, z=z)
+    # By hand: average the weights, then one training-mode forward on z.
+    new = dict(gen.namedparams())
+    for name, p in expected.namedparams():
+        p.array[...] = 0.9 * p.array + 0.1 * new[name].array
+    with chainer.using_config('train', True):
+        expected(z)
+    got, want, of_gen = arrays(ema.target), arrays(expected), arrays(gen)
+    stats = [key for key in got if 'avg_' in key]
+    assert stats
+    for key in got:
+        numpy.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # ... which are not the average of G's statistics.
+    start = arrays(tiny_generator())
+    assert any(not numpy.allclose(got[k], 0.9 * start[k] + 0.1 * of_gen[k]) for k in stats)
+
+
+def test_bn_stats_average_averages_gs_statistics_even_with_z():
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen, decay=0.9, bn_stats='average')
+    start = arrays(gen)
+    perturb(gen, 1)
+    ema.update(gen, iteration=5, z=z_batch(7))
+    after = arrays(gen)
+    for key, value in arrays(ema.target).items():
+        numpy.testing.assert_allclose(value, 0.9 * start[key] + 0.1 * after[key],
+                                      rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_before_start_the_average_copies_gen_statistics_too_with_z():
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen, decay=0.99, start=10)
+    perturb(gen, 1)
+    ema.update(gen, iteration=9, z=z_batch(7))
+    for key, value in arrays(ema.target).items():
+        numpy.testing.assert_array_equal(value, arrays(gen)[key])
+
+
+@pytest.mark.parametrize('kwargs', [{'decay': 1.0}, {'decay': -0.1}, {'start': -1},
+                                    {'bn_stats': 'mean'}])
 def test_bad_settings(kwargs):
     with pytest.raises(ValueError, match='EMA'):
         GeneratorEMA(tiny_generator(), **kwargs)

@@ -394,6 +394,33 @@ def test_ema_follows_gen_and_is_saved_in_snapshots(tmp_path):
     assert same(params(other.ema.target), params(ema.target))
 
 
+@pytest.mark.parametrize('reuse_fakes', [False, True])
+def test_the_ema_runs_forward_on_the_g_steps_z_for_its_batchnorm_statistics(reuse_fakes):
+    from gan_trainer.ema import GeneratorEMA
+
+    gen = tiny_generator()
+    ema = GeneratorEMA(gen, decay=0.5)
+    expected = copy.deepcopy(ema.target)
+    drawn = []
+    updater = make_updater(gen=gen, ema=ema, reuse_fakes=reuse_fakes)
+    make_hidden = updater.make_hidden
+    updater.make_hidden = lambda n, *a: drawn.append(make_hidden(n, *a)) or drawn[-1]
+    initial = params(gen)
+    updater.update()
+    # The G step's z: drawn afresh, or the D step's when it reuses the fakes.
+    z = drawn[0] if reuse_fakes else drawn[-1]
+    assert len(drawn) == (1 if reuse_fakes else 2)
+    for name, p in expected.namedparams():
+        p.array[...] = 0.5 * initial[name] + 0.5 * params(gen)[name]
+    with chainer.using_config('train', True):
+        expected(z)
+    for name, link in expected.namedlinks():
+        if isinstance(link, chainer.links.BatchNormalization):
+            got = dict(ema.target.namedlinks())[name]
+            numpy.testing.assert_allclose(got.avg_mean, link.avg_mean, rtol=1e-5, atol=1e-6)
+            numpy.testing.assert_allclose(got.avg_var, link.avg_var, rtol=1e-5, atol=1e-6)
+
+
 class ToyConditionalGenerator(chainer.Chain):
     """G(z, t): a linear map of [z, one-hot(t)] to 8x8 images, recording t."""
 
