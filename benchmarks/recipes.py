@@ -92,6 +92,7 @@ CANDIDATES: dict[str, dict] = {
     'ema': {'ema': 0.999},
     'ema-start1000': {'ema': 0.999, 'ema_start': 1000},
     'ema0.995': {'ema': 0.995},
+    'ema0.99': {'ema': 0.99},
     # DiffAugment policies and ADA (against D memorising 4,500 digits).
     'diffaug-t': {'augment': 'translation'},
     'diffaug-tc': {'augment': 'translation,cutout'},
