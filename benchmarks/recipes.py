@@ -6,6 +6,7 @@
     python benchmarks/recipes.py --candidates ema --budget 600       # ten minutes each
     python benchmarks/recipes.py --candidates dcgan,diffaug-tc --subset 500   # 500 digits
     python benchmarks/recipes.py --list                              # every candidate
+    python benchmarks/recipes.py --out all --merge sweep1 sweep2 --candidates dcgan,ema
 
 A candidate is a named change of the run's options (:data:`CANDIDATES`,
 RunConfig names over the ``dcgan`` preset, or another preset). Every one is
@@ -399,6 +400,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='calibration: timed windows; the fastest counts (default 5)')
     p.add_argument('--fid_samples', type=positive_int, default=1000)
     p.add_argument('--keep_runs', action='store_true', help='keep snapshots and every grid')
+    p.add_argument('--merge', nargs='+', default=[], metavar='DIR',
+                   help="take the candidates of these earlier --out folders that this one "
+                        'lacks (one table of several sweeps)')
     p.add_argument('--list', action='store_true', help='print the candidates and exit')
     args = p.parse_args(argv)
     names = list(CANDIDATES) if args.candidates == 'all' else [
@@ -437,6 +441,16 @@ def main(argv=None) -> int:
     if os.path.exists(path):
         with open(path) as f:
             state['candidates'] = json.load(f).get('candidates', {})
+    for folder in args.merge:
+        try:
+            with open(os.path.join(folder, OUT_JSON)) as f:
+                other = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f'{PROG}: error: --merge: cannot read {os.path.join(folder, OUT_JSON)}: {e}',
+                  file=sys.stderr)
+            return 2
+        for name, entry in other.get('candidates', {}).items():
+            state['candidates'].setdefault(name, entry)
     state.update(date=datetime.date.today().isoformat(), commit=git_commit(),
                  python=platform.python_version(), command=' '.join(['python',
                  'benchmarks/recipes.py', *(sys.argv[1:] if argv is None else argv)]))
@@ -480,6 +494,7 @@ def main(argv=None) -> int:
             save(path, state)
             print(f'  {name} failed: {e}', flush=True)
             failed = True
+    save(path, state)
     print()
     print(table(state['candidates'], args.names, args.seeds, args.subset))
     return 1 if failed else 0

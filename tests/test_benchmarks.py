@@ -266,6 +266,21 @@ def test_recipes_on_a_subset_measures_against_every_training_digit(tmp_path):
     assert 'FID seen' in proc.stdout
 
 
+def test_recipes_merges_earlier_sweeps_into_one_table(tmp_path):
+    first = tmp_path / 'first'
+    assert recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(first),
+                   *RECIPES_QUICK).returncode == 0
+    merged = recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(tmp_path / 'all'),
+                     '--merge', str(first), *RECIPES_QUICK)
+    assert merged.returncode == 0 and 'seed 0: FID' not in merged.stdout
+    want = json.loads((first / 'recipes.json').read_text())['candidates']['ema']
+    got = json.loads((tmp_path / 'all' / 'recipes.json').read_text())['candidates']['ema']
+    assert got == want and any(line.startswith('| ema |') for line in merged.stdout.splitlines())
+    missing = recipes('--candidates', 'ema', '--out', str(tmp_path / 'x'),
+                      '--merge', str(tmp_path / 'nowhere'), *RECIPES_QUICK)
+    assert missing.returncode == 2 and '--merge: cannot read' in missing.stderr
+
+
 @pytest.mark.parametrize('args, message', [
     (['--candidates', 'dcgan,nope'], '--candidates: unknown nope; known: dcgan,'),
     (['--budget', '0'], 'argument --budget: must be a number of seconds above 0, got 0'),
