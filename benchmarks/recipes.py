@@ -118,6 +118,8 @@ CANDIDATES: dict[str, dict] = {
     'ema-ttur': {'ema': 0.999, 'gen_lr': 1e-4, 'dis_lr': 4e-4},
     'ema-width48': {'ema': 0.999, 'base_width': 48},
     'ema-batch32': {'ema': 0.999, 'batchsize': 32},
+    # The least-squares loss, with one G forward per iteration.
+    'lsgan-reuse': {'preset': 'lsgan', 'reuse_fakes': True},
     # The SNGAN ResNet nets with their paper's loss and spectral norm.
     'resnet16': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 16},
     'resnet32': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 32},
