@@ -160,7 +160,7 @@ def test_training_on_digits_writes_logs_previews_snapshots_and_config(digits_run
                              'norm': 'batch', 'spectral_norm': False}
     assert (config['z_dist'], config['loss'], config['dataset']) == (
         'normal',
-        'nonsaturating',
+        'lsgan',
         'digits',
     )
     # Six iterations of training changed G.

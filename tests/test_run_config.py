@@ -63,8 +63,10 @@ from gan_trainer.run.presets import NAMES
     ('dataset', 3, 'expected a string'),
 ])
 def test_a_bad_value_is_a_config_error_naming_the_option(option, value, says):
+    # A label above 1 is wrong for the cross-entropy losses (lsgan takes any target).
+    loss = {'loss': 'nonsaturating'} if option == 'real_label' else {}
     with pytest.raises(ConfigError) as excinfo:
-        RunConfig(**{option: value})
+        RunConfig(**{option: value}, **loss)
     assert excinfo.value.option == option
     assert str(excinfo.value) == f'{option}: {excinfo.value.reason}'
     assert says in excinfo.value.reason and '\n' not in str(excinfo.value)
@@ -208,8 +210,9 @@ def parse(*argv):
 
 
 @pytest.mark.parametrize('argv, expected', [
-    ([], {'loss': 'nonsaturating', 'penalty': 'none', 'spectral_norm': False, 'n_dis': 1,
-          'lr': 2e-4}),
+    ([], {'loss': 'lsgan', 'penalty': 'none', 'spectral_norm': False, 'n_dis': 1,
+          'lr': 2e-4, 'preset': 'lsgan'}),
+    (['--preset', 'dcgan'], {'loss': 'nonsaturating', 'preset': 'dcgan'}),
     (['--preset', 'keras-dcgan', '--optimizer', 'adam'], {'optimizer': 'adam', 'lr': 5e-4,
                                                           'momentum': None, 'batchsize': 128}),
     (['--lr_dis', '1e-5', '--dis_beta1', '0.1'], {'dis_lr': 1e-5, 'dis_beta1': 0.1}),
@@ -270,7 +273,7 @@ def test_record_round_trips_through_json(tmp_path):
     assert (data['format'], data['version']) == ('gan_trainer.run', 2)
     # The keys version 1 had, for readers of that layout.
     assert (data['z_dist'], data['conditional'], data['ema'], data['loss']) == (
-        'uniform', True, 0.999, 'nonsaturating')
+        'uniform', True, 0.999, 'lsgan')
     again = read_record(path)
     assert again == record and again.n_classes == 3 and read_record(str(tmp_path)) == record
 
@@ -298,3 +301,18 @@ def test_a_bad_config_json_is_one_line_naming_the_file(tmp_path, content, says):
         read_record(str(tmp_path))
     message = str(excinfo.value)
     assert says in message and str(tmp_path / 'config.json') in message and '\n' not in message
+
+
+def test_a_config_that_names_no_preset_is_the_default_preset():
+    from gan_trainer.run.checks import optimizer_spec
+    from gan_trainer.run.config import DEFAULT_PRESET, preset_options
+
+    plain, preset = RunConfig(), PRESETS[DEFAULT_PRESET]
+    assert plain.preset == DEFAULT_PRESET
+    for name in preset_options():
+        if getattr(preset, name) != getattr(plain, name):
+            # Only optimizer settings may differ: None there means the
+            # optimizer's default, which must be the preset's value.
+            assert name in ('lr', 'beta1', 'beta2'), name
+    for net in ('gen', 'dis'):
+        assert optimizer_spec(plain, net).settings() == optimizer_spec(preset, net).settings()

@@ -3,7 +3,7 @@
 The flags are made from :class:`~gan_trainer.run.RunConfig`'s declarations,
 one per option, so the two cannot drift apart. A run starts from
 ``--config OUT/config.json`` (to repeat an earlier run) or from
-``--preset`` (``dcgan`` by default); every flag given explicitly overrides
+``--preset`` (``lsgan`` by default); every flag given explicitly overrides
 that. Then :func:`gan_trainer.run.build_trainer` builds the run and
 ``run()`` trains it. Every way it can end is one line and an exit status::
 
@@ -94,12 +94,12 @@ def flag_reference() -> str:
     """The flags as Markdown tables by group: README's reference, made from the declarations.
 
     The default column is what a run without that flag gets: the option's
-    default, or, for an option a preset sets, the ``dcgan`` preset's value
+    default, or, for an option a preset sets, the default preset's value
     (marked "preset").
     """
     from gan_trainer.run.presets import get_preset
 
-    dcgan = get_preset('dcgan')
+    dcgan = get_preset(RunConfig().preset)
     lines = []
     fields = declared(RunConfig)
     for group in GROUPS:
