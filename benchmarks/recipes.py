@@ -121,6 +121,8 @@ CANDIDATES: dict[str, dict] = {
     # The least-squares loss, with one G forward per iteration.
     'lsgan-reuse': {'preset': 'lsgan', 'reuse_fakes': True},
     'lsgan-tc': {'preset': 'lsgan', 'augment': 'translation,cutout'},
+    # The lsgan preset as the default run trains it: 2,500 iterations.
+    'lsgan-2500': {'preset': 'lsgan', 'iteration': 2500},
     # The SNGAN ResNet nets with their paper's loss and spectral norm.
     'resnet16': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 16},
     'resnet32': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 32},
