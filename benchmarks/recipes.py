@@ -6,7 +6,7 @@
     python benchmarks/recipes.py --candidates ema --budget 600       # ten minutes each
     python benchmarks/recipes.py --candidates dcgan,diffaug-tc --subset 500   # 500 digits
     python benchmarks/recipes.py --list                              # every candidate
-    python benchmarks/recipes.py --out all --merge sweep1 sweep2 --candidates dcgan,ema
+    python benchmarks/recipes.py --out all --merge sweep1 sweep2 --candidates dcgan,ema --table
 
 A candidate is a named change of the run's options (:data:`CANDIDATES`,
 RunConfig names over the ``dcgan`` preset, or another preset). Every one is
@@ -120,6 +120,9 @@ CANDIDATES: dict[str, dict] = {
     'ema-batch32': {'ema': 0.999, 'batchsize': 32},
     # The least-squares loss, with one G forward per iteration.
     'lsgan-reuse': {'preset': 'lsgan', 'reuse_fakes': True},
+    'lsgan-tc': {'preset': 'lsgan', 'augment': 'translation,cutout'},
+    # The lsgan preset as the default run trains it: 2,500 iterations.
+    'lsgan-2500': {'preset': 'lsgan', 'iteration': 2500},
     # The SNGAN ResNet nets with their paper's loss and spectral norm.
     'resnet16': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 16},
     'resnet32': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 32},
@@ -189,7 +192,9 @@ def candidate_flags(name: str, extra: dict) -> list[str]:
     Raises:
         ValueError: When the command would refuse them (the message names the flag).
     """
-    options = {k: v for k, v in CANDIDATES[name].items() if k != 'iteration'}
+    # Over the dcgan preset unless the candidate names one (whatever the default preset).
+    options = {'preset': 'dcgan', **{k: v for k, v in CANDIDATES[name].items()
+                                     if k != 'iteration'}}
     flags = option_flags(dict(options, **extra))
     # A value the command's parser refuses ends here, in its one line.
     args = build_parser(PROG).parse_args(flags)
@@ -405,6 +410,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--merge', nargs='+', default=[], metavar='DIR',
                    help="take the candidates of these earlier --out folders that this one "
                         'lacks (one table of several sweeps)')
+    p.add_argument('--table', action='store_true',
+                   help='print the table of the runs already in --out (and --merge) and exit')
     p.add_argument('--list', action='store_true', help='print the candidates and exit')
     args = p.parse_args(argv)
     names = list(CANDIDATES) if args.candidates == 'all' else [
@@ -456,6 +463,10 @@ def main(argv=None) -> int:
     state.update(date=datetime.date.today().isoformat(), commit=git_commit(),
                  python=platform.python_version(), command=' '.join(['python',
                  'benchmarks/recipes.py', *(sys.argv[1:] if argv is None else argv)]))
+    if args.table:
+        save(path, state)
+        print(table(state['candidates'], args.names, args.seeds, args.subset))
+        return 0
     lock = Lock(args.lock)
     print(f'{state["machine"]}; budget {args.budget:g} s of training per run; '
           f'{args.seeds} seed(s); commit {state["commit"]}', flush=True)

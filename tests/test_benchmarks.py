@@ -225,7 +225,7 @@ def test_recipes_trains_for_the_budget_and_tables_the_runs_it_saves(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     saved = json.loads((out / 'recipes.json').read_text())
     entry = saved['candidates']['ema']
-    assert saved['budget'] == 0.2 and entry['flags'][:2] == ['--ema', '0.999']
+    assert saved['budget'] == 0.2 and entry['flags'][:4] == ['--preset', 'dcgan', '--ema', '0.999']
     spi = entry['calibration']['seconds_per_iteration']
     # The iterations are the budget over the calibrated seconds per iteration.
     assert entry['iterations'] == max(1, round(0.2 / spi)) and 0 < spi < 1
@@ -271,7 +271,7 @@ def test_recipes_merges_earlier_sweeps_into_one_table(tmp_path):
     assert recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(first),
                    *RECIPES_QUICK).returncode == 0
     merged = recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(tmp_path / 'all'),
-                     '--merge', str(first), *RECIPES_QUICK)
+                     '--merge', str(first), '--table', *RECIPES_QUICK)
     assert merged.returncode == 0 and 'seed 0: FID' not in merged.stdout
     want = json.loads((first / 'recipes.json').read_text())['candidates']['ema']
     got = json.loads((tmp_path / 'all' / 'recipes.json').read_text())['candidates']['ema']
