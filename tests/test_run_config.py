@@ -59,7 +59,7 @@ from gan_trainer.run.presets import NAMES
     ('loss', 'wgan', 'must be one of hinge, lsgan, minimax, nonsaturating, wasserstein'),
     ('penalty', 'gp', 'must be one of none, r1, wgan-gp'),
     ('dis_norm', 'layer', 'must be one of batch, none'),
-    ('preset', 'began', 'must be one of dcgan, wgan-gp, sngan, lsgan, keras-dcgan'),
+    ('preset', 'began', 'must be one of default, dcgan, wgan-gp, sngan, lsgan, keras-dcgan'),
     ('dataset', 3, 'expected a string'),
 ])
 def test_a_bad_value_is_a_config_error_naming_the_option(option, value, says):
@@ -188,7 +188,7 @@ def test_presets_hold_the_papers_settings(name, expected):
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown preset 'began'; valid presets: dcgan, wgan-gp"):
+    with pytest.raises(ConfigError, match="unknown preset 'began'; valid presets: default, dcgan, wgan-gp"):
         get_preset('began')
 
 
@@ -211,7 +211,7 @@ def parse(*argv):
 
 @pytest.mark.parametrize('argv, expected', [
     ([], {'loss': 'lsgan', 'penalty': 'none', 'spectral_norm': False, 'n_dis': 1,
-          'lr': 2e-4, 'preset': 'lsgan'}),
+          'lr': 2e-4, 'preset': 'default', 'reuse_fakes': True, 'iteration': 3000}),
     (['--preset', 'dcgan'], {'loss': 'nonsaturating', 'preset': 'dcgan'}),
     (['--preset', 'keras-dcgan', '--optimizer', 'adam'], {'optimizer': 'adam', 'lr': 5e-4,
                                                           'momentum': None, 'batchsize': 128}),

@@ -3,7 +3,7 @@
 The flags are made from :class:`~gan_trainer.run.RunConfig`'s declarations,
 one per option, so the two cannot drift apart. A run starts from
 ``--config OUT/config.json`` (to repeat an earlier run) or from
-``--preset`` (``lsgan`` by default); every flag given explicitly overrides
+``--preset`` (``default`` when none is named); every flag given explicitly overrides
 that. Then :func:`gan_trainer.run.build_trainer` builds the run and
 ``run()`` trains it. Every way it can end is one line and an exit status::
 

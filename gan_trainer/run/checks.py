@@ -20,7 +20,8 @@ def check_combinations(config) -> None:
     """The combinations of options that cannot work together (a ConfigError naming one)."""
     if config.reuse_fakes and config.order != 'dis_first':
         raise ConfigError('reuse_fakes', "needs order 'dis_first': the G step reuses "
-                                         'the fakes of the D step before it')
+                                         'the fakes of the D step before it (the default '
+                                         'preset reuses them; --no-reuse_fakes does not)')
     _check_recipes(config)
     if config.ada_target is not None and config.augment == 'none':
         raise ConfigError('ada_target', 'needs augment (a policy, or ada)')

@@ -76,14 +76,14 @@ def _override(net: str, setting: str, checks, *, kind: str = 'float'):
 
 #: The names of the presets (:mod:`gan_trainer.run.presets`, whose values are
 #: RunConfigs and so are made there; a test checks the two agree).
-PRESET_NAMES = ('dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
+PRESET_NAMES = ('default', 'dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
                 'chainer-example', 'tf-gan')
 
 #: The preset of a run that names none, and so the defaults of RunConfig's
 #: fields (a test checks ``RunConfig()`` is that preset): the recipe with the
 #: best FID in the default run's time by ``benchmarks/recipes.py`` (see
 #: benchmarks/RESULTS.md, "Recipes for the same minutes").
-DEFAULT_PRESET = 'lsgan'
+DEFAULT_PRESET = 'default'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,7 @@ class RunConfig:
                         help='D steps per G step')
     order: str = option('dis_first', kind='str', group='loop', preset=True,
                         choices=('dis_first', 'gen_first'), help='which step comes first')
-    reuse_fakes: bool = option(False, kind='bool', group='loop', preset=True,
+    reuse_fakes: bool = option(True, kind='bool', group='loop', preset=True,
                                help="train G on the last D step's fakes (PyTorch's DCGAN "
                                     'loop: one G forward per iteration)')
     z_dist: str = option('normal', kind='str', group='loop', preset=True,
@@ -280,7 +280,7 @@ class RunConfig:
     # -------------------------------------------------------- schedule
     batchsize: int = option(64, kind='int', group='schedule', preset=True, checks=[at_least(1)],
                             flags=('--batchsize', '-b'), help='images per batch')
-    iteration: int = option(2500, kind='int', group='schedule', checks=[at_least(1)],
+    iteration: int = option(3000, kind='int', group='schedule', checks=[at_least(1)],
                             help='G updates to train')
     epoch: int | None = option(None, kind='int', group='schedule', checks=[at_least(1)],
                                flags=('--epoch', '-e'),

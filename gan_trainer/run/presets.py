@@ -2,7 +2,7 @@
 
 ``PRESETS[name]`` is a complete :class:`~gan_trainer.run.RunConfig`; a run
 starts from one (``--preset NAME``, :data:`~gan_trainer.run.config.DEFAULT_PRESET`,
-``lsgan``, by default) and any option
+``default``, when none is named) and any option
 given explicitly overrides it (:func:`apply_preset`). Every preset trains
 with the same :class:`~gan_trainer.GANUpdater` loop; only these options
 differ.
@@ -10,6 +10,7 @@ differ.
 =========== ============= ========== ==== ===== ====== ===== ===== =======
 preset      loss          penalty    SN   D BN  n_dis  lr    beta1 beta2
 =========== ============= ========== ==== ===== ====== ===== ===== =======
+default     lsgan         none       no   yes   1      2e-4  0.5   0.999
 dcgan       nonsaturating none       no   yes   1      2e-4  0.5   0.999
 wgan-gp     wasserstein   wgan-gp 10 no   no    5      1e-4  0.0   0.9
 sngan       hinge         none       yes  no    1      2e-4  0.5   0.999
@@ -53,10 +54,12 @@ from gan_trainer.run.config import PRESET_NAMES, ConfigError, RunConfig, preset_
 #: The preset names, in the order of the table (checked against PRESETS by a test).
 NAMES = PRESET_NAMES
 
-_DCGAN = RunConfig(preset='dcgan', loss='nonsaturating', lr=2e-4, beta1=0.5, beta2=0.999)
+_DCGAN = RunConfig(preset='dcgan', loss='nonsaturating', reuse_fakes=False,
+                   lr=2e-4, beta1=0.5, beta2=0.999)
 
 #: Preset name -> the run it describes (see the module docstring's table).
 PRESETS: dict[str, RunConfig] = {
+    'default': _DCGAN.replace(preset='default', loss='lsgan', reuse_fakes=True),
     'dcgan': _DCGAN,
     'wgan-gp': _DCGAN.replace(preset='wgan-gp', loss='wasserstein', penalty='wgan-gp',
                               penalty_weight=10.0, dis_norm='none', n_dis=5, lr=1e-4,
@@ -85,14 +88,17 @@ PRESETS: dict[str, RunConfig] = {
 
 #: Preset name -> what it is, and where it departs from its source (and why).
 DESCRIPTIONS: dict[str, str] = {
+    'default': "the default run: the DCGAN nets and optimizers with LSGAN's least-squares "
+               "loss, G trained on the D step's fakes (one G forward per iteration, so more "
+               "iterations in the same time); the best FID of benchmarks/recipes.py in the "
+               "default run's time",
     'dcgan': 'Radford et al. 2016: Adam 2e-4/0.5, BatchNorm in G and D, transposed '
              'convolutions',
     'wgan-gp': 'Gulrajani et al. 2017, Algorithm 1: the critic without BatchNorm, a gradient '
                'penalty of 10, 5 critic steps per G step, Adam 1e-4/0/0.9',
     'sngan': 'Miyato et al. 2018: spectral norm in D (no BatchNorm), the hinge loss, their '
              'setting "C" (Adam 2e-4/0.5/0.999, one D step)',
-    'lsgan': 'Mao et al. 2017: least-squares loss, otherwise the DCGAN recipe; the default '
-             "run (the best FID in the default run's time, benchmarks/recipes.py)",
+    'lsgan': 'Mao et al. 2017: least-squares loss, otherwise the DCGAN recipe',
     'keras-dcgan': 'jacobgil/keras-dcgan: Dense 1024 + tanh and 128x7x7 in G, nearest '
                    'upsampling + 5x5 convs with tanh; D of 5x5 convs + tanh + 2x2 max-pooling '
                    'and a Dense 1024, one real+fake batch (no BatchNorm in D); SGD with '
