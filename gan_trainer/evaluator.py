@@ -106,7 +106,8 @@ class GANEvaluator(extensions.Evaluator):
         loss_real = self.loss.dis_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
         xp = device.xp
-        correct = (xp.sum(y_real.array > 0) + xp.sum(y_fake.array < 0))
+        boundary = self.loss.boundary
+        correct = (xp.sum(y_real.array > boundary) + xp.sum(y_fake.array < boundary))
         chainer.report({'loss': self.loss.gen(y_fake)}, gen)
         chainer.report({
             'loss': loss_real + loss_fake,

@@ -71,11 +71,18 @@ SoftLossFn = Callable[[chainer.Variable, object], chainer.Variable]
 
 
 class GANLoss(NamedTuple):
-    """The three halves of a GAN objective; each maps logits to a scalar."""
+    """The three halves of a GAN objective; each maps logits to a scalar.
+
+    ``boundary`` is the score between "fake" and "real": D calls an image
+    real when its output is above it (``dis/acc_real``, ``dis/acc_fake``,
+    ``validation/dis/accuracy``). 0 for logits, hinge and critics; 0.5 for
+    LSGAN, whose codes are 0 and 1.
+    """
 
     dis_real: LossFn
     dis_fake: LossFn
     gen: LossFn
+    boundary: float = 0.0
 
 
 def bce_real(y: chainer.Variable) -> chainer.Variable:
@@ -160,7 +167,8 @@ HINGE = GANLoss(dis_real=hinge_real, dis_fake=hinge_fake, gen=gen_linear)
 
 #: Least-squares GAN (Mao et al. 2017) with codes a=0 (fake), b=1 (real),
 #: c=1 (what G wants D to say about its fakes).
-LSGAN = GANLoss(dis_real=least_squares_real, dis_fake=least_squares_fake, gen=least_squares_real)
+LSGAN = GANLoss(dis_real=least_squares_real, dis_fake=least_squares_fake, gen=least_squares_real,
+                boundary=0.5)
 
 #: Wasserstein GAN (Arjovsky et al. 2017); pair it with a gradient penalty.
 WASSERSTEIN = GANLoss(dis_real=critic_real, dis_fake=critic_fake, gen=gen_linear)

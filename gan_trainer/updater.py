@@ -47,8 +47,9 @@ softened loss; the evaluator's validation losses keep the hard targets.
 
 Reported keys (through ``chainer.report`` with the optimizers' targets as
 observers): ``gen/loss``, ``dis/loss``, ``dis/loss_real``, ``dis/loss_fake``,
-``dis/acc_real`` (fraction of real images with logit > 0) and
-``dis/acc_fake`` (fraction of fakes with logit < 0), ``dis/penalty``
+``dis/acc_real`` (fraction of real images D scores above the loss's
+boundary, 0 for logits, 0.5 for LSGAN) and ``dis/acc_fake`` (fakes below
+it), ``dis/penalty``
 when a gradient penalty is used (``dis/loss`` includes it), and
 ``dis/augment_p`` with adaptive augmentation. With
 ``n_dis > 1`` the ``dis/*`` values are means over the iteration's D steps.
@@ -381,7 +382,8 @@ class GANUpdater(StandardUpdater):
         loss.unchain_backward()
 
         if hasattr(self.augment, 'observe'):
-            self.augment.observe(y_real.array)
+            # ADA's sign(D(real)), about the loss's boundary (0.5 for LSGAN).
+            self.augment.observe(y_real.array - self.loss.boundary)
         if hasattr(self.augment, 'stats'):
             stats.update(self.augment.stats())
         xp = self.device.xp
@@ -389,8 +391,8 @@ class GANUpdater(StandardUpdater):
             'loss': loss.array,
             'loss_real': loss_real.array,
             'loss_fake': loss_fake.array,
-            'acc_real': xp.mean((y_real.array > 0).astype(xp.float32)),
-            'acc_fake': xp.mean((y_fake.array < 0).astype(xp.float32)),
+            'acc_real': xp.mean((y_real.array > self.loss.boundary).astype(xp.float32)),
+            'acc_fake': xp.mean((y_fake.array < self.loss.boundary).astype(xp.float32)),
         })
         return stats
 

@@ -57,7 +57,7 @@ def test_minimax_gradient_saturates_where_nonsaturating_does_not():
 def test_losses_are_stable_for_large_logits():
     y = numpy.array([-200.0, 200.0], numpy.float32)
     for loss in LOSSES.values():
-        for fn in loss:
+        for fn in (loss.dis_real, loss.dis_fake, loss.gen):
             assert numpy.isfinite(float(fn(y).array))
 
 
@@ -146,7 +146,8 @@ def test_lsgan_pulls_confident_fakes_back_to_the_boundary():
 
 @pytest.mark.parametrize('name', sorted(LOSSES))
 def test_losses_have_finite_gradients_for_large_logits(name):
-    for fn in LOSSES[name]:
+    loss = LOSSES[name]
+    for fn in (loss.dis_real, loss.dis_fake, loss.gen):
         y = chainer.Variable(numpy.array([-200.0, 200.0], numpy.float32))
         # Chainer's softplus backward computes 1 / (1 + exp(200)): the exp
         # overflows to inf on the way, but the gradient itself is finite.
@@ -231,3 +232,30 @@ def test_check_real_label_refuses_with_one_line(value, loss, message):
     with pytest.raises(ValueError, match=message) as info:
         check_real_label(value, loss)
     assert '\n' not in str(info.value)
+
+
+@pytest.mark.filterwarnings('ignore::gan_trainer.updater.NotResumableWarning')
+def test_lsgan_counts_d_right_about_its_boundary_of_one_half():
+    """D's accuracy is judged about 0.5 for LSGAN (codes 0 and 1), about 0 for logits."""
+    from gan_trainer import GANUpdater
+    from gan_trainer.testing import fake_images, tiny_discriminator, tiny_generator
+
+    assert (LOSSES['lsgan'].boundary, LOSSES['nonsaturating'].boundary) == (0.5, 0.0)
+    accuracy = {}
+    for name in ('lsgan', 'nonsaturating'):
+        gen, dis = tiny_generator(), tiny_discriminator()
+        opts = {}
+        for key, net in (('gen', gen), ('dis', dis)):
+            opts[key] = chainer.optimizers.SGD(0.0)  # D's scores stay those checked below
+            opts[key].setup(net)
+        it = chainer.iterators.SerialIterator(fake_images(8), 8, shuffle=False)
+        updater = GANUpdater(it, opts, device=-1, loss=name, seed=0)
+        # D says 0.3 for everything: "fake" for LSGAN, "real" for logits.
+        dis.forward = lambda x, *a: chainer.Variable(numpy.full((len(x), 1), 0.3, numpy.float32))
+        observation, reporter = {}, chainer.Reporter()
+        reporter.add_observer('dis', dis)
+        reporter.add_observer('gen', gen)
+        with reporter.scope(observation):
+            updater.update()
+        accuracy[name] = (float(observation['dis/acc_real']), float(observation['dis/acc_fake']))
+    assert accuracy == {'lsgan': (0.0, 1.0), 'nonsaturating': (1.0, 0.0)}
