@@ -19,8 +19,8 @@ links keep running statistics of their own (the "standing statistics" of
 BigGAN, Brock et al. 2019, kept up to date). ``bn_stats='average'``
 averages G's statistics as well, as the weights; on this package's digits
 run that left the average's samples far worse than G's (FID 99.9 against
-44.4 by ``benchmarks/recipes.py``'s metric, one seed, 2,565 iterations;
-recomputed once at the end, 51.4). A generator without BatchNorm is
+44.4, one seed, 2,565 iterations; recomputed once at the end, 51.4: see
+``benchmarks/ema_bn_stats.py`` and benchmarks/RESULTS.md). A generator without BatchNorm is
 unaffected either way, and costs no extra forward pass.
 
 :class:`GeneratorEMA` is owned by the updater (``GANUpdater(ema=...)``),
