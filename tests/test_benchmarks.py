@@ -282,7 +282,7 @@ def test_recipes_merges_earlier_sweeps_into_one_table(tmp_path):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--candidates', 'dcgan,nope'], '--candidates: unknown nope; known: dcgan,'),
+    (['--candidates', 'dcgan,nope'], '--candidates: unknown nope; known: default, dcgan,'),
     (['--budget', '0'], 'argument --budget: must be a number of seconds above 0, got 0'),
     (['--options', 'widths'], "--options: 'widths' is not KEY=VALUE with KEY a run option"),
     (['--options', 'base_width=x'], "argument --base_width: expected an integer, got 'x'"),

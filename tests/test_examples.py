@@ -268,8 +268,9 @@ def test_loader_processes_decode_folders_and_stop_when_the_run_ends(
 
 
 @pytest.mark.parametrize('flags, expected', [
-    ([], (False, 'dis_first', 1)),
-    (['--reuse_fakes', '--n_dis', '2'], (True, 'dis_first', 2)),
+    ([], (True, 'dis_first', 1)),  # the default preset reuses the D step's fakes
+    (['--no-reuse_fakes', '--n_dis', '2'], (False, 'dis_first', 2)),
+    (['--preset', 'dcgan', '--order', 'gen_first'], (False, 'gen_first', 1)),
 ])
 def test_loop_flags_reach_the_updater(tmp_path, flags, expected):
     updater = build(tmp_path, *flags).updater
