@@ -16,9 +16,7 @@ statistics did not fit averaged weights (see gan_trainer/ema.py).
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 import sys
 
 import chainer
@@ -28,16 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gan_trainer.datasets import get_digits
 from gan_trainer.metrics import RealStatistics, load_digits_classifier
 from gan_trainer.metrics.quality import real_images
-from gan_trainer.run import load_generator
+from gan_trainer.run import RunFolder, load_generator
 from gan_trainer.sampling import draw_hidden, generate
-
-
-def last(run: str, stem: str) -> str:
-    found = sorted(glob.glob(os.path.join(run, f'{stem}_iter_*.npz')),
-                   key=lambda f: int(re.findall(r'(\d+)\.npz$', f)[0]))
-    if not found:
-        raise SystemExit(f'ema_bn_stats.py: error: no {stem}_iter_*.npz in {run}')
-    return found[-1]
 
 
 def recompute_statistics(gen: chainer.Link, n: int = 2000, seed: int = 123) -> int:
@@ -61,7 +51,9 @@ def main(argv=None) -> int:
     real = RealStatistics(load_digits_classifier().embed, real_images(get_digits('train')))
     z = draw_hidden(1000, 100, seed=0)
     for stem in ('gen', 'gen_ema'):
-        path = last(run, stem)
+        path = RunFolder(run).latest_net(stem)
+        if path is None:
+            raise SystemExit(f'ema_bn_stats.py: error: no {stem}_iter_N.npz in {run}')
         gen, _ = load_generator(path)
         saved = real.measure(generate(gen, z))['fid']
         count = recompute_statistics(gen)

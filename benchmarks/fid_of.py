@@ -16,9 +16,7 @@ scores both its runs with this script. The last line is ``fid VALUE``.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-import re
 import sys
 
 import numpy
@@ -28,16 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gan_trainer.datasets import get_digits
 from gan_trainer.metrics import RealStatistics, load_digits_classifier
 from gan_trainer.metrics.quality import real_images
-from gan_trainer.run import load_generator
+from gan_trainer.run import RunFolder, load_generator
 from gan_trainer.sampling import draw_hidden, generate
-
-
-def last_generator(run: str) -> str:
-    found = sorted(glob.glob(os.path.join(run, 'gen_iter_*.npz')),
-                   key=lambda f: int(re.findall(r'(\d+)\.npz$', f)[0]))
-    if not found:
-        raise SystemExit(f'fid_of.py: error: no gen_iter_*.npz in {run}')
-    return found[-1]
 
 
 def main(argv=None) -> int:
@@ -57,7 +47,10 @@ def main(argv=None) -> int:
     if args.samples:
         images = numpy.load(args.samples).astype(numpy.float32)
     else:
-        gen, _ = load_generator(last_generator(args.run))
+        path = RunFolder(args.run).latest_net('gen')
+        if path is None:
+            p.error(f'--run: no gen_iter_N.npz in {args.run}')
+        gen, _ = load_generator(path)
         images = generate(gen, draw_hidden(args.n_samples, gen.n_hidden, seed=args.seed))
     real = RealStatistics(load_digits_classifier().embed, train)
     print(f'fid {real.measure(images)["fid"]:.2f}')

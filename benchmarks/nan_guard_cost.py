@@ -3,6 +3,7 @@
 
     python benchmarks/nan_guard_cost.py
     python benchmarks/nan_guard_cost.py --src /path/to/another/checkout   # before/after
+    python benchmarks/nan_guard_cost.py --preset keras-dcgan-notes --repeats 20
 
 1. *Transfers.* One iteration of the tiny nets of the tests (with an EMA of
    G), then every array the extensions read is turned into the counting
@@ -16,10 +17,11 @@
 2. *Time.* The default run's networks (digits, ``base_width`` 32) after one
    real Adam iteration, with an EMA of G: the guard's ``__call__`` timed
    alone (median of ``--repeats``), beside one ``GANUpdater.update()``;
-   then (this checkout only) three ways to reduce the same arrays: the
-   guard's ``isfinite`` of each network's arrays concatenated, a float64
-   sum of them (the guard before), and ``isfinite`` array by array (one
-   synchronisation each on a GPU).
+   then (this checkout only) four ways to reduce the same arrays:
+   ``isfinite`` of each network's arrays concatenated (the guard before), a
+   float64 sum of them (the guard before that), ``isfinite`` array by array
+   (one synchronisation each on a GPU), and the guard's ``isfinite`` array
+   by array with the flags stacked on the device (one synchronisation).
 
 ``--src`` imports ``gan_trainer`` from another checkout (the test helpers
 always come from this one), to print the same figures for older code.
@@ -41,6 +43,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--src', default=HERE, help='checkout to import gan_trainer from')
     p.add_argument('--repeats', type=int, default=200)
+    p.add_argument('--preset', help="time the networks of this preset (a checkout with "
+                   "gan_trainer.run) instead of the default run's")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error('--repeats must be at least 1')
@@ -81,7 +85,7 @@ def count_transfers():
     return DeviceArray.implicit, len(explicit)
 
 
-def time_guard(repeats: int):
+def time_guard(repeats: int, preset: str | None = None):
     import chainer
     import numpy
     from chainer import training
@@ -93,8 +97,13 @@ def time_guard(repeats: int):
     from gan_trainer.nets import Discriminator, Generator
 
     numpy.random.seed(0)
-    gen = Generator(size=28, channels=1, base_width=32)
-    dis = Discriminator(size=28, channels=1, base_width=32)
+    if preset is None:
+        gen = Generator(size=28, channels=1, base_width=32)
+        dis = Discriminator(size=28, channels=1, base_width=32)
+    else:
+        from gan_trainer.run import PRESETS
+        from gan_trainer.run.parts import build_networks
+        gen, dis = build_networks(PRESETS[preset], (1, 28, 28))
     opts = {}
     for name, net in (('gen', gen), ('dis', dis)):
         opts[name] = chainer.optimizers.Adam(alpha=2e-4, beta1=0.5)
@@ -134,6 +143,9 @@ def time_guard(repeats: int):
             'float64 sum(concatenate)': lambda: [numpy.concatenate(
                 [a.ravel() for a in g]).sum(dtype=numpy.float64) for g in groups],
             'isfinite per array': lambda: [numpy.isfinite(a).all() for g in groups for a in g],
+            'isfinite per array, stacked (the guard)': lambda: [numpy.concatenate(
+                [numpy.isfinite(a).all(keepdims=True).reshape((1,)) for a in g]).all()
+                for g in groups],
         }
         for name, way in ways.items():
             spent = []
@@ -157,8 +169,8 @@ def main(argv=None) -> int:
     implicit, explicit = count_transfers()
     print(f'transfers per iteration (guard + divergence monitor + log summary): '
           f'{implicit} implicit (float/bool/item), {explicit} through finite.to_host')
-    guard_s, step_s, n, reductions = time_guard(args.repeats)
-    print(f'default networks ({n} parameters): guard {guard_s * 1e3:.3f} ms per call, '
+    guard_s, step_s, n, reductions = time_guard(args.repeats, args.preset)
+    print(f'{args.preset or "default"} networks ({n} parameters): guard {guard_s * 1e3:.3f} ms per call, '
           f'update {step_s * 1e3:.1f} ms per iteration ({guard_s / step_s:.2%})')
     numbers = reductions.pop('numbers', 0)
     for name, seconds in reductions.items():

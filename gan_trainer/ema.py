@@ -35,6 +35,8 @@ import copy
 
 import chainer
 
+from gan_trainer.nets import call_net
+
 #: What :class:`GeneratorEMA` does with BatchNorm's running statistics.
 BN_STATS = ('recompute', 'average')
 
@@ -102,8 +104,6 @@ class GeneratorEMA:
             ema *= decay
             ema += (1.0 - decay) * new
         if own:
-            from gan_trainer.nets import call_net
-
             # Training mode: BatchNorm normalises by the batch and moves its
             # running statistics; no graph, so nothing else changes.
             with chainer.using_config('train', True), chainer.no_backprop_mode():

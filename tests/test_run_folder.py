@@ -266,6 +266,19 @@ def test_latest_without_trainer_snapshots_is_none(tmp_path, content):
     assert RunFolder(out).latest() is None
 
 
+def test_latest_net_goes_by_n_and_by_network(tmp_path):
+    # 10 after 9 (not by name), gen_ema apart from gen, a folder of the same name skipped.
+    for name in ('gen_iter_9.npz', 'gen_iter_10.npz', 'gen_ema_iter_20.npz', 'dis_iter_30.npz',
+                 'snapshot_iter_40'):
+        write_npz(tmp_path / name, w=numpy.zeros(1))
+    (tmp_path / 'gen_iter_50.npz').mkdir()
+    folder = RunFolder(tmp_path)
+    assert folder.latest_net() == str(tmp_path / 'gen_iter_10.npz')
+    assert folder.latest_net('gen_ema') == str(tmp_path / 'gen_ema_iter_20.npz')
+    assert folder.latest_net('dis') == str(tmp_path / 'dis_iter_30.npz')
+    assert RunFolder(tmp_path / 'none').latest_net() is None
+
+
 def test_latest_of_a_rank_and_below_an_iteration(tmp_path):
     trainer_snapshots(tmp_path, 2, 4, 6, rank=0)
     trainer_snapshots(tmp_path, 2, 4, rank=1)

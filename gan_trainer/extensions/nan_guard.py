@@ -74,8 +74,8 @@ class NaNGuard(training.Extension):
     and persistent values and the optimizer's state, and the updater's
     ``ema.target`` (as ``gen_ema``) when it has one.
 
-    Cost: one reduction per network, ``isfinite`` over all its arrays
-    concatenated, and one device-to-host transfer per iteration for all
+    Cost: ``isfinite(a).all()`` of each array, the flags stacked into one
+    per network on its device, and one device-to-host transfer per iteration for all
     networks and reported values together (:mod:`gan_trainer.finite`).
     Afterwards the reported one-element values in the observation are
     replaced by those host numbers (``numpy.float64``), so the extensions

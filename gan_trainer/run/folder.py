@@ -246,6 +246,11 @@ class RunFolder:
                                                              self.join(name)))
         return {net: sorted(items) for net, items in found.items()}
 
+    def latest_net(self, net: str = 'gen') -> str | None:
+        """The path of network ``net``'s newest snapshot (``gen_iter_N.npz``), or None."""
+        found = self.net_snapshots().get(net)
+        return found[-1][1] if found else None
+
     def latest(self, *, max_iteration: int | None = None) -> str | None:
         """The newest complete trainer snapshot of this process, or None.
 
