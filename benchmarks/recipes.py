@@ -4,9 +4,11 @@
     python benchmarks/recipes.py --lock /tmp/gan_cpu.lock            # the final table
     python benchmarks/recipes.py --candidates dcgan,ema --seeds 1 --out sweep1
     python benchmarks/recipes.py --candidates ema --budget 600       # ten minutes each
+    python benchmarks/recipes.py --budget 600 --out long --calibrations recipes_out
     python benchmarks/recipes.py --candidates dcgan,diffaug-tc --subset 500   # 500 digits
     python benchmarks/recipes.py --list                              # every candidate
     python benchmarks/recipes.py --out all --merge sweep1 sweep2 --candidates dcgan,ema --table
+    python benchmarks/recipes.py --out all --candidates dcgan,ema --table --grids grids.png
 
 A candidate is a named change of the run's options (:data:`CANDIDATES`,
 RunConfig names over the ``dcgan`` preset, or another preset). Every one is
@@ -64,6 +66,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+import numpy
 
 from gan_trainer import files
 from gan_trainer.cli.train import build_parser, config_from_args, flags_of_options
@@ -355,6 +359,43 @@ def table(results: dict, names: list[str], seeds: int, subset: int | None) -> st
     return '\n'.join(lines)
 
 
+def montage(results: dict, names: list[str], path: str, per_row: int = 3) -> list[str]:
+    """Writes one picture of the candidates' seed-0 sample grids, labelled, in table order.
+
+    Each cell is the run's last preview grid (its fixed z; ``preview/latest.png``)
+    under a line ``NAME: FID F, N it``. Returns the names drawn; raises
+    ``OSError`` naming a grid that is missing.
+    """
+    from PIL import Image, ImageDraw
+
+    from gan_trainer.image import save_image
+
+    cells = []
+    for name in names:
+        run = next((r for r in (results.get(name) or {}).get('runs', ()) if r['seed'] == 0), None)
+        if run is None:
+            continue
+        if not os.path.isfile(run['grid']):
+            raise OSError(f'no sample grid for {name}: {run["grid"]} is missing')
+        cells.append((f'{name}: FID {run["fid"]:.0f}, {run["iteration"]} it',
+                      Image.open(run['grid']).convert('L')))
+    if not cells:
+        raise OSError('no run of seed 0 to draw')
+    width = max(im.width for _, im in cells)
+    height = max(im.height for _, im in cells)
+    label = 18
+    rows = math.ceil(len(cells) / per_row)
+    sheet = Image.new('L', (per_row * width, rows * (height + label)), 255)
+    draw = ImageDraw.Draw(sheet)
+    for i, (text, image) in enumerate(cells):
+        row, col = divmod(i, per_row)
+        left, top = col * width, row * (height + label)
+        draw.text((left + 4, top + 3), text, fill=0)
+        sheet.paste(image, (left, top + label))
+    save_image(numpy.asarray(sheet), path)
+    return [text.split(':')[0] for text, _ in cells]
+
+
 def cpu_name() -> str:
     """The CPU model, the core count and whether it has AVX-512."""
     try:
@@ -415,8 +456,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="take the --candidates of these earlier --out folders that this one "
                         'lacks, from the first folder that has each (one table of several '
                         'sweeps)')
+    p.add_argument('--calibrations', nargs='+', default=[], metavar='DIR',
+                   help='take the seconds per iteration of candidates with the same flags '
+                        'from these earlier --out folders instead of calibrating again (for '
+                        'another --budget)')
     p.add_argument('--table', action='store_true',
                    help='print the table of the runs already in --out (and --merge) and exit')
+    p.add_argument('--grids', metavar='PNG',
+                   help="with --table: also write one picture of each candidate's seed-0 "
+                        'sample grid (its last preview), labelled, to this file')
     p.add_argument('--list', action='store_true', help='print the candidates and exit')
     args = p.parse_args(argv)
     names = list(CANDIDATES) if args.candidates == 'all' else [
@@ -427,6 +475,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                 f'known: {", ".join(CANDIDATES)}')
     if args.subset is not None and (args.subset % 10 or args.subset > 4500):
         p.error(f'--subset must be a multiple of 10 up to 4500, got {args.subset}')
+    if args.grids and not args.table:
+        p.error('--grids needs --table (it draws the runs already made)')
     if args.fid_samples < 4:
         p.error(f'--fid_samples must be at least 4, got {args.fid_samples}')
     try:
@@ -472,7 +522,30 @@ def main(argv=None) -> int:
     if args.table:
         save(path, state)
         print(table(state['candidates'], args.names, args.seeds, args.subset))
+        if args.grids:
+            try:
+                drawn = montage(state['candidates'], args.names, args.grids)
+            except OSError as e:
+                print(f'{PROG}: error: --grids: {e}', file=sys.stderr)
+                return 2
+            print(f'{args.grids}: the seed-0 grids of {", ".join(drawn)}')
         return 0
+    args.reused = {}
+    for folder in args.calibrations:
+        try:
+            with open(os.path.join(folder, OUT_JSON)) as f:
+                other = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f'{PROG}: error: --calibrations: cannot read {os.path.join(folder, OUT_JSON)}: '
+                  f'{e}', file=sys.stderr)
+            return 2
+        for name, entry in other.get('candidates', {}).items():
+            calibration = entry.get('calibration') or {}
+            if (name in args.names and name not in args.reused
+                    and entry.get('flags') == args.flags[name]
+                    and (calibration.get('warmup'), calibration.get('timed'),
+                         calibration.get('n_windows')) != (None, None, None)):
+                args.reused[name] = calibration
     lock = Lock(args.lock)
     print(f'{state["machine"]}; budget {args.budget:g} s of training per run; '
           f'{args.seeds} seed(s); commit {state["commit"]}', flush=True)
@@ -482,13 +555,20 @@ def main(argv=None) -> int:
         entry = state['candidates'].get(name, {})
         calibration = entry.get('calibration', {})
         same = (entry.get('flags') == flags and entry.get('budget') == args.budget
-                and (calibration.get('warmup'), calibration.get('timed'),
-                     calibration.get('n_windows')) == (args.warmup, args.timed, args.windows))
+                and (calibration == args.reused.get(name)
+                     or (calibration.get('warmup'), calibration.get('timed'),
+                         calibration.get('n_windows')) == (args.warmup, args.timed,
+                                                           args.windows)))
         if not same:
             entry = {'flags': flags, 'budget': args.budget, 'runs': []}
         entry.pop('error', None)
         state['candidates'][name] = entry
         try:
+            if 'calibration' not in entry and name in args.reused:
+                entry['calibration'] = args.reused[name]
+                entry['iterations'] = CANDIDATES[name].get('iteration') or max(
+                    1, round(args.budget / entry['calibration']['seconds_per_iteration']))
+                save(path, state)
             if 'calibration' not in entry:
                 entry['calibration'] = calibrate(name, flags, args, lock)
                 spi = entry['calibration']['seconds_per_iteration']

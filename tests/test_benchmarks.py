@@ -279,6 +279,40 @@ def test_recipes_merges_earlier_sweeps_into_one_table(tmp_path):
     missing = recipes('--candidates', 'ema', '--out', str(tmp_path / 'x'),
                       '--merge', str(tmp_path / 'nowhere'), *RECIPES_QUICK)
     assert missing.returncode == 2 and '--merge: cannot read' in missing.stderr
+    # --grids: the seed-0 grid under a label line, one cell per drawn candidate.
+    sheet = tmp_path / 'grids.png'
+    drawn = recipes('--candidates', 'ema,dcgan', '--out', str(tmp_path / 'all'), '--table',
+                    '--grids', str(sheet), *RECIPES_QUICK)
+    assert drawn.returncode == 0, drawn.stderr
+    assert f'{sheet}: the seed-0 grids of ema' in drawn.stdout
+    grid = Image.open(want['runs'][0]['grid'])
+    picture = numpy.asarray(Image.open(sheet))
+    assert picture.shape == (grid.height + 18, 3 * grid.width)
+    assert (picture[18:, :grid.width] == numpy.asarray(grid.convert('L'))).all()
+    assert (picture[:18, :grid.width] < 128).any() and (picture[:, grid.width:] == 255).all()
+    os.remove(want['runs'][0]['grid'])
+    lost = recipes('--candidates', 'ema', '--out', str(tmp_path / 'all'), '--table',
+                   '--grids', str(sheet), *RECIPES_QUICK)
+    assert lost.returncode == 2 and '--grids: no sample grid for ema' in lost.stderr
+
+
+def test_recipes_reuses_calibrations_for_another_budget(tmp_path):
+    first = tmp_path / 'first'
+    assert recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(first),
+                   *RECIPES_QUICK).returncode == 0
+    calibration = json.loads((first / 'recipes.json').read_text())['candidates']['ema'][
+        'calibration']
+    # Other calibration settings too: the reused measurement is kept as it was.
+    quick = [*RECIPES_QUICK[:2], '--warmup', '3', *RECIPES_QUICK[4:]]
+    for _ in range(2):  # the second time resumes: nothing is trained again
+        proc = recipes('--candidates', 'ema', '--budget', '0.5', '--out', str(tmp_path / 'long'),
+                       '--calibrations', str(first), *quick)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        entry = json.loads((tmp_path / 'long' / 'recipes.json').read_text())['candidates']['ema']
+        assert entry['calibration'] == calibration and entry['budget'] == 0.5
+        assert entry['iterations'] == max(1, round(0.5 / calibration['seconds_per_iteration']))
+        assert [run['seed'] for run in entry['runs']] == [0]
+    assert 'seed 0: FID' not in proc.stdout
 
 
 @pytest.mark.parametrize('args, message', [
@@ -287,6 +321,7 @@ def test_recipes_merges_earlier_sweeps_into_one_table(tmp_path):
     (['--options', 'widths'], "--options: 'widths' is not KEY=VALUE with KEY a run option"),
     (['--options', 'base_width=x'], "argument --base_width: expected an integer, got 'x'"),
     (['--subset', '25'], '--subset must be a multiple of 10 up to 4500, got 25'),
+    (['--grids', 'x.png'], '--grids needs --table (it draws the runs already made)'),
 ])
 def test_recipes_rejects_bad_flags_in_one_line(tmp_path, args, message):
     proc = recipes(*args, '--out', str(tmp_path / 'never'))
