@@ -71,18 +71,26 @@ SoftLossFn = Callable[[chainer.Variable, object], chainer.Variable]
 
 
 class GANLoss(NamedTuple):
-    """The three halves of a GAN objective; each maps logits to a scalar.
+    """The three loss functions of a GAN objective, and D's decision boundary.
 
-    ``boundary`` is the score between "fake" and "real": D calls an image
-    real when its output is above it (``dis/acc_real``, ``dis/acc_fake``,
-    ``validation/dis/accuracy``). 0 for logits, hinge and critics; 0.5 for
-    LSGAN, whose codes are 0 and 1.
+    ``dis_real``, ``dis_fake`` and ``gen`` each map D's outputs to a scalar
+    (:attr:`functions` is the three of them). ``boundary`` is the score
+    between "fake" and "real": D calls an image real when its output is
+    above it (``dis/acc_real``, ``dis/acc_fake``, ``validation/dis/accuracy``,
+    ADA's overfitting signal). 0 for logits, hinge and critics; 0.5 for
+    LSGAN, whose codes are 0 and 1. ``GANLoss(dis_real, dis_fake, gen)``
+    makes a loss of your own with the boundary 0.
     """
 
     dis_real: LossFn
     dis_fake: LossFn
     gen: LossFn
     boundary: float = 0.0
+
+    @property
+    def functions(self) -> tuple[LossFn, LossFn, LossFn]:
+        """``(dis_real, dis_fake, gen)``: the three functions, without the boundary."""
+        return (self.dis_real, self.dis_fake, self.gen)
 
 
 def bce_real(y: chainer.Variable) -> chainer.Variable:

@@ -57,7 +57,7 @@ def test_minimax_gradient_saturates_where_nonsaturating_does_not():
 def test_losses_are_stable_for_large_logits():
     y = numpy.array([-200.0, 200.0], numpy.float32)
     for loss in LOSSES.values():
-        for fn in (loss.dis_real, loss.dis_fake, loss.gen):
+        for fn in loss.functions:
             assert numpy.isfinite(float(fn(y).array))
 
 
@@ -147,7 +147,7 @@ def test_lsgan_pulls_confident_fakes_back_to_the_boundary():
 @pytest.mark.parametrize('name', sorted(LOSSES))
 def test_losses_have_finite_gradients_for_large_logits(name):
     loss = LOSSES[name]
-    for fn in (loss.dis_real, loss.dis_fake, loss.gen):
+    for fn in loss.functions:
         y = chainer.Variable(numpy.array([-200.0, 200.0], numpy.float32))
         # Chainer's softplus backward computes 1 / (1 + exp(200)): the exp
         # overflows to inf on the way, but the gradient itself is finite.
@@ -241,6 +241,8 @@ def test_lsgan_counts_d_right_about_its_boundary_of_one_half():
     from gan_trainer.testing import fake_images, tiny_discriminator, tiny_generator
 
     assert (LOSSES['lsgan'].boundary, LOSSES['nonsaturating'].boundary) == (0.5, 0.0)
+    lsgan = LOSSES['lsgan']
+    assert lsgan.functions == (lsgan.dis_real, lsgan.dis_fake, lsgan.gen) == tuple(lsgan)[:3]
     accuracy = {}
     for name in ('lsgan', 'nonsaturating'):
         gen, dis = tiny_generator(), tiny_discriminator()
