@@ -36,7 +36,7 @@ from chainer import gradient_check
 from gan_trainer import GANUpdater, ops
 from gan_trainer.latent import global_seed
 from gan_trainer.nets import Discriminator, Generator
-from gan_trainer.ops import _common, activation, conv, normalization
+from gan_trainer.ops import _common, activation, conv, normalization, pooling
 from gan_trainer.testing import fake_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +51,8 @@ FAST_NODES = (
     conv.Deconvolution2DNumPy,
     normalization.BatchNormalizationNumPy,
     activation.LeakyReLU,
+    pooling.MaxPooling2x2,
+    pooling.AveragePooling2x2,
 )
 
 
@@ -511,6 +513,56 @@ def test_leaky_relu_check_double_backward():
     )
 
 
+def distinct(rng, shape):
+    """Values 0.1 apart in random order: no ties, and no maximum within a finite
+    difference's step of another."""
+    return rng.permutation(numpy.arange(numpy.prod(shape)) * 0.1 - 3).reshape(shape)
+
+
+@pytest.mark.parametrize('shape', [(2, 3, 4, 6), (1, 2, 5, 3)], ids=str)
+@pytest.mark.parametrize('fn, node', [(ops.max_pooling_2x2, pooling.MaxPooling2x2),
+                                      (ops.average_pooling_2x2, pooling.AveragePooling2x2)],
+                         ids=['max', 'average'])
+def test_pooling_check_backward_and_double_backward(fn, node, shape):
+    rng = numpy.random.default_rng(1)
+    x = distinct(rng, shape)
+    gy = randn(rng, fn(x).shape)
+    gradient_check.check_backward(fast(fn, node), (x,), gy)
+    # Squared, so that the second derivative is not identically 0.
+    gradient_check.check_double_backward(lambda v: fast(fn, node)(v) ** 2, (x,), gy,
+                                         (randn(rng, shape),))
+
+
+def test_max_pooling_by_hand_sends_ties_to_chainers_corner():
+    x = numpy.array([[[[1., 5., 2., 2.],
+                       [5., 0., 2., 2.],
+                       [0., 0., 9., 3.]]]], numpy.float32)
+    y, (gx,) = grads(ops.max_pooling_2x2, (x,), numpy.array([[[[10., 20.]]]], numpy.float32))
+    assert y.array.tolist() == [[[[5., 2.]]]]  # the third row is dropped
+    # The first maximum of each window, row by row: (0, 1) and (0, 0).
+    assert gx.tolist() == [[[[0., 10., 20., 0.], [0., 0., 0., 0.], [0., 0., 0., 0.]]]]
+    _, (gx_ref,) = grads(lambda v: F.max_pooling_2d(v, 2, stride=2, cover_all=False), (x,),
+                         numpy.array([[[[10., 20.]]]], numpy.float32))
+    assert (gx == gx_ref).all()
+
+
+@pytest.mark.parametrize('fn, ref', [
+    (ops.max_pooling_2x2, lambda x: F.max_pooling_2d(x, 2, stride=2, cover_all=False)),
+    (ops.average_pooling_2x2, lambda x: F.average_pooling_2d(x, 2, stride=2))],
+    ids=['max', 'average'])
+def test_pooling_of_saturated_maps_matches_chainer_and_keeps_the_layout(fn, ref):
+    # A tanh saturated to exactly 1.0 in many places: ties everywhere.
+    rng = numpy.random.default_rng(6)
+    x = layout(numpy.tanh(rng.standard_normal((3, 4, 8, 6)) * 20).astype(numpy.float32),
+               'channel_last')
+    assert (x == 1).mean() > 0.3
+    gy = randn(rng, (3, 4, 4, 3), numpy.float32)
+    y, (gx,) = grads(fn, (x,), gy)
+    y_ref, (gx_ref,) = grads(ref, (x,), gy)
+    assert (y.array == y_ref.array).all() and (gx == gx_ref).all()
+    assert y.array.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
 # --- Which path runs ----------------------------------------------------------------
 # Each op: inputs (shapes), the fast function, Chainer's function, the fast node.
 OPS = {
@@ -543,6 +595,19 @@ OPS = {
         lambda x: ops.leaky_relu(x, 0.2),
         lambda x: F.leaky_relu(x, 0.2),
         activation.LeakyReLU,
+    ),
+    # Odd rows: the last one is dropped (cover_all=False, Keras' 'valid').
+    'max_pooling': (
+        [(2, 3, 7, 6)],
+        ops.max_pooling_2x2,
+        lambda x: F.max_pooling_2d(x, 2, stride=2, cover_all=False),
+        pooling.MaxPooling2x2,
+    ),
+    'average_pooling': (
+        [(2, 3, 7, 6)],
+        ops.average_pooling_2x2,
+        lambda x: F.average_pooling_2d(x, 2, stride=2),
+        pooling.AveragePooling2x2,
     ),
 }
 
@@ -1016,8 +1081,10 @@ def test_gan_update_with_fast_ops_matches_chainer(monkeypatch):
 
     before, fast_after, fast_counts = one_update(True, counts)
     _, slow_after, slow_counts = one_update(False, counts)
-    # The fast run used every fast node, the other none.
-    assert set(fast_counts) == {node.__name__ for node in FAST_NODES}
+    # The fast run used every fast node but pooling (the DCGAN nets have
+    # none; tests/test_recipe_nets.py runs the pooling D), the other none.
+    pooling_nodes = {pooling.MaxPooling2x2, pooling.AveragePooling2x2}
+    assert set(fast_counts) == {node.__name__ for node in FAST_NODES if node not in pooling_nodes}
     assert slow_counts == {}
     for net, first_layer in (('gen', 'deconvs/0/W'), ('dis', 'convs/0/W')):
         assert fast_after[net].keys() == slow_after[net].keys()

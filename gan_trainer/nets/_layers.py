@@ -207,8 +207,8 @@ def downsample(x, mode: str) -> chainer.Variable:
     ``AveragePooling2D`` with their default 2x2 window and stride 2).
     """
     if mode == 'max_pool':
-        return F.max_pooling_2d(x, 2, stride=2, cover_all=False)
-    return F.average_pooling_2d(x, 2, stride=2)
+        return ops.max_pooling_2x2(x)
+    return ops.average_pooling_2x2(x)
 
 
 def _check_rate(name: str, value, *, upper: float | None) -> float:

@@ -1,4 +1,4 @@
-"""Fast CPU building blocks: drop-ins for Chainer's conv, deconv, BN and LeakyReLU.
+"""Fast CPU building blocks: drop-ins for Chainer's conv, deconv, BN, LeakyReLU and pooling.
 
 Chainer 7's NumPy path spends most of a DCGAN step outside its matrix
 products (im2col padding copies, transposes around ``tensordot``, col2im
@@ -8,7 +8,8 @@ convolution, keeping feature maps channel-last in memory; see
 :mod:`.conv`, :mod:`.normalization` and :mod:`.activation` for how.
 
 * Functions: :func:`convolution_2d`, :func:`deconvolution_2d`,
-  :func:`batch_normalization`, :func:`leaky_relu`; same arguments as
+  :func:`batch_normalization`, :func:`leaky_relu`, and 2x2 pooling
+  (:func:`max_pooling_2x2`, :func:`average_pooling_2x2`); same arguments as
   Chainer's, same results (checked against Chainer's reference and by
   ``chainer.gradient_check`` in the tests).
 * Links: :class:`Convolution2D`, :class:`Deconvolution2D`,
@@ -31,6 +32,7 @@ from gan_trainer.ops.adam import Adam
 from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
 from gan_trainer.ops.links import BatchNormalization, Convolution2D, Deconvolution2D, frozen
 from gan_trainer.ops.normalization import batch_normalization
+from gan_trainer.ops.pooling import average_pooling_2x2, max_pooling_2x2
 
 __all__ = [
     'CONFIG_KEY',
@@ -39,10 +41,12 @@ __all__ = [
     'BatchNormalization',
     'Convolution2D',
     'Deconvolution2D',
+    'average_pooling_2x2',
     'batch_normalization',
     'convolution_2d',
     'deconvolution_2d',
     'fast_enabled',
     'frozen',
     'leaky_relu',
+    'max_pooling_2x2',
 ]
