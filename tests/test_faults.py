@@ -210,6 +210,10 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     proc = start('--size', 64, '--base_width', 64, '--batchsize', 64, '--iteration', 1000,
                  '--snapshot_interval', 1000, '--out', out)
     wait_for(out / 'config.json', proc)
+    # config.json is written just before the trainer installs its handlers:
+    # a SIGINT in between meets Python's own (CI's Python 3.10 stack once
+    # sent it there). A second later training has started, as above.
+    time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGINT)
     assert 'stopping after this iteration' in proc.stderr.readline()
     os.killpg(proc.pid, signal.SIGINT)
