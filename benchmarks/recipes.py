@@ -506,14 +506,10 @@ def main(argv=None) -> int:
         with open(path) as f:
             state['candidates'] = json.load(f).get('candidates', {})
     for folder in args.merge:
-        try:
-            with open(os.path.join(folder, OUT_JSON)) as f:
-                other = json.load(f)
-        except (OSError, ValueError) as e:
-            print(f'{PROG}: error: --merge: cannot read {os.path.join(folder, OUT_JSON)}: {e}',
-                  file=sys.stderr)
+        other = read_sweep(folder, '--merge')
+        if other is None:
             return 2
-        for name, entry in other.get('candidates', {}).items():
+        for name, entry in other.items():
             if name in args.names:  # a folder may hold others' merged copies too
                 state['candidates'].setdefault(name, entry)
     state.update(date=datetime.date.today().isoformat(), commit=git_commit(),
@@ -532,20 +528,13 @@ def main(argv=None) -> int:
         return 0
     args.reused = {}
     for folder in args.calibrations:
-        try:
-            with open(os.path.join(folder, OUT_JSON)) as f:
-                other = json.load(f)
-        except (OSError, ValueError) as e:
-            print(f'{PROG}: error: --calibrations: cannot read {os.path.join(folder, OUT_JSON)}: '
-                  f'{e}', file=sys.stderr)
+        other = read_sweep(folder, '--calibrations')
+        if other is None:
             return 2
-        for name, entry in other.get('candidates', {}).items():
-            calibration = entry.get('calibration') or {}
-            if (name in args.names and name not in args.reused
-                    and entry.get('flags') == args.flags[name]
-                    and (calibration.get('warmup'), calibration.get('timed'),
-                         calibration.get('n_windows')) != (None, None, None)):
-                args.reused[name] = calibration
+        for name, entry in other.items():
+            if (name in args.names and name not in args.reused and entry.get('calibration')
+                    and entry.get('flags') == args.flags[name]):
+                args.reused[name] = entry['calibration']
     lock = Lock(args.lock)
     print(f'{state["machine"]}; budget {args.budget:g} s of training per run; '
           f'{args.seeds} seed(s); commit {state["commit"]}', flush=True)
@@ -564,13 +553,8 @@ def main(argv=None) -> int:
         entry.pop('error', None)
         state['candidates'][name] = entry
         try:
-            if 'calibration' not in entry and name in args.reused:
-                entry['calibration'] = args.reused[name]
-                entry['iterations'] = CANDIDATES[name].get('iteration') or max(
-                    1, round(args.budget / entry['calibration']['seconds_per_iteration']))
-                save(path, state)
             if 'calibration' not in entry:
-                entry['calibration'] = calibrate(name, flags, args, lock)
+                entry['calibration'] = args.reused.get(name) or calibrate(name, flags, args, lock)
                 spi = entry['calibration']['seconds_per_iteration']
                 entry['iterations'] = CANDIDATES[name].get('iteration') or max(
                     1, round(args.budget / spi))
@@ -597,6 +581,18 @@ def main(argv=None) -> int:
     print()
     print(table(state['candidates'], args.names, args.seeds, args.subset))
     return 1 if failed else 0
+
+
+def read_sweep(folder: str, flag: str) -> dict | None:
+    """The candidates of an earlier ``--out`` folder, or None after a one-line error naming
+    ``flag`` and the file."""
+    json_path = os.path.join(folder, OUT_JSON)
+    try:
+        with open(json_path) as f:
+            return json.load(f).get('candidates', {})
+    except (OSError, ValueError) as e:
+        print(f'{PROG}: error: {flag}: cannot read {json_path}: {e}', file=sys.stderr)
+        return None
 
 
 def save(path: str, state: dict) -> None:

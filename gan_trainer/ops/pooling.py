@@ -31,6 +31,16 @@ from gan_trainer.ops._common import reference_backward, use_fast, variables
 _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
+def chainer_max_pooling_2x2(x):
+    """Chainer's function that :func:`max_pooling_2x2` replaces (fallback and reference)."""
+    return F.max_pooling_2d(x, 2, stride=2, cover_all=False)
+
+
+def chainer_average_pooling_2x2(x):
+    """Chainer's function that :func:`average_pooling_2x2` replaces (fallback and reference)."""
+    return F.average_pooling_2d(x, 2, stride=2)
+
+
 def _corners(x: numpy.ndarray) -> list[numpy.ndarray]:
     """The views of each window's four corners, ``(N, C, H // 2, W // 2)`` each."""
     h, w = (x.shape[2] // 2) * 2, (x.shape[3] // 2) * 2
@@ -52,7 +62,7 @@ class MaxPooling2x2(chainer.FunctionNode):
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
-            return reference_backward(self, indexes, grad_outputs, self.reference)
+            return reference_backward(self, indexes, grad_outputs, chainer_max_pooling_2x2)
         x = self.get_retained_inputs()[0].array
         y = self.get_retained_outputs()[0].array
         gy = grad_outputs[0].array
@@ -64,15 +74,12 @@ class MaxPooling2x2(chainer.FunctionNode):
             else:
                 hit = view == y
                 if taken is None:
-                    taken = hit.copy()
+                    taken = hit  # not changed before the next corner's hit is made
                 else:
                     hit &= ~taken
                     taken |= hit
             numpy.multiply(gy, hit, out=out)
         return variables(gx)
-
-    def reference(self, x):
-        return F.max_pooling_2d(x, 2, stride=2, cover_all=False)
 
 
 class AveragePooling2x2(chainer.FunctionNode):
@@ -90,7 +97,7 @@ class AveragePooling2x2(chainer.FunctionNode):
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
-            return reference_backward(self, indexes, grad_outputs, self.reference)
+            return reference_backward(self, indexes, grad_outputs, chainer_average_pooling_2x2)
         gy = grad_outputs[0].array
         gx = numpy.zeros_like(self.get_retained_inputs()[0].array)  # x's layout
         quarter = gy * gy.dtype.type(0.25)
@@ -98,14 +105,11 @@ class AveragePooling2x2(chainer.FunctionNode):
             out[...] = quarter
         return variables(gx)
 
-    def reference(self, x):
-        return F.average_pooling_2d(x, 2, stride=2)
-
 
 def max_pooling_2x2(x):
     """Drop-in for ``F.max_pooling_2d(x, 2, stride=2, cover_all=False)``, fast on NumPy."""
     if not use_fast(x):
-        return F.max_pooling_2d(x, 2, stride=2, cover_all=False)
+        return chainer_max_pooling_2x2(x)
     y, = MaxPooling2x2().apply((x,))
     return y
 
@@ -117,6 +121,6 @@ def average_pooling_2x2(x):
     average pooling (which has no ``cover_all`` of its own) also floors.
     """
     if not use_fast(x):
-        return F.average_pooling_2d(x, 2, stride=2)
+        return chainer_average_pooling_2x2(x)
     y, = AveragePooling2x2().apply((x,))
     return y
