@@ -216,6 +216,7 @@ def _check_net_gradients(net, args, seed=5):
     {'upsample': 'nearest', 'activation': 'elu', 'fc_width': 6},
     {'upsample': 'bilinear', 'activation': 'tanh'},
     {'ksize': 3, 'activation': 'leaky_relu'},
+    {'upsample': 'nearest', 'activation': 'tanh', 'fc_width': 5, 'project_norm': 'unit'},
 ])
 def test_generator_gradients(options):
     gen = _f64(lambda: Generator(size=8, channels=2, n_hidden=3, widths=[3, 4], **options))
@@ -240,6 +241,44 @@ def test_generator_recipe_stack_matches_a_hand_written_forward_pass():
     h = F.tanh(bn(gen.bns[0], conv(gen.convs[0], h.array)))
     expected = F.tanh(conv(gen.convs[1], h.array)).array
     np.testing.assert_allclose(gen(z).array, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unit_project_norm_normalises_each_unit_over_the_batch_before_the_reshape():
+    # Keras' BatchNormalization after Dense: one mean and variance per unit
+    # of the projection, over the batch alone; against the hand-written pass.
+    gen = Generator(size=8, n_hidden=4, widths=[3, 5], upsample='nearest', ksize=5,
+                    activation='tanh', fc_width=6, project_norm='unit')
+    assert gen.bn0.gamma.shape == (5 * 2 * 2,)
+    z = _z(6)
+    h = np.tanh(z @ gen.fc.W.array.T + gen.fc.b.array) @ gen.project.W.array.T
+    h += gen.project.b.array
+    h = (h - h.mean(axis=0)) / np.sqrt(h.var(axis=0) + gen.bn0.eps)
+    h = np.tanh(h * gen.bn0.gamma.array + gen.bn0.beta.array).reshape(6, 5, 2, 2)
+    gen.bns[0].gamma.array[:] = 1  # the hand pass below leaves bns/0 unscaled
+    gen.bns[0].beta.array[:] = 0
+    h = gen.convs[0](np.repeat(np.repeat(h, 2, axis=2), 2, axis=3).astype(np.float32)).array
+    h = np.tanh((h - h.mean(axis=(0, 2, 3), keepdims=True))
+                / np.sqrt(h.var(axis=(0, 2, 3), keepdims=True) + gen.bns[0].eps))
+    expected = np.tanh(gen.convs[1](np.repeat(np.repeat(h, 2, axis=2), 2, axis=3)).array)
+    np.testing.assert_allclose(gen(z).array, expected, rtol=1e-4, atol=1e-5)
+    # Every unit after bn0 has mean 0 and variance 1 over the batch, even when
+    # a bias dwarfs what z contributes: per channel, the biases' spread over
+    # the 2x2 positions would count as variance and z's part would shrink.
+    gen.project.b.array[:] = np.arange(20, dtype=np.float32) * 10
+    spread = {}
+    for norm in ('unit', 'channel'):
+        g = Generator(size=8, n_hidden=4, widths=[3, 5], project_norm=norm)
+        g.project.W.array[:] = gen.project.W.array[:, :4] * 10
+        g.project.b.array[:] = gen.project.b.array
+        g.bn0.gamma.array[:] = 1
+        with chainer.using_config('train', True):
+            h = g.project(_z(64))
+            if norm == 'unit':
+                h = F.reshape(g.bn0(h), (64, 5, 2, 2))
+            else:
+                h = g.bn0(F.reshape(h, (64, 5, 2, 2)))
+        spread[norm] = h.array.var(axis=0).mean()  # over the batch, per unit
+    assert abs(spread['unit'] - 1) < 1e-3 and spread['channel'] < 0.05
 
 
 # --- D: pooling, the hidden fc, activations, BN without gamma, noise -----------
@@ -351,6 +390,7 @@ def test_spectral_norm_covers_the_hidden_fc():
     (Generator, {'ksize': 7}, "ksize 7 does not fit upsample='deconv'"),
     (Generator, {'activation': 'sigmoid'}, "unknown activation 'sigmoid'"),
     (Generator, {'fc_width': 0}, 'fc_width must be a positive integer or None, got 0'),
+    (Generator, {'project_norm': 'layer'}, "unknown project_norm 'layer'"),
     (Discriminator, {'downsample': 'max_pool', 'ksize': 4},
      "ksize 4 does not fit downsample='max_pool'"),
     (Discriminator, {'downsample': 'stride', 'ksize': 7},
@@ -386,6 +426,10 @@ RECIPE_CONFIGS = [
                            'downsample': 'avg_pool', 'fc_width': 5, 'fc_activation': 'tanh'}),
     (build_discriminator, {'arch': 'conditional', 'n_classes': 2, 'mode': 'concat', 'size': 8,
                            'widths': [4, 8], 'ksize': 3, 'noise_sigma': 0.1}),
+    (build_generator, {'size': 8, 'n_hidden': 4, 'widths': [4, 8], 'upsample': 'nearest',
+                       'activation': 'tanh', 'project_norm': 'unit'}),
+    (build_generator, {'arch': 'conditional', 'n_classes': 2, 'mode': 'cbn', 'size': 8,
+                       'n_hidden': 4, 'widths': [4, 8], 'project_norm': 'unit'}),
 ]
 
 

@@ -170,7 +170,7 @@ def test_preset_names_are_the_presets():
     ('keras-dcgan', {'batchsize': 128, 'z_dist': 'uniform', 'gen_upsample': 'nearest',
                      'gen_fc': 1024, 'dis_downsample': 'max_pool', 'dis_fc': 1024,
                      'optimizer': 'sgd', 'lr': 5e-4, 'momentum': 0.9, 'nesterov': True,
-                     'separate_batches': False}),
+                     'separate_batches': False, 'gen_project_norm': 'unit', 'dis_lr': 2.5e-4}),
     ('keras-dcgan-notes', {'order': 'gen_first', 'dis_lr': 1e-5, 'dis_beta1': 0.1,
                            'gen_activation': 'elu', 'dis_fc': 2048, 'n_hidden': 64}),
     ('chainer-example', {'dis_noise': 0.2, 'dis_bn_gamma': False, 'weight_decay': 1e-4,

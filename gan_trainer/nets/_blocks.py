@@ -51,6 +51,7 @@ __all__ = [
     'DISCRIMINATOR_OPTIONS',
     'GENERATOR_OPTIONS',
     'NORMS',
+    'PROJECT_NORMS',
     'WEIGHT_STD',
     'DiscriminatorBase',
     'GeneratorBase',
@@ -71,7 +72,16 @@ def _options(net, defaults: dict) -> dict:
 
 
 #: G's recipe options and their defaults (the DCGAN paper's G).
-GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None}
+GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None,
+                     'project_norm': 'channel'}
+
+#: How G's first normalization (``bn0``, after the linear projection) pools
+#: its statistics: per channel of the reshaped map, over the batch and the
+#: ``s0 x s0`` positions (the DCGAN paper's reference code, PyTorch's and
+#: Chainer's examples), or per unit of the projection, over the batch alone
+#: (Keras' ``BatchNormalization`` after a ``Dense`` layer: keras-dcgan and
+#: TensorFlow's DCGAN tutorial).
+PROJECT_NORMS = ('channel', 'unit')
 
 #: D's recipe options and their defaults (the DCGAN paper's D).
 DISCRIMINATOR_OPTIONS = {
@@ -135,11 +145,13 @@ class GeneratorBase(chainer.Chain):
         upsample: str = 'deconv',
         activation: str = 'relu',
         fc_width: int | None = None,
+        project_norm: str = 'channel',
     ):
         super().__init__()
         self.upsample = check_choice('upsample', upsample, UPSAMPLES)
         self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
         self.fc_width = check_width('fc_width', fc_width)
+        self.project_norm = check_choice('project_norm', project_norm, PROJECT_NORMS)
         strided = self.upsample == 'deconv'
         self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={upsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
@@ -159,7 +171,8 @@ class GeneratorBase(chainer.Chain):
                 self.fc = L.Linear(n_in, self.fc_width, initialW=w)
             self.project = L.Linear(
                 self.fc_width or n_in, g_widths[0] * self.start_side**2, initialW=w)
-            self.bn0 = make_norm(g_widths[0])
+            per_unit = self.project_norm == 'unit'
+            self.bn0 = make_norm(g_widths[0] * (self.start_side**2 if per_unit else 1))
             stages, bns = [], []
             side = self.start_side
             for i in range(n):
@@ -229,11 +242,15 @@ class GeneratorBase(chainer.Chain):
             h = act(self.fc(h))  # (B, n_in) -> (B, fc_width)
         s0 = self.start_side
         # (B, n_in) -> (B, widths[-1] * s0 * s0) -> (B, widths[-1], s0, s0).
-        # The normalization runs after the reshape, per channel as in the
-        # conv layers (and the TensorFlow DCGAN), not per each of the
-        # s0 * s0 positions.
-        h = F.reshape(self.project(h), (h.shape[0], -1, s0, s0))
-        h = _norm_then(self.bn0, h, norm_args, self.activation)
+        # By default the normalization runs after the reshape, per channel as
+        # in the conv layers; 'unit' normalises each unit before it, as Keras
+        # does after a Dense layer (PROJECT_NORMS).
+        h = self.project(h)
+        if self.project_norm == 'unit':
+            h = _norm_then(self.bn0, h, norm_args, self.activation)
+        h = F.reshape(h, (h.shape[0], -1, s0, s0))
+        if self.project_norm == 'channel':
+            h = _norm_then(self.bn0, h, norm_args, self.activation)
         stages = self.stages
         for stage, norm in zip(stages[:-1], self.bns):
             h = _norm_then(norm, self._stage(stage, h), norm_args, self.activation)

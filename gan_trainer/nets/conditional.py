@@ -141,7 +141,7 @@ class ConditionalGenerator(GeneratorBase):
             ``None`` means ``n_classes``, as many as a one-hot code, which
             is enough to keep every class apart and small next to ``z``
             (10 for MNIST against 100). Must be ``None`` for ``'cbn'``.
-        upsample, activation, fc_width: The recipe options of
+        upsample, activation, fc_width, project_norm: The recipe options of
             :class:`~gan_trainer.nets.Generator`.
 
     Raises:
@@ -164,6 +164,7 @@ class ConditionalGenerator(GeneratorBase):
         upsample: str = 'deconv',
         activation: str = 'relu',
         fc_width: int | None = None,
+        project_norm: str = 'channel',
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, GENERATOR_MODES)
@@ -192,6 +193,7 @@ class ConditionalGenerator(GeneratorBase):
             upsample=upsample,
             activation=activation,
             fc_width=fc_width,
+            project_norm=project_norm,
         )
         self.n_classes = n_classes
         self.mode = mode

@@ -127,6 +127,15 @@ class Generator(GeneratorBase):
             ``fc`` between ``z`` and the projection, followed by the
             activation and no normalization (keras-dcgan: 1024 with tanh);
             ``None`` for none (the paper).
+        project_norm (str): What ``bn0`` normalises: ``'channel'`` (the
+            paper's reference code: each channel of the reshaped
+            ``widths[-1] x s0 x s0`` map over the batch and the positions)
+            or ``'unit'`` (each unit of the projection over the batch
+            alone, before the reshape: Keras' ``BatchNormalization`` after
+            a ``Dense`` layer, as keras-dcgan and TensorFlow's tutorial
+            have it). With ``'unit'`` every unit varies over the batch
+            whatever its bias, so the map G builds on keeps depending on
+            ``z``.
 
     Raises:
         ValueError: If an option is unknown, or ``size``, ``widths``,
@@ -146,6 +155,7 @@ class Generator(GeneratorBase):
         upsample: str = 'deconv',
         activation: str = 'relu',
         fc_width: int | None = None,
+        project_norm: str = 'channel',
     ):
         super().__init__(
             size=size,
@@ -158,6 +168,7 @@ class Generator(GeneratorBase):
             upsample=upsample,
             activation=activation,
             fc_width=fc_width,
+            project_norm=project_norm,
         )
 
     def config(self) -> dict:

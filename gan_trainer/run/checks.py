@@ -39,7 +39,8 @@ def _check_recipes(config) -> None:
 
     if config.arch == 'resnet':
         defaults = type(config)()
-        for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'dis_downsample',
+        for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'gen_project_norm',
+                     'dis_downsample',
                      'dis_activation', 'dis_fc', 'dis_fc_activation', 'dis_noise',
                      'dis_dropout', 'dis_bn_gamma', 'ksize'):
             if getattr(config, name) != getattr(defaults, name):

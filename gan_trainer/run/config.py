@@ -142,6 +142,12 @@ class RunConfig:
                                 preset=True, checks=[at_least(1)],
                                 help="a hidden fully connected layer of this width before G's "
                                      "projection (keras-dcgan's Dense 1024)")
+    gen_project_norm: str = option(
+        'channel', kind='str', group='networks', networks=True, preset=True,
+        choices=('channel', 'unit'),
+        help="what G's first BatchNorm normalises: each channel of the projection's map "
+             "(the DCGAN paper's code) or each unit of the projection over the batch "
+             "(Keras' BatchNormalization after Dense: keras-dcgan, TensorFlow's tutorial)")
     dis_downsample: str = option('stride', kind='str', group='networks', networks=True,
                                  preset=True, choices=lambda: _layers().DOWNSAMPLES,
                                  help="how D halves the side: 'stride' (stride-2 convolution), "

@@ -41,7 +41,8 @@ def build_networks(config: RunConfig, shape, n_classes: int = 1):
         common = {'size': size, 'channels': channels, 'widths': config.widths,
                   'base_width': config.base_width, 'ksize': config.ksize}
         gen_config = dict(common, n_hidden=config.n_hidden, upsample=config.gen_upsample,
-                          activation=config.gen_activation, fc_width=config.gen_fc)
+                          activation=config.gen_activation, fc_width=config.gen_fc,
+                          project_norm=config.gen_project_norm)
         dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm,
                           downsample=config.dis_downsample, activation=config.dis_activation,
                           fc_width=config.dis_fc, fc_activation=config.dis_fc_activation,

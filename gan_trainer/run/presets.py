@@ -66,11 +66,18 @@ PRESETS: dict[str, RunConfig] = {
                               beta1=0.0, beta2=0.9),
     'sngan': _DCGAN.replace(preset='sngan', loss='hinge', spectral_norm=True, dis_norm='none'),
     'lsgan': _DCGAN.replace(preset='lsgan', loss='lsgan'),
+    # gen_project_norm='unit': the original's BatchNorm after its Dense 6272
+    # normalises each unit over the batch; per channel, G collapsed by
+    # iteration 600 (benchmarks/RESULTS.md). dis_lr: D's loss here is the sum
+    # of the real and the fake mean, twice the original's one mean over the
+    # 256 images, and SGD's step is linear in the gradient, so half the
+    # learning rate gives D the original's updates.
     'keras-dcgan': _DCGAN.replace(
         preset='keras-dcgan', batchsize=128, z_dist='uniform', widths=(64, 128), ksize=5,
-        gen_upsample='nearest', gen_activation='tanh', gen_fc=1024,
+        gen_upsample='nearest', gen_activation='tanh', gen_fc=1024, gen_project_norm='unit',
         dis_downsample='max_pool', dis_activation='tanh', dis_fc=1024, dis_norm='none',
-        separate_batches=False, optimizer='sgd', lr=5e-4, momentum=0.9, nesterov=True),
+        separate_batches=False, optimizer='sgd', lr=5e-4, dis_lr=2.5e-4, momentum=0.9,
+        nesterov=True),
     'keras-dcgan-notes': _DCGAN.replace(
         preset='keras-dcgan-notes', batchsize=200, n_hidden=64, z_dist='uniform',
         widths=(64, 128), ksize=3, gen_upsample='nearest', gen_activation='elu',
