@@ -21,6 +21,7 @@ from gan_trainer.iterators import train_iterator
 from gan_trainer.latent import get_sampler, global_seed
 from gan_trainer.nets import build_discriminator, build_generator
 from gan_trainer.optimizers import OptimizerSpec, make_optimizer
+from gan_trainer.run import get_preset
 from gan_trainer.testing import fake_dataset, fake_images
 
 SMALL = {'size': 8, 'widths': [4, 8]}
@@ -147,3 +148,78 @@ def test_recipe_steps_benchmark_times_what_it_names(args, first_column):
     assert lines[0].startswith('cpu: ') and 'AVX-512' in lines[0]
     rows = [re.match(r'^(.+?)( +\d+\.\d+)+$', line) for line in lines[3:]]
     assert all(rows) and [r.group(1) for r in rows] == first_column
+
+
+# --- the keras-dcgan preset against the original (benchmarks/peers) ----------
+
+def _preset_updater(name, **changes):
+    """The preset's own nets (toy widths), optimizers and loop on a fixed batch of 4."""
+    from gan_trainer.run.parts import build_networks
+
+    config = get_preset(name).replace(widths=(4, 8), gen_fc=8, dis_fc=8, batchsize=4,
+                                      **changes)
+    gen, dis = build_networks(config, (1, 8, 8))
+    optimizers = {'gen': make_optimizer(gen, config.optimizer_spec('gen')),
+                  'dis': make_optimizer(dis, config.optimizer_spec('dis'))}
+    it = chainer.iterators.SerialIterator(fake_images(4), 4, shuffle=False)
+    updater = GANUpdater(it, optimizers, device=-1, seed=0, loss=config.loss,
+                         z_dist=config.z_dist, separate_batches=config.separate_batches)
+    return updater
+
+
+@pytest.mark.parametrize('project_norm, keeps_z', [('unit', True), ('channel', False)])
+def test_keras_dcgan_preset_g_keeps_depending_on_z_whatever_its_biases(project_norm, keeps_z):
+    # The collapse of the preset before project_norm='unit' (benchmarks/RESULTS.md):
+    # per channel, bn0 counts the projection's biases, which differ between
+    # the s0 x s0 positions, as variance, so once they outgrow what z
+    # contributes, bn0 divides z's part away and every sample gets the same
+    # map. keras-dcgan's BatchNorm after its Dense layer normalises each unit
+    # over the batch: what varies over the batch is z's part alone, at
+    # variance 1 whatever the biases.
+    updater = _preset_updater('keras-dcgan', gen_project_norm=project_norm)
+    assert get_preset('keras-dcgan').gen_project_norm == 'unit'
+    gen = updater.gen
+    # At toy widths z's part of the projection is near BatchNorm's eps; scaled
+    # up it is 1e-2, as at the preset's widths, and the biases 1e5 times that.
+    gen.project.W.array *= 10
+    gen.project.b.array[:] = numpy.arange(gen.project.b.size, dtype=numpy.float32)
+    gen.bn0.gamma.array[:] = 1
+    z = updater.make_hidden(128)
+    with chainer.using_config('train', True), chainer.no_backprop_mode():
+        h = gen.project(chainer.functions.tanh(gen.fc(z)))
+        s0 = gen.start_side
+        if project_norm == 'unit':
+            h = chainer.functions.reshape(gen.bn0(h), (128, -1, s0, s0))
+        else:
+            h = gen.bn0(chainer.functions.reshape(h, (128, -1, s0, s0)))
+    spread = h.array.std(axis=0).mean()  # over the batch, per unit of the map
+    assert (spread > 0.9) == keeps_z and (spread < 0.1) == (not keeps_z)
+
+
+def test_keras_dcgan_preset_d_step_is_the_originals_sgd_step():
+    # keras-dcgan's D step: Nesterov SGD (lr 5e-4, momentum 0.9) on the mean
+    # binary cross-entropy over the 2B images of one concatenated batch. Its
+    # first step from zero velocity moves every weight by -(1 + m) lr g.
+    # The preset's loss is the sum of the real and the fake mean (2x that
+    # gradient), so its D learning rate is half the original's.
+    updater = _preset_updater('keras-dcgan')
+    dis = updater.dis
+    x_real = fake_images(4)  # the iterator's first batch
+    state = updater.rng.get_state()
+    z = updater.make_hidden(4)
+    with chainer.using_config('train', True), chainer.no_backprop_mode():
+        x_fake = updater.gen(z).array
+    updater.rng.set_state(state)
+    x = numpy.concatenate([x_real, x_fake])
+    labels = numpy.array([1] * 4 + [0] * 4, numpy.float32)
+    y = chainer.functions.flatten(dis(x))
+    p = chainer.functions.sigmoid(y)
+    bce = -chainer.functions.mean(labels * chainer.functions.log(p)
+                                  + (1 - labels) * chainer.functions.log(1 - p))
+    dis.cleargrads()
+    bce.backward()
+    expected = {name: param.array - (1 + 0.9) * 5e-4 * param.grad
+                for name, param in dis.namedparams()}
+    updater.dis_step()
+    for name, param in dis.namedparams():
+        numpy.testing.assert_allclose(param.array, expected[name], rtol=1e-5, atol=1e-7)
