@@ -23,16 +23,17 @@ from collections.abc import Callable, Sequence
 import chainer
 import chainer.functions as F
 import chainer.links as L
-from chainer import initializers
 
 from gan_trainer import ops
 from gan_trainer.nets._common import (
+    INITS,
     NORMS,
     WEIGHT_STD,
     add_spectral_norm,
     batch_norm,
     default_n_stages,
     resolve_widths,
+    weight_initializer,
 )
 from gan_trainer.nets._layers import (
     ACTIVATIONS,
@@ -40,6 +41,7 @@ from gan_trainer.nets._layers import (
     UPSAMPLES,
     Stochastic,
     check_choice,
+    check_flag,
     check_width,
     downsample,
     resolve_ksize,
@@ -50,7 +52,9 @@ from gan_trainer.nets._layers import (
 __all__ = [
     'DISCRIMINATOR_OPTIONS',
     'GENERATOR_OPTIONS',
+    'INITS',
     'NORMS',
+    'PADDINGS',
     'PROJECT_NORMS',
     'WEIGHT_STD',
     'DiscriminatorBase',
@@ -73,7 +77,7 @@ def _options(net, defaults: dict) -> dict:
 
 #: G's recipe options and their defaults (the DCGAN paper's G).
 GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None,
-                     'project_norm': 'channel'}
+                     'project_norm': 'channel', 'stage_norm': True, 'init': 'normal'}
 
 #: How G's first normalization (``bn0``, after the linear projection) pools
 #: its statistics: per channel of the reshaped map, over the batch and the
@@ -92,7 +96,17 @@ DISCRIMINATOR_OPTIONS = {
     'noise_sigma': 0.0,
     'dropout': 0.0,
     'bn_gamma': True,
+    'padding': 'same',
+    'init': 'normal',
 }
+
+#: The padding of D's stride-1 convolutions before pooling: ``'same'`` keeps
+#: every side (2x2 pooling then halves it exactly); ``'valid'`` leaves the
+#: convolutions after the first unpadded (Keras' default padding, which
+#: keras-dcgan's second convolution keeps: 14 -> 10 -> pooled 5 for 5x5
+#: kernels on 28x28 digits, about half the positions of 'same' before D's
+#: hidden dense layer).
+PADDINGS = ('same', 'valid')
 
 
 #: The activations the package's conv and BN nodes apply inside themselves.
@@ -119,16 +133,20 @@ class GeneratorBase(chainer.Chain):
     followed by a normalization link built by ``make_norm(width)`` (``bn0``
     after the projection, ``bns/i`` after stage ``i``) and the
     ``activation``; ``fc`` by the activation alone (keras-dcgan's Dense
-    1024 + tanh); the output goes through tanh.
+    1024 + tanh); the output goes through tanh. ``project_norm='unit'``
+    normalises the projection before the reshape, each of its units over
+    the batch (see :data:`PROJECT_NORMS`), so ``bn0`` has ``widths[-1] * s0
+    * s0`` entries instead of ``widths[-1]``; ``stage_norm=False`` leaves the
+    stages without normalization (no ``bns``), as keras-dcgan's G.
 
     Args:
-        size, channels, n_hidden, widths, base_width, ksize, upsample, activation, fc_width: As
-            in :class:`~gan_trainer.nets.Generator`.
+        size, channels, n_hidden, widths, base_width, ksize, upsample, activation, fc_width,
+            project_norm, stage_norm, init: As in :class:`~gan_trainer.nets.Generator`.
         n_in (int): Input size of the first linear layer: ``n_hidden`` plus
             whatever the subclass concatenates to ``z``.
-        make_norm (callable): ``width -> link``; the link is called as
-            ``norm(h, *norm_args)`` with the ``norm_args`` given to
-            :meth:`generate`.
+        make_norm (callable or None): ``width -> link``; the link is called
+            as ``norm(h, *norm_args)`` with the ``norm_args`` given to
+            :meth:`generate`. ``None``: :func:`batch_norm` of ``init``.
     """
 
     def __init__(
@@ -141,17 +159,24 @@ class GeneratorBase(chainer.Chain):
         base_width: int,
         ksize: int | None,
         n_in: int,
-        make_norm: Callable[[int], chainer.Link] = batch_norm,
+        make_norm: Callable[[int], chainer.Link] | None = None,
         upsample: str = 'deconv',
         activation: str = 'relu',
         fc_width: int | None = None,
         project_norm: str = 'channel',
+        stage_norm: bool = True,
+        init: str = 'normal',
     ):
         super().__init__()
         self.upsample = check_choice('upsample', upsample, UPSAMPLES)
         self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
         self.fc_width = check_width('fc_width', fc_width)
         self.project_norm = check_choice('project_norm', project_norm, PROJECT_NORMS)
+        self.stage_norm = check_flag('stage_norm', stage_norm)
+        self.init = check_choice('init', init, INITS)
+        if make_norm is None:
+            def make_norm(width):
+                return batch_norm(width, init=self.init)
         strided = self.upsample == 'deconv'
         self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={upsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
@@ -161,7 +186,7 @@ class GeneratorBase(chainer.Chain):
         self.n_hidden = n_hidden
         n = len(self.widths)
         self.start_side = size // 2**n
-        w = initializers.Normal(WEIGHT_STD)
+        w = weight_initializer(self.init)
         # G-order widths: deepest (smallest map) first, then `channels`.
         g_widths = self.widths[::-1] + (channels,)
         # The creation order fixes which random draws each weight gets, so
@@ -187,7 +212,8 @@ class GeneratorBase(chainer.Chain):
                         g_widths[i], g_widths[i + 1], self.ksize, stride=1, pad=pad,
                         initialW=w)
                 stages.append(stage)
-                if i < n - 1:  # no normalization on the output layer (the paper)
+                # No normalization on the output layer (the paper).
+                if i < n - 1 and self.stage_norm:
                     bns.append(make_norm(g_widths[i + 1]))
             if strided:
                 self.deconvs = chainer.ChainList(*stages)
@@ -252,8 +278,10 @@ class GeneratorBase(chainer.Chain):
         if self.project_norm == 'channel':
             h = _norm_then(self.bn0, h, norm_args, self.activation)
         stages = self.stages
-        for stage, norm in zip(stages[:-1], self.bns):
-            h = _norm_then(norm, self._stage(stage, h), norm_args, self.activation)
+        for i, stage in enumerate(stages[:-1]):
+            h = self._stage(stage, h)
+            h = (_norm_then(self.bns[i], h, norm_args, self.activation) if self.stage_norm
+                 else ACTIVATIONS[self.activation](h))
         if self.upsample == 'deconv':
             return stages[-1](h, activation='tanh')  # tanh fused where oneDNN runs
         return F.tanh(self._stage(stages[-1], h))
@@ -287,13 +315,16 @@ class DiscriminatorBase(chainer.Chain):
     activation and, through :meth:`noisy`, on the input) and dropout (after
     each activation) come from :attr:`stochastic`. Subclasses call
     :func:`add_spectral_norm` once all their links exist, when
-    ``self.spectral_norm`` is set.
+    ``self.spectral_norm`` is set. With ``padding='valid'`` (pooling only)
+    the convolutions after the first are not padded, so each such stage
+    shrinks the side by ``ksize - 1`` before pooling it (see
+    :data:`PADDINGS`); :attr:`start_side` is the side of the last map.
 
     Args:
         size, channels, widths, base_width, ksize, norm, spectral_norm: As in
             :class:`~gan_trainer.nets.Discriminator`.
-        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: As
-            in :class:`~gan_trainer.nets.Discriminator`.
+        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma,
+            padding, init: As in :class:`~gan_trainer.nets.Discriminator`.
         in_channels (int): Channels of the first conv's input: ``channels``
             plus whatever the subclass concatenates to the images.
 
@@ -320,6 +351,8 @@ class DiscriminatorBase(chainer.Chain):
         noise_sigma: float = 0.0,
         dropout: float = 0.0,
         bn_gamma: bool = True,
+        padding: str = 'same',
+        init: str = 'normal',
     ):
         super().__init__()
         if norm not in NORMS:
@@ -339,7 +372,12 @@ class DiscriminatorBase(chainer.Chain):
             raise ValueError(f"bn_gamma=False needs norm='batch': norm={norm!r} has no "
                              'batch normalization to drop the scale from')
         self.bn_gamma = bn_gamma
+        self.padding = check_choice('padding', padding, PADDINGS)
+        self.init = check_choice('init', init, INITS)
         strided = self.downsample == 'stride'
+        if strided and self.padding == 'valid':
+            raise ValueError("padding='valid' needs downsample='max_pool' or 'avg_pool': "
+                             'stride-2 stages are padded to halve the side exactly')
         self.ksize = resolve_ksize(ksize, strided=strided, option=f'downsample={downsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
         self.widths = resolve_widths(size, widths, base_width=base_width)
@@ -348,19 +386,29 @@ class DiscriminatorBase(chainer.Chain):
         self.norm = norm
         self.spectral_norm = bool(spectral_norm)
         n = len(self.widths)
-        self.start_side = size // 2**n
-        w = initializers.Normal(WEIGHT_STD)
+        # Stage i's padding; a 'valid' stage shrinks the side by ksize - 1 before
+        # its pooling halves it (flooring an odd side, as Keras' pooling does).
+        pads = [pad if i == 0 or self.padding == 'same' else 0 for i in range(n)]
+        side = size
+        for p in pads:
+            side = (side + 2 * p - self.ksize + 1) // 2 if not strided else side // 2
+            if side < 1:
+                raise ValueError(f"size {size} is too small for padding='valid' with ksize "
+                                 f'{self.ksize} and {n} stages')
+        self.start_side = side
+        w = weight_initializer(self.init)
         ins = (in_channels,) + self.widths[:-1]
         n_flat = self.widths[-1] * self.start_side**2
         with self.init_scope():
             self.convs = chainer.ChainList(*[
                 ops.Convolution2D(c_in, c_out, self.ksize, stride=2 if strided else 1,
-                                  pad=pad, initialW=w)
-                for c_in, c_out in zip(ins, self.widths)
+                                  pad=p, initialW=w)
+                for c_in, c_out, p in zip(ins, self.widths, pads)
             ])
             # Empty without batch norm, so ``dis.bns`` always exists.
             self.bns = chainer.ChainList(*[
-                batch_norm(c, use_gamma=bn_gamma) for c in self.widths[1:] if norm == 'batch'
+                batch_norm(c, use_gamma=bn_gamma, init=self.init)
+                for c in self.widths[1:] if norm == 'batch'
             ])
             if self.fc_width is not None:
                 self.fc = L.Linear(n_flat, self.fc_width, initialW=w)

@@ -52,14 +52,43 @@ class NormalAroundOne(chainer.initializer.Initializer):
         array += 1
 
 
-def batch_norm(width: int, *, use_gamma: bool = True) -> L.BatchNormalization:
+#: How the nets' weights start: ``'normal'``, the DCGAN paper's N(0, 0.02)
+#: for every conv, deconv and linear weight and N(1, 0.02) for batch-norm
+#: scales; or ``'glorot'``, Keras' defaults (Glorot-uniform kernels, batch-norm
+#: scales 1), which the Keras and TensorFlow write-ups train with. Biases start
+#: at 0 either way.
+INITS = ('normal', 'glorot')
+
+
+def weight_initializer(init: str) -> chainer.initializer.Initializer:
+    """The initializer of conv, deconv and linear weights for ``init`` (:data:`INITS`).
+
+    Glorot-uniform draws from ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``
+    with the fans of Keras (a kernel's receptive field times its input or
+    output channels), so a layer starts with the spread it has in Keras: a
+    standard deviation ``a / sqrt(3)`` near the DCGAN's 0.02 for the wide
+    layers of the write-ups' nets (0.020 for a 5x5 conv from 64 to 128
+    channels, 0.017 for keras-dcgan's Dense 1024 -> 6,272) and about twice
+    it for the narrow ones (0.042 for its Dense 100 -> 1024, 0.035 for a
+    5x5 conv to or from one channel, 0.044 for the logit's Dense 1024 -> 1).
+    """
+    if init == 'glorot':
+        return initializers.GlorotUniform()
+    return initializers.Normal(WEIGHT_STD)
+
+
+def batch_norm(width: int, *, use_gamma: bool = True,
+               init: str = 'normal') -> L.BatchNormalization:
     """Returns DCGAN's batch normalization for ``width`` channels.
 
     ``use_gamma=False`` leaves out the learned scale, as Chainer's DCGAN
-    example does in D (its shift ``beta`` stays).
+    example does in D (its shift ``beta`` stays). The scale starts at
+    N(1, 0.02) (``init='normal'``) or at exactly 1 (``'glorot'``, Keras).
     """
     if not use_gamma:
         return ops.BatchNormalization(width, use_gamma=False)
+    if init == 'glorot':
+        return ops.BatchNormalization(width)
     return ops.BatchNormalization(width, initial_gamma=NormalAroundOne(WEIGHT_STD))
 
 

@@ -105,6 +105,13 @@ def check_width(name: str, value) -> int | None:
     return int(value)
 
 
+def check_flag(name: str, value) -> bool:
+    """Returns ``value`` if it is ``True`` or ``False`` (not 0, 1 or a string)."""
+    if type(value) is not bool:
+        raise ValueError(f'{name} must be True or False, got {value!r}')
+    return value
+
+
 def _double(x, axis: int) -> chainer.Variable:
     """Bilinear 2x along ``axis`` (half-pixel centres, edges clamped).
 

@@ -141,8 +141,8 @@ class ConditionalGenerator(GeneratorBase):
             ``None`` means ``n_classes``, as many as a one-hot code, which
             is enough to keep every class apart and small next to ``z``
             (10 for MNIST against 100). Must be ``None`` for ``'cbn'``.
-        upsample, activation, fc_width, project_norm: The recipe options of
-            :class:`~gan_trainer.nets.Generator`.
+        upsample, activation, fc_width, project_norm, stage_norm, init: The recipe
+            options of :class:`~gan_trainer.nets.Generator`.
 
     Raises:
         ValueError: If ``n_classes``, ``mode`` or ``n_embed`` is invalid, or
@@ -165,6 +165,8 @@ class ConditionalGenerator(GeneratorBase):
         activation: str = 'relu',
         fc_width: int | None = None,
         project_norm: str = 'channel',
+        stage_norm: bool = True,
+        init: str = 'normal',
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, GENERATOR_MODES)
@@ -179,7 +181,7 @@ class ConditionalGenerator(GeneratorBase):
         def make_norm(width):
             if mode == 'cbn':
                 return ConditionalBatchNormalization(width, n_classes)
-            return batch_norm(width)
+            return batch_norm(width, init=init)
 
         super().__init__(
             size=size,
@@ -194,6 +196,8 @@ class ConditionalGenerator(GeneratorBase):
             activation=activation,
             fc_width=fc_width,
             project_norm=project_norm,
+            stage_norm=stage_norm,
+            init=init,
         )
         self.n_classes = n_classes
         self.mode = mode
@@ -259,8 +263,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
             weight, and the projection's embedding too, as Miyato and
             Koyama's SNGAN projection discriminator does.
         mode (str): ``'projection'`` or ``'concat'``, see above.
-        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: The
-            recipe options of :class:`~gan_trainer.nets.Discriminator`.
+        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma,
+            padding, init: The recipe options of :class:`~gan_trainer.nets.Discriminator`.
 
     Raises:
         ValueError: If ``n_classes``, ``mode`` or ``norm`` is invalid, or
@@ -286,6 +290,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
         noise_sigma: float = 0.0,
         dropout: float = 0.0,
         bn_gamma: bool = True,
+        padding: str = 'same',
+        init: str = 'normal',
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, DISCRIMINATOR_MODES)
@@ -305,6 +311,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
             noise_sigma=noise_sigma,
             dropout=dropout,
             bn_gamma=bn_gamma,
+            padding=padding,
+            init=init,
         )
         self.n_classes = n_classes
         self.mode = mode

@@ -136,6 +136,13 @@ class Generator(GeneratorBase):
             have it). With ``'unit'`` every unit varies over the batch
             whatever its bias, so the map G builds on keeps depending on
             ``z``.
+        stage_norm (bool): Whether the upsampling stages but the last are
+            batch-normalized (the paper); ``False`` leaves ``bn0`` as G's
+            only normalization, as keras-dcgan does.
+        init (str): ``'normal'`` (the paper's N(0, 0.02) weights and N(1,
+            0.02) batch-norm scales) or ``'glorot'`` (Keras' defaults:
+            Glorot-uniform weights, scales 1), see
+            :func:`~gan_trainer.nets._common.weight_initializer`.
 
     Raises:
         ValueError: If an option is unknown, or ``size``, ``widths``,
@@ -156,6 +163,8 @@ class Generator(GeneratorBase):
         activation: str = 'relu',
         fc_width: int | None = None,
         project_norm: str = 'channel',
+        stage_norm: bool = True,
+        init: str = 'normal',
     ):
         super().__init__(
             size=size,
@@ -169,6 +178,8 @@ class Generator(GeneratorBase):
             activation=activation,
             fc_width=fc_width,
             project_norm=project_norm,
+            stage_norm=stage_norm,
+            init=init,
         )
 
     def config(self) -> dict:
@@ -253,6 +264,13 @@ class Discriminator(DiscriminatorBase):
         bn_gamma (bool): Whether D's batch normalizations learn a scale;
             ``False`` keeps only their shift, as Chainer's DCGAN example
             does. Needs ``norm='batch'``.
+        padding (str): With pooling, ``'same'`` (every convolution keeps
+            the side) or ``'valid'``: the convolutions after the first are
+            unpadded, as keras-dcgan's second one (Keras' default padding),
+            which shrinks the map D reads out (5x5 instead of 7x7 on 28x28
+            digits with 5x5 kernels).
+        init (str): ``'normal'`` or ``'glorot'``, as for
+            :class:`Generator`.
 
     Raises:
         ValueError: If an option is unknown or out of range, or ``size``,
@@ -278,6 +296,8 @@ class Discriminator(DiscriminatorBase):
         noise_sigma: float = 0.0,
         dropout: float = 0.0,
         bn_gamma: bool = True,
+        padding: str = 'same',
+        init: str = 'normal',
     ):
         super().__init__(
             size=size,
@@ -295,6 +315,8 @@ class Discriminator(DiscriminatorBase):
             noise_sigma=noise_sigma,
             dropout=dropout,
             bn_gamma=bn_gamma,
+            padding=padding,
+            init=init,
         )
         if self.spectral_norm:
             add_spectral_norm(self)

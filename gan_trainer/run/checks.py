@@ -58,12 +58,16 @@ def _check_recipes(config) -> None:
     if config.arch == 'resnet':
         defaults = type(config)()
         for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'gen_project_norm',
-                     'dis_downsample',
+                     'gen_stage_norm', 'init', 'dis_padding', 'dis_downsample',
                      'dis_activation', 'dis_fc', 'dis_fc_activation', 'dis_noise',
                      'dis_dropout', 'dis_bn_gamma', 'ksize'):
             if getattr(config, name) != getattr(defaults, name):
                 raise ConfigError(name, "is an option of the DCGAN nets, not of arch "
                                         "'resnet'")
+    if config.dis_padding == 'valid' and config.dis_downsample == 'stride':
+        raise ConfigError('dis_padding', "'valid' needs --dis_downsample max_pool or "
+                                         'avg_pool (stride-2 convolutions are padded to halve '
+                                         'the side exactly)')
     if config.dis_fc_activation is not None and config.dis_fc is None:
         raise ConfigError('dis_fc_activation', 'needs dis_fc (the hidden layer it is for)')
     if not config.dis_bn_gamma and config.dis_norm == 'none':

@@ -164,6 +164,10 @@ class RunConfig:
         help="what G's first BatchNorm normalises: each channel of the projection's map "
              "(the DCGAN paper's code) or each unit of the projection over the batch "
              "(Keras' BatchNormalization after Dense: keras-dcgan, TensorFlow's tutorial)")
+    gen_stage_norm: bool = option(True, kind='bool', group='networks', networks=True,
+                                  preset=True,
+                                  help="BatchNorm after G's upsampling stages (--no-gen_stage_norm: "
+                                       "after the projection only, as keras-dcgan)")
     dis_downsample: str = option('stride', kind='str', group='networks', networks=True,
                                  preset=True, choices=lambda: _layers().DOWNSAMPLES,
                                  help="how D halves the side: 'stride' (stride-2 convolution), "
@@ -190,6 +194,14 @@ class RunConfig:
                                 preset=True,
                                 help="a learned scale in D's BatchNorm (--no-dis_bn_gamma: none, "
                                      "as Chainer's DCGAN example)")
+    dis_padding: str = option('same', kind='str', group='networks', networks=True,
+                              preset=True, choices=('same', 'valid'),
+                              help="with a pooling D: 'valid' leaves its convolutions after the "
+                                   "first unpadded (Keras' default; keras-dcgan's second conv)")
+    init: str = option('normal', kind='str', group='networks', networks=True, preset=True,
+                       choices=('normal', 'glorot'),
+                       help="initial weights: 'normal', the DCGAN paper's N(0, 0.02), or "
+                            "'glorot', Keras' defaults (Glorot-uniform, BatchNorm scales 1)")
     dis_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
                            choices=('batch', 'none'), help='normalisation in D')
     spectral_norm: bool = option(False, kind='bool', group='networks', networks=True,
