@@ -111,6 +111,10 @@ PADDINGS = ('same', 'valid')
 
 #: The activations the package's conv and BN nodes apply inside themselves.
 _FUSED = ('relu', 'leaky_relu')
+#: ... and the ones its conv and deconv nodes do: with oneDNN, as a post-op of
+#: the convolution (tanh there is the write-ups' activation, which NumPy
+#: computes on one core in a pass of its own).
+_CONV_FUSED = (*_FUSED, 'tanh')
 
 
 def _norm_then(norm: chainer.Link, h, norm_args, activation: str):
@@ -253,9 +257,11 @@ class GeneratorBase(chainer.Chain):
             )
         return _in_dtype_of(F.reshape(z, (z.shape[0], self.n_hidden)), self.project.W)
 
-    def _stage(self, stage: chainer.Link, h) -> chainer.Variable:
-        # (B, C, s, s) -> (B, C', 2s, 2s)
-        return stage(h) if self.upsample == 'deconv' else upsample_conv(stage, h, self.upsample)
+    def _stage(self, stage: chainer.Link, h, activation: str | None = None) -> chainer.Variable:
+        # (B, C, s, s) -> (B, C', 2s, 2s), then the activation if one is given
+        if self.upsample == 'deconv':
+            return stage(h, activation=activation, slope=0.2)
+        return upsample_conv(stage, h, self.upsample, activation=activation)
 
     def generate(self, h, *norm_args) -> chainer.Variable:
         """Runs the stack on ``h`` of shape ``(B, n_in)``.
@@ -279,12 +285,15 @@ class GeneratorBase(chainer.Chain):
             h = _norm_then(self.bn0, h, norm_args, self.activation)
         stages = self.stages
         for i, stage in enumerate(stages[:-1]):
-            h = self._stage(stage, h)
-            h = (_norm_then(self.bns[i], h, norm_args, self.activation) if self.stage_norm
-                 else ACTIVATIONS[self.activation](h))
+            if self.stage_norm:
+                h = _norm_then(self.bns[i], self._stage(stage, h), norm_args, self.activation)
+            elif self.activation in _CONV_FUSED:
+                h = self._stage(stage, h, self.activation)
+            else:
+                h = ACTIVATIONS[self.activation](self._stage(stage, h))
         if self.upsample == 'deconv':
             return stages[-1](h, activation='tanh')  # tanh fused where oneDNN runs
-        return F.tanh(self._stage(stages[-1], h))
+        return self._stage(stages[-1], h, 'tanh')
 
 
 def _in_dtype_of(x, weight: chainer.Parameter):
@@ -477,10 +486,14 @@ class DiscriminatorBase(chainer.Chain):
                 h = (conv(h, activation=self.activation, slope=0.2) if norm is None
                      else _norm_then(norm, conv(h), (), self.activation))
                 continue
-            h = conv(h)  # (B, C, s, s) -> (B, C', s/2, s/2), or (B, C', s, s) before pooling
-            if norm is not None:
-                h = norm(h)
-            h = act(stochastic.noise(h))
+            # (B, C, s, s) -> (B, C', s/2, s/2), or (B, C', s, s) before pooling
+            if norm is None and not self.noise_sigma and self.activation in _CONV_FUSED:
+                h = conv(h, activation=self.activation, slope=0.2)
+            else:
+                h = conv(h)
+                if norm is not None:
+                    h = norm(h)
+                h = act(stochastic.noise(h))
             if self.downsample != 'stride':
                 h = downsample(h, self.downsample)
             h = stochastic.drop(h)

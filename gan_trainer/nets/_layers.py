@@ -27,6 +27,7 @@ import numpy
 
 from gan_trainer import ops
 from gan_trainer.ops._common import use_fast
+from gan_trainer.ops.activation import activated
 
 #: Hidden-layer nonlinearity by name. LeakyReLU's slope is the DCGAN
 #: paper's 0.2 (Keras' default is 0.3; the difference is small).
@@ -173,7 +174,8 @@ def _nearest_kernel(k: int, dtype) -> numpy.ndarray:
     return m
 
 
-def upsample_conv(conv: chainer.Link, x, mode: str) -> chainer.Variable:
+def upsample_conv(conv: chainer.Link, x, mode: str, *,
+                  activation: str | None = None) -> chainer.Variable:
     """``conv(upsample(x, mode))``: a G stage with upsampling, ``(B, C, s, s) -> (B, C', 2s, 2s)``.
 
     Nearest-neighbour upsampling followed by a stride-1 convolution with an
@@ -195,16 +197,19 @@ def upsample_conv(conv: chainer.Link, x, mode: str) -> chainer.Variable:
     unfused ones up to float rounding (tested). It is taken where
     :mod:`gan_trainer.ops`' fast path applies (NumPy float32 and float64);
     elsewhere (CuPy, ONNX export, ``gan_trainer_fast`` off) and for
-    bilinear upsampling the stage runs as written.
+    bilinear upsampling the stage runs as written. ``activation`` (``None``,
+    ``'relu'``, ``'leaky_relu'`` with slope 0.2, ``'tanh'``) is applied by
+    the convolution node itself (:mod:`gan_trainer.ops`).
     """
     if mode != 'nearest' or not use_fast(x, conv.W):
-        return conv(upsample(x, mode))
+        y = conv(upsample(x, mode))  # any convolution link, Chainer's own too
+        return y if activation is None else activated(y, activation, 0.2)
     k = conv.W.shape[2]
     m = _nearest_kernel(k, conv.W.dtype)
     # (out, in, kh, kw) -> (out, in, kw, kh') -> (out, in, kh', kw') -> (in, out, kh', kw')
     w = F.tensordot(F.tensordot(conv.W, m, axes=([2], [1])), m, axes=([2], [1]))
     return ops.deconvolution_2d(x, F.transpose(w, (1, 0, 2, 3)), conv.b, stride=2,
-                                pad=(k - 1) // 2)
+                                pad=(k - 1) // 2, activation=activation, slope=0.2)
 
 
 def downsample(x, mode: str) -> chainer.Variable:
