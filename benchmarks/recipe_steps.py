@@ -1,26 +1,28 @@
 #!/usr/bin/env python
-"""Milliseconds per GANUpdater iteration of each write-up's recipe, on the CPU.
+"""Milliseconds per iteration of each write-up's preset on the CPU, and of the same nets in PyTorch.
 
-    python benchmarks/recipe_steps.py                   # 28x28, batch 64
+    python benchmarks/recipe_steps.py                   # the presets' own batches
     python benchmarks/recipe_steps.py --repeats 3 --iters 2 --only dcgan keras-dcgan
+    TORCH_PYTHON=/work/venv-torch/bin/python python benchmarks/recipe_steps.py --torch
     python benchmarks/recipe_steps.py --stages          # G's upsampling stages alone
 
-The recipes are the networks, optimizers and loop options of the DCGAN
-write-ups at the built-in digits' size (1 x 28 x 28, widths 64, 128), the
-settings the presets will carry (see ``tests/test_recipes.py`` for the same
-recipes at toy widths): ``dcgan`` (today's nets), ``keras-dcgan``
-(upsample + 5x5 conv and a Dense 1024 head in G; 5x5 conv + max-pooling
-and a Dense 1024 in D; tanh; SGD with Nesterov momentum),
-``keras-dcgan-notes`` (upsample + 3x3 conv + ELU; 3x3 stride-2 D with a
-Dense 2048), ``chainer-example`` (D noise 0.2, BN without gamma, weight
-decay) and ``tf-gan`` (5x5 kernels, LeakyReLU in G, dropout 0.3 in D).
+Each recipe is a preset (:mod:`gan_trainer.run.presets`: ``dcgan`` and the
+write-ups' ``keras-dcgan``, ``keras-dcgan-notes``, ``chainer-example`` and
+``tf-gan``) built as a run builds it (:func:`gan_trainer.run.build_trainer`
+into a temporary folder: its nets, optimizers and updater, on the built-in
+digits, at the preset's batch size unless ``--batchsize`` is given); only
+``updater.update()`` is timed, so no extension runs.
 
 Protocol: one untimed warm-up iteration per recipe, then ``--repeats``
 rounds in which every recipe runs ``--iters`` iterations in turn
 (round-robin, so a change in the machine's load reaches every recipe
 alike); the figure is the median round's milliseconds per iteration, with
-the fastest and slowest round beside it. Run it under the machine's CPU
-lock; the first line names the CPU.
+the fastest and slowest round beside it. With ``--torch`` every round also
+runs ``benchmarks/peers/torch_presets.py`` (by ``$TORCH_PYTHON``) right
+after each recipe: the same networks, batch and loop in PyTorch, one
+warm-up and ``--iters`` timed iterations per round, and the table gains
+PyTorch's median and ours over it. Run it under the machine's CPU lock;
+the first line names the CPU.
 
 ``--stages`` times instead the generator's upsampling stages of these
 recipes (nearest-neighbour upsampling and a stride-1 convolution, forward
@@ -34,47 +36,26 @@ milliseconds of each and their ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import chainer
 import numpy
 
-from gan_trainer import GANUpdater, ops
-from gan_trainer.latent import global_seed
-from gan_trainer.nets import Discriminator, Generator
+from gan_trainer import ops
 from gan_trainer.nets._layers import upsample, upsample_conv
-from gan_trainer.optimizers import OptimizerSpec, make_optimizer
+from gan_trainer.run import build_trainer, get_preset
 
-NET = {'size': 28, 'channels': 1, 'widths': [64, 128]}
-ADAM = OptimizerSpec('adam', lr=2e-4, beta1=0.5)
-NESTEROV = OptimizerSpec('sgd', lr=5e-4, momentum=0.9, nesterov=True)
-
-#: Recipe -> (G kwargs, D kwargs, G optimizer, D optimizer, updater kwargs).
-RECIPES = {
-    'dcgan': ({}, {}, ADAM, ADAM, {}),
-    'keras-dcgan': (
-        {'upsample': 'nearest', 'ksize': 5, 'activation': 'tanh', 'fc_width': 1024},
-        {'downsample': 'max_pool', 'ksize': 5, 'activation': 'tanh', 'norm': 'none',
-         'fc_width': 1024},
-        NESTEROV, NESTEROV, {'separate_batches': False, 'z_dist': 'uniform'}),
-    'keras-dcgan-notes': (
-        {'n_hidden': 64, 'upsample': 'nearest', 'ksize': 3, 'activation': 'elu'},
-        {'ksize': 3, 'norm': 'none', 'fc_width': 2048},
-        ADAM, OptimizerSpec('adam', lr=1e-5, beta1=0.1),
-        {'order': 'gen_first', 'z_dist': 'uniform'}),
-    'chainer-example': (
-        {}, {'noise_sigma': 0.2, 'bn_gamma': False},
-        ADAM.updated(weight_decay=1e-4), ADAM.updated(weight_decay=1e-4),
-        {'z_dist': 'uniform'}),
-    'tf-gan': (
-        {'ksize': 5, 'activation': 'leaky_relu'}, {'ksize': 5, 'norm': 'none', 'dropout': 0.3},
-        OptimizerSpec('adam', lr=1e-4, beta1=0.9), OptimizerSpec('adam', lr=1e-4, beta1=0.9),
-        {}),
-}
+#: The recipes timed: the DCGAN paper's preset and the write-ups'.
+RECIPES = ('dcgan', 'keras-dcgan', 'keras-dcgan-notes', 'chainer-example', 'tf-gan')
+TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peers',
+                            'torch_presets.py')
 
 
 def cpu_name() -> str:
@@ -89,15 +70,42 @@ def cpu_name() -> str:
     return f'{name}, {os.cpu_count()} cores, AVX-512 {"yes" if "avx512f" in flags else "no"}'
 
 
-def make_updater(name: str, batchsize: int) -> GANUpdater:
-    gen_kw, dis_kw, opt_gen, opt_dis, loop = RECIPES[name]
-    with global_seed(0):
-        gen = Generator(**NET, **gen_kw)
-        dis = Discriminator(**NET, **dis_kw)
-    data = numpy.random.RandomState(0).uniform(-1, 1, (4 * batchsize, 1, 28, 28))
-    it = chainer.iterators.SerialIterator(data.astype(numpy.float32), batchsize, shuffle=False)
-    optimizers = {'gen': make_optimizer(gen, opt_gen), 'dis': make_optimizer(dis, opt_dis)}
-    return GANUpdater(it, optimizers, device=-1, seed=0, **loop)
+def make_updater(name: str, batchsize: int | None, out: str):
+    """The preset's updater, as a run builds it; and what PyTorch needs to build the same."""
+    config = get_preset(name).replace(batchsize=batchsize, out=out, progress=False,
+                                      iteration=10**6)
+    updater = build_trainer(config, log=None).updater
+    torch_run = {'gen': updater.gen.config(), 'dis': updater.dis.config(),
+                 'batchsize': config.batchsize, 'z_dist': config.z_dist,
+                 'loss': config.loss, 'n_dis': config.n_dis, 'order': config.order,
+                 'separate_batches': config.separate_batches,
+                 'reuse_fakes': config.reuse_fakes,
+                 'opt_gen': config.optimizer_spec('gen').settings(),
+                 'opt_dis': config.optimizer_spec('dis').settings()}
+    return updater, torch_run
+
+
+def n_params(link: chainer.Link) -> int:
+    return sum(p.size for p in link.params())
+
+
+def torch_ms(python: str, run: dict, iters: int, updater) -> float:
+    """PyTorch's milliseconds per iteration of ``run`` (one process, one warm-up).
+
+    Fails unless PyTorch's G and D have as many parameters as the package's.
+    """
+    proc = subprocess.run([python, TORCH_SCRIPT, '--config', json.dumps(run),
+                           '--iters', str(iters)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or ['(no output)']
+        raise SystemExit(f'recipe_steps.py: error: torch_presets.py: {lines[-1]}')
+    lines = proc.stdout.strip().splitlines()
+    theirs = next(ln for ln in lines if ln.startswith('# parameters')).split()[3::2]
+    ours = [n_params(updater.gen), n_params(updater.dis)]
+    if [int(n) for n in theirs] != ours:
+        raise SystemExit(f'recipe_steps.py: error: PyTorch built other nets: parameters of G '
+                         f'and D {theirs}, ours {ours}')
+    return float(lines[-1].split()[1])
 
 
 #: G's upsampling stages at 28x28: (name, in channels, out channels, input side, ksize).
@@ -135,35 +143,54 @@ def time_stages(batchsize: int, repeats: int, iters: int) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--batchsize', type=int, default=64)
+    p.add_argument('--batchsize', type=int, help="images per batch (default: each preset's)")
     p.add_argument('--iters', type=int, default=3, help='iterations per recipe per round')
     p.add_argument('--repeats', type=int, default=5, help='rounds')
-    p.add_argument('--only', nargs='*', choices=list(RECIPES), help='time only these')
+    p.add_argument('--only', nargs='*', choices=RECIPES, help='time only these')
+    p.add_argument('--torch', action='store_true',
+                   help='also time the same nets in PyTorch ($TORCH_PYTHON)')
     p.add_argument('--stages', action='store_true',
                    help="time G's upsampling stages as written and fused instead")
     args = p.parse_args()
-    if args.batchsize < 1 or args.iters < 1 or args.repeats < 1:
+    if (args.batchsize is not None and args.batchsize < 1) or args.iters < 1 or args.repeats < 1:
         p.error('--batchsize, --iters and --repeats must be at least 1')
+    torch_python = os.environ.get('TORCH_PYTHON', sys.executable)
+    if args.torch and subprocess.run([torch_python, '-c', 'import torch'],
+                                     capture_output=True, check=False).returncode:
+        p.error(f'--torch: {torch_python} cannot import torch (set TORCH_PYTHON)')
     names = args.only or list(RECIPES)
     print(f'cpu: {cpu_name()}')
     if args.stages:
-        print(f'batch {args.batchsize}, {args.repeats} rounds of {args.iters} forward+backward')
-        time_stages(args.batchsize, args.repeats, args.iters)
+        batch = args.batchsize or 64
+        print(f'batch {batch}, {args.repeats} rounds of {args.iters} forward+backward')
+        time_stages(batch, args.repeats, args.iters)
         return 0
-    print(f'batch {args.batchsize}, 1x28x28, {args.repeats} rounds of {args.iters} iterations')
-    updaters = {name: make_updater(name, args.batchsize) for name in names}
-    for updater in updaters.values():
-        updater.update()  # warm-up: allocations, the fast path's first calls
-    rounds = {name: [] for name in names}
-    for _ in range(args.repeats):
-        for name, updater in updaters.items():
-            start = time.perf_counter()
-            for _ in range(args.iters):
-                updater.update()
-            rounds[name].append(1e3 * (time.perf_counter() - start) / args.iters)
-    print(f'{"recipe":20} {"ms/iter":>8} {"fastest":>8} {"slowest":>8}')
+    batch = args.batchsize or "each preset's"
+    print(f'batch {batch}, 1x28x28, {args.repeats} rounds of {args.iters} iterations')
+    with tempfile.TemporaryDirectory() as tmp:
+        built = {name: make_updater(name, args.batchsize, os.path.join(tmp, name))
+                 for name in names}
+        for updater, _ in built.values():
+            updater.update()  # warm-up: allocations, the fast path's first calls
+        rounds = {name: [] for name in names}
+        torch_rounds = {name: [] for name in names}
+        for _ in range(args.repeats):
+            for name, (updater, run) in built.items():
+                start = time.perf_counter()
+                for _ in range(args.iters):
+                    updater.update()
+                rounds[name].append(1e3 * (time.perf_counter() - start) / args.iters)
+                if args.torch:
+                    torch_rounds[name].append(torch_ms(torch_python, run, args.iters, updater))
+    header = f'{"recipe":20} {"ms/iter":>8} {"fastest":>8} {"slowest":>8}'
+    print(header + (f' {"torch":>8} {"ours/torch":>10}' if args.torch else ''))
     for name, times in rounds.items():
-        print(f'{name:20} {statistics.median(times):8.1f} {min(times):8.1f} {max(times):8.1f}')
+        line = (f'{name:20} {statistics.median(times):8.1f} {min(times):8.1f} '
+                f'{max(times):8.1f}')
+        if args.torch:
+            theirs = statistics.median(torch_rounds[name])
+            line += f' {theirs:8.1f} {statistics.median(times) / theirs:10.2f}'
+        print(line)
     return 0
 
 

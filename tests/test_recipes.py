@@ -6,6 +6,8 @@ nets, and a run with every stochastic option (D noise and dropout, noisy
 labels, truncated z, Nesterov velocities) must resume exactly.
 """
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -148,6 +150,44 @@ def test_recipe_steps_benchmark_times_what_it_names(args, first_column):
     assert lines[0].startswith('cpu: ') and 'AVX-512' in lines[0]
     rows = [re.match(r'^(.+?)( +\d+\.\d+)+$', line) for line in lines[3:]]
     assert all(rows) and [r.group(1) for r in rows] == first_column
+
+
+def _torch_python():
+    python = os.environ.get('TORCH_PYTHON', '/work/venv-torch/bin/python')
+    ok = os.path.isfile(python) and subprocess.run(
+        [python, '-c', 'import torch'], capture_output=True, check=False).returncode == 0
+    return python if ok else None
+
+
+@pytest.mark.skipif(_torch_python() is None, reason='no Python with torch (TORCH_PYTHON)')
+def test_recipe_steps_times_the_presets_nets_in_pytorch_with_as_many_parameters():
+    # recipe_steps.py itself fails when PyTorch's nets have other parameter
+    # counts than the preset's; every write-up preset must pass that check.
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, 'benchmarks/recipe_steps.py', '--batchsize', '2', '--iters', '1',
+         '--repeats', '1', '--torch'], cwd=repo, capture_output=True, text=True, timeout=600,
+        check=False, env={**os.environ, 'TORCH_PYTHON': _torch_python()})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[2].split()[-2:] == ['torch', 'ours/torch']
+    assert [line.split()[0] for line in lines[3:]] == [
+        'dcgan', 'keras-dcgan', 'keras-dcgan-notes', 'chainer-example', 'tf-gan']
+
+
+def test_torch_presets_refuses_what_it_cannot_build_in_one_line():
+    python = _torch_python()
+    if python is None:
+        pytest.skip('no Python with torch (TORCH_PYTHON)')
+    repo = Path(__file__).resolve().parents[1]
+    run = {'gen': {'size': 8, 'channels': 1, 'n_hidden': 4, 'widths': [4], 'ksize': 4,
+                   'upsample': 'bilinear'}, 'dis': {}}
+    proc = subprocess.run([python, 'benchmarks/peers/torch_presets.py', '--config',
+                           json.dumps(run)], cwd=repo, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("torch_presets.py: error: G option upsample='bilinear' is "
+                                   'not built here')
 
 
 # --- the keras-dcgan preset against the original (benchmarks/peers) ----------
