@@ -29,6 +29,13 @@ The details that the DCGAN write-ups learned the hard way are defaults here:
   price of a G step on the z that D has just trained on; the default
   follows Goodfellow et al.'s algorithm, which draws a fresh z for the G
   step. A conditional G step then uses the real batch's labels.
+* **D's fakes from G in training mode.** G's BatchNorm normalises the D
+  step's fakes with their own batch statistics, as in the G step, so D
+  learns on the images G is trained through. ``eval_fakes=True`` makes
+  them in evaluation mode instead (BatchNorm's running averages, which the
+  D step then leaves as they are): what Keras write-ups get from
+  ``g.predict`` (keras-dcgan); while the averages still lag, early in a
+  run, D then trains on other images than G's step sees.
 * **Real and fake batches kept apart.** D sees the real and the fake batch
   in two forward passes (``separate_batches=True``): in one concatenated
   batch, BatchNorm would normalise real and fake images with shared
@@ -173,6 +180,9 @@ class GANUpdater(StandardUpdater):
             every G step and saved in snapshots; ``None`` for none.
         reuse_fakes: Train G on the last D step's fakes instead of
             generating new ones (see above); needs ``order='dis_first'``.
+        eval_fakes: Make the D step's fakes with G in evaluation mode (see
+            above); not with ``reuse_fakes``, whose G step needs them in
+            training mode.
         loss_scale: Passed to ``StandardUpdater``: a static loss scale for
             both optimizers. Each backward pass uses its optimizer's current
             scale, so the dynamic scaling of
@@ -215,6 +225,7 @@ class GANUpdater(StandardUpdater):
         conditional: bool = False,
         ema: GeneratorEMA | None = None,
         reuse_fakes: bool = False,
+        eval_fakes: bool = False,
         loss_scale: float | None = None,
         augment: str | Callable | None = None,
         real_label: float | tuple[float, float] | None = None,
@@ -234,6 +245,9 @@ class GANUpdater(StandardUpdater):
         if reuse_fakes and order != 'dis_first':
             raise ValueError("reuse_fakes needs order='dis_first': the G step reuses "
                              'the fakes of the D step before it')
+        if reuse_fakes and eval_fakes:
+            raise ValueError('eval_fakes cannot go with reuse_fakes: the G step would train '
+                             'through fakes made in evaluation mode')
         super().__init__(iterator, optimizer, converter=converter,
                          device=device, loss_scale=loss_scale)
         self.loss = get_loss(loss)
@@ -262,6 +276,7 @@ class GANUpdater(StandardUpdater):
             raise ValueError('conditional=True needs a generator with an n_classes attribute')
         self.ema = ema
         self.reuse_fakes = reuse_fakes
+        self.eval_fakes = eval_fakes
         _warn_if_not_resumable(self.get_iterator('main'))
         # (fakes with G's graph, their labels) from the last D step, for the
         # G step of the same iteration (reuse_fakes only).
@@ -414,7 +429,8 @@ class GANUpdater(StandardUpdater):
         # D gets the bare array either way: nothing flows back into G, and
         # D's first layer computes no input gradient.
         z = self.make_hidden(batchsize)
-        with chainer.using_config('enable_backprop', keep_fakes):
+        with chainer.using_config('enable_backprop', keep_fakes), \
+                chainer.using_config('train', not self.eval_fakes):
             fakes = self.generate(z, t)
         x_fake = fakes.array
         self._kept_fakes = (fakes, t, z) if keep_fakes else None

@@ -26,11 +26,14 @@ import chainer.links as L
 
 from gan_trainer import ops
 from gan_trainer.nets._common import (
+    BN_DECAY,
+    BN_EPS,
     INITS,
     NORMS,
     WEIGHT_STD,
     add_spectral_norm,
     batch_norm,
+    check_bn,
     default_n_stages,
     resolve_widths,
     weight_initializer,
@@ -50,6 +53,8 @@ from gan_trainer.nets._layers import (
 )
 
 __all__ = [
+    'BN_DECAY',
+    'BN_EPS',
     'DISCRIMINATOR_OPTIONS',
     'GENERATOR_OPTIONS',
     'INITS',
@@ -77,7 +82,8 @@ def _options(net, defaults: dict) -> dict:
 
 #: G's recipe options and their defaults (the DCGAN paper's G).
 GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None,
-                     'project_norm': 'channel', 'stage_norm': True, 'init': 'normal'}
+                     'project_norm': 'channel', 'stage_norm': True, 'init': 'normal',
+                     'bn_decay': BN_DECAY, 'bn_eps': BN_EPS}
 
 #: How G's first normalization (``bn0``, after the linear projection) pools
 #: its statistics: per channel of the reshaped map, over the batch and the
@@ -98,6 +104,8 @@ DISCRIMINATOR_OPTIONS = {
     'bn_gamma': True,
     'padding': 'same',
     'init': 'normal',
+    'bn_decay': BN_DECAY,
+    'bn_eps': BN_EPS,
 }
 
 #: The padding of D's stride-1 convolutions before pooling: ``'same'`` keeps
@@ -145,12 +153,14 @@ class GeneratorBase(chainer.Chain):
 
     Args:
         size, channels, n_hidden, widths, base_width, ksize, upsample, activation, fc_width,
-            project_norm, stage_norm, init: As in :class:`~gan_trainer.nets.Generator`.
+            project_norm, stage_norm, init, bn_decay, bn_eps: As in
+            :class:`~gan_trainer.nets.Generator`.
         n_in (int): Input size of the first linear layer: ``n_hidden`` plus
             whatever the subclass concatenates to ``z``.
         make_norm (callable or None): ``width -> link``; the link is called
             as ``norm(h, *norm_args)`` with the ``norm_args`` given to
-            :meth:`generate`. ``None``: :func:`batch_norm` of ``init``.
+            :meth:`generate`. ``None``: :func:`batch_norm` of ``init``,
+            ``bn_decay`` and ``bn_eps``.
     """
 
     def __init__(
@@ -170,6 +180,8 @@ class GeneratorBase(chainer.Chain):
         project_norm: str = 'channel',
         stage_norm: bool = True,
         init: str = 'normal',
+        bn_decay: float = BN_DECAY,
+        bn_eps: float = BN_EPS,
     ):
         super().__init__()
         self.upsample = check_choice('upsample', upsample, UPSAMPLES)
@@ -178,9 +190,10 @@ class GeneratorBase(chainer.Chain):
         self.project_norm = check_choice('project_norm', project_norm, PROJECT_NORMS)
         self.stage_norm = check_flag('stage_norm', stage_norm)
         self.init = check_choice('init', init, INITS)
+        self.bn_decay, self.bn_eps = check_bn(bn_decay, bn_eps)
         if make_norm is None:
             def make_norm(width):
-                return batch_norm(width, init=self.init)
+                return batch_norm(width, init=self.init, decay=self.bn_decay, eps=self.bn_eps)
         strided = self.upsample == 'deconv'
         self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={upsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
@@ -333,7 +346,7 @@ class DiscriminatorBase(chainer.Chain):
         size, channels, widths, base_width, ksize, norm, spectral_norm: As in
             :class:`~gan_trainer.nets.Discriminator`.
         downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma,
-            padding, init: As in :class:`~gan_trainer.nets.Discriminator`.
+            padding, init, bn_decay, bn_eps: As in :class:`~gan_trainer.nets.Discriminator`.
         in_channels (int): Channels of the first conv's input: ``channels``
             plus whatever the subclass concatenates to the images.
 
@@ -362,6 +375,8 @@ class DiscriminatorBase(chainer.Chain):
         bn_gamma: bool = True,
         padding: str = 'same',
         init: str = 'normal',
+        bn_decay: float = BN_DECAY,
+        bn_eps: float = BN_EPS,
     ):
         super().__init__()
         if norm not in NORMS:
@@ -383,6 +398,7 @@ class DiscriminatorBase(chainer.Chain):
         self.bn_gamma = bn_gamma
         self.padding = check_choice('padding', padding, PADDINGS)
         self.init = check_choice('init', init, INITS)
+        self.bn_decay, self.bn_eps = check_bn(bn_decay, bn_eps)
         strided = self.downsample == 'stride'
         if strided and self.padding == 'valid':
             raise ValueError("padding='valid' needs downsample='max_pool' or 'avg_pool': "
@@ -416,7 +432,8 @@ class DiscriminatorBase(chainer.Chain):
             ])
             # Empty without batch norm, so ``dis.bns`` always exists.
             self.bns = chainer.ChainList(*[
-                batch_norm(c, use_gamma=bn_gamma, init=self.init)
+                batch_norm(c, use_gamma=bn_gamma, init=self.init, decay=self.bn_decay,
+                           eps=self.bn_eps)
                 for c in self.widths[1:] if norm == 'batch'
             ])
             if self.fc_width is not None:

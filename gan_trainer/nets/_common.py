@@ -77,19 +77,37 @@ def weight_initializer(init: str) -> chainer.initializer.Initializer:
     return initializers.Normal(WEIGHT_STD)
 
 
-def batch_norm(width: int, *, use_gamma: bool = True,
-               init: str = 'normal') -> L.BatchNormalization:
+#: Chainer's batch-norm defaults: the running averages' decay and the
+#: variance's epsilon (Keras': momentum 0.99, epsilon 1e-3).
+BN_DECAY, BN_EPS = 0.9, 2e-5
+
+
+def batch_norm(width: int, *, use_gamma: bool = True, init: str = 'normal',
+               decay: float = BN_DECAY, eps: float = BN_EPS) -> L.BatchNormalization:
     """Returns DCGAN's batch normalization for ``width`` channels.
 
     ``use_gamma=False`` leaves out the learned scale, as Chainer's DCGAN
     example does in D (its shift ``beta`` stays). The scale starts at
     N(1, 0.02) (``init='normal'``) or at exactly 1 (``'glorot'``, Keras).
+    ``decay`` is the running averages' (Keras' ``momentum``), ``eps`` is
+    added to the variance.
     """
     if not use_gamma:
-        return ops.BatchNormalization(width, use_gamma=False)
+        return ops.BatchNormalization(width, use_gamma=False, decay=decay, eps=eps)
     if init == 'glorot':
-        return ops.BatchNormalization(width)
-    return ops.BatchNormalization(width, initial_gamma=NormalAroundOne(WEIGHT_STD))
+        return ops.BatchNormalization(width, decay=decay, eps=eps)
+    return ops.BatchNormalization(width, initial_gamma=NormalAroundOne(WEIGHT_STD),
+                                  decay=decay, eps=eps)
+
+
+def check_bn(decay, eps) -> tuple[float, float]:
+    """Returns ``(decay, eps)`` if ``0 <= decay < 1`` and ``eps > 0``, else raises."""
+    for name, value, ok in (('bn_decay', decay, lambda v: 0 <= v < 1),
+                            ('bn_eps', eps, lambda v: v > 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            rule = 'in [0, 1)' if name == 'bn_decay' else 'a number > 0'
+            raise ValueError(f'{name} must be {rule}, got {value!r}')
+    return float(decay), float(eps)
 
 
 def default_n_stages(size: int) -> int:

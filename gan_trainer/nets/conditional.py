@@ -46,6 +46,8 @@ from chainer import initializers
 
 from gan_trainer import ops
 from gan_trainer.nets._blocks import (
+    BN_DECAY,
+    BN_EPS,
     WEIGHT_STD,
     DiscriminatorBase,
     GeneratorBase,
@@ -100,10 +102,12 @@ class ConditionalBatchNormalization(chainer.Chain):
         n_classes (int): Number of labels.
     """
 
-    def __init__(self, size: int, n_classes: int):
+    def __init__(self, size: int, n_classes: int, *, decay: float = BN_DECAY,
+                 eps: float = BN_EPS):
         super().__init__()
         with self.init_scope():
-            self.bn = ops.BatchNormalization(size, use_gamma=False, use_beta=False)
+            self.bn = ops.BatchNormalization(size, use_gamma=False, use_beta=False,
+                                             decay=decay, eps=eps)
             self.gamma = L.EmbedID(n_classes, size, initialW=initializers.One())
             self.beta = L.EmbedID(n_classes, size, initialW=initializers.Zero())
 
@@ -141,8 +145,8 @@ class ConditionalGenerator(GeneratorBase):
             ``None`` means ``n_classes``, as many as a one-hot code, which
             is enough to keep every class apart and small next to ``z``
             (10 for MNIST against 100). Must be ``None`` for ``'cbn'``.
-        upsample, activation, fc_width, project_norm, stage_norm, init: The recipe
-            options of :class:`~gan_trainer.nets.Generator`.
+        upsample, activation, fc_width, project_norm, stage_norm, init, bn_decay, bn_eps:
+            The recipe options of :class:`~gan_trainer.nets.Generator`.
 
     Raises:
         ValueError: If ``n_classes``, ``mode`` or ``n_embed`` is invalid, or
@@ -167,6 +171,8 @@ class ConditionalGenerator(GeneratorBase):
         project_norm: str = 'channel',
         stage_norm: bool = True,
         init: str = 'normal',
+        bn_decay: float = BN_DECAY,
+        bn_eps: float = BN_EPS,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, GENERATOR_MODES)
@@ -180,8 +186,9 @@ class ConditionalGenerator(GeneratorBase):
 
         def make_norm(width):
             if mode == 'cbn':
-                return ConditionalBatchNormalization(width, n_classes)
-            return batch_norm(width, init=init)
+                return ConditionalBatchNormalization(width, n_classes, decay=bn_decay,
+                                                     eps=bn_eps)
+            return batch_norm(width, init=init, decay=bn_decay, eps=bn_eps)
 
         super().__init__(
             size=size,
@@ -198,6 +205,8 @@ class ConditionalGenerator(GeneratorBase):
             project_norm=project_norm,
             stage_norm=stage_norm,
             init=init,
+            bn_decay=bn_decay,
+            bn_eps=bn_eps,
         )
         self.n_classes = n_classes
         self.mode = mode
@@ -264,7 +273,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
             Koyama's SNGAN projection discriminator does.
         mode (str): ``'projection'`` or ``'concat'``, see above.
         downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma,
-            padding, init: The recipe options of :class:`~gan_trainer.nets.Discriminator`.
+            padding, init, bn_decay, bn_eps: The recipe options of
+            :class:`~gan_trainer.nets.Discriminator`.
 
     Raises:
         ValueError: If ``n_classes``, ``mode`` or ``norm`` is invalid, or
@@ -292,6 +302,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
         bn_gamma: bool = True,
         padding: str = 'same',
         init: str = 'normal',
+        bn_decay: float = BN_DECAY,
+        bn_eps: float = BN_EPS,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, DISCRIMINATOR_MODES)
@@ -313,6 +325,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
             bn_gamma=bn_gamma,
             padding=padding,
             init=init,
+            bn_decay=bn_decay,
+            bn_eps=bn_eps,
         )
         self.n_classes = n_classes
         self.mode = mode

@@ -66,6 +66,8 @@ import chainer
 import chainer.functions as F
 
 from gan_trainer.nets._blocks import (
+    BN_DECAY,
+    BN_EPS,
     DISCRIMINATOR_OPTIONS,
     GENERATOR_OPTIONS,
     NORMS,
@@ -143,6 +145,10 @@ class Generator(GeneratorBase):
             0.02) batch-norm scales) or ``'glorot'`` (Keras' defaults:
             Glorot-uniform weights, scales 1), see
             :func:`~gan_trainer.nets._common.weight_initializer`.
+        bn_decay (float): The batch normalizations' running-average decay:
+            Chainer's 0.9 or, as Keras' ``momentum``, 0.99.
+        bn_eps (float): Added to their variance: Chainer's 2e-5, Keras'
+            1e-3.
 
     Raises:
         ValueError: If an option is unknown, or ``size``, ``widths``,
@@ -165,6 +171,8 @@ class Generator(GeneratorBase):
         project_norm: str = 'channel',
         stage_norm: bool = True,
         init: str = 'normal',
+        bn_decay: float = BN_DECAY,
+        bn_eps: float = BN_EPS,
     ):
         super().__init__(
             size=size,
@@ -180,6 +188,8 @@ class Generator(GeneratorBase):
             project_norm=project_norm,
             stage_norm=stage_norm,
             init=init,
+            bn_decay=bn_decay,
+            bn_eps=bn_eps,
         )
 
     def config(self) -> dict:
@@ -269,8 +279,7 @@ class Discriminator(DiscriminatorBase):
             unpadded, as keras-dcgan's second one (Keras' default padding),
             which shrinks the map D reads out (5x5 instead of 7x7 on 28x28
             digits with 5x5 kernels).
-        init (str): ``'normal'`` or ``'glorot'``, as for
-            :class:`Generator`.
+        init, bn_decay, bn_eps: As for :class:`Generator`.
 
     Raises:
         ValueError: If an option is unknown or out of range, or ``size``,
@@ -298,6 +307,8 @@ class Discriminator(DiscriminatorBase):
         bn_gamma: bool = True,
         padding: str = 'same',
         init: str = 'normal',
+        bn_decay: float = BN_DECAY,
+        bn_eps: float = BN_EPS,
     ):
         super().__init__(
             size=size,
@@ -317,6 +328,8 @@ class Discriminator(DiscriminatorBase):
             bn_gamma=bn_gamma,
             padding=padding,
             init=init,
+            bn_decay=bn_decay,
+            bn_eps=bn_eps,
         )
         if self.spectral_norm:
             add_spectral_norm(self)

@@ -210,6 +210,7 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
         order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,
         seed=seed, penalty=get_penalty(config.penalty, config.penalty_weight),
         conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes,
+        eval_fakes=config.eval_fakes,
         augment=make_augment(config), real_label=real_label(config),
         penalty_every=config.penalty_every, regularizers=make_regularizers(config))
     iterations = config.iteration

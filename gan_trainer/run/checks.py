@@ -18,6 +18,10 @@ OPTIMIZER_SETTINGS = ('lr', 'beta1', 'beta2', 'eps', 'momentum', 'nesterov', 'rh
 
 def check_combinations(config) -> None:
     """The combinations of options that cannot work together (a ConfigError naming one)."""
+    if config.reuse_fakes and config.eval_fakes:
+        raise ConfigError('eval_fakes', 'cannot go with reuse_fakes: the G step would train '
+                                        'through fakes made in evaluation mode '
+                                        '(--no-reuse_fakes)')
     if config.reuse_fakes and config.order != 'dis_first':
         raise ConfigError('reuse_fakes', "needs order 'dis_first': the G step reuses "
                                          'the fakes of the D step before it (the default '
@@ -58,7 +62,8 @@ def _check_recipes(config) -> None:
     if config.arch == 'resnet':
         defaults = type(config)()
         for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'gen_project_norm',
-                     'gen_stage_norm', 'init', 'dis_padding', 'dis_downsample',
+                     'gen_stage_norm', 'init', 'bn_decay', 'bn_eps', 'dis_padding',
+                     'dis_downsample',
                      'dis_activation', 'dis_fc', 'dis_fc_activation', 'dis_noise',
                      'dis_dropout', 'dis_bn_gamma', 'ksize'):
             if getattr(config, name) != getattr(defaults, name):

@@ -202,6 +202,12 @@ class RunConfig:
                        choices=('normal', 'glorot'),
                        help="initial weights: 'normal', the DCGAN paper's N(0, 0.02), or "
                             "'glorot', Keras' defaults (Glorot-uniform, BatchNorm scales 1)")
+    bn_decay: float = option(0.9, kind='float', group='networks', networks=True, preset=True,
+                             checks=[between(0, 1)],
+                             help="BatchNorm's running-average decay (Keras' momentum: 0.99)")
+    bn_eps: float = option(2e-5, kind='float', group='networks', networks=True, preset=True,
+                           checks=[above(0)],
+                           help="BatchNorm's epsilon (Keras: 1e-3)")
     dis_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
                            choices=('batch', 'none'), help='normalisation in D')
     spectral_norm: bool = option(False, kind='bool', group='networks', networks=True,
@@ -249,6 +255,10 @@ class RunConfig:
                         help='D steps per G step')
     order: str = option('dis_first', kind='str', group='loop', preset=True,
                         choices=('dis_first', 'gen_first'), help='which step comes first')
+    eval_fakes: bool = option(False, kind='bool', group='loop', preset=True,
+                              help="make the D step's fakes with G in evaluation mode "
+                                   "(BatchNorm's running averages), as Keras' g.predict in "
+                                   'keras-dcgan')
     reuse_fakes: bool = option(True, kind='bool', group='loop', preset=True,
                                help="train G on the last D step's fakes (PyTorch's DCGAN "
                                     'loop: one G forward per iteration)')

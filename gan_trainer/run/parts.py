@@ -43,13 +43,14 @@ def build_networks(config: RunConfig, shape, n_classes: int = 1):
         gen_config = dict(common, n_hidden=config.n_hidden, upsample=config.gen_upsample,
                           activation=config.gen_activation, fc_width=config.gen_fc,
                           project_norm=config.gen_project_norm,
-                          stage_norm=config.gen_stage_norm, init=config.init)
+                          stage_norm=config.gen_stage_norm, init=config.init,
+                          bn_decay=config.bn_decay, bn_eps=config.bn_eps)
         dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm,
                           downsample=config.dis_downsample, activation=config.dis_activation,
                           fc_width=config.dis_fc, fc_activation=config.dis_fc_activation,
                           noise_sigma=config.dis_noise, dropout=config.dis_dropout,
                           bn_gamma=config.dis_bn_gamma, padding=config.dis_padding,
-                          init=config.init)
+                          init=config.init, bn_decay=config.bn_decay, bn_eps=config.bn_eps)
         if config.conditional:
             gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
             dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)
