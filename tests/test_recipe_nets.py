@@ -281,6 +281,77 @@ def test_unit_project_norm_normalises_each_unit_over_the_batch_before_the_reshap
     assert abs(spread['unit'] - 1) < 1e-3 and spread['channel'] < 0.05
 
 
+def test_keras_generator_without_stage_norm_matches_a_hand_written_forward_pass():
+    # keras-dcgan's G as the original has it: one BatchNorm (per unit of the
+    # Dense layer), none after the stages; Keras' initialisation and
+    # BatchNorm epsilon.
+    gen = Generator(size=8, n_hidden=4, widths=[3, 5], upsample='nearest', ksize=5,
+                    activation='tanh', fc_width=6, project_norm='unit', stage_norm=False,
+                    init='glorot', bn_eps=1e-3)
+    assert len(gen.bns) == 0 and gen.bn0.eps == 1e-3
+    z = _z(6)
+
+    def conv(link, h):
+        return F.convolution_2d(h.repeat(2, axis=2).repeat(2, axis=3), link.W, link.b, pad=2)
+
+    h = F.tanh(F.linear(z, gen.fc.W, gen.fc.b))
+    h = F.linear(h, gen.project.W, gen.project.b)
+    h = F.tanh(F.batch_normalization(h, gen.bn0.gamma, gen.bn0.beta, eps=1e-3))
+    h = F.tanh(conv(gen.convs[0], F.reshape(h, (6, 5, 2, 2)).array))
+    expected = F.tanh(conv(gen.convs[1], h.array)).array
+    np.testing.assert_allclose(gen(z).array, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('init', ['normal', 'glorot'])
+def test_init_draws_the_papers_or_keras_weights(init):
+    with global_seed(0):
+        gen = Generator(size=28, widths=[64, 128], upsample='nearest', ksize=5, fc_width=1024,
+                        init=init)
+        dis = Discriminator(size=28, widths=[64, 128], downsample='max_pool', ksize=5,
+                            fc_width=1024, init=init)
+    for link in (gen.fc, gen.project, gen.convs[0], gen.convs[1], dis.convs[0], dis.convs[1],
+                 dis.fc, dis.out):
+        w = link.W.array
+        fan_in, fan_out = w[0].size, w.shape[0] * w[0, 0].size
+        if init == 'glorot':  # U(-a, a), a = sqrt(6 / (fan_in + fan_out)): Keras' default
+            a = np.sqrt(6 / (fan_in + fan_out))
+            assert np.abs(w).max() <= a and np.abs(w).max() > 0.9 * a
+            np.testing.assert_allclose(w.std(), a / np.sqrt(3), rtol=0.15)
+        else:
+            np.testing.assert_allclose(w.std(), 0.02, rtol=0.15)
+        assert (link.b.array == 0).all()
+    gammas = np.concatenate([gen.bn0.gamma.array, gen.bns[0].gamma.array])
+    assert (gammas == 1).all() == (init == 'glorot')
+
+
+def test_bn_decay_and_eps_reach_every_batch_normalization():
+    gen = Generator(size=8, n_hidden=4, widths=[4, 8], bn_decay=0.99, bn_eps=1e-3)
+    dis = Discriminator(size=8, widths=[4, 8], bn_decay=0.99, bn_eps=1e-3, bn_gamma=False)
+    cgen = ConditionalGenerator(n_classes=2, size=8, n_hidden=4, widths=[4, 8], mode='cbn',
+                                bn_decay=0.99, bn_eps=1e-3)
+    links = [gen.bn0, *gen.bns, *dis.bns, cgen.bn0.bn, *(b.bn for b in cgen.bns)]
+    assert len(links) == 5 and all((b.decay, b.eps) == (0.99, 1e-3) for b in links)
+    with chainer.using_config('train', True):
+        gen(_z(4))
+    # One batch moves the running mean 1% of the way (Keras' momentum 0.99).
+    batch_mean = F.reshape(gen.project(_z(4)), (4, 8, 2, 2)).array.mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(gen.bn0.avg_mean, 0.01 * batch_mean, rtol=1e-4, atol=1e-7)
+
+
+def test_valid_padding_shrinks_the_pooled_stages_after_the_first():
+    # keras-dcgan's D: 'same' 28 -> pooled 14, 'valid' 14 -> 10 -> pooled 5.
+    dis = Discriminator(size=28, widths=[4, 8], downsample='max_pool', ksize=5,
+                        activation='tanh', norm='none', fc_width=6, padding='valid')
+    assert dis.start_side == 5 and dis.fc.W.shape == (6, 8 * 5 * 5)
+    assert (dis.convs[0].pad, dis.convs[1].pad) == ((2, 2), (0, 0))
+    x = fake_images(3, size=28)
+    h = F.max_pooling_2d(F.tanh(F.convolution_2d(x, dis.convs[0].W, dis.convs[0].b, pad=2)), 2)
+    h = F.max_pooling_2d(F.tanh(F.convolution_2d(h, dis.convs[1].W, dis.convs[1].b)), 2)
+    h = F.tanh(F.linear(h, dis.fc.W, dis.fc.b))
+    expected = F.flatten(F.linear(h, dis.out.W, dis.out.b)).array
+    np.testing.assert_allclose(dis(x).array, expected, rtol=1e-5, atol=1e-6)
+
+
 # --- D: pooling, the hidden fc, activations, BN without gamma, noise -----------
 
 
@@ -391,6 +462,12 @@ def test_spectral_norm_covers_the_hidden_fc():
     (Generator, {'activation': 'sigmoid'}, "unknown activation 'sigmoid'"),
     (Generator, {'fc_width': 0}, 'fc_width must be a positive integer or None, got 0'),
     (Generator, {'project_norm': 'layer'}, "unknown project_norm 'layer'"),
+    (Generator, {'stage_norm': 1}, 'stage_norm must be True or False, got 1'),
+    (Generator, {'init': 'he'}, "unknown init 'he'"),
+    (Generator, {'bn_decay': 1.0}, r'bn_decay must be in \[0, 1\), got 1.0'),
+    (Discriminator, {'bn_eps': 0}, 'bn_eps must be a number > 0, got 0'),
+    (Discriminator, {'padding': 'valid'}, "padding='valid' needs downsample='max_pool'"),
+    (Discriminator, {'padding': 'full'}, "unknown padding 'full'"),
     (Discriminator, {'downsample': 'max_pool', 'ksize': 4},
      "ksize 4 does not fit downsample='max_pool'"),
     (Discriminator, {'downsample': 'stride', 'ksize': 7},
@@ -428,6 +505,11 @@ RECIPE_CONFIGS = [
                            'widths': [4, 8], 'ksize': 3, 'noise_sigma': 0.1}),
     (build_generator, {'size': 8, 'n_hidden': 4, 'widths': [4, 8], 'upsample': 'nearest',
                        'activation': 'tanh', 'project_norm': 'unit'}),
+    (build_generator, {'size': 8, 'n_hidden': 4, 'widths': [4, 8], 'upsample': 'nearest',
+                       'activation': 'tanh', 'stage_norm': False, 'init': 'glorot',
+                       'bn_decay': 0.99, 'bn_eps': 1e-3}),
+    (build_discriminator, {'size': 8, 'widths': [4, 8], 'downsample': 'max_pool',
+                           'ksize': 3, 'padding': 'valid', 'init': 'glorot', 'fc_width': 6}),
     (build_generator, {'arch': 'conditional', 'n_classes': 2, 'mode': 'cbn', 'size': 8,
                        'n_hidden': 4, 'widths': [4, 8], 'project_norm': 'unit'}),
 ]
@@ -481,7 +563,7 @@ def test_ema_of_an_upsampling_generator():
     np.testing.assert_allclose(ema.target.fc.W.array, gen.fc.W.array - 0.5, rtol=1e-6)
 
 
-@pytest.mark.parametrize('build, config', RECIPE_CONFIGS[:2] + RECIPE_CONFIGS[3:5])
+@pytest.mark.parametrize('build, config', RECIPE_CONFIGS[:2] + RECIPE_CONFIGS[3:5] + RECIPE_CONFIGS[7:10])
 def test_fast_cpu_functions_match_chainer_on_recipe_nets(build, config):
     # Without what draws anew at each call (noise, dropout, SN's power iteration).
     with global_seed(0):

@@ -106,6 +106,10 @@ def test_a_bad_value_is_a_config_error_naming_the_option(option, value, says):
     ({'beta2_start': 0.9, 'optimizer': 'sgd'}, 'beta2_start'),
     ({'ema_rampup': 0.05}, 'ema_rampup'),
     ({'real_label': 0.9, 'loss': 'rpgan'}, 'real_label'),
+    ({'eval_fakes': True}, 'eval_fakes'),  # the default reuses the fakes
+    ({'dis_padding': 'valid'}, 'dis_padding'),  # a strided D
+    ({'arch': 'resnet', 'init': 'glorot'}, 'init'),
+    ({'arch': 'resnet', 'bn_decay': 0.99}, 'bn_decay'),
 ])
 def test_combinations_that_cannot_work_are_refused(changes, option):
     with pytest.raises(ConfigError) as excinfo:

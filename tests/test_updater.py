@@ -342,8 +342,33 @@ def test_an_iterator_that_cannot_resume_exactly_is_warned_about():
         make_updater(data, shuffle_seed=1, n_processes=0)  # train_iterator saves it
 
 
+@pytest.mark.parametrize('eval_fakes', [False, True])
+def test_eval_fakes_makes_the_d_steps_fakes_with_gens_running_averages(eval_fakes):
+    # keras-dcgan's g.predict: D trains on G in evaluation mode (BatchNorm's
+    # running averages, left as they are); by default on G in training mode,
+    # whose BatchNorm uses and updates the batch statistics.
+    updater = make_updater(eval_fakes=eval_fakes)
+    gen, dis = updater.gen, updater.dis
+    bn = gen.bn0
+    bn.avg_mean[:] = 0.5  # running averages far from any batch's statistics
+    stats = (bn.avg_mean.copy(), bn.avg_var.copy())
+    state = updater.rng.get_state()
+    z = updater.make_hidden(4)
+    updater.rng.set_state(state)
+    with chainer.using_config('train', not eval_fakes), chainer.no_backprop_mode():
+        expected = gen(z).array
+    bn.avg_mean[:], bn.avg_var[:] = stats
+    recorder = Recorder(dis)
+    updater.dis_step()
+    numpy.testing.assert_allclose(recorder.calls[1]['x'], expected, rtol=1e-6, atol=1e-6)
+    unchanged = numpy.array_equal(bn.avg_mean, stats[0]) and numpy.array_equal(
+        bn.avg_var, stats[1])
+    assert unchanged == eval_fakes
+
+
 @pytest.mark.parametrize('kwargs, message', [
     ({'n_dis': 0}, 'n_dis must be at least 1'),
+    ({'eval_fakes': True, 'reuse_fakes': True}, 'eval_fakes cannot go with reuse_fakes'),
     ({'order': 'both'}, "unknown order 'both'"),
     ({'loss': 'nope'}, "unknown loss 'nope'"),
     ({'z_dist': 'cauchy'}, "unknown z distribution 'cauchy'"),
