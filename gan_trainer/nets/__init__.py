@@ -11,6 +11,7 @@ architecture is one more dict entry.
 
 import chainer
 
+from gan_trainer.nets.autoencoder import AutoencoderDiscriminator
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
 from gan_trainer.nets.resnet import ResNetDiscriminator, ResNetGenerator
@@ -20,6 +21,8 @@ NETS = {
     'dcgan': (Generator, Discriminator),
     'conditional': (ConditionalGenerator, ConditionalDiscriminator),
     'resnet': (ResNetGenerator, ResNetDiscriminator),
+    # BEGAN: the DCGAN G (usually with norm='none') and an autoencoder D.
+    'autoencoder': (Generator, AutoencoderDiscriminator),
 }
 
 
@@ -75,6 +78,7 @@ def build_discriminator(config: dict) -> chainer.Chain:
 
 __all__ = [
     'NETS',
+    'AutoencoderDiscriminator',
     'ConditionalDiscriminator',
     'ConditionalGenerator',
     'Discriminator',
