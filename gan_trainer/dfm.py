@@ -33,6 +33,8 @@ the updater's random state on the CPU, so a run repeats and resumes exactly.
 
 from __future__ import annotations
 
+import itertools
+
 import chainer
 import chainer.functions as F
 import chainer.links as L
@@ -62,7 +64,7 @@ class Denoiser(chainer.Chain):
         sizes = [in_size] + [self.width] * (depth - 1) + [in_size]
         with self.init_scope():
             self.linears = chainer.ChainList(*[
-                L.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:])])
+                L.Linear(n_in, n_out) for n_in, n_out in itertools.pairwise(sizes)])
             self.bns = chainer.ChainList(*[
                 L.BatchNormalization(self.width) for _ in range(depth - 1)])
 

@@ -405,6 +405,11 @@ class DiscriminatorBase(chainer.Chain):
             **_options(self, DISCRIMINATOR_OPTIONS),
         }
 
+    @property
+    def n_features(self) -> int:
+        """How many numbers per image :meth:`head` gives (what ``out`` and DFM read)."""
+        return self.fc_width or self.widths[-1] * self.start_side**2
+
     def serialize(self, serializer) -> None:
         """Saves/restores the parameters, and the noise's random state if any."""
         super().serialize(serializer)

@@ -58,6 +58,9 @@ from gan_trainer.run.parts import (
     build_networks,
     loader_processes,
     make_augment,
+    make_denoiser,
+    make_dfm,
+    make_loss,
     make_optimizers,
     net_config,
     real_label,
@@ -185,12 +188,15 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
 
         use_multi_node_batch_norm(gen, comm)
         use_multi_node_batch_norm(dis, comm)
+    den = make_denoiser(config, dis)  # DFM's, trained beside D
     gen.to_device(device)
     dis.to_device(device)
+    if den is not None:
+        den.to_device(device)
     # (Every process builds the same nets from the seed, so the EMA's copy of
     # G is the same everywhere too.)
     ema = GeneratorEMA(gen, decay=config.ema, start=config.ema_start) if config.ema else None
-    optimizers = make_optimizers(gen, dis, config)
+    optimizers = make_optimizers(gen, dis, config, den)
     precision.configure_optimizers(optimizers, config.dtype)
     if group.parallel:  # gradients averaged over the processes; rank 0's weights
         from gan_trainer.distributed import rank_seed, setup_distributed
@@ -204,11 +210,11 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
     test_iter = chainer.iterators.SerialIterator(test, config.batchsize, repeat=False,
                                                  shuffle=False)
     updater = GANUpdater(
-        train_iter, optimizers, device=device, loss=config.loss, n_dis=config.n_dis,
+        train_iter, optimizers, device=device, loss=make_loss(config), n_dis=config.n_dis,
         order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,
         seed=seed, penalty=get_penalty(config.penalty, config.penalty_weight),
         conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes,
-        augment=make_augment(config), real_label=real_label(config))
+        augment=make_augment(config), real_label=real_label(config), dfm=make_dfm(config))
     iterations = config.iteration
     if config.epoch:
         iterations = math.ceil(config.epoch * len(train) / (config.batchsize * config.n_dis))
@@ -221,7 +227,7 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
     # 4. Extensions.
     nets = {'gen': gen, 'dis': dis, **({'gen_ema': ema.target} if ema else {})}
     evaluator = GANEvaluator(test_iter, {'gen': generator_to_show(gen, ema), 'dis': dis},
-                             device=device, loss=config.loss, z_dist=z_sampler(config), seed=seed,
+                             device=device, loss=updater.loss, z_dist=z_sampler(config), seed=seed,
                              conditional=config.conditional)
     if group.parallel:
         from gan_trainer.distributed import create_multi_node_evaluator
