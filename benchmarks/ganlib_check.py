@@ -62,12 +62,16 @@ import numpy
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gan_trainer import GANUpdater  # noqa: E402
-from gan_trainer.dfm import DenoisingFeatureMatching  # noqa: E402
-from gan_trainer.losses import get_loss  # noqa: E402
-from gan_trainer.penalties import DRAGAN, WGANGP  # noqa: E402
+from gan_trainer import GANUpdater
+from gan_trainer.dfm import DenoisingFeatureMatching
+from gan_trainer.losses import get_loss
+from gan_trainer.penalties import DRAGAN, WGANGP
 
 ALGORITHMS = ('dcgan', 'minibatch_discrimination', 'wgan_gp', 'dragan', 'cramer', 'began', 'dfm')
+
+#: ``--algorithms`` may also name this: the Cramér GAN with the penalty's ``df/dh`` held
+#: constant at the interpolates, as chainer-gan-lib's hand-written backward pass holds it.
+CRAMER_AS_GANLIB = 'cramer-dfdh-constant'
 
 
 class ScriptedRandom:
@@ -122,14 +126,27 @@ def numpy_random_from(script: ScriptedRandom):
         numpy.random.uniform, numpy.random.randn = saved
 
 
-def recording(optimizer: chainer.Optimizer, log: list) -> None:
-    """Makes ``optimizer.update()`` append a copy of every gradient to ``log`` first."""
+def recording(optimizer: chainer.Optimizer, log: list, *, after: list | None = None,
+              sync: list | None = None) -> None:
+    """Makes ``optimizer.update()`` append a copy of every gradient to ``log`` first.
+
+    ``after`` gets a copy of the weights after each update; with ``sync``
+    (another run's ``after``) the weights are then set to that run's, so
+    that every gradient of the two runs is taken at the same weights.
+    """
     update = optimizer.update
 
     def recorded(*args, **kwargs):
         log.append({name: None if p.grad is None else p.grad.copy()
                     for name, p in optimizer.target.namedparams()})
-        return update(*args, **kwargs)
+        result = update(*args, **kwargs)
+        if after is not None:
+            after.append({n: p.array.copy() for n, p in optimizer.target.namedparams()})
+        if sync is not None:
+            weights = sync[len(log) - 1]
+            for n, p in optimizer.target.namedparams():
+                p.array[...] = weights[n]
+        return result
 
     optimizer.update = recorded
 
@@ -223,11 +240,14 @@ def setup(name: str, lib) -> dict:
         alpha, beta1, beta2 = 1e-4, 0.0, 0.9
         ref_args = {'n_dis': 2, 'lam': 10.0}
         ours = {'loss': 'nonsaturating', 'n_dis': 2, 'penalty': DRAGAN(10.0)}
-    elif name == 'cramer':
+    elif name in ('cramer', CRAMER_AS_GANLIB):
         dis = net.WGANDiscriminator(output_dim=256)
         alpha, beta1, beta2 = 1e-4, 0.5, 0.9
         ref_args = {'n_dis': 5, 'lam': 10.0}
-        ours = {'loss': 'cramer', 'n_dis': 5, 'penalty': WGANGP(10.0)}
+        loss = get_loss('cramer')
+        if name == CRAMER_AS_GANLIB:
+            loss = loss._replace(critic=_dfdh_constant)
+        ours = {'loss': loss, 'n_dis': 5, 'penalty': WGANGP(10.0)}
     elif name == 'began':
         gen = net.DCGANGenerator(ch=128, use_bn=False)
         began = lib['began.net'].Discriminator(ch=128)
@@ -248,6 +268,23 @@ def setup(name: str, lib) -> dict:
             'adam': (alpha, beta1, beta2), 'ref_args': ref_args, 'ours': ours}
 
 
+def _dfdh_constant(h, y_fakes):
+    """The Cramér critic with ``df/dh`` at ``h`` held constant: ``sum(c * h)``.
+
+    Its value is not ``f``'s, but its gradient in the image is ``J^T c``,
+    the gradient chainer-gan-lib's penalty measures, and differentiating
+    that gradient with respect to D's weights leaves ``c`` out, as its
+    ``differentiable_backward`` does.
+    """
+    from gan_trainer.cramer import NORM_EPS
+
+    a, o = h.array, y_fakes[1].array
+    d = a - o
+    c = (d / numpy.sqrt((d**2).sum(axis=1, keepdims=True) + NORM_EPS)
+         - a / numpy.sqrt((a**2).sum(axis=1, keepdims=True) + NORM_EPS))
+    return F.sum(h * c, axis=1)
+
+
 def adam(link, hyper):
     alpha, beta1, beta2 = hyper
     optimizer = chainer.optimizers.Adam(alpha=alpha, beta1=beta1, beta2=beta2)
@@ -264,22 +301,24 @@ def run_reference(name, lib, parts, images, batchsize, steps, seed):
         optimizers[f'opt_{key}'] = adam(link, parts['adam'])
         models.append(link)
     logs = {key: [] for key in optimizers}
+    after = {key: [] for key in optimizers}
     for key, optimizer in optimizers.items():
-        recording(optimizer, logs[key])
+        recording(optimizer, logs[key], after=after[key])
     iterator = chainer.iterators.SerialIterator(images, batchsize, shuffle=False)
-    updater = lib[f'{name}.updater'].Updater(
+    module = 'cramer' if name == CRAMER_AS_GANLIB else name
+    updater = lib[f'{module}.updater'].Updater(
         iterator={'main': iterator}, optimizer=optimizers, models=models, device=-1,
         **parts['ref_args'])
     with numpy_random_from(ScriptedRandom(seed)):
         for _ in range(steps):
             updater.update()
     nets = {'gen': gen, 'dis': dis, **extra}
-    grads = {'gen': logs['opt_gen'], 'dis': logs['opt_dis'],
-             **{k: logs[f'opt_{k}'] for k in extra}}
-    return nets, grads, getattr(updater, 'kt', None)
+    grads = {key: logs[f'opt_{key}'] for key in nets}
+    weights = {key: after[f'opt_{key}'] for key in nets}
+    return nets, grads, weights, getattr(updater, 'kt', None)
 
 
-def run_ours(parts, images, batchsize, steps, seed):
+def run_ours(parts, images, batchsize, steps, seed, *, sync=None):
     gen = copy.deepcopy(parts['gen'])
     dis = copy.deepcopy(parts['ours_dis'] or parts['dis'])
     extra = {k: copy.deepcopy(v) for k, v in parts['extra'].items()}
@@ -287,7 +326,7 @@ def run_ours(parts, images, batchsize, steps, seed):
                   **{k: adam(v, parts['adam']) for k, v in extra.items()}}
     logs = {key: [] for key in optimizers}
     for key, optimizer in optimizers.items():
-        recording(optimizer, logs[key])
+        recording(optimizer, logs[key], sync=None if sync is None else sync[key])
     iterator = chainer.iterators.SerialIterator(images, batchsize, shuffle=False)
     options = dict(parts['ours'])
     updater = GANUpdater(iterator, optimizers, order='simultaneous', **options)
@@ -324,18 +363,32 @@ def parameter_error(ref: chainer.Link, ours: chainer.Link, lr: float) -> float:
 
 
 def check(name: str, lib, *, batchsize: int, steps: int, seed: int) -> dict:
+    """The differences between the two updaters.
+
+    ``grad1``: the gradients of the first update of each network (same
+    weights on both sides, so only the order of the arithmetic differs);
+    ``grad synced``: of every update, our side's weights set to the
+    reference's after each update, so that every gradient is taken at the
+    same weights and batches: the check that the two compute the same
+    step; ``param``: the weights at the end of free runs, in learning rates.
+    Free runs part by rounding: Adam moves a weight by about one learning
+    rate in its first steps whatever the size of its gradient, so a
+    gradient near 0 whose rounding differs moves the weight visibly, and
+    LeakyReLU's masks in a gradient penalty amplify that in later steps.
+    """
     with chainer.using_config('train', True):
         numpy.random.seed(seed)
         parts = setup(name, lib)
         images = digits(batchsize * steps * 5)
-        ref_nets, ref_grads, ref_k = run_reference(name, lib, parts, images, batchsize,
-                                                   steps, seed)
+        ref_nets, ref_grads, ref_weights, ref_k = run_reference(
+            name, lib, parts, images, batchsize, steps, seed)
         our_nets, our_grads, our_k = run_ours(parts, images, batchsize, steps, seed)
+        synced_grads = run_ours(parts, images, batchsize, steps, seed, sync=ref_weights)[1]
     lr = parts['adam'][0]
-    result = {'algorithm': name, 'updates': {k: len(v) for k, v in our_grads.items()}}
-    for key in ref_nets:
-        result[f'grad {key}'] = gradient_error(ref_grads[key], our_grads[key])
-        result[f'param {key} (lr)'] = parameter_error(ref_nets[key], our_nets[key], lr)
+    result = {'algorithm': name, 'updates': sum(len(v) for v in our_grads.values())}
+    result['grad1'] = max(gradient_error(ref_grads[k][:1], our_grads[k][:1]) for k in ref_nets)
+    result['grad synced'] = max(gradient_error(ref_grads[k], synced_grads[k]) for k in ref_nets)
+    result['param (lr)'] = max(parameter_error(ref_nets[k], our_nets[k], lr) for k in ref_nets)
     if ref_k is not None:
         result['k_t'] = (float(ref_k), float(our_k))
     return result
@@ -355,13 +408,13 @@ def load_ganlib(path: str) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--ganlib', required=True, help='a checkout of pfnet-research/chainer-gan-lib')
-    p.add_argument('--algorithms', default=','.join(ALGORITHMS))
+    p.add_argument('--algorithms', default=','.join((*ALGORITHMS, CRAMER_AS_GANLIB)))
     p.add_argument('--steps', type=int, default=3, help='iterations per algorithm')
     p.add_argument('--batchsize', type=int, default=8)
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
     names = args.algorithms.split(',')
-    unknown = [n for n in names if n not in ALGORITHMS]
+    unknown = [n for n in names if n not in (*ALGORITHMS, CRAMER_AS_GANLIB)]
     if unknown:
         p.error(f'--algorithms: unknown {", ".join(unknown)}; known: {", ".join(ALGORITHMS)}')
     lib = load_ganlib(args.ganlib)

@@ -42,7 +42,15 @@ import numpy
 
 from gan_trainer import ops
 
-__all__ = ['Denoiser', 'DenoisingFeatureMatching']
+__all__ = ['Denoiser', 'DenoisingFeatureMatching', 'check_discriminator']
+
+
+def check_discriminator(dis) -> None:
+    """Raises a one-line ValueError unless ``dis`` can give its features (``forward_with_features``)."""
+    if callable(getattr(dis, 'forward_with_features', None)):
+        return
+    raise ValueError(f'dfm needs a D with forward_with_features(x) -> (outputs, features), '
+                     f'such as gan_trainer.nets.Discriminator; {type(dis).__name__} has none')
 
 
 class Denoiser(chainer.Chain):
@@ -104,6 +112,20 @@ class DenoisingFeatureMatching:
         noise = rng.standard_normal(size=f.shape).astype(f.dtype)
         noise = chainer.backend.get_device_from_array(f).send(noise)
         return F.mean_squared_error(denoiser(f + self.noise_sigma * noise), f)
+
+    def update_denoiser(self, optimizer: chainer.Optimizer, loss: chainer.Variable):
+        """The denoiser's backward pass and update (``optimizer``'s target); returns the loss's array.
+
+        The updater computes ``loss`` (:meth:`denoiser_loss`, a forward pass
+        in training mode, which moves the denoiser's BatchNorm averages)
+        before G's term reads the denoiser, and updates its weights after:
+        chainer-gan-lib's order.
+        """
+        optimizer.target.cleargrads()
+        loss.backward()
+        optimizer.update()
+        loss.unchain_backward()
+        return loss.array
 
     def gen_loss(self, denoiser: chainer.Link, features_fake) -> chainer.Variable:
         """``weight * mean((f - r(f))^2)`` on fake features ``f``, ``r(f)`` a constant."""

@@ -337,8 +337,11 @@ def test_dfm_needs_its_denoiser_and_a_d_with_features():
     with pytest.raises(ValueError, match="dfm needs the denoiser's optimizer"):
         make(gen, LinearD(np.ones((1, 4)), features=np.ones((3, 4))), data(),
              dfm=DenoisingFeatureMatching())
-    with pytest.raises(ValueError, match='forward_with_features'):
-        make(gen, LinearD(np.ones((1, 4))), data(), den=L.Linear(3, 3),
+    class NoFeatures(LinearD):
+        forward_with_features = None
+
+    with pytest.raises(ValueError, match='dfm needs a D with forward_with_features'):
+        make(gen, NoFeatures(np.ones((1, 4))), data(), den=L.Linear(3, 3),
              dfm=DenoisingFeatureMatching())
     with pytest.raises(ValueError, match="optimizer 'den' without dfm"):
         make(gen, LinearD(np.ones((1, 4))), data(), den=L.Linear(3, 3))
@@ -390,17 +393,17 @@ def _algorithms():
         return Discriminator(size=size, widths=widths, **kw)
 
     return {
-        'began': lambda: dict(gen=gen(norm='none'), dis=AutoencoderDiscriminator(
-            size=size, widths=widths, code_dim=3), loss=get_loss('began', gamma=0.5),
-            order='simultaneous'),
-        'cramer': lambda: dict(gen=gen(), dis=dis(norm='none', out_dim=4), loss='cramer',
-                               penalty=WGANGP(10.0), n_dis=2),
-        'dragan': lambda: dict(gen=gen(), dis=dis(norm='none'), loss='nonsaturating',
-                               penalty=DRAGAN(10.0), n_dis=2, order='simultaneous'),
-        'dfm': lambda: dict(gen=gen(), dis=dis(), loss='nonsaturating',
-                            dfm=DenoisingFeatureMatching(), den=Denoiser(32, width=6, depth=3)),
-        'minibatch': lambda: dict(gen=gen(), dis=dis(minibatch_kernels=3, bn_gamma=False),
-                                  loss='nonsaturating', order='simultaneous'),
+        'began': lambda: {'gen': gen(norm='none'), 'dis': AutoencoderDiscriminator(
+            size=size, widths=widths, code_dim=3), 'loss': get_loss('began', gamma=0.5),
+            'order': 'simultaneous'},
+        'cramer': lambda: {'gen': gen(), 'dis': dis(norm='none', out_dim=4), 'loss': 'cramer',
+                           'penalty': WGANGP(10.0), 'n_dis': 2},
+        'dragan': lambda: {'gen': gen(), 'dis': dis(norm='none'), 'loss': 'nonsaturating',
+                           'penalty': DRAGAN(10.0), 'n_dis': 2, 'order': 'simultaneous'},
+        'dfm': lambda: {'gen': gen(), 'dis': dis(), 'loss': 'nonsaturating',
+                        'dfm': DenoisingFeatureMatching(), 'den': Denoiser(32, width=6, depth=3)},
+        'minibatch': lambda: {'gen': gen(), 'dis': dis(minibatch_kernels=3, bn_gamma=False),
+                              'loss': 'nonsaturating', 'order': 'simultaneous'},
     }
 
 

@@ -10,6 +10,7 @@ architecture is one more dict entry.
 """
 
 import chainer
+import chainer.functions as F
 
 from gan_trainer.nets.autoencoder import AutoencoderDiscriminator
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
@@ -29,6 +30,15 @@ NETS = {
 def call_net(net: chainer.Link, x, t=None):
     """``net(x)``, or ``net(x, t)`` for a conditional net given labels ``t``."""
     return net(x) if t is None else net(x, t)
+
+
+def read_outputs(y):
+    """D's outputs as the losses read them: ``(B,)`` for one number per image, else ``(B, K)``.
+
+    A D's ``(B, 1)`` (or ``(B,)``) logits become ``(B,)``; a Cramér GAN
+    critic's ``(B, K)`` vectors stay as they are.
+    """
+    return y if y.ndim == 2 and y.shape[1] > 1 else F.flatten(y)
 
 
 def _lookup(config: dict) -> tuple[type, type, dict]:
@@ -87,4 +97,6 @@ __all__ = [
     'ResNetGenerator',
     'build_discriminator',
     'build_generator',
+    'call_net',
+    'read_outputs',
 ]

@@ -9,7 +9,7 @@ nets, each network's optimizer settings must belong to its optimizer.
 
 from __future__ import annotations
 
-from gan_trainer.run.options import ConfigError
+from gan_trainer.run.options import ConfigError, declared
 
 #: The settings an optimizer may have (:data:`gan_trainer.optimizers.SETTINGS`).
 OPTIMIZER_SETTINGS = ('lr', 'beta1', 'beta2', 'eps', 'momentum', 'nesterov', 'rho',
@@ -108,8 +108,8 @@ _NOT_LOGITS = ('began', 'cramer')
 
 def _check_ganlib(config) -> None:
     """The options of chainer-gan-lib's algorithms: BEGAN, Cramér GAN, DFM, minibatch discrimination."""
-    defaults = type(config)()
-    given = [n for n in _DCGAN_ONLY if getattr(config, n) != getattr(defaults, n)]
+    defaults = {name: field.default for name, field in declared(type(config)).items()}
+    given = [n for n in _DCGAN_ONLY if getattr(config, n) != defaults[n]]
     if config.conditional and given:
         raise ConfigError(given[0], 'is an option of the unconditional DCGAN nets, not of '
                                     'conditional ones')
@@ -123,7 +123,7 @@ def _check_ganlib(config) -> None:
             raise ConfigError('loss', "began needs its autoencoder D, which is built for the "
                                       "unconditional DCGAN nets (arch 'dcgan')")
         for name in _NOT_AUTOENCODER:
-            if getattr(config, name) != getattr(defaults, name):
+            if getattr(config, name) != defaults[name]:
                 raise ConfigError(name, "is an option of the DCGAN discriminator; loss 'began' "
                                         'uses the autoencoder D, which has no such option')
     if config.loss == 'cramer':
@@ -136,6 +136,10 @@ def _check_ganlib(config) -> None:
     elif config.dis_out_dim not in (None, 1):
         raise ConfigError('dis_out_dim', f"{config.dis_out_dim} outputs are for loss 'cramer'; "
                                          f'loss {config.loss!r} reads one logit per image')
+    if config.loss in _NOT_LOGITS:
+        for name in ('lecam', 'bcr'):
+            if getattr(config, name):
+                raise ConfigError(name, f"reads D's logits, and loss {config.loss!r} has none")
     if config.loss in _NOT_LOGITS and config.augment == 'ada' or (
             config.loss in _NOT_LOGITS and config.ada_target is not None):
         raise ConfigError('augment', f"ada adapts to the sign of D's logits, and loss "
