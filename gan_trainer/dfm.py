@@ -113,7 +113,8 @@ class DenoisingFeatureMatching:
         noise = chainer.backend.get_device_from_array(f).send(noise)
         return F.mean_squared_error(denoiser(f + self.noise_sigma * noise), f)
 
-    def update_denoiser(self, optimizer: chainer.Optimizer, loss: chainer.Variable):
+    def update_denoiser(self, optimizer: chainer.Optimizer, loss: chainer.Variable, *,
+                        loss_scale: float | None = None):
         """The denoiser's backward pass and update (``optimizer``'s target); returns the loss's array.
 
         The updater computes ``loss`` (:meth:`denoiser_loss`, a forward pass
@@ -122,7 +123,7 @@ class DenoisingFeatureMatching:
         chainer-gan-lib's order.
         """
         optimizer.target.cleargrads()
-        loss.backward()
+        loss.backward(loss_scale=loss_scale)  # the optimizer's, under dynamic loss scaling
         optimizer.update()
         loss.unchain_backward()
         return loss.array

@@ -590,7 +590,9 @@ class GANUpdater(StandardUpdater):
         loss.unchain_backward()
         if features:
             den = self.get_optimizer('den')
-            chainer.report({'loss': self.dfm.update_denoiser(den, den_loss)}, den.target)
+            value = self.dfm.update_denoiser(den, den_loss,
+                                             loss_scale=precision.loss_scale(den))
+            chainer.report({'loss': value}, den.target)
 
         if self.loss.state is not None:  # BEGAN's k_t
             stats.update(self.loss.state.observe(y_real.array, _arrays(y_fake)))
