@@ -48,7 +48,9 @@ def build_networks(config: RunConfig, shape, n_classes: int = 1):
                           downsample=config.dis_downsample, activation=config.dis_activation,
                           fc_width=config.dis_fc, fc_activation=config.dis_fc_activation,
                           noise_sigma=config.dis_noise, dropout=config.dis_dropout,
-                          bn_gamma=config.dis_bn_gamma, out_dim=dis_outputs(config))
+                          bn_gamma=config.dis_bn_gamma)
+        if dis_outputs(config) != 1:
+            dis_config['out_dim'] = dis_outputs(config)
         if config.minibatch_discrimination:
             dis_config.update(minibatch_kernels=MINIBATCH_KERNELS, minibatch_dim=MINIBATCH_DIM)
         if config.loss == 'began':  # BEGAN's D is an autoencoder (nets.autoencoder)
