@@ -327,7 +327,7 @@ def run_ours(parts, images, batchsize, steps, seed, *, sync=None):
     for key, optimizer in optimizers.items():
         recording(optimizer, logs[key], sync=None if sync is None else sync[key])
     iterator = chainer.iterators.SerialIterator(images, batchsize, shuffle=False)
-    options = dict(parts['ours'])
+    options = copy.deepcopy(parts['ours'])  # BEGAN's loss has a k_t of its own per run
     updater = GANUpdater(iterator, optimizers, order='simultaneous', **options)
     script = ScriptedRandom(seed)
     updater.rng = script
