@@ -255,6 +255,7 @@ def test_the_shipped_classifier_loads_without_training_or_a_cache(monkeypatch, t
     assert float(model.test_accuracy) > 0.96
 
 
+@pytest.mark.process
 def test_the_shipped_weights_are_a_package_file_in_the_wheel(tmp_path):
     assert os.path.dirname(WEIGHTS) == os.path.dirname(classifier_module.__file__)
     # setup.py's build step (what a wheel is made of) copies it with the package.
