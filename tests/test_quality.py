@@ -140,7 +140,7 @@ def test_an_ema_generator_is_the_one_measured(tmp_path):
 
 def test_a_conditional_generator_is_asked_for_every_class_and_judged_on_them(tmp_path):
     trainer = make_trainer(tmp_path, conditional=True)
-    real = RealStatistics(fake_embed, fake_dataset(64, seed=1)._datasets[0])
+    real = RealStatistics(fake_embed, fake_dataset(64, seed=1).images)
     ext = QualityReport(real, n_samples=32)
     images, labels, _ = ext.samples(trainer.updater)
     assert images.shape == (32, 1, 8, 8)

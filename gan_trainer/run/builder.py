@@ -46,7 +46,7 @@ from gan_trainer.datasets import Data, DatasetError, load_dataset
 from gan_trainer.device import get_device
 from gan_trainer.ema import GeneratorEMA, generator_to_show
 from gan_trainer.iterators import train_iterator
-from gan_trainer.nets._blocks import default_n_stages
+from gan_trainer.nets import default_n_stages
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import memory
 from gan_trainer.run.config import ConfigError, RunConfig
