@@ -12,10 +12,8 @@ Markers (declared in setup.cfg):
   real training.
 """
 
-import numpy
 import pytest
-from helpers import succeeded, train
-from PIL import Image
+from helpers import succeeded, train, write_image_folder
 
 
 @pytest.fixture(scope='session')
@@ -32,12 +30,6 @@ def digits_run(tmp_path_factory):
 @pytest.fixture(scope='session')
 def image_folder(tmp_path_factory):
     """12 random 16x16 RGB PNGs in two class folders, plus a text file named broken.png."""
-    root = tmp_path_factory.mktemp('images') / 'pets'
-    rng = numpy.random.RandomState(0)
-    for name in ('cats', 'dogs'):
-        (root / name).mkdir(parents=True)
-        for i in range(6):
-            pixels = rng.randint(0, 256, (16, 16, 3)).astype(numpy.uint8)
-            Image.fromarray(pixels).save(root / name / f'{i}.png')
+    root = write_image_folder(tmp_path_factory.mktemp('images') / 'pets', 6, 16)
     (root / 'cats' / 'broken.png').write_text('not an image')
     return root

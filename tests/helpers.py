@@ -130,6 +130,17 @@ def train_here(*args):
     return here('train_dcgan.py', *FAST.split(), *args)
 
 
+def write_image_folder(root, per_class, side, seed=0):
+    """Random ``side`` x ``side`` RGB PNGs, ``per_class`` in each of ``cats/`` and ``dogs/``."""
+    rng = numpy.random.RandomState(seed)
+    for name in ('cats', 'dogs'):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.randint(0, 256, (side, side, 3)).astype(numpy.uint8)
+            Image.fromarray(pixels).save(root / name / f'{i}.png')
+    return root
+
+
 def succeeded(proc):
     assert proc.returncode == 0, f'exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}'
     return proc

@@ -20,8 +20,16 @@ import time
 
 import numpy
 import pytest
-from helpers import FAST, REPO, assert_one_line_error, here, succeeded, train, train_here
-from PIL import Image
+from helpers import (
+    FAST,
+    REPO,
+    assert_one_line_error,
+    here,
+    succeeded,
+    train,
+    train_here,
+    write_image_folder,
+)
 
 PROG = 'train_dcgan.py'
 
@@ -87,14 +95,7 @@ def finite(path):
 @pytest.fixture(scope='module')
 def pets8(tmp_path_factory):
     """16 random 8x8 PNGs in two class folders, none broken (so stderr holds only the run's lines)."""
-    root = tmp_path_factory.mktemp('faults') / 'pets'
-    rng = numpy.random.RandomState(0)
-    for name in ('cats', 'dogs'):
-        (root / name).mkdir(parents=True)
-        for i in range(8):
-            Image.fromarray(rng.randint(0, 256, (8, 8, 3)).astype(numpy.uint8)).save(
-                root / name / f'{i}.png')
-    return root
+    return write_image_folder(tmp_path_factory.mktemp('faults') / 'pets', 8, 8)
 
 
 # ------------------------------------------------------- fault 2: two runs, one folder
