@@ -73,7 +73,14 @@ def add_extensions(
     evaluator,
     quality=None,
 ) -> dict:
-    """Adds a run's extensions to ``trainer`` in the order of :data:`PRIORITIES`.
+    """Adds a run's extensions to ``trainer`` at their places in :data:`PRIORITIES`.
+
+    In four phases, each a function below: what keeps the processes of a
+    data-parallel run in agreement and the guard against NaNs; what
+    measures and draws the state (validation, quality, preview, divergence,
+    schedules); what reports it (log, table, plot, TensorBoard, progress);
+    and what ends the run (GIF, snapshots, the graceful stop). Extensions
+    of equal priority run in the order they are added.
 
     Args:
         trainer: The trainer.
@@ -89,15 +96,30 @@ def add_extensions(
     Returns:
         The added extensions by name.
     """
-    added = {}
+    add = _Adder(trainer, group)
+    _add_agreement_and_guard(add, config, group, nets, iterations)
+    _add_measurements(add, config, trainer, iterations, evaluator, quality)
+    _add_reports(add, config, iterations, quality)
+    _add_endings(add, config, folder, group, nets, iterations)
+    return add.added
 
-    def add(name, extension, trigger=None, *, shared=True):
+
+class _Adder:
+    """``add(name, extension, trigger, shared=...)`` at the priority of ``name``."""
+
+    def __init__(self, trainer: training.Trainer, group) -> None:
+        self.trainer, self.group, self.added = trainer, group, {}
+
+    def __call__(self, name, extension, trigger=None, *, shared=True) -> None:
         # Files every process would write alike come from the lead alone.
-        if shared and not group.lead:
+        if shared and not self.group.lead:
             return
-        trainer.extend(extension, name=name, trigger=trigger, priority=PRIORITIES[name][0])
-        added[name] = extension
+        self.trainer.extend(extension, name=name, trigger=trigger, priority=PRIORITIES[name][0])
+        self.added[name] = extension
 
+
+def _add_agreement_and_guard(add, config, group, nets, iterations) -> None:
+    """Data-parallel means and BatchNorm statistics, then the NaN guard."""
     if group.parallel:
         from gan_trainer.distributed import average_persistents
 
@@ -120,6 +142,10 @@ def add_extensions(
             shared=False,
         )
     add('nan_guard', NaNGuard(), shared=False)
+
+
+def _add_measurements(add, config, trainer, iterations, evaluator, quality) -> None:
+    """Validation, the quality report, the preview grid, the divergence monitor, schedules."""
     add('validation', evaluator, every(config.eval_interval, iterations), shared=False)
     if quality is not None:
         reference, embed = quality
@@ -138,6 +164,10 @@ def add_extensions(
     schedule = make_schedule(config, trainer.updater, iterations)
     if schedule is not None:  # every process: each has its own optimizers
         add('schedule', schedule, shared=False)
+
+
+def _add_reports(add, config, iterations, quality) -> None:
+    """The log and what reads it: the printed table, the plot, TensorBoard, the progress bar."""
     log = every(config.display_interval, iterations)
     add('LogReport', extensions.LogReport(trigger=log, filename=files.LOG))
     penalty = ['dis/penalty'] if config.penalty != 'none' else []
@@ -185,6 +215,10 @@ def add_extensions(
         add('tensorboard', report)
     if config.progress:
         add('ProgressBar', extensions.ProgressBar(update_interval=10))
+
+
+def _add_endings(add, config, folder, group, nets, iterations) -> None:
+    """The GIF at the end, the snapshots, and the graceful stop after them."""
     add('training_gif', TrainingGif())
     snapshots = Snapshots(folder, nets if group.lead else {}, keep=config.keep)
     add('snapshots', snapshots, every(config.snapshot_interval, iterations), shared=False)
@@ -192,4 +226,3 @@ def add_extensions(
     notice = (lambda line: warnings.warn(line, RunWarning, stacklevel=2)) if group.lead else None
     agree = group.any if group.parallel else None
     add('graceful_stop', GracefulStop(snapshots, agree=agree, notice=notice), shared=False)
-    return added
