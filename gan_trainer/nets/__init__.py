@@ -12,6 +12,8 @@ architecture is one more dict entry.
 import chainer
 import chainer.functions as F
 
+from gan_trainer.nets._blocks import default_n_stages, resolve_widths
+from gan_trainer.nets._layers import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
 from gan_trainer.nets.autoencoder import AutoencoderDiscriminator
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
@@ -87,7 +89,10 @@ def build_discriminator(config: dict) -> chainer.Chain:
 
 
 __all__ = [
+    'ACTIVATIONS',
+    'DOWNSAMPLES',
     'NETS',
+    'UPSAMPLES',
     'AutoencoderDiscriminator',
     'ConditionalDiscriminator',
     'ConditionalGenerator',
@@ -98,5 +103,7 @@ __all__ = [
     'build_discriminator',
     'build_generator',
     'call_net',
+    'default_n_stages',
     'read_outputs',
+    'resolve_widths',
 ]
