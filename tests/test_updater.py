@@ -8,7 +8,7 @@ import chainer.functions as F
 import numpy
 import pytest
 from chainer import training
-from chainer.backends import cuda
+from helpers import reported
 
 from gan_trainer import GANUpdater
 from gan_trainer.iterators import train_iterator
@@ -62,22 +62,6 @@ class Recorder:
             return y
 
         link.forward = recording_forward
-
-
-def to_float(value) -> float:
-    """A reported value (array or Variable, on any device) as a float."""
-    return float(cuda.to_cpu(getattr(value, 'array', value)))
-
-
-def reported(updater):
-    """Runs one ``updater.update()`` and returns what it reported, as floats."""
-    reporter = chainer.Reporter()
-    reporter.add_observer('gen', updater.gen)
-    reporter.add_observer('dis', updater.dis)
-    observation = {}
-    with reporter.scope(observation):
-        updater.update()
-    return {key: to_float(value) for key, value in observation.items()}
 
 
 def test_dis_step_does_not_backpropagate_into_gen():
@@ -369,6 +353,7 @@ def test_eval_fakes_makes_the_d_steps_fakes_with_gens_running_averages(eval_fake
 @pytest.mark.parametrize('kwargs, message', [
     ({'n_dis': 0}, 'n_dis must be at least 1'),
     ({'eval_fakes': True, 'reuse_fakes': True}, 'eval_fakes cannot go with reuse_fakes'),
+    ({'eval_fakes': True, 'order': 'simultaneous'}, 'eval_fakes cannot go with reuse_fakes'),
     ({'order': 'both'}, "unknown order 'both'"),
     ({'loss': 'nope'}, "unknown loss 'nope'"),
     ({'z_dist': 'cauchy'}, "unknown z distribution 'cauchy'"),

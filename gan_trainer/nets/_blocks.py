@@ -51,6 +51,7 @@ from gan_trainer.nets._layers import (
     stage_pad,
     upsample_conv,
 )
+from gan_trainer.nets.minibatch import MinibatchDiscrimination
 
 __all__ = [
     'BN_DECAY',
@@ -82,8 +83,8 @@ def _options(net, defaults: dict) -> dict:
 
 #: G's recipe options and their defaults (the DCGAN paper's G).
 GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None,
-                     'project_norm': 'channel', 'stage_norm': True, 'init': 'normal',
-                     'bn_decay': BN_DECAY, 'bn_eps': BN_EPS}
+                     'norm': 'batch', 'project_norm': 'channel', 'stage_norm': True,
+                     'init': 'normal', 'bn_decay': BN_DECAY, 'bn_eps': BN_EPS}
 
 #: How G's first normalization (``bn0``, after the linear projection) pools
 #: its statistics: per channel of the reshaped map, over the batch and the
@@ -102,6 +103,9 @@ DISCRIMINATOR_OPTIONS = {
     'noise_sigma': 0.0,
     'dropout': 0.0,
     'bn_gamma': True,
+    'out_dim': 1,
+    'minibatch_kernels': None,
+    'minibatch_dim': 5,
     'padding': 'same',
     'init': 'normal',
     'bn_decay': BN_DECAY,
@@ -123,6 +127,17 @@ _FUSED = ('relu', 'leaky_relu')
 #: the convolution (tanh there is the write-ups' activation, which NumPy
 #: computes on one core in a pass of its own).
 _CONV_FUSED = (*_FUSED, 'tanh')
+
+
+class _NoNorm(chainer.Link):
+    """A normalization link that normalizes nothing: ``h`` (G's ``norm='none'``)."""
+
+    def forward(self, h, *args):
+        return h
+
+
+def _no_norm(width: int) -> chainer.Link:
+    return _NoNorm()
 
 
 def _norm_then(norm: chainer.Link, h, norm_args, activation: str):
@@ -161,6 +176,9 @@ class GeneratorBase(chainer.Chain):
             as ``norm(h, *norm_args)`` with the ``norm_args`` given to
             :meth:`generate`. ``None``: :func:`batch_norm` of ``init``,
             ``bn_decay`` and ``bn_eps``.
+        norm (str): ``'batch'`` (``make_norm``'s links, the paper) or
+            ``'none'``: the normalization links pass ``h`` through
+            unchanged (BEGAN's and chainer-gan-lib's ``use_bn=False`` G).
     """
 
     def __init__(
@@ -182,8 +200,12 @@ class GeneratorBase(chainer.Chain):
         init: str = 'normal',
         bn_decay: float = BN_DECAY,
         bn_eps: float = BN_EPS,
+        norm: str = 'batch',
     ):
         super().__init__()
+        self.norm = check_choice('norm', norm, NORMS)
+        if norm == 'none':
+            make_norm = _no_norm
         self.upsample = check_choice('upsample', upsample, UPSAMPLES)
         self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
         self.fc_width = check_width('fc_width', fc_width)
@@ -347,6 +369,8 @@ class DiscriminatorBase(chainer.Chain):
             :class:`~gan_trainer.nets.Discriminator`.
         downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma,
             padding, init, bn_decay, bn_eps: As in :class:`~gan_trainer.nets.Discriminator`.
+        out_dim, minibatch_kernels, minibatch_dim: As in
+            :class:`~gan_trainer.nets.Discriminator`.
         in_channels (int): Channels of the first conv's input: ``channels``
             plus whatever the subclass concatenates to the images.
 
@@ -377,6 +401,9 @@ class DiscriminatorBase(chainer.Chain):
         init: str = 'normal',
         bn_decay: float = BN_DECAY,
         bn_eps: float = BN_EPS,
+        out_dim: int = 1,
+        minibatch_kernels: int | None = None,
+        minibatch_dim: int = 5,
     ):
         super().__init__()
         if norm not in NORMS:
@@ -399,6 +426,9 @@ class DiscriminatorBase(chainer.Chain):
         self.padding = check_choice('padding', padding, PADDINGS)
         self.init = check_choice('init', init, INITS)
         self.bn_decay, self.bn_eps = check_bn(bn_decay, bn_eps)
+        self.out_dim = check_width('out_dim', out_dim)
+        self.minibatch_kernels = check_width('minibatch_kernels', minibatch_kernels)
+        self.minibatch_dim = check_width('minibatch_dim', minibatch_dim)
         strided = self.downsample == 'stride'
         if strided and self.padding == 'valid':
             raise ValueError("padding='valid' needs downsample='max_pool' or 'avg_pool': "
@@ -438,7 +468,13 @@ class DiscriminatorBase(chainer.Chain):
             ])
             if self.fc_width is not None:
                 self.fc = L.Linear(n_flat, self.fc_width, initialW=w)
-            self.out = L.Linear(self.fc_width or n_flat, 1, initialW=w)
+            n_read = (self.fc_width or n_flat) + (self.minibatch_kernels or 0)
+            self.out = L.Linear(n_read, self.out_dim, initialW=w)
+            # After `out`, so that a net without it gets the draws it always got.
+            if self.minibatch_kernels is not None:
+                self.minibatch = MinibatchDiscrimination(
+                    self.fc_width or n_flat, self.minibatch_kernels, self.minibatch_dim,
+                    initialW=w)
         # After the weights, so that they get the draws they get without it.
         self.stochastic = Stochastic(noise_sigma=noise_sigma, dropout=dropout)
         self.noise_sigma = self.stochastic.noise_sigma
@@ -458,6 +494,11 @@ class DiscriminatorBase(chainer.Chain):
             'spectral_norm': self.spectral_norm,
             **_options(self, DISCRIMINATOR_OPTIONS),
         }
+
+    @property
+    def n_features(self) -> int:
+        """How many numbers per image :meth:`head` gives (what ``out`` and DFM read)."""
+        return self.fc_width or self.widths[-1] * self.start_side**2
 
     def serialize(self, serializer) -> None:
         """Saves/restores the parameters, and the noise's random state if any."""
@@ -531,3 +572,19 @@ class DiscriminatorBase(chainer.Chain):
         h = self.fc(h)  # (B, widths[-1] * s0 * s0) -> (B, fc_width)
         h = ACTIVATIONS[self.fc_activation or self.activation](self.stochastic.noise(h))
         return self.stochastic.drop(h)
+
+    def read_out(self, h) -> chainer.Variable:
+        """D's outputs from what :meth:`head` returned.
+
+        With ``minibatch_kernels`` the cross-batch counts of
+        :class:`~gan_trainer.nets.minibatch.MinibatchDiscrimination` are
+        appended to ``h`` first.
+
+        Returns:
+            chainer.Variable: ``(B,)`` logits, or ``(B, out_dim)`` outputs
+            when ``out_dim > 1`` (a Cramér GAN critic's feature vectors).
+        """
+        if self.minibatch_kernels is not None:
+            h = self.minibatch(h)  # (B, A) -> (B, A + kernels)
+        y = self.out(h)
+        return F.flatten(y) if self.out_dim == 1 else y

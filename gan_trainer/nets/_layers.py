@@ -26,7 +26,6 @@ import chainer.functions as F
 import numpy
 
 from gan_trainer import ops
-from gan_trainer.ops._common import use_fast
 from gan_trainer.ops.activation import activated
 
 #: Hidden-layer nonlinearity by name. LeakyReLU's slope is the DCGAN
@@ -201,7 +200,7 @@ def upsample_conv(conv: chainer.Link, x, mode: str, *,
     ``'relu'``, ``'leaky_relu'`` with slope 0.2, ``'tanh'``) is applied by
     the convolution node itself (:mod:`gan_trainer.ops`).
     """
-    if mode != 'nearest' or not use_fast(x, conv.W):
+    if mode != 'nearest' or not ops.use_fast(x, conv.W):
         y = conv(upsample(x, mode))  # any convolution link, Chainer's own too
         return y if activation is None else activated(y, activation, 0.2)
     k = conv.W.shape[2]

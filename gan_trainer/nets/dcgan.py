@@ -149,6 +149,9 @@ class Generator(GeneratorBase):
             Chainer's 0.9 or, as Keras' ``momentum``, 0.99.
         bn_eps (float): Added to their variance: Chainer's 2e-5, Keras'
             1e-3.
+        norm (str): ``'batch'`` (the paper) or ``'none'``: no batch
+            normalization anywhere (BEGAN's G; chainer-gan-lib's
+            ``DCGANGenerator(use_bn=False)``).
 
     Raises:
         ValueError: If an option is unknown, or ``size``, ``widths``,
@@ -173,6 +176,7 @@ class Generator(GeneratorBase):
         init: str = 'normal',
         bn_decay: float = BN_DECAY,
         bn_eps: float = BN_EPS,
+        norm: str = 'batch',
     ):
         super().__init__(
             size=size,
@@ -190,6 +194,7 @@ class Generator(GeneratorBase):
             init=init,
             bn_decay=bn_decay,
             bn_eps=bn_eps,
+            norm=norm,
         )
 
     def config(self) -> dict:
@@ -280,6 +285,16 @@ class Discriminator(DiscriminatorBase):
             which shrinks the map D reads out (5x5 instead of 7x7 on 28x28
             digits with 5x5 kernels).
         init, bn_decay, bn_eps: As for :class:`Generator`.
+        out_dim (int): Outputs per image: 1 (a logit, shape ``(B,)``) or
+            more (shape ``(B, out_dim)``), the feature vector a Cramér GAN
+            critic compares (Bellemare et al. 2017; chainer-gan-lib: 256).
+        minibatch_kernels (int or None): With a number ``B``, minibatch
+            discrimination (Salimans et al. 2016,
+            :class:`~gan_trainer.nets.minibatch.MinibatchDiscrimination`)
+            appends ``B`` cross-batch closeness counts to what ``out``
+            reads (chainer-gan-lib: 100); ``None`` for none.
+        minibatch_dim (int): The dimension ``C`` of each minibatch kernel
+            (chainer-gan-lib: 5).
 
     Raises:
         ValueError: If an option is unknown or out of range, or ``size``,
@@ -309,6 +324,9 @@ class Discriminator(DiscriminatorBase):
         init: str = 'normal',
         bn_decay: float = BN_DECAY,
         bn_eps: float = BN_EPS,
+        out_dim: int = 1,
+        minibatch_kernels: int | None = None,
+        minibatch_dim: int = 5,
     ):
         super().__init__(
             size=size,
@@ -330,6 +348,9 @@ class Discriminator(DiscriminatorBase):
             init=init,
             bn_decay=bn_decay,
             bn_eps=bn_eps,
+            out_dim=out_dim,
+            minibatch_kernels=minibatch_kernels,
+            minibatch_dim=minibatch_dim,
         )
         if self.spectral_norm:
             add_spectral_norm(self)
@@ -356,8 +377,22 @@ class Discriminator(DiscriminatorBase):
 
         Returns:
             chainer.Variable: Logits of shape ``(B,)``; positive means
-            "looks real".
+            "looks real". ``(B, out_dim)`` when ``out_dim > 1``.
+        """
+        # (B, widths[-1], s0, s0) or (B, fc_width) -> (B,) or (B, out_dim)
+        return self.read_out(self.head(self.features(self.noisy(self.check_x(x)))))
+
+    def forward_with_features(self, x) -> tuple[chainer.Variable, chainer.Variable]:
+        """D's outputs and the features its read-out sees, in one forward pass.
+
+        Denoising feature matching (:mod:`gan_trainer.dfm`) trains a
+        denoiser on these features and guides G with it.
+
+        Returns:
+            ``(outputs, features)``: the outputs of :meth:`forward`, and
+            ``(B, F)`` features: the last feature map (or the hidden fully
+            connected layer, with ``fc_width``) flattened, after its
+            activation.
         """
         h = self.head(self.features(self.noisy(self.check_x(x))))
-        # (B, widths[-1], s0, s0) or (B, fc_width) -> (B, 1) -> (B,)
-        return F.flatten(self.out(h))
+        return self.read_out(h), F.reshape(h, (h.shape[0], -1))
