@@ -10,6 +10,7 @@ command's name too.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 
@@ -36,7 +37,14 @@ def _int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
+        pass
+    try:  # 1e6, 2.5e3: a whole number in exponent notation
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}')
+    return int(value)
 
 
 def positive_int(text: str) -> int:

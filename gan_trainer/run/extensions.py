@@ -31,6 +31,7 @@ from gan_trainer.extensions import (
     TrainingGif,
 )
 from gan_trainer.run.errors import RunWarning
+from gan_trainer.run.triggers import AnyOf, Every
 
 #: Extension name -> (priority, why it runs there). Higher runs first. The names
 #: are those of earlier versions (Chainer's defaults for its own extensions),
@@ -88,14 +89,15 @@ PRIORITIES: dict[str, tuple[int, str]] = {
 }
 
 
-def every(interval: int, last: int) -> training.triggers.ManualScheduleTrigger:
+def every(interval: int, last: int) -> Every:
     """Fires every ``interval`` iterations and at the ``last`` one.
 
     So a run always ends with a snapshot, a grid and a log entry of its
-    final state, even when it is shorter than the interval.
+    final state, even when it is shorter than the interval. The points are
+    computed, not listed (:mod:`gan_trainer.run.triggers`): a run of 10**13
+    iterations costs what one of 300 does.
     """
-    points = [*range(interval, last, interval), last]
-    return training.triggers.ManualScheduleTrigger(points, 'iteration')
+    return Every(interval, last)
 
 
 class _PlainOutput:
@@ -155,21 +157,12 @@ def add_extensions(
         from gan_trainer.distributed import average_persistents
 
         add('mean_over_ranks', MeanOverRanks(group.comm), shared=False)
-        moments = sorted(
-            {
-                point
-                for interval in (
-                    config.snapshot_interval,
-                    config.eval_interval,
-                    config.preview_interval,
-                )
-                for point in every(interval, iterations).points
-            }
-        )
+        moments = AnyOf(*(every(interval, iterations) for interval in (
+            config.snapshot_interval, config.eval_interval, config.preview_interval)))
         add(
             'average_persistents',
             average_persistents(group.comm, list(nets.values())),
-            training.triggers.ManualScheduleTrigger(moments, 'iteration'),
+            moments,
             shared=False,
         )
     add('nan_guard', NaNGuard(), shared=False)

@@ -8,7 +8,8 @@ adds what turns a training loop into a run:
   (it says so, writes nothing, and returns);
 * ``config.json`` written (atomically) before the first iteration, once
   every check of the build has passed, so a failed start leaves an earlier
-  run's file as it was;
+  run's file as it was; the graceful stop's signal handlers are installed
+  just before it, so a signal from then on stops the run with a snapshot;
 * one exception per way of ending, each with one line to say:
   :class:`~gan_trainer.extensions.TrainingDiverged` (naming the newest
   snapshot kept), :class:`~gan_trainer.extensions.Stopped` (a signal),
@@ -87,14 +88,24 @@ class RunTrainer(training.Trainer):
                           f'{self.updater.iteration} of {self.last_iteration}: nothing to do '
                           '(pass a larger --iteration to train further)')
                 return
-            if self.group.lead:
-                self._write(lambda: self.record.write(self.folder.path))
-            self._train(show_loop_exception_msg)
+            stop = self._extensions.get('graceful_stop')
+            stop = stop.extension if stop is not None else None
+            if stop is not None:
+                # Before config.json: from here on a first signal is a
+                # graceful stop, also while the extensions start.
+                stop.install()
+            try:
+                self._train(show_loop_exception_msg)
+            finally:
+                if stop is not None:
+                    stop.finalize()
         finally:
             self.folder.unlock()
 
     def _train(self, show_loop_exception_msg: bool) -> None:
         try:
+            if self.group.lead:
+                self._write(lambda: self.record.write(self.folder.path))
             super().run(show_loop_exception_msg=show_loop_exception_msg)
         except KeyboardInterrupt:
             # A second signal: the graceful stop let it through to stop at once.
