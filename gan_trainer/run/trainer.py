@@ -14,7 +14,8 @@ adds what turns a training loop into a run:
   :class:`~gan_trainer.extensions.TrainingDiverged` (naming the newest
   snapshot kept), :class:`~gan_trainer.extensions.Stopped` (a signal),
   :class:`~gan_trainer.run.errors.ResourceError` (a full disk or any other
-  failed write, or no memory, naming the newest complete snapshot);
+  failed write, no memory, or a loader process that died and could not be
+  replaced, naming the newest complete snapshot);
 * the folder's lock released when the run ends.
 """
 
@@ -27,6 +28,7 @@ from chainer import training
 
 from gan_trainer.checkpoint import SnapshotError, load_params
 from gan_trainer.extensions import Stopped, TrainingDiverged
+from gan_trainer.loader import LoaderDied
 from gan_trainer.run.errors import ResourceError
 
 # What Chainer's triggers say when a snapshot of an earlier version lacks
@@ -117,7 +119,7 @@ class RunTrainer(training.Trainer):
             kept = self.folder.newest_complete()
             kept = f'newest snapshot kept: {kept}' if kept else 'no snapshot was taken before it'
             raise TrainingDiverged(f'{e} ({kept})') from None
-        except (OSError, MemoryError) as e:
+        except (OSError, MemoryError, LoaderDied) as e:
             raise self._resource_error(e) from None
 
     def _write(self, write) -> None:
@@ -130,6 +132,8 @@ class RunTrainer(training.Trainer):
         at = f'at iteration {self.updater.iteration}'
         if isinstance(error, MemoryError):
             what = f'ran out of memory {at}'
+        elif isinstance(error, LoaderDied):
+            what = f'{error} ({at})'
         else:
             target = f"'{error.filename}'" if getattr(error, 'filename', None) else 'a file'
             what = f'could not write {target} {at} ({error.strerror or error})'
