@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from gan_trainer.files import atomic_write
+
 #: Frame file names :func:`make_gif` collects; group 1 is the iteration.
 FRAME_PATTERN = re.compile(r'image_(\d+)\.png\Z')
 
@@ -109,13 +111,15 @@ def make_gif(
         durations[-1] = last_frame_ms
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(
-        out_path,
-        format='GIF',
-        save_all=True,
-        append_images=images[1:],
-        duration=durations,
-        loop=loop,
-        optimize=False,
-    )
+    # Atomically: a full disk leaves the old file (or none), never an empty one.
+    with atomic_write(out_path) as f:
+        images[0].save(
+            f,
+            format='GIF',
+            save_all=True,
+            append_images=images[1:],
+            duration=durations,
+            loop=loop,
+            optimize=False,
+        )
     return out_path

@@ -21,14 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import chainer
-import chainer.functions as F
 import numpy
 from chainer.dataset import convert
 from chainer.training import extensions
 
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
-from gan_trainer.nets import call_net
+from gan_trainer.nets import call_net, dis_logits
 
 
 class GANEvaluator(extensions.Evaluator):
@@ -101,8 +100,8 @@ class GANEvaluator(extensions.Evaluator):
         x_fake = call_net(gen, z, t)
         # Separate passes, as in training; in evaluation mode BatchNorm uses
         # running statistics, so this matches a concatenated pass anyway.
-        y_real = F.flatten(call_net(dis, x_real, t))
-        y_fake = F.flatten(call_net(dis, x_fake, t))
+        y_real = dis_logits(dis, x_real, t)
+        y_fake = dis_logits(dis, x_fake, t)
         loss_real = self.loss.dis_real(y_real)
         loss_fake = self.loss.dis_fake(y_fake)
         xp = device.xp

@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from gan_trainer.files import atomic_write
+
 LOG_NAME = 'log'
 
 
@@ -136,5 +138,11 @@ def plot_log(
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path)
+    kind = out_path.suffix.lstrip('.').lower() or 'png'
+    if kind not in fig.canvas.get_supported_filetypes():
+        raise LogError(f"cannot write a plot as '{out_path.name}': use one of "
+                       f"{', '.join(sorted(fig.canvas.get_supported_filetypes()))}")
+    # Atomically: a full disk leaves the old file (or none), never an empty one.
+    with atomic_write(out_path) as f:
+        fig.savefig(f, format=kind)
     return out_path

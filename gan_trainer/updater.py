@@ -92,7 +92,7 @@ from gan_trainer.iterators import (
 )
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, check_real_label, get_loss, soft_real
-from gan_trainer.nets import call_net
+from gan_trainer.nets import call_net, dis_logits
 from gan_trainer.ops import frozen
 
 ORDERS = ('dis_first', 'gen_first')
@@ -278,8 +278,8 @@ class GANUpdater(StandardUpdater):
         return call_net(self.gen, z, t)
 
     def discriminate(self, x, t=None):
-        """D's logits flattened to ``(B,)``; D(x) or D(x, t)."""
-        return F.flatten(call_net(self.dis, x, t))
+        """D's logits ``(B,)``; D(x) or D(x, t) (one line if D returns another shape)."""
+        return dis_logits(self.dis, x, t)
 
     def augmented(self, x):
         """``x`` through :attr:`augment` (drawing from the updater's random state), or ``x``."""
@@ -363,6 +363,10 @@ class GANUpdater(StandardUpdater):
         with chainer.using_config('enable_backprop', keep_fakes):
             fakes = self.generate(z, t)
         x_fake = fakes.array
+        if x_fake.shape[1:] != x_real.shape[1:]:
+            raise ValueError(f'the generator ({type(self.gen).__name__}) makes images of shape '
+                             f'{tuple(x_fake.shape[1:])}, and the data\'s are '
+                             f'{tuple(x_real.shape[1:])}')
         self._kept_fakes = (fakes, t, z) if keep_fakes else None
         y_real, y_fake = self.dis_logits(self.augmented(x_real), self.augmented(x_fake), t)
         loss_real = self.dis_loss_real(y_real)

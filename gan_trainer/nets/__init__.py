@@ -28,6 +28,26 @@ def call_net(net: chainer.Link, x, t=None):
     return net(x) if t is None else net(x, t)
 
 
+def dis_logits(dis: chainer.Link, x, t=None) -> chainer.Variable:
+    """D's logits ``(B,)`` for ``B`` images ``x``: ``D(x)`` (or ``D(x, t)``), checked.
+
+    A discriminator returns one logit per image, ``(B,)`` or ``(B, 1)``.
+    Anything else (``(B, 2)``, a map ``(B, 1, 4, 4)``) would otherwise be
+    flattened into more logits than images and trained on silently, against
+    the wrong targets.
+
+    Raises:
+        ValueError: Naming D's class and the shape it returned.
+    """
+    y = call_net(dis, x, t)
+    n = len(x)
+    if y.shape not in ((n,), (n, 1)):
+        raise ValueError(f'the discriminator ({type(dis).__name__}) returned logits of shape '
+                         f'{tuple(y.shape)} for {n} images: it must return one logit per image, '
+                         f'({n},) or ({n}, 1)')
+    return chainer.functions.flatten(y)
+
+
 def _lookup(config: dict) -> tuple[type, type, dict]:
     kwargs = dict(config)  # never mutate the caller's dict
     arch = kwargs.pop('arch', 'dcgan')

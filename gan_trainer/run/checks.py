@@ -30,6 +30,8 @@ def check_combinations(config) -> None:
         raise ConfigError('arch', "resnet takes labels by conditional BatchNorm in G and "
                                   "projection in D: use gen_cond 'cbn' and dis_cond "
                                   "'projection'")
+    if config.allow_change and not config.resume:
+        raise ConfigError('allow_change', 'is for a resumed run (resume)')
     if config.mnbn and config.communicator is None:
         raise ConfigError('mnbn', 'needs communicator (a data-parallel run under mpiexec)')
 

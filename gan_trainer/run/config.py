@@ -39,7 +39,9 @@ from gan_trainer.run.options import (
     check_value,
     declared,
     finite,
+    nonempty,
     option,
+    resume_rule,
 )
 
 #: Bounds of a NumPy ``RandomState`` seed.
@@ -61,6 +63,17 @@ def _augment_policy(value: str) -> str | None:
     return None
 
 
+def _changeable(names: tuple[str, ...]) -> str | None:
+    fields = declared(RunConfig)
+    for name in names:
+        if name not in fields:
+            return f'{name!r} is not an option of a run'
+        if resume_rule(fields[name]) == 'keep':
+            return (f'{name} shapes the networks, the data or the snapshots, which a resumed '
+                    'run keeps (start a new run in another --out to change it)')
+    return None
+
+
 def _layers():
     from gan_trainer.nets import _layers
 
@@ -69,7 +82,7 @@ def _layers():
 
 def _override(net: str, setting: str, checks, *, kind: str = 'float'):
     """A per-network optimizer setting: ``--gen_lr`` (also spelled ``--lr_gen``)."""
-    return option(None, kind=kind, group='optimizer', preset=True, checks=checks,
+    return option(None, kind=kind, group='optimizer', resume='ask', preset=True, checks=checks,
                   flags=(f'--{net}_{setting}', f'--{setting}_{net}'),
                   help=f'{setting} of {"G" if net == "gen" else "D"} only')
 
@@ -98,7 +111,7 @@ class RunConfig:
 
     # ------------------------------------------------------------ data
     dataset: str = option(
-        'digits', kind='str', group='data', networks=True,
+        'digits', kind='str', group='data', networks=True, checks=[nonempty],
         help="'digits' (built in), 'mnist', 'cifar10' (downloads) or a folder of images")
     size: int | None = option(
         None, kind='int', group='data', networks=True, checks=[at_least(1)],
@@ -106,7 +119,8 @@ class RunConfig:
     gray: bool = option(False, kind='bool', group='data', networks=True,
                         help='convert folder images to one channel')
     loaderjob: int | None = option(
-        None, kind='int', group='data', checks=[at_least(0)], flags=('--loaderjob', '-j'),
+        None, kind='int', group='data', resume='free', checks=[at_least(0)],
+        flags=('--loaderjob', '-j'),
         help='processes that decode folder images ahead of training (default 2, at most '
              'the CPU count); 0 decodes them in the training process')
 
@@ -185,37 +199,38 @@ class RunConfig:
                                 'one-hot channels')
 
     # ------------------------------------------------------------ loop
-    loss: str = option('lsgan', kind='str', group='loop', preset=True,
+    loss: str = option('lsgan', kind='str', group='loop', resume='ask', preset=True,
                        choices=lambda: sorted(LOSSES), help='GAN loss')
-    penalty: str = option('none', kind='str', group='loop', preset=True,
+    penalty: str = option('none', kind='str', group='loop', resume='ask', preset=True,
                           choices=lambda: ('none', *sorted(PENALTIES)),
                           help='gradient penalty on D')
     penalty_weight: float | None = option(
-        None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
         help='lambda of wgan-gp or gamma of r1 (default 10)')
-    n_dis: int = option(1, kind='int', group='loop', preset=True, checks=[at_least(1)],
+    n_dis: int = option(1, kind='int', group='loop', resume='ask', preset=True,
+                        checks=[at_least(1)],
                         help='D steps per G step')
-    order: str = option('dis_first', kind='str', group='loop', preset=True,
+    order: str = option('dis_first', kind='str', group='loop', resume='ask', preset=True,
                         choices=('dis_first', 'gen_first'), help='which step comes first')
-    reuse_fakes: bool = option(True, kind='bool', group='loop', preset=True,
+    reuse_fakes: bool = option(True, kind='bool', group='loop', resume='ask', preset=True,
                                help="train G on the last D step's fakes (PyTorch's DCGAN "
                                     'loop: one G forward per iteration)')
-    z_dist: str = option('normal', kind='str', group='loop', preset=True,
+    z_dist: str = option('normal', kind='str', group='loop', resume='ask', preset=True,
                          choices=lambda: sorted(SAMPLERS), help='distribution of z')
     z_threshold: float | None = option(
-        None, kind='float', group='loop', preset=True, checks=[above(0)],
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[above(0)],
         help="with --z_dist truncated_normal: the bound in standard deviations (default 2)")
     real_label: tuple[float, ...] | None = option(
-        None, kind='floats', group='loop', preset=True,
+        None, kind='floats', group='loop', resume='ask', preset=True,
         help="D's target for real images: a number (one-sided label smoothing, e.g. 0.9) or "
              'lo,hi drawn per image (noisy labels); for nonsaturating, minimax, lsgan')
     separate_batches: bool = option(
-        True, kind='bool', group='loop', preset=True, negate='--concat_batches',
+        True, kind='bool', group='loop', resume='ask', preset=True, negate='--concat_batches',
         help='feed real and fake to D in one batch (breaks BatchNorm; for comparison)')
-    ema: float | None = option(None, kind='float', group='loop',
+    ema: float | None = option(None, kind='float', group='loop', resume='ask',
                                checks=[between(0, 1, low_open=True)],
                                help='keep a moving average of G with this decay, e.g. 0.999')
-    ema_start: int = option(0, kind='int', group='loop', checks=[at_least(0)],
+    ema_start: int = option(0, kind='int', group='loop', resume='ask', checks=[at_least(0)],
                             help='iteration from which the average starts')
     augment: str = option('none', kind='str', group='loop', networks=True,
                           checks=[_augment_policy],
@@ -226,33 +241,36 @@ class RunConfig:
         None, kind='float', group='loop', networks=True, checks=[between(0, 1, low_open=True)],
         help="ADA's target for E[sign(D(real))] (default 0.6 with --augment ada; with a "
              'policy it makes that policy adaptive)')
-    ada_speed: float = option(25_000.0, kind='float', group='loop', checks=[above(0)],
+    ada_speed: float = option(25_000.0, kind='float', group='loop', resume='ask', checks=[above(0)],
                               help="ADA's speed: real images over which the probability can go "
                                    'from 0 to 1')
 
     # ------------------------------------------------------- optimizer
-    optimizer: str = option('adam', kind='str', group='optimizer', preset=True,
+    optimizer: str = option('adam', kind='str', group='optimizer', resume='ask', preset=True,
                             choices=('adam', 'sgd', 'rmsprop'),
                             help='the optimizer of both networks (see gan_trainer.optimizers)')
-    lr: float | None = option(None, kind='float', group='optimizer', preset=True,
+    lr: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                               checks=[above(0)],
                               help='learning rate (adam 2e-4, sgd and rmsprop 0.01)')
-    beta1: float | None = option(None, kind='float', group='optimizer', preset=True,
+    beta1: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                                  checks=[between(0, 1)], help='Adam beta1 (0.5)')
-    beta2: float | None = option(None, kind='float', group='optimizer', preset=True,
+    beta2: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                                  checks=[between(0, 1)], help='Adam beta2 (0.999)')
-    eps: float | None = option(None, kind='float', group='optimizer', preset=True,
+    eps: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                                checks=[above(0)], help='Adam and RMSprop epsilon (1e-8)')
-    momentum: float | None = option(None, kind='float', group='optimizer', preset=True,
+    momentum: float | None = option(None, kind='float', group='optimizer', resume='ask',
+                                    preset=True,
                                     checks=[between(0, 1)], help='SGD momentum (0)')
-    nesterov: bool | None = option(None, kind='bool', group='optimizer', preset=True,
+    nesterov: bool | None = option(None, kind='bool', group='optimizer', resume='ask', preset=True,
                                    help='SGD with Nesterov momentum (Keras and PyTorch)')
-    rho: float | None = option(None, kind='float', group='optimizer', preset=True,
+    rho: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                                checks=[between(0, 1)], help='RMSprop decay (0.99)')
-    weight_decay: float | None = option(None, kind='float', group='optimizer', preset=True,
+    weight_decay: float | None = option(None, kind='float', group='optimizer', resume='ask',
+                                        preset=True,
                                         checks=[at_least(0), finite],
                                         help='L2 weight decay of every parameter (0)')
-    gen_optimizer: str | None = option(None, kind='str', group='optimizer', preset=True,
+    gen_optimizer: str | None = option(None, kind='str', group='optimizer', resume='ask',
+                                       preset=True,
                                        choices=('adam', 'sgd', 'rmsprop'),
                                        flags=('--gen_optimizer', '--optimizer_gen'),
                                        help="G's optimizer, when it differs")
@@ -264,7 +282,8 @@ class RunConfig:
     gen_nesterov: bool | None = _override('gen', 'nesterov', [], kind='bool')
     gen_rho: float | None = _override('gen', 'rho', [between(0, 1)])
     gen_weight_decay: float | None = _override('gen', 'weight_decay', [at_least(0), finite])
-    dis_optimizer: str | None = option(None, kind='str', group='optimizer', preset=True,
+    dis_optimizer: str | None = option(None, kind='str', group='optimizer', resume='ask',
+                                       preset=True,
                                        choices=('adam', 'sgd', 'rmsprop'),
                                        flags=('--dis_optimizer', '--optimizer_dis'),
                                        help="D's optimizer, when it differs")
@@ -278,67 +297,82 @@ class RunConfig:
     dis_weight_decay: float | None = _override('dis', 'weight_decay', [at_least(0), finite])
 
     # -------------------------------------------------------- schedule
-    batchsize: int = option(64, kind='int', group='schedule', preset=True, checks=[at_least(1)],
+    batchsize: int = option(64, kind='int', group='schedule', resume='ask', preset=True,
+                            checks=[at_least(1)],
                             flags=('--batchsize', '-b'), help='images per batch')
-    iteration: int = option(3000, kind='int', group='schedule', checks=[at_least(1)],
+    iteration: int = option(3000, kind='int', group='schedule', resume='free', checks=[at_least(1)],
                             help='G updates to train')
-    epoch: int | None = option(None, kind='int', group='schedule', checks=[at_least(1)],
+    epoch: int | None = option(None, kind='int', group='schedule', resume='free',
+                               checks=[at_least(1)],
                                flags=('--epoch', '-e'),
                                help='train this many passes over the data instead')
-    seed: int = option(0, kind='int', group='schedule', checks=[_SEED],
+    seed: int = option(0, kind='int', group='schedule', resume='ask', checks=[_SEED],
                        help='seed of the weights, z and the data order')
-    snapshot_interval: int = option(500, kind='int', group='schedule', checks=[at_least(1)],
+    snapshot_interval: int = option(500, kind='int', group='schedule', resume='free',
+                                    checks=[at_least(1)],
                                     help='iterations between snapshots')
-    display_interval: int = option(50, kind='int', group='schedule', checks=[at_least(1)],
+    display_interval: int = option(50, kind='int', group='schedule', resume='free',
+                                   checks=[at_least(1)],
                                    help='iterations between log lines')
-    preview_interval: int = option(100, kind='int', group='schedule', checks=[at_least(1)],
+    preview_interval: int = option(100, kind='int', group='schedule', resume='free',
+                                   checks=[at_least(1)],
                                    help='iterations between preview grids')
-    eval_interval: int = option(500, kind='int', group='schedule', checks=[at_least(1)],
+    eval_interval: int = option(500, kind='int', group='schedule', resume='free',
+                                checks=[at_least(1)],
                                 help='iterations between validations on held-out images')
-    keep: int = option(3, kind='int', group='schedule', checks=[at_least(1)],
+    keep: int = option(3, kind='int', group='schedule', resume='free', checks=[at_least(1)],
                        help='snapshots of each kind to keep')
 
     # --------------------------------------------------------- quality
-    fid_interval: int = option(0, kind='int', group='quality', checks=[at_least(0)],
+    fid_interval: int = option(0, kind='int', group='quality', resume='free', checks=[at_least(0)],
                                help='iterations between FID/KID/precision/recall '
                                     'measurements; 0 is off')
-    fid_samples: int = option(1000, kind='int', group='quality', checks=[at_least(4)],
+    fid_samples: int = option(1000, kind='int', group='quality', resume='ask', checks=[at_least(4)],
                               help='images generated per measurement')
-    fid_weights: str | None = option(None, kind='str', group='quality',
+    fid_weights: str | None = option(None, kind='str', group='quality', resume='ask',
                                      help='Inception-v3 as an ONNX file, for datasets other '
                                           'than digits')
 
     # ---------------------------------------------------------- output
-    out: str = option('result', kind='str', group='output', flags=('--out', '-o'),
+    out: str = option('result', kind='str', group='output', resume='free', checks=[nonempty],
+                      flags=('--out', '-o'),
                       saved=False, help='output folder')
-    resume: str | None = option(None, kind='str', group='output', flags=('--resume', '-r'),
+    resume: str | None = option(None, kind='str', group='output', resume='free',
+                                flags=('--resume', '-r'),
                                 saved=False,
                                 help="trainer snapshot to continue from, or 'auto': the "
                                      'newest complete one in --out')
-    gpu: int = option(-1, kind='int', group='output', checks=[at_least(-1)],
+    allow_change: tuple[str, ...] = option(
+        (), kind='names', group='output', resume='free', saved=False, checks=[_changeable],
+        help="with --resume: options the resumed run may change from its iteration on (a "
+             "resume is the same run, and refuses other values otherwise), comma-separated, "
+             "e.g. lr,n_dis; config.json records each change with its iteration")
+    gpu: int = option(-1, kind='int', group='output', resume='free', checks=[at_least(-1)],
                       flags=('--gpu', '-g'), saved=False, help='GPU id; -1 is the CPU')
     dtype: str = option('float32', kind='str', group='output', networks=True,
                         choices=('float32', 'mixed16'),
                         help='numbers: float32, or mixed16 (float16 weights and arithmetic, '
                              'BatchNorm in float32, dynamic loss scaling; for GPUs with tensor '
                              'cores, slow on a CPU)')
-    tf32: bool = option(True, kind='bool', group='output', saved=False,
+    tf32: bool = option(True, kind='bool', group='output', resume='free', saved=False,
                         help='TF32 tensor-core float32 products on GPUs of compute capability '
                              '8.0+ (about 1e-3 relative difference; --no-tf32 or '
                              'GAN_TRAINER_TF32=0 turns it off)')
-    preset: str = option(DEFAULT_PRESET, kind='str', group='output', choices=PRESET_NAMES,
+    preset: str = option(DEFAULT_PRESET, kind='str', group='output', resume='ask',
+                         choices=PRESET_NAMES,
                          help="the settings of a paper (see gan_trainer.run.presets); "
                               'options given explicitly override it')
-    progress: bool = option(True, kind='bool', group='output', negate='--no_progress',
+    progress: bool = option(True, kind='bool', group='output', resume='free',
+                            negate='--no_progress',
                             saved=False, help='no progress bar (for logs and CI)')
-    tensorboard: bool = option(False, kind='bool', group='output',
+    tensorboard: bool = option(False, kind='bool', group='output', resume='free',
                                help='also write TensorBoard events to OUT/tensorboard')
 
     # -------------------------------------------------------- parallel
     communicator: str | None = option(
-        None, kind='str', group='parallel',
+        None, kind='str', group='parallel', resume='keep',
         help="data-parallel training under mpiexec: 'naive' (CPU) or 'pure_nccl' (GPUs)")
-    mnbn: bool = option(False, kind='bool', group='parallel',
+    mnbn: bool = option(False, kind='bool', group='parallel', resume='ask',
                         help='with --communicator: BatchNorm over the global batch')
 
     def __post_init__(self) -> None:
