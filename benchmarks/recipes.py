@@ -131,6 +131,35 @@ CANDIDATES: dict[str, dict] = {
     # D step's fakes reused, 3,000 iterations (fewer than lsgan-reuse's 4,164
     # of a fast calibration; its runs trained 166 s, past the budget).
     'default': {'preset': 'lsgan', 'reuse_fakes': True, 'iteration': 3000},
+    # Issue 24: the levers since 2019, over the default preset (lsgan, reused
+    # fakes). Learning-rate decay to 0 at the end (cosine / linear over the
+    # second half), and a warm-up for larger rates.
+    'cos': {'preset': 'default', 'lr_schedule': 'cosine'},
+    'lin-half': {'preset': 'default', 'lr_schedule': 'linear', 'lr_decay_start': 0.5},
+    'cos-lr5e-4': {'preset': 'default', 'lr_schedule': 'cosine', 'lr': 5e-4, 'lr_warmup': 100},
+    # G's moving average with StyleGAN2's ramp-up of its half-life.
+    'ema-ramp': {'preset': 'default', 'ema': 0.999, 'ema_rampup': 0.05},
+    'cos-ema-ramp': {'preset': 'default', 'lr_schedule': 'cosine', 'ema': 0.999,
+                     'ema_rampup': 0.05},
+    # R3GAN's loss: relativistic pairing with R1 + R2, no normalisation in D,
+    # Adam beta1 0; the penalty on every 4th D step (lazy), 0.1 or 1.
+    'rpgan-r1r2': {'preset': 'default', 'loss': 'rpgan', 'penalty': 'r1,r2',
+                   'penalty_weight': 0.1, 'penalty_every': 4, 'dis_norm': 'none', 'beta1': 0.0},
+    'rpgan-r1r2-g1': {'preset': 'default', 'loss': 'rpgan', 'penalty': 'r1,r2',
+                      'penalty_weight': 1.0, 'penalty_every': 4, 'dis_norm': 'none',
+                      'beta1': 0.0},
+    'rpgan-bn': {'preset': 'default', 'loss': 'rpgan'},
+    # Small-data regularizers of D's outputs.
+    'lecam': {'preset': 'default', 'lecam': 0.1},
+    'bcr': {'preset': 'default', 'bcr': 1.0},
+    # Capacity against speed.
+    'cos-beta1-0-nobn': {'preset': 'default', 'lr_schedule': 'cosine', 'beta1': 0.0,
+                         'dis_norm': 'none'},
+    'cos-n_dis2': {'preset': 'default', 'lr_schedule': 'cosine', 'n_dis': 2},
+    'cos-batch128': {'preset': 'default', 'lr_schedule': 'cosine', 'batchsize': 128,
+                     'lr': 4e-4},
+    'cos-batch32': {'preset': 'default', 'lr_schedule': 'cosine', 'batchsize': 32},
+    'cos-width48': {'preset': 'default', 'lr_schedule': 'cosine', 'base_width': 48},
     # The SNGAN ResNet nets with their paper's loss and spectral norm.
     'resnet16': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 16},
     'resnet32': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 32},

@@ -15,11 +15,13 @@ different networks).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 from gan_trainer.checkpoint import SnapshotError
 from gan_trainer.nets._blocks import resolve_widths
 from gan_trainer.run.config import ConfigError, RunConfig, preset_options
+from gan_trainer.run.errors import RunWarning
 from gan_trainer.run.folder import RunFolder
 from gan_trainer.run.group import Group
 from gan_trainer.run.options import declared, resume_rule
@@ -117,7 +119,25 @@ def check_resumed_options(config: RunConfig, previous: RunConfig | None, snapsho
                                     f'{iteration} on, or start a new run in another --out')
         changes.append({'iteration': iteration, 'option': name, 'from': _json(old),
                         'to': _json(new)})
+    _warn_if_the_end_moves_a_schedule(config, previous, iteration)
     return tuple(changes)
+
+
+#: Options whose values follow a curve to the run's last iteration, so that
+#: a new end reshapes them from the resumed iteration on.
+_TO_THE_END = {'lr_schedule': 'none', 'penalty_weight_end': None, 'beta2_start': None}
+
+
+def _warn_if_the_end_moves_a_schedule(config: RunConfig, previous: RunConfig,
+                                      iteration: int) -> None:
+    if (config.iteration, config.epoch) == (previous.iteration, previous.epoch):
+        return
+    scheduled = [name for name, off in _TO_THE_END.items()
+                 if getattr(config, name, off) != off]
+    if scheduled:
+        warnings.warn(f'the run ends elsewhere now, so {", ".join(scheduled)} follow a curve to '
+                      f'the new end from iteration {iteration} on (an uninterrupted run to that '
+                      'end would have followed it from the start)', RunWarning, stacklevel=3)
 
 
 def _check_kept(config: RunConfig, previous: RunConfig, snapshot: str,
