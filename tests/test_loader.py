@@ -15,8 +15,11 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy
 import pytest
+from PIL import Image
 
+from gan_trainer import files
 from gan_trainer.datasets import Data
 from gan_trainer.iterators import train_iterator
 from gan_trainer.loader import LoaderDied, LoaderPool, LoaderWarning
@@ -206,3 +209,78 @@ def test_a_run_whose_examples_kill_their_readers_ends_with_a_resource_error(tmp_
     # Example 5 is in one of the first four batches (an epoch of 16 images).
     assert message.endswith((' (--resume auto continues from it)', 'no snapshot was completed'))
     assert '\n' not in message
+
+
+@pytest.mark.slow
+def test_a_run_that_loses_a_loader_process_ends_bit_for_bit_like_one_that_did_not(tmp_path):
+    rng = numpy.random.RandomState(0)
+    for name in ('cats', 'dogs'):
+        (tmp_path / 'pets' / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.randint(0, 256, (16, 16, 3)).astype(numpy.uint8)).save(
+                tmp_path / 'pets' / name / f'{i}.png')
+    flags = ['--dataset', str(tmp_path / 'pets'), '--size', '8', '--base_width', '4', '-b', '4',
+             '--iteration', '300', '-j', '2', '--snapshot_interval', '1000', '--no_progress']
+
+    def start(out):
+        return subprocess.Popen([sys.executable, '-m', 'gan_trainer.cli', 'train', *flags,
+                                 '--out', str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    straight, victim = start(tmp_path / 'straight'), start(tmp_path / 'victim')
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / 'victim' / files.CONFIG).exists():
+            assert victim.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.5)  # training, its loader processes reading ahead
+        workers = _children(victim.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer does
+        _, stderr = victim.communicate(timeout=300)
+        assert victim.returncode == 0, stderr
+        assert straight.wait(timeout=300) == 0, straight.stderr.read()
+    finally:
+        for proc in (straight, victim):
+            proc.kill()
+            proc.communicate()
+    warned = [line for line in stderr.splitlines() if 'loader process' in line]
+    assert len(warned) == 1 and warned[0].startswith(
+        f'gan-trainer train: warning: loader process {workers[0]} was killed by SIGKILL'), stderr
+    for name in ('gen_iter_300.npz', 'dis_iter_300.npz'):
+        with numpy.load(tmp_path / 'straight' / name) as a, numpy.load(
+                tmp_path / 'victim' / name) as b:
+            assert a.files == b.files
+            for key in a.files:
+                numpy.testing.assert_array_equal(a[key], b[key], err_msg=f'{name}: {key}')
+
+
+def _children(pid):
+    """The process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return sorted(found)
+
+
+@pytest.mark.filterwarnings('ignore:setDaemon:DeprecationWarning')  # Chainer's own iterator
+def test_the_loader_benchmark_times_the_three_iterators(capsys):
+    sys.path.insert(0, str(REPO / 'benchmarks'))
+    try:
+        import loader as benchmark
+    finally:
+        sys.path.pop(0)
+    assert benchmark.main(['--images', '16', '--side', '12', '--size', '8', '--batch', '4',
+                           '--batches', '2', '--warmup', '1', '--rounds', '2',
+                           '--step_ms', '1']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith('# ') and '2 rounds of 2 batches' in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ['chainer', 'pool', 'serial']
+    assert all(line.split()[2] == 'ms/batch' for line in lines[1:])
