@@ -21,6 +21,9 @@ batch never arrives, and training waits forever, through SIGTERM too
   (an example that crashes the decoder every time), or a run that lost
   :data:`MAX_RESTARTS` workers, raises :class:`LoaderDied` instead: one
   line naming the process, its signal and the examples;
+* a worker that lives but answers nothing (a read blocked on a stalled
+  network disk) is reported after :data:`STALL_SECONDS`; the wait is in
+  steps of a second, so a second Ctrl-C or SIGTERM still stops the run;
 * the workers ignore SIGINT and SIGTERM (the training process decides how a
   run stops, and needs the batch of the iteration it finishes), die with the
   training process on Linux (``PR_SET_PDEATHSIG``), and otherwise exit when
@@ -47,6 +50,8 @@ from collections.abc import Sequence
 
 #: Workers a run may lose (each replaced) before the loss stops it.
 MAX_RESTARTS = 5
+#: Seconds without an answer before a stalled read is reported (once per batch).
+STALL_SECONDS = 60
 #: Seconds a closing worker has to exit before it is killed.
 _GRACE = 2.0
 _PR_SET_PDEATHSIG = 1
@@ -122,12 +127,20 @@ class LoaderPool:
             LoaderDied: When a worker died and cannot be replaced (see
                 the module docstring).
         """
+        since, stalled = time.monotonic(), False
         while tag not in self._results:
             workers = [w for w in self._workers if w is not None and (w.pending or w.stale)]
             if not workers:
                 raise KeyError(f'no task {tag!r} was submitted')
             ready = multiprocessing.connection.wait(
                 [w.conn for w in workers] + [w.process.sentinel for w in workers], timeout=1.0)
+            if ready:
+                since = time.monotonic()
+            elif not stalled and time.monotonic() - since > STALL_SECONDS:
+                stalled = True  # alive but silent: a read that blocks (a stalled network disk)
+                warnings.warn(f'the loader processes have read nothing for {STALL_SECONDS} s; '
+                              'a second Ctrl-C (or SIGTERM) stops the run at once',
+                              LoaderWarning, stacklevel=2)
             for worker in workers:
                 if worker.conn in ready:
                     try:

@@ -284,3 +284,22 @@ def test_the_loader_benchmark_times_the_three_iterators(capsys):
     assert lines[0].startswith('# ') and '2 rounds of 2 batches' in lines[0]
     assert [line.split()[0] for line in lines[1:]] == ['chainer', 'pool', 'serial']
     assert all(line.split()[2] == 'ms/batch' for line in lines[1:])
+
+
+def test_a_read_that_stalls_is_reported_and_a_signal_still_ends_the_wait(monkeypatch):
+    monkeypatch.setattr('gan_trainer.loader.STALL_SECONDS', 1)
+    pool = LoaderPool(Numbers(delay=600), 1)
+    try:
+        pool.submit(0, [1])
+        # A second Ctrl-C raises KeyboardInterrupt in the waiting thread.
+        signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        signal.alarm(3)
+        with pytest.warns(LoaderWarning, match='have read nothing for 1 s'), pytest.raises(
+                KeyboardInterrupt):
+            pool.get(0)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        pids = pool.pids
+        pool.close()
+    assert all(gone(pid, timeout=1) for pid in pids)
