@@ -78,3 +78,12 @@ def test_building_a_run_of_ten_trillion_iterations_costs_what_300_cost(tmp_path)
         fired.append({n for n in names if trainer._extensions[n].trigger(trainer)})
         trainer.updater.finalize()
     assert fired[0] == fired[1] and 'nan_guard' in fired[0] and 'snapshots' not in fired[0]
+
+
+def test_the_command_line_reads_an_iteration_in_exponent_notation(capsys):
+    from gan_trainer.cli.train import parse_config
+
+    assert parse_config(['--iteration', '1e13']).iteration == 10**13
+    with pytest.raises(SystemExit):
+        parse_config(['--iteration', '1.5e0'])
+    assert "--iteration: expected an integer, got '1.5e0'" in capsys.readouterr().err
