@@ -11,8 +11,8 @@ repeat the run:
      "gen": {...G's constructor arguments...}, "dis": {...D's...},
      "classes": ["0", "1", ...],
      "data": {"name": "digits", "train": 4500, "test": 500, "shape": [1, 28, 28]},
-     "z_dist": "normal", "conditional": false, "ema": null,
      "changes": [{"iteration": 300, "option": "lr", "from": null, "to": 0.001}],
+     "z_dist": "normal", "conditional": false, "ema": null,
      "loss": "nonsaturating", "preset": "dcgan", "dataset": "digits"}
 
 ``gen``/``dis`` are the networks' ``config()`` (what
@@ -20,7 +20,7 @@ repeat the run:
 names each label value (``classes[k]`` is label ``k``). ``changes`` lists
 the options a resume changed (with ``--allow_change``), oldest first, each
 with the iteration it took effect at: the options before it are those of
-``run`` with each change undone. The last three keys
+``run`` with each change undone. The last six keys
 repeat the run's values at the top level, where version 1 kept them, so that
 older readers still find them.
 
