@@ -94,7 +94,7 @@ class LoaderPool:
         if n < 1:
             raise ValueError(f'a loader pool needs at least 1 process, got {n}')
         self.dataset, self.n, self.max_restarts = dataset, n, max_restarts
-        self.restarts = 0
+        self.restarts, self.closed = 0, False
         self._workers: list[_Worker | None] = [None] * n
         self._results: dict[object, list] = {}
         self._deaths: dict[object, int] = {}  # task -> workers it has killed
@@ -111,6 +111,8 @@ class LoaderPool:
 
     def submit(self, tag, indices: Sequence[int]) -> None:
         """Asks for ``dataset[i]`` for each of ``indices``; ``tag`` names the task for :meth:`get`."""
+        if self.closed:
+            raise RuntimeError('the loader pool is closed')
         self._start_missing()
         worker = min((w for w in self._workers), key=lambda w: len(w.pending))
         worker.send(tag, list(indices))
@@ -169,6 +171,7 @@ class LoaderPool:
 
     def close(self) -> None:
         """Ends every worker: its pipe closes, and SIGKILL after :data:`_GRACE` seconds."""
+        self.closed = True
         self._finalizer()
         atexit.unregister(self._finalizer)
 

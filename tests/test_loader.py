@@ -50,13 +50,20 @@ class Numbers:
 
 
 def gone(pid, timeout=10.0):
-    """Whether process ``pid`` has ended (and is no zombie of ours) within ``timeout``."""
+    """Whether process ``pid`` has ended within ``timeout`` (a zombie has: it runs no more)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f'/proc/{pid}/stat') as f:
+                if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                    return True
+        except FileNotFoundError:
             return True
+        except OSError:  # no /proc: ask the process itself
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
         time.sleep(0.02)
     return False
 
