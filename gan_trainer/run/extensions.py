@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import warnings
 
+import chainer
 from chainer import training
 from chainer.training import extensions
 from chainer.training.extension import PRIORITY_READER, PRIORITY_WRITER
@@ -104,6 +105,26 @@ def every(interval: int, last: int) -> Every:
     iterations costs what one of 300 does.
     """
     return Every(interval, last)
+
+
+class _PlotReport(extensions.PlotReport):
+    """Chainer's ``PlotReport`` that also keeps the window it is averaging in snapshots.
+
+    Chainer's saves only the points already plotted, so a run resumed in
+    the middle of a ``--display_interval`` plotted that window's mean over
+    the iterations after the resume alone (``LogReport`` keeps its window;
+    the log and the plot then disagreed).
+    """
+
+    def serialize(self, serializer) -> None:
+        super().serialize(serializer)
+        if isinstance(serializer, chainer.serializer.Serializer):
+            self._summary.serialize(serializer['_summary'])
+            return
+        with warnings.catch_warnings():
+            # A snapshot of an earlier version has no window: it starts empty.
+            warnings.filterwarnings('ignore', message='The names of statistics are not saved')
+            self._summary.serialize(serializer['_summary'])
 
 
 class _PlainOutput:
@@ -220,7 +241,7 @@ def add_extensions(
     if extensions.PlotReport.available():
         add(
             'PlotReport',
-            extensions.PlotReport(
+            _PlotReport(
                 ['gen/loss', 'dis/loss', 'validation/gen/loss', 'validation/dis/loss'],
                 'iteration',
                 trigger=every(config.display_interval, iterations),
