@@ -10,15 +10,11 @@ newest one, is left out) and writes one GIF with Pillow.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from PIL import Image
 
-from gan_trainer.files import atomic_write
-
-#: Frame file names :func:`make_gif` collects; group 1 is the iteration.
-FRAME_PATTERN = re.compile(r'image_(\d+)\.png\Z')
+from gan_trainer import files
 
 
 class AnimationError(ValueError):
@@ -39,7 +35,7 @@ def find_frames(preview_dir: str | os.PathLike) -> list[Path]:
         raise AnimationError(f"preview folder '{folder}' does not exist")
     found = []
     for path in folder.iterdir():
-        match = FRAME_PATTERN.match(path.name)
+        match = files.PREVIEW_FRAME.match(path.name)  # the names ImageGrid writes
         if match and path.is_file():
             found.append((int(match.group(1)), path))
     if not found:
@@ -112,7 +108,7 @@ def make_gif(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Atomically: a full disk leaves the old file (or none), never an empty one.
-    with atomic_write(out_path) as f:
+    with files.atomic_write(out_path) as f:
         images[0].save(
             f,
             format='GIF',

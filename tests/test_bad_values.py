@@ -317,6 +317,7 @@ def _unshare_works():
     return probe.returncode == 0
 
 
+@pytest.mark.process
 @pytest.mark.skipif(not _unshare_works(), reason='needs mount namespaces (unshare -m)')
 @pytest.mark.parametrize('tool', ['generate', 'interpolate', 'gif', 'plot', 'export'])
 def test_a_tool_on_a_full_disk_exits_4_in_one_line_and_leaves_no_empty_file(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy
 import pytest
-from PIL import Image
+from helpers import write_image_folder
 
 from gan_trainer import files
 from gan_trainer.datasets import Data
@@ -167,6 +167,7 @@ KILLED_PARENT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.process
 def test_workers_die_with_the_training_process():
     # Each worker is busy for ten minutes: only the parent's death can end it.
     proc = subprocess.Popen([sys.executable, '-c', KILLED_PARENT, str(Path(__file__).parent)],
@@ -219,13 +220,9 @@ def test_a_run_whose_examples_kill_their_readers_ends_with_a_resource_error(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_a_run_that_loses_a_loader_process_ends_bit_for_bit_like_one_that_did_not(tmp_path):
-    rng = numpy.random.RandomState(0)
-    for name in ('cats', 'dogs'):
-        (tmp_path / 'pets' / name).mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray(rng.randint(0, 256, (16, 16, 3)).astype(numpy.uint8)).save(
-                tmp_path / 'pets' / name / f'{i}.png')
+    write_image_folder(tmp_path / 'pets', 12, 16)
     flags = ['--dataset', str(tmp_path / 'pets'), '--size', '8', '--base_width', '4', '-b', '4',
              '--iteration', '300', '-j', '2', '--snapshot_interval', '1000', '--no_progress']
 

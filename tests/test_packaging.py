@@ -53,6 +53,7 @@ def _clean_copy(dest):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_the_sdist_builds_a_wheel_that_holds_the_start_up_hook_and_the_data(tmp_path):
     sdist = _build('sdist', _clean_copy(tmp_path / 'checkout'), tmp_path / 'sdist')
     with tarfile.open(sdist) as archive:

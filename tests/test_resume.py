@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy
 import pytest
-from PIL import Image
+from helpers import write_image_folder
 
 from gan_trainer import files
 from gan_trainer.cli.train import continue_command, parse_config
@@ -201,19 +201,10 @@ def test_the_continue_command_names_what_config_json_does_not_keep():
 # ------------------------------------ a real Ctrl-C, and the printed command verbatim
 
 
-def _image_folder(root):
-    rng = numpy.random.RandomState(0)
-    for name in ('cats', 'dogs'):
-        (root / name).mkdir(parents=True)
-        for i in range(8):
-            Image.fromarray(rng.randint(0, 256, (8, 8, 3)).astype(numpy.uint8)).save(
-                root / name / f'{i}.png')
-    return root
-
-
 @pytest.mark.slow
+@pytest.mark.process
 def test_the_printed_command_continues_a_stopped_run_bit_for_bit(tmp_path):
-    pets = _image_folder(tmp_path / 'pets')
+    pets = write_image_folder(tmp_path / 'pets', 8, 8)
     # Not one default among what decides the numbers: a folder, its size, a
     # preset, a batch, a learning rate, loader processes, an odd --out.
     flags = ['--dataset', str(pets), '--size', '8', '--preset', 'dcgan', '--base_width', '4',

@@ -11,6 +11,8 @@ architecture is one more dict entry.
 
 import chainer
 
+from gan_trainer.nets._blocks import default_n_stages, resolve_widths
+from gan_trainer.nets._layers import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
 from gan_trainer.nets.resnet import ResNetDiscriminator, ResNetGenerator
@@ -94,7 +96,10 @@ def build_discriminator(config: dict) -> chainer.Chain:
 
 
 __all__ = [
+    'ACTIVATIONS',
+    'DOWNSAMPLES',
     'NETS',
+    'UPSAMPLES',
     'ConditionalDiscriminator',
     'ConditionalGenerator',
     'Discriminator',
@@ -103,4 +108,6 @@ __all__ = [
     'ResNetGenerator',
     'build_discriminator',
     'build_generator',
+    'default_n_stages',
+    'resolve_widths',
 ]

@@ -26,7 +26,7 @@ Chainer's functions (and cuDNN where CuPy has it). Switch it off to compare or d
 with the environment variable ``GAN_TRAINER_FAST=0``.
 """
 
-from gan_trainer.ops._common import CONFIG_KEY, ONEDNN_KEY, fast_enabled
+from gan_trainer.ops._common import CONFIG_KEY, ONEDNN_KEY, fast_enabled, use_fast
 from gan_trainer.ops.activation import leaky_relu
 from gan_trainer.ops.adam import Adam
 from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
@@ -49,4 +49,5 @@ __all__ = [
     'frozen',
     'leaky_relu',
     'max_pooling_2x2',
+    'use_fast',
 ]

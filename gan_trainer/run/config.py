@@ -30,7 +30,9 @@ from typing import Any
 
 from gan_trainer.latent import SAMPLERS
 from gan_trainer.losses import LOSSES
+from gan_trainer.nets import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
 from gan_trainer.penalties import PENALTIES
+from gan_trainer.run.checks import check_combinations, optimizer_spec, with_optimizer_settings
 from gan_trainer.run.options import (
     ConfigError,
     above,
@@ -88,12 +90,6 @@ def _changeable(names: tuple[str, ...]) -> str | None:
             return (f'{name} shapes the networks, the data or the snapshots, which a resumed '
                     'run keeps (start a new run in another --out to change it)')
     return None
-
-
-def _layers():
-    from gan_trainer.nets import _layers
-
-    return _layers
 
 
 def _override(net: str, setting: str, checks, *, kind: str = 'float'):
@@ -161,23 +157,23 @@ class RunConfig:
         help='convolution kernel size (default 4 for strided stages, 3 around up- or '
              'downsampling)')
     gen_upsample: str = option('deconv', kind='str', group='networks', networks=True,
-                               preset=True, choices=lambda: _layers().UPSAMPLES,
+                               preset=True, choices=UPSAMPLES,
                                help="how G doubles the side: 'deconv' (transposed "
                                     "convolution), or 'nearest'/'bilinear' upsampling and a "
                                     'convolution (no checkerboard artefacts, Odena et al. 2016)')
     gen_activation: str = option('relu', kind='str', group='networks', networks=True,
-                                 preset=True, choices=lambda: tuple(_layers().ACTIVATIONS),
+                                 preset=True, choices=tuple(ACTIVATIONS),
                                  help="G's hidden activation")
     gen_fc: int | None = option(None, kind='int', group='networks', networks=True,
                                 preset=True, checks=[at_least(1)],
                                 help="a hidden fully connected layer of this width before G's "
                                      "projection (keras-dcgan's Dense 1024)")
     dis_downsample: str = option('stride', kind='str', group='networks', networks=True,
-                                 preset=True, choices=lambda: _layers().DOWNSAMPLES,
+                                 preset=True, choices=DOWNSAMPLES,
                                  help="how D halves the side: 'stride' (stride-2 convolution), "
                                       "or a stride-1 convolution and 'max_pool'/'avg_pool'")
     dis_activation: str = option('leaky_relu', kind='str', group='networks', networks=True,
-                                 preset=True, choices=lambda: tuple(_layers().ACTIVATIONS),
+                                 preset=True, choices=tuple(ACTIVATIONS),
                                  help="D's hidden activation")
     dis_fc: int | None = option(None, kind='int', group='networks', networks=True,
                                 preset=True, checks=[at_least(1)],
@@ -185,7 +181,7 @@ class RunConfig:
                                      'logit')
     dis_fc_activation: str | None = option(
         None, kind='str', group='networks', networks=True, preset=True,
-        choices=lambda: tuple(_layers().ACTIVATIONS),
+        choices=tuple(ACTIVATIONS),
         help="the activation of D's hidden fully connected layer (default: D's activation)")
     dis_noise: float = option(0.0, kind='float', group='networks', networks=True, preset=True,
                               checks=[at_least(0), finite],
@@ -435,9 +431,6 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name, field in declared(type(self)).items():
             object.__setattr__(self, name, check_value(field, getattr(self, name)))
-        self._check_combinations()
-
-    def _check_combinations(self) -> None:
         check_combinations(self)
 
     def optimizer_spec(self, net: str):
@@ -495,10 +488,3 @@ def network_options() -> tuple[str, ...]:
     """The names of the options that change the networks or the data."""
     return tuple(n for n, f in declared(RunConfig).items() if f.metadata['networks'])
 
-
-# Imported last: the checks read RunConfig's declarations.
-from gan_trainer.run.checks import (
-    check_combinations,
-    optimizer_spec,
-    with_optimizer_settings,
-)

@@ -161,7 +161,7 @@ def apply_preset(config: RunConfig, name: str, **explicit: Any) -> RunConfig:
 
 
 def preset_table() -> str:
-    """The presets as a Markdown table (README's), from :data:`DESCRIPTIONS`."""
+    """The presets as a Markdown table (docs/command.md's), from :data:`DESCRIPTIONS`."""
     rows = ['| preset | what it is (and what was corrected) |', '|---|---|']
     rows += [f'| `{name}` | {DESCRIPTIONS[name]} |' for name in PRESETS]
     return '\n'.join(rows) + '\n'

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 
 from gan_trainer.checkpoint import SnapshotError
-from gan_trainer.nets._blocks import resolve_widths
+from gan_trainer.nets import resolve_widths
 from gan_trainer.run.config import ConfigError, RunConfig, preset_options
 from gan_trainer.run.errors import RunWarning
 from gan_trainer.run.folder import RunFolder
