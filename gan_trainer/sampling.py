@@ -14,7 +14,7 @@ import chainer
 import numpy
 
 from gan_trainer.latent import Sampler, get_sampler, lerp, slerp
-from gan_trainer.nets import call_net, dis_logits
+from gan_trainer.nets import call_net, dis_outputs
 
 #: Interpolation modes of :func:`interpolation_grid`.
 INTERPOLATIONS = {'linear': lerp, 'spherical': slerp}
@@ -60,7 +60,7 @@ def score(dis: chainer.Link, images: numpy.ndarray, labels: numpy.ndarray | None
     out = []
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         for x_i, t_i in _batches(len(images), batchsize, dis.device, images, labels):
-            out.append(cpu.send(dis_logits(dis, x_i, t_i).array))
+            out.append(cpu.send(dis_outputs(dis, x_i, t_i).array))
     return numpy.concatenate(out)
 
 

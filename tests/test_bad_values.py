@@ -232,8 +232,8 @@ def test_build_trainer_refuses_a_bad_argument_in_one_line_and_writes_nothing(cas
 
 
 @pytest.mark.parametrize('gen, dis, says', [
-    (SmallGen, TwoLogits, ('the discriminator (TwoLogits) returned logits of shape (4, 2) for '
-                          '4 images: it must return one logit per image, (4,) or (4, 1)')),
+    (SmallGen, TwoLogits, ('the discriminator (TwoLogits) returned outputs of shape (4, 2) for '
+                          '4 images: it must return one number per image, (4,) or (4, 1)')),
     (WrongSize, OneLogit, ("the generator (WrongSize) makes images of shape (1, 16, 16), and the "
                           "data's are (1, 8, 8)")),
 ])

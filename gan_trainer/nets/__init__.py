@@ -10,9 +10,11 @@ architecture is one more dict entry.
 """
 
 import chainer
+import chainer.functions as F
 
 from gan_trainer.nets._blocks import default_n_stages, resolve_widths
 from gan_trainer.nets._layers import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
+from gan_trainer.nets.autoencoder import AutoencoderDiscriminator
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
 from gan_trainer.nets.resnet import ResNetDiscriminator, ResNetGenerator
@@ -22,6 +24,8 @@ NETS = {
     'dcgan': (Generator, Discriminator),
     'conditional': (ConditionalGenerator, ConditionalDiscriminator),
     'resnet': (ResNetGenerator, ResNetDiscriminator),
+    # BEGAN: the DCGAN G (usually with norm='none') and an autoencoder D.
+    'autoencoder': (Generator, AutoencoderDiscriminator),
 }
 
 
@@ -30,24 +34,39 @@ def call_net(net: chainer.Link, x, t=None):
     return net(x) if t is None else net(x, t)
 
 
-def dis_logits(dis: chainer.Link, x, t=None) -> chainer.Variable:
-    """D's logits ``(B,)`` for ``B`` images ``x``: ``D(x)`` (or ``D(x, t)``), checked.
+def read_outputs(y):
+    """D's outputs as the losses read them: ``(B,)`` for one number per image, else ``(B, K)``.
 
-    A discriminator returns one logit per image, ``(B,)`` or ``(B, 1)``.
-    Anything else (``(B, 2)``, a map ``(B, 1, 4, 4)``) would otherwise be
-    flattened into more logits than images and trained on silently, against
-    the wrong targets.
+    A D's ``(B, 1)`` (or ``(B,)``) logits become ``(B,)``; a Cramér GAN
+    critic's ``(B, K)`` vectors stay as they are.
+    """
+    return y if y.ndim == 2 and y.shape[1] > 1 else F.flatten(y)
+
+
+def dis_outputs(dis: chainer.Link, x, t=None, *, vectors: bool = False):
+    """``D(x)`` (or ``D(x, t)``) for ``B`` images, checked, as the losses read them.
+
+    A discriminator returns one number per image, ``(B,)`` or ``(B, 1)``
+    (a logit, or BEGAN's reconstruction error), or, for a loss that
+    compares vectors (``vectors``: Cramér's critic), ``(B, K)``. Anything
+    else (``(B, 2)`` logits, a map ``(B, 1, 4, 4)``) would be flattened into
+    more numbers than images and trained on silently, against the wrong
+    targets. :func:`read_outputs` then reads them.
 
     Raises:
         ValueError: Naming D's class and the shape it returned.
     """
-    y = call_net(dis, x, t)
-    n = len(x)
-    if y.shape not in ((n,), (n, 1)):
-        raise ValueError(f'the discriminator ({type(dis).__name__}) returned logits of shape '
-                         f'{tuple(y.shape)} for {n} images: it must return one logit per image, '
-                         f'({n},) or ({n}, 1)')
-    return chainer.functions.flatten(y)
+    return checked_outputs(call_net(dis, x, t), len(x), dis, vectors=vectors)
+
+
+def checked_outputs(y, n: int, dis: chainer.Link, *, vectors: bool = False):
+    """:func:`read_outputs` of ``y``, D's outputs for ``n`` images, after :func:`dis_outputs`' check."""
+    if not (y.shape in ((n,), (n, 1)) or (vectors and y.ndim == 2 and y.shape[0] == n)):
+        expected = f'({n},) or ({n}, 1)' + (f', or a vector per image ({n}, K)' if vectors else '')
+        raise ValueError(f'the discriminator ({type(dis).__name__}) returned outputs of shape '
+                         f'{tuple(y.shape)} for {n} images: it must return one number per '
+                         f'image, {expected}')
+    return read_outputs(y)
 
 
 def _lookup(config: dict) -> tuple[type, type, dict]:
@@ -100,6 +119,7 @@ __all__ = [
     'DOWNSAMPLES',
     'NETS',
     'UPSAMPLES',
+    'AutoencoderDiscriminator',
     'ConditionalDiscriminator',
     'ConditionalGenerator',
     'Discriminator',
@@ -108,6 +128,10 @@ __all__ = [
     'ResNetGenerator',
     'build_discriminator',
     'build_generator',
+    'call_net',
+    'checked_outputs',
     'default_n_stages',
+    'dis_outputs',
+    'read_outputs',
     'resolve_widths',
 ]

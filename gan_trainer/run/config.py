@@ -29,7 +29,7 @@ import dataclasses
 from typing import Any
 
 from gan_trainer.latent import SAMPLERS
-from gan_trainer.losses import LOSSES
+from gan_trainer.losses import loss_names
 from gan_trainer.nets import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
 from gan_trainer.penalties import PENALTIES
 from gan_trainer.run.checks import check_combinations, optimizer_spec, with_optimizer_settings
@@ -102,7 +102,8 @@ def _override(net: str, setting: str, checks, *, kind: str = 'float'):
 #: The names of the presets (:mod:`gan_trainer.run.presets`, whose values are
 #: RunConfigs and so are made there; a test checks the two agree).
 PRESET_NAMES = ('default', 'dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
-                'chainer-example', 'tf-gan')
+                'chainer-example', 'tf-gan', 'dragan', 'began', 'cramer', 'dfm',
+                'minibatch-discrimination')
 
 #: The preset of a run that names none, and so the defaults of RunConfig's
 #: fields (a test checks ``RunConfig()`` is that preset): the recipe with the
@@ -168,6 +169,9 @@ class RunConfig:
                                 preset=True, checks=[at_least(1)],
                                 help="a hidden fully connected layer of this width before G's "
                                      "projection (keras-dcgan's Dense 1024)")
+    gen_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
+                           choices=('batch', 'none'),
+                           help="normalisation in G ('none': BEGAN's G, without BatchNorm)")
     dis_downsample: str = option('stride', kind='str', group='networks', networks=True,
                                  preset=True, choices=DOWNSAMPLES,
                                  help="how D halves the side: 'stride' (stride-2 convolution), "
@@ -199,6 +203,14 @@ class RunConfig:
     spectral_norm: bool = option(False, kind='bool', group='networks', networks=True,
                                  preset=True, flags=('--spectral_norm', '--sn'),
                                  help="spectral normalisation of D's layers")
+    dis_out_dim: int | None = option(
+        None, kind='int', group='networks', networks=True, preset=True, checks=[at_least(1)],
+        help="D's outputs per image: 1 (a logit), or a vector for --loss cramer (default 256, "
+             "chainer-gan-lib's --output_dim)")
+    minibatch_discrimination: bool = option(
+        False, kind='bool', group='networks', networks=True, preset=True,
+        help='minibatch discrimination in D (Salimans et al. 2016): 100 kernels of 5 '
+             "dimensions, as chainer-gan-lib's")
     conditional: bool = option(False, kind='bool', group='networks', networks=True,
                                help="class-conditional GAN on the dataset's labels")
     gen_cond: str = option('cbn', kind='str', group='networks', networks=True,
@@ -212,7 +224,7 @@ class RunConfig:
 
     # ------------------------------------------------------------ loop
     loss: str = option('lsgan', kind='str', group='loop', resume='ask', preset=True,
-                       choices=lambda: sorted(LOSSES), help='GAN loss')
+                       choices=lambda: loss_names(), help='GAN loss')
     penalty: str = option('none', kind='str', group='loop', resume='ask', preset=True,
                           checks=[_penalty_names],
                           help="gradient penalty on D: 'none', "
@@ -220,7 +232,7 @@ class RunConfig:
                                '(r1,r2: R3GAN)')
     penalty_weight: float | None = option(
         None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
-        help='lambda of wgan-gp or gamma of r1 and r2 (default 10)')
+        help='lambda of wgan-gp and dragan, or gamma of r1 and r2 (default 10)')
     penalty_weight_end: float | None = option(
         None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
         help='the penalty weight at the last iteration, reached along a cosine from '
@@ -237,11 +249,26 @@ class RunConfig:
                         checks=[at_least(0), finite],
                         help='weight of balanced consistency regularization of D under '
                              'translations (Zhao et al. 2021: 10); 0 is off')
+    began_gamma: float | None = option(
+        None, kind='float', group='loop', resume='ask', preset=True,
+        checks=[between(0, 1, high_open=False, low_open=True)],
+        help="--loss began's diversity ratio gamma (default 0.5, chainer-gan-lib's)")
+    dfm: bool = option(False, kind='bool', group='loop', networks=True, preset=True,
+                       help='denoising feature matching (Warde-Farley & Bengio 2017): a '
+                            "denoiser of D's features, trained beside D, guides G")
+    dfm_weight: float | None = option(
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
+        help="the weight of DFM's term in G's loss (default 0.03, chainer-gan-lib's)")
+    dfm_width: int | None = option(
+        None, kind='int', group='loop', networks=True, preset=True, checks=[at_least(1)],
+        help="units per hidden layer of DFM's 10-layer denoiser (default 512; chainer-gan-lib: "
+             "2048, its D's feature count)")
     n_dis: int = option(1, kind='int', group='loop', resume='ask', preset=True,
-                        checks=[at_least(1)],
-                        help='D steps per G step')
+                        checks=[at_least(1)], help='D steps per G step')
     order: str = option('dis_first', kind='str', group='loop', resume='ask', preset=True,
-                        choices=('dis_first', 'gen_first'), help='which step comes first')
+                        choices=('dis_first', 'gen_first', 'simultaneous'),
+                        help="which step comes first; 'simultaneous': G's and D's losses on "
+                             "one forward pass, G updated then D (chainer-gan-lib's step)")
     reuse_fakes: bool = option(True, kind='bool', group='loop', resume='ask', preset=True,
                                help="train G on the last D step's fakes (PyTorch's DCGAN "
                                     'loop: one G forward per iteration)')
