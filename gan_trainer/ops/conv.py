@@ -404,8 +404,30 @@ def _array(a):
     return a.array if isinstance(a, chainer.Variable) else a
 
 
+def _readable(x, W) -> tuple:
+    """``x`` and ``W`` as the oneDNN node will read them (the key of its primitives)."""
+    return onednn_conv.readable(_array(x)), onednn_conv.readable(_array(W))
+
+
+def _has_output(x, W, stride, pad) -> bool:
+    """Whether the convolution's output has at least one pixel (else Chainer's error)."""
+    return all(conv_utils.get_conv_outsize(size, k, s, p) >= 1 for size, k, s, p in zip(
+        x.shape[2:], W.shape[2:], _pair(stride), _pair(pad)))
+
+
 def _simple(dilate, groups) -> bool:
     return _pair(dilate) == (1, 1) and groups == 1
+
+
+def _fits(x, W, b, transposed: bool) -> bool:
+    """Whether the shapes are a convolution the fast nodes compute: 4-d ``x`` and
+    ``W`` with matching input channels, a bias of one value per output channel,
+    nothing empty. Anything else goes to Chainer's function, which raises its
+    own error where the call is wrong."""
+    if x.ndim != 4 or W.ndim != 4 or x.size == 0 or W.size == 0:
+        return False
+    ci, co = (W.shape[0], W.shape[1]) if transposed else (W.shape[1], W.shape[0])
+    return x.shape[1] == ci and (b is None or b.shape == (co,))
 
 
 def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, groups=1,
@@ -426,14 +448,15 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, 
         slope: LeakyReLU's slope, ``0 < slope <= 1``.
     """
     check_activation(activation, slope)
-    if cover_all or not _simple(dilate, groups) or not use_fast(x, W, b):
+    if (cover_all or not _simple(dilate, groups) or not use_fast(x, W, b)
+            or not _fits(x, W, b, False) or not _has_output(x, W, stride, pad)):
         y = F.convolution_2d(x, W, b, stride, pad, cover_all=cover_all,
                              dilate=dilate, groups=groups)
         return activated(y, activation, slope)
     args = (x, W) if b is None else (x, W, b)
     if onednn_conv.available(x, W, b):
         s, p = _pair(stride), _pair(pad)
-        prob = onednn_conv.problem(False, _array(x), _array(W), b is not None, s, p, None,
+        prob = onednn_conv.problem(False, *_readable(x, W), b is not None, s, p, None,
                                    activation, slope)
         if prob is not None:
             y, = onednn_conv.ConvolutionDNNL(s, p, activation=activation, slope=slope,
@@ -452,14 +475,14 @@ def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, g
     ``(C_in, C_out, kh, kw)``.
     """
     check_activation(activation, slope)
-    if not _simple(dilate, groups) or not use_fast(x, W, b):
+    if not _simple(dilate, groups) or not use_fast(x, W, b) or not _fits(x, W, b, True):
         y = F.deconvolution_2d(x, W, b, stride, pad, outsize, dilate=dilate, groups=groups)
         return activated(y, activation, slope)
     args = (x, W) if b is None else (x, W, b)
     if onednn_conv.available(x, W, b):
         s, p = _pair(stride), _pair(pad)
         size = deconv_outsize(x.shape[2:], W.shape[2:], s, p, outsize)
-        prob = onednn_conv.problem(True, _array(x), _array(W), b is not None, s, p, size,
+        prob = onednn_conv.problem(True, *_readable(x, W), b is not None, s, p, size,
                                    activation, slope)
         if prob is not None:
             y, = onednn_conv.ConvolutionDNNL(s, p, transposed=True, outsize=size,

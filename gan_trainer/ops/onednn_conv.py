@@ -31,10 +31,23 @@ for:
 * **Cache.** Primitives are built once per shape, layout and option
   (:func:`.dnnl.cached`); a training step re-creates none.
 
+* **Inputs checked.** oneDNN reads an array through the strides it is
+  described with and checks nothing else, so a wrong length or layout
+  would be read past its end or as garbage. The public functions in
+  :mod:`.conv` send anything of the wrong rank, channel count, bias length
+  or dtype to Chainer's function (which raises its own error); here every
+  array a primitive reads (``x``, ``W``, ``b``, and the output gradient in
+  the backward pass) goes through :func:`readable`, which passes it
+  through when its strides can be read as they are and copies it
+  (C-contiguous) when they cannot: a broadcast (zero strides), a flipped
+  (negative strides), overlapping or misaligned view, and a bias that is
+  not contiguous (its descriptor is a plain vector).
+
 Double backprop (gradient penalties) differentiates Chainer's own
 functions at the retained inputs, as the NumPy nodes do. The public
 functions in :mod:`.conv` choose these nodes when :func:`available`; see
-there for the fallbacks.
+there for the fallbacks. Several threads may call them at once
+(:mod:`.dnnl`).
 """
 
 from __future__ import annotations
@@ -61,6 +74,45 @@ def available(*arrays) -> bool:
         if a.dtype != numpy.float32:
             return False
     return dnnl.library() is not None
+
+
+_READABLE: dict = {}  # (shape, strides, itemsize) -> bool; bounded below
+
+
+def _strides_readable(shape, strides, itemsize) -> bool:
+    """Positive whole-element strides, and no two elements at one address: the
+    axes, from the smallest stride, each step over the whole of the ones inside."""
+    extent = itemsize
+    for stride, size in sorted(zip(strides, shape)):
+        if stride <= 0 or stride % itemsize:
+            return False
+        if size > 1:
+            if stride < extent:
+                return False
+            extent = stride * size
+    return True
+
+
+def readable(a: numpy.ndarray, *, contiguous: bool = False) -> numpy.ndarray:
+    """``a`` if oneDNN can read it through its strides, else a C-contiguous copy.
+
+    Copied: an array with a zero (broadcast), negative (flipped) or
+    fractional stride, with elements that overlap, or with a misaligned
+    start; with ``contiguous``, anything not C-contiguous (the bias, whose
+    descriptor is a plain vector). Channel-last maps and other
+    permutations or strided slices of a buffer are read in place.
+    """
+    if a.flags.c_contiguous and a.flags.aligned:
+        return a
+    if contiguous or not a.flags.aligned:
+        return numpy.ascontiguousarray(a)
+    key = (a.shape, a.strides, a.itemsize)
+    ok = _READABLE.get(key)
+    if ok is None:
+        if len(_READABLE) > 4096:
+            _READABLE.clear()
+        ok = _READABLE[key] = _strides_readable(a.shape, a.strides, a.itemsize)
+    return a if ok else numpy.ascontiguousarray(a)
 
 
 def _eltwise(activation, slope):
@@ -276,8 +328,8 @@ class ConvolutionDNNL(chainer.FunctionNode):
         self._problem = problem
 
     def forward(self, inputs):
-        x, W = inputs[:2]
-        b = inputs[2] if len(inputs) == 3 else None
+        x, W = readable(inputs[0]), readable(inputs[1])
+        b = readable(inputs[2], contiguous=True) if len(inputs) == 3 else None
         prob = self._problem or problem(self.transposed, x, W, b is not None, self.s, self.p,
                                         self.outsize, self.activation, self.slope)
         self.retain_inputs(tuple(range(len(inputs))))
@@ -307,9 +359,9 @@ class ConvolutionDNNL(chainer.FunctionNode):
 
     def _backward(self, indexes, grad_outputs):
         inputs = self.get_retained_inputs()
-        x, W = inputs[0].array, inputs[1].array
+        x, W = readable(inputs[0].array), readable(inputs[1].array)
         has_bias = len(inputs) == 3
-        gy = grad_outputs[0].array
+        gy = readable(grad_outputs[0].array.astype(numpy.float32, copy=False))
         if self.activation is not None:
             y = self.get_retained_outputs()[0].array
             gy = activation_grad(y, gy, self.activation, self.slope)
