@@ -36,7 +36,8 @@ from chainer import gradient_check
 from gan_trainer import GANUpdater, ops
 from gan_trainer.latent import global_seed
 from gan_trainer.nets import Discriminator, Generator
-from gan_trainer.ops import _common, activation, conv, normalization, pooling
+from gan_trainer.ops import _common, activation, blocks, conv, normalization, pooling
+from gan_trainer.ops.linear import LinearNumPy
 from gan_trainer.testing import fake_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,8 @@ FAST_NODES = (
     activation.LeakyReLU,
     pooling.MaxPooling2x2,
     pooling.AveragePooling2x2,
+    blocks.Block,
+    LinearNumPy,
 )
 
 
@@ -1082,9 +1085,12 @@ def test_gan_update_with_fast_ops_matches_chainer(monkeypatch):
     before, fast_after, fast_counts = one_update(True, counts)
     _, slow_after, slow_counts = one_update(False, counts)
     # The fast run used every fast node but pooling (the DCGAN nets have
-    # none; tests/test_recipe_nets.py runs the pooling D), the other none.
-    pooling_nodes = {pooling.MaxPooling2x2, pooling.AveragePooling2x2}
-    assert set(fast_counts) == {node.__name__ for node in FAST_NODES if node not in pooling_nodes}
+    # none; tests/test_recipe_nets.py runs the pooling D) and batch
+    # normalization on its own (inside blocks here; tests/test_blocks.py), the
+    # other none.
+    unused = {pooling.MaxPooling2x2, pooling.AveragePooling2x2,
+              normalization.BatchNormalizationNumPy}
+    assert set(fast_counts) == {node.__name__ for node in FAST_NODES if node not in unused}
     assert slow_counts == {}
     for net, first_layer in (('gen', 'deconvs/0/W'), ('dis', 'convs/0/W')):
         assert fast_after[net].keys() == slow_after[net].keys()

@@ -31,9 +31,13 @@ FAST_DTYPES = (numpy.float32, numpy.float64)
 #: Name of the Chainer config switch for the oneDNN kernels alone
 #: (``chainer.config.gan_trainer_onednn``; off: the NumPy functions run).
 ONEDNN_KEY = 'gan_trainer_onednn'
+#: Name of the Chainer config switch for the fused layer blocks alone
+#: (``chainer.config.gan_trainer_blocks``; off: each layer is a node of its own).
+BLOCKS_KEY = 'gan_trainer_blocks'
 _OFF = ('0', 'false', 'no', 'off')
 
-for _key, _env in ((CONFIG_KEY, 'GAN_TRAINER_FAST'), (ONEDNN_KEY, 'GAN_TRAINER_ONEDNN')):
+for _key, _env in ((CONFIG_KEY, 'GAN_TRAINER_FAST'), (ONEDNN_KEY, 'GAN_TRAINER_ONEDNN'),
+                   (BLOCKS_KEY, 'GAN_TRAINER_BLOCKS')):
     if not hasattr(chainer.global_config, _key):
         setattr(chainer.global_config, _key, os.environ.get(_env, '1').strip().lower() not in _OFF)
 
@@ -81,6 +85,11 @@ def keep_freed_memory() -> bool:
 def fast_enabled() -> bool:
     """Whether the fast CPU functions are switched on (see module docstring)."""
     return bool(getattr(chainer.config, CONFIG_KEY, True))
+
+
+def blocks_enabled() -> bool:
+    """Whether layers may run as fused blocks (``gan_trainer_blocks``, ``GAN_TRAINER_BLOCKS``)."""
+    return bool(getattr(chainer.config, BLOCKS_KEY, True))
 
 
 def onednn_enabled() -> bool:

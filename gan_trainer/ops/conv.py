@@ -290,17 +290,25 @@ class _ChannelLastNode(chainer.FunctionNode):
 
     def forward(self, inputs):
         self.retain_inputs(tuple(range(len(inputs))))
-        y = self._forward_nhwc(*inputs[:2])
-        if len(inputs) == 3:
-            y += inputs[2]
-        return _nchw(y),
+        return self.compute(*inputs),
+
+    def compute(self, x, W, b=None) -> numpy.ndarray:
+        """The forward pass on arrays, no graph (also the first part of a fused block)."""
+        y = self._forward_nhwc(x, W)
+        if b is not None:
+            y += b
+        return _nchw(y)
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
             return reference_backward(self, indexes, grad_outputs, self.reference)
         x, W = (v.array for v in self.get_retained_inputs()[:2])
-        grads = self._backward_nhwc(indexes, x, W, _nhwc(grad_outputs[0].array))
-        return variables(*(g for i, g in enumerate(grads) if i in indexes))
+        grads = self.gradients(indexes, x, W, True, grad_outputs[0].array)
+        return variables(*(grads[i] for i in indexes))
+
+    def gradients(self, indexes, x, W, has_bias: bool, gy) -> tuple:
+        """``(gx, gW, gb)`` on arrays; entries not in ``indexes`` may be None."""
+        return self._backward_nhwc(indexes, x, W, _nhwc(gy))
 
 
 class Convolution2DNumPy(_ChannelLastNode):
@@ -430,6 +438,39 @@ def _fits(x, W, b, transposed: bool) -> bool:
     return x.shape[1] == ci and (b is None or b.shape == (co,))
 
 
+def fast_node(transposed: bool, x, W, b, stride, pad, outsize=None, *, activation=None,
+              slope=0.2) -> chainer.FunctionNode | None:
+    """The fast node for this convolution (not yet applied), or None for Chainer's function.
+
+    A :class:`~.onednn_conv.ConvolutionDNNL` where oneDNN takes the call
+    (it applies ``activation`` itself); else the NumPy node, which leaves
+    the activation to the caller. The caller has checked ``dilate``,
+    ``groups`` and ``cover_all``.
+    """
+    if (not use_fast(x, W, b) or not _fits(x, W, b, transposed)
+            or not (transposed or _has_output(x, W, stride, pad))):
+        return None
+    if onednn_conv.available(x, W, b):
+        s, p = _pair(stride), _pair(pad)
+        size = deconv_outsize(x.shape[2:], W.shape[2:], s, p, outsize) if transposed else None
+        prob = onednn_conv.problem(transposed, *_readable(x, W), b is not None, s, p, size,
+                                   activation, slope)
+        if prob is not None:
+            return onednn_conv.ConvolutionDNNL(s, p, transposed=transposed, outsize=size,
+                                               activation=activation, slope=slope, problem=prob)
+    if transposed:
+        return Deconvolution2DNumPy(stride, pad, outsize)
+    keep = chainer.config.enable_backprop and getattr(W, 'requires_grad', False)
+    return Convolution2DNumPy(stride, pad, keep_cols=keep)
+
+
+def _apply(node, x, W, b, activation, slope):
+    y, = node.apply((x, W) if b is None else (x, W, b))
+    if isinstance(node, onednn_conv.ConvolutionDNNL):
+        return y
+    return activated(y, activation, slope)
+
+
 def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, groups=1,
                    activation=None, slope=0.2):
     """Drop-in for :func:`chainer.functions.convolution_2d`, fast on NumPy.
@@ -437,9 +478,9 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, 
     Takes the fast path for NumPy float32/float64 inputs with ``dilate=1``,
     ``groups=1`` and ``cover_all=False``: oneDNN for float32 where it loads
     (:mod:`.onednn_conv`), else this module's NumPy node; otherwise calls
-    Chainer's function (so CuPy inputs get cuDNN). The output is stored
-    channel-last, which the package's other fast functions read without
-    copying.
+    Chainer's function (so CuPy inputs get cuDNN, and a wrong shape gets
+    Chainer's error). The output is stored channel-last, which the
+    package's other fast functions read without copying.
 
     Args:
         activation: None, or ``'relu'``, ``'leaky_relu'`` or ``'tanh'``
@@ -448,23 +489,14 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, 
         slope: LeakyReLU's slope, ``0 < slope <= 1``.
     """
     check_activation(activation, slope)
-    if (cover_all or not _simple(dilate, groups) or not use_fast(x, W, b)
-            or not _fits(x, W, b, False) or not _has_output(x, W, stride, pad)):
+    node = None
+    if not cover_all and _simple(dilate, groups):
+        node = fast_node(False, x, W, b, stride, pad, activation=activation, slope=slope)
+    if node is None:
         y = F.convolution_2d(x, W, b, stride, pad, cover_all=cover_all,
                              dilate=dilate, groups=groups)
         return activated(y, activation, slope)
-    args = (x, W) if b is None else (x, W, b)
-    if onednn_conv.available(x, W, b):
-        s, p = _pair(stride), _pair(pad)
-        prob = onednn_conv.problem(False, *_readable(x, W), b is not None, s, p, None,
-                                   activation, slope)
-        if prob is not None:
-            y, = onednn_conv.ConvolutionDNNL(s, p, activation=activation, slope=slope,
-                                             problem=prob).apply(args)
-            return y
-    keep = chainer.config.enable_backprop and getattr(W, 'requires_grad', False)
-    y, = Convolution2DNumPy(stride, pad, keep_cols=keep).apply(args)
-    return activated(y, activation, slope)
+    return _apply(node, x, W, b, activation, slope)
 
 
 def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, groups=1,
@@ -475,19 +507,10 @@ def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, g
     ``(C_in, C_out, kh, kw)``.
     """
     check_activation(activation, slope)
-    if not _simple(dilate, groups) or not use_fast(x, W, b) or not _fits(x, W, b, True):
+    node = None
+    if _simple(dilate, groups):
+        node = fast_node(True, x, W, b, stride, pad, outsize, activation=activation, slope=slope)
+    if node is None:
         y = F.deconvolution_2d(x, W, b, stride, pad, outsize, dilate=dilate, groups=groups)
         return activated(y, activation, slope)
-    args = (x, W) if b is None else (x, W, b)
-    if onednn_conv.available(x, W, b):
-        s, p = _pair(stride), _pair(pad)
-        size = deconv_outsize(x.shape[2:], W.shape[2:], s, p, outsize)
-        prob = onednn_conv.problem(True, *_readable(x, W), b is not None, s, p, size,
-                                   activation, slope)
-        if prob is not None:
-            y, = onednn_conv.ConvolutionDNNL(s, p, transposed=True, outsize=size,
-                                             activation=activation, slope=slope,
-                                             problem=prob).apply(args)
-            return y
-    y, = Deconvolution2DNumPy(stride, pad, outsize).apply(args)
-    return activated(y, activation, slope)
+    return _apply(node, x, W, b, activation, slope)

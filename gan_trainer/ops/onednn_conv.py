@@ -328,11 +328,22 @@ class ConvolutionDNNL(chainer.FunctionNode):
         self._problem = problem
 
     def forward(self, inputs):
-        x, W = readable(inputs[0]), readable(inputs[1])
-        b = readable(inputs[2], contiguous=True) if len(inputs) == 3 else None
+        self.retain_inputs(tuple(range(len(inputs))))
+        y = self.compute(*inputs)
+        if self.activation is not None:
+            self.retain_outputs((0,))
+        return y,
+
+    def compute(self, x, W, b=None) -> numpy.ndarray:
+        """The forward pass on arrays, no graph: ``activation(conv(x, W) + b)``.
+
+        Also the first part of a fused block (:mod:`.blocks`), which then
+        calls :meth:`gradients` itself.
+        """
+        x, W = readable(x), readable(W)
+        b = None if b is None else readable(b, contiguous=True)
         prob = self._problem or problem(self.transposed, x, W, b is not None, self.s, self.p,
                                         self.outsize, self.activation, self.slope)
-        self.retain_inputs(tuple(range(len(inputs))))
         y = prob.new_output()
         xb = prob.fwd_x.into(x)
         self._x_blocked = xb if prob.fwd_x.reorder is not None else None
@@ -343,28 +354,34 @@ class ConvolutionDNNL(chainer.FunctionNode):
         if self.activation is not None and not prob.fused:
             activate_in_place(y, self.activation, self.slope)
         self._problem = prob
-        if self.activation is not None:
-            self.retain_outputs((0,))
-        return y,
+        return y
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
             return reference_backward(self, indexes, grad_outputs, self.reference)
+        inputs = self.get_retained_inputs()
+        gy = grad_outputs[0].array
+        if self.activation is not None:
+            y = self.get_retained_outputs()[0].array
+            gy = activation_grad(y, gy, self.activation, self.slope)
         try:
-            return self._backward(indexes, grad_outputs)
+            grads = self.gradients(indexes, inputs[0].array, inputs[1].array, len(inputs) == 3,
+                                   gy)
         except dnnl.DNNLError:  # a backward primitive oneDNN cannot build: Chainer's way
             with chainer.using_config('enable_backprop', True):
                 grads = reference_backward(self, indexes, grad_outputs, self.reference)
             return variables(*(None if g is None else g.array for g in grads))
+        return variables(*(grads[i] for i in indexes))
 
-    def _backward(self, indexes, grad_outputs):
-        inputs = self.get_retained_inputs()
-        x, W = readable(inputs[0].array), readable(inputs[1].array)
-        has_bias = len(inputs) == 3
-        gy = readable(grad_outputs[0].array.astype(numpy.float32, copy=False))
-        if self.activation is not None:
-            y = self.get_retained_outputs()[0].array
-            gy = activation_grad(y, gy, self.activation, self.slope)
+    def gradients(self, indexes, x, W, has_bias: bool, gy) -> tuple:
+        """``(gx, gW, gb)`` on arrays from the gradient ``gy`` of the convolution's
+        output *before* the activation; an entry not in ``indexes`` is None.
+
+        Raises:
+            DNNLError: When oneDNN cannot build a backward primitive.
+        """
+        x, W = readable(x), readable(W)
+        gy = readable(gy.astype(numpy.float32, copy=False))
         prob = self._problem
         gx = gW = gb = None
         if 0 in indexes:
@@ -385,8 +402,7 @@ class ConvolutionDNNL(chainer.FunctionNode):
             prim.run(*args)
             op_gw.out(buf, gW)
         self._x_blocked = None
-        grads = {0: gx, 1: gW, 2: gb}
-        return variables(*(grads[i] for i in indexes))
+        return gx, gW, gb
 
     def reference(self, x, W, b=None):
         if self.transposed:
