@@ -24,7 +24,11 @@ gan_trainer's samples), draws ``--n_samples`` images from a fixed z into
 ``--samples``.
 
 The last line is ``torch_train ITERATIONS iterations SECONDS s``: the
-training loop's wall time (imports, data and sampling not included).
+training loop's wall time (imports, data and sampling not included); the
+line before it gives the milliseconds per iteration from
+``--from_iteration`` on (past the first iterations' warm-up). ``--loss
+lsgan`` trains with the default run's least-squares loss instead of the
+example's cross-entropy.
 """
 
 from __future__ import annotations
@@ -75,6 +79,11 @@ def main(argv=None) -> int:
     p.add_argument('--base_width', type=int, default=32)
     p.add_argument('--n_samples', type=int, default=1000)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--loss', choices=('bce', 'lsgan'), default='bce',
+                   help="the D and G losses: BCEWithLogitsLoss (the example's), or "
+                        "least squares on the logits, 0.5 (D(x) - t)^2 (the default run's)")
+    p.add_argument('--from_iteration', type=int, default=None,
+                   help='first iteration of the ms/iteration window (default: a fifth in)')
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     data = torch.from_numpy(numpy.load(args.data).astype(numpy.float32))
@@ -83,11 +92,16 @@ def main(argv=None) -> int:
     gen, dis = networks(args.base_width)
     opt_d = torch.optim.Adam(dis.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    criterion = nn.BCEWithLogitsLoss()
+    if args.loss == 'bce':
+        criterion = nn.BCEWithLogitsLoss()
+    else:  # gan_trainer's lsgan: 0.5 mean((y - t)^2) on the logits, targets 1 and 0
+        def criterion(y, t):
+            return 0.5 * torch.mean((y - t) ** 2)
     b = args.batchsize
     print(f'# PyTorch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'{len(data)} images, batch {b}, {args.iterations} iterations')
     start = time.perf_counter()
+    stamps = []  # the time at the end of each iteration
     it = 0
     while it < args.iterations:
         order = torch.randperm(len(data))
@@ -110,6 +124,7 @@ def main(argv=None) -> int:
             err_g.backward()
             opt_g.step()
             it += 1
+            stamps.append(time.perf_counter())
             if it % 500 == 0:
                 print(f'iteration {it}: loss D {(err_real + err_fake).item():.3f} '
                       f'G {err_g.item():.3f}', flush=True)
@@ -119,6 +134,11 @@ def main(argv=None) -> int:
         z = torch.from_numpy(numpy.random.RandomState(args.seed).standard_normal(
             (args.n_samples, 100)).astype(numpy.float32))
         numpy.save(args.samples, gen(z).numpy())
+    first = args.iterations // 5 if args.from_iteration is None else args.from_iteration
+    window = stamps[first - 1:] if first >= 1 else [start, *stamps]
+    if len(window) > 1:
+        ms = 1e3 * (window[-1] - window[0]) / (len(window) - 1)
+        print(f'ms/iteration {ms:.2f} (iterations {first + 1}-{args.iterations})')
     print(f'torch_train {args.iterations} iterations {seconds:.1f} s')
     return 0
 

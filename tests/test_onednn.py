@@ -514,3 +514,36 @@ def test_threads_calling_one_convolution_get_their_own_results(transposed):
     for t in threads_:
         t.join()
     assert wrong == []
+
+
+def test_team_size_divides_the_cores_among_the_processes():
+    assert threads.team_size(1, cores=2) == 2
+    assert threads.team_size(2, cores=2) == 1   # two ranks on two cores
+    assert threads.team_size(3, cores=2) == 1   # one rank and two loader workers
+    assert threads.team_size(3, cores=16) == 5
+    assert threads.team_size(0, cores=4) == 4
+    assert 1 <= threads.team_size() == threads.available_cores()
+
+
+SHARE_CORES = """
+import ctypes
+from gan_trainer.ops import dnnl, threads
+{before}
+dnnl.library()
+{after}
+print('team', threads.team, ctypes.CDLL('libgomp.so.1').omp_get_max_threads())
+"""
+
+
+@needs_onednn
+@pytest.mark.parametrize('when', ['before', 'after'])
+def test_share_cores_sizes_the_openmp_team_in_a_fresh_process(when):
+    call = 'threads.share_cores(ranks=2, loaders=1)'  # 6 processes' share: one thread
+    code = SHARE_CORES.format(before=call if when == 'before' else '',
+                              after=call if when == 'after' else '')
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['team', '1', '1']
+    # The user's OMP_NUM_THREADS decides.
+    user = run_python(code, OMP_NUM_THREADS='3')
+    assert user.stdout.split() == ['team', 'None', '3'], user.stderr

@@ -47,6 +47,7 @@ from gan_trainer.device import get_device
 from gan_trainer.ema import GeneratorEMA, generator_to_show
 from gan_trainer.iterators import train_iterator
 from gan_trainer.nets._blocks import default_n_stages
+from gan_trainer.ops.threads import share_cores
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import memory
 from gan_trainer.run.config import ConfigError, RunConfig
@@ -199,8 +200,11 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
         seed = rank_seed(config.seed, group.rank)  # each process its own z and data order
     else:
         seed = config.seed
-    train_iter = train_iterator(train, config.batchsize, seed=seed,
-                                n_processes=loader_processes(config, facts, group))
+    loaders = loader_processes(config, facts, group)
+    train_iter = train_iterator(train, config.batchsize, seed=seed, n_processes=loaders)
+    # The run's processes on this machine share its cores (oneDNN's team).
+    share_cores(ranks=getattr(comm, 'intra_size', 1) if group.parallel else 1,
+                            loaders=loaders)
     test_iter = chainer.iterators.SerialIterator(test, config.batchsize, repeat=False,
                                                  shuffle=False)
     updater = GANUpdater(
