@@ -271,12 +271,8 @@ def main(argv=None) -> int:
         hook = NodeTimer(clock)
         instrument(trainer, clock)
         t = t_start = time.perf_counter()
-        with hook, open(os.devnull, 'w') as quiet:
-            stdout, sys.stdout = sys.stdout, quiet  # PrintReport's lines
-            try:
-                trainer.run()
-            finally:
-                sys.stdout = stdout
+        with hook:
+            trainer.run()  # its log lines go to stdout, as the command's
         t_run = time.perf_counter() - t
     report(args, config, timeline, clock, t_build, t_start, t_run)
     return 0
