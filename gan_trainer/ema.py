@@ -10,6 +10,17 @@ for every parameter. Before ``start`` iterations the average simply copies
 G, because the first weights are noise that would otherwise linger for
 ``1 / (1 - decay)`` steps.
 
+**Ramp-up** (``rampup``, StyleGAN2's ``ema_rampup``, Karras et al. 2020):
+instead of a fixed start, the average's half-life grows with the run. With
+``decay`` the half-life is ``h = ln(1/2) / ln(decay)`` updates (693 for
+0.999); at update ``t`` the average uses the half-life ``min(h, rampup *
+t)``, so its decay is ``0.5 ** (1 / min(h, rampup * t))``. Early in a run,
+when G changes fast, the average then spans only the last few percent of
+the run (``rampup`` 0.05: the last twentieth) and never mixes in the noise of
+the first weights; later it reaches the full half-life. A fixed decay of
+0.999 averages over about the last thousand updates, which in a run of
+3,000 is a third of it, much of it a G that was still poor.
+
 BatchNorm's running mean and variance are not weights: the statistics that
 fit the averaged weights are those of the averaged network's own
 activations, not an average of G's. With ``bn_stats='recompute'`` (the
@@ -32,6 +43,7 @@ the average in trainer snapshots; image grids, the evaluator and
 from __future__ import annotations
 
 import copy
+import math
 
 import chainer
 
@@ -53,10 +65,13 @@ class GeneratorEMA:
         bn_stats: ``'recompute'``: the average's BatchNorm statistics are
             its own, from a forward pass on each G step's z (see the module
             docstring); ``'average'``: the moving average of G's.
+        rampup: The half-life's ramp (see the module docstring): at update
+            ``t`` it is at most ``rampup * t`` updates; ``None`` for a
+            fixed decay.
     """
 
     def __init__(self, gen: chainer.Link, *, decay: float = 0.999, start: int = 0,
-                 bn_stats: str = 'recompute') -> None:
+                 bn_stats: str = 'recompute', rampup: float | None = None) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f'EMA decay must be in [0, 1), got {decay}')
         if start < 0:
@@ -64,8 +79,11 @@ class GeneratorEMA:
         if bn_stats not in BN_STATS:
             raise ValueError(f'EMA bn_stats must be one of {", ".join(BN_STATS)}, '
                              f'got {bn_stats!r}')
+        if rampup is not None and not (isinstance(rampup, (int, float)) and 0 < rampup < 1e6):
+            raise ValueError(f'EMA rampup must be a number > 0, got {rampup!r}')
         self.decay = decay
         self.start = start
+        self.rampup = rampup
         self.bn_stats = bn_stats
         self.target = copy.deepcopy(gen)
         self._has_bn = any(isinstance(link, chainer.links.BatchNormalization)
@@ -85,6 +103,16 @@ class GeneratorEMA:
                 if hasattr(value, 'dtype') and value.dtype.kind == 'f':
                     yield f'{name}/{attr}', getattr(ema_links[name], attr), value
 
+    def decay_at(self, iteration: int) -> float:
+        """The decay of the update at ``iteration`` (0-based: the updater's count before it)."""
+        if iteration < self.start or self.decay == 0:
+            return 0.0
+        if self.rampup is None:
+            return self.decay
+        half_life = min(math.log(0.5) / math.log(self.decay),
+                        self.rampup * (iteration + 1 - self.start))
+        return 0.5 ** (1.0 / half_life) if half_life > 0 else 0.0
+
     def update(self, gen: chainer.Link, iteration: int, *, z=None, labels=None) -> None:
         """Folds G's current weights into the average (in place).
 
@@ -97,7 +125,7 @@ class GeneratorEMA:
                 G's statistics are averaged instead.
             labels: The G step's class labels, for a conditional G.
         """
-        decay = self.decay if iteration >= self.start else 0.0
+        decay = self.decay_at(iteration)
         own = self.bn_stats == 'recompute' and z is not None and self._has_bn and decay > 0
         for _, ema, new in self._pairs(gen, statistics=not own):
             # In place, so the arrays stay where they are (CPU or GPU).

@@ -7,7 +7,8 @@ z every time (drawn from ``RandomState(seed)`` anew at each run), and reports
 with both networks in evaluation mode (BatchNorm uses its running averages)
 and without building a graph:
 
-* ``validation/gen/loss``: G's loss on the fakes,
+* ``validation/gen/loss``: G's loss on the fakes (a relativistic loss
+  compares them with the batch's real images, as in training),
 * ``validation/dis/loss``: D's loss on real plus fake,
 * ``validation/dis/accuracy``: the fraction of real images D calls real and
   of fakes it calls fake, over both halves.
@@ -103,13 +104,12 @@ class GANEvaluator(extensions.Evaluator):
         # running statistics, so this matches a concatenated pass anyway.
         y_real = F.flatten(call_net(dis, x_real, t))
         y_fake = F.flatten(call_net(dis, x_fake, t))
-        loss_real = self.loss.dis_real(y_real)
-        loss_fake = self.loss.dis_fake(y_fake)
+        dis_loss, _, _ = self.loss.dis_loss(y_real, y_fake)
         xp = device.xp
         boundary = self.loss.boundary
         correct = (xp.sum(y_real.array > boundary) + xp.sum(y_fake.array < boundary))
-        chainer.report({'loss': self.loss.gen(y_fake)}, gen)
+        chainer.report({'loss': self.loss.gen_loss(y_fake, y_real)}, gen)
         chainer.report({
-            'loss': loss_real + loss_fake,
+            'loss': dis_loss,
             'accuracy': correct / (2.0 * batchsize),
         }, dis)

@@ -31,6 +31,19 @@ The losses in :data:`LOSSES`:
   boundary are still pulled towards it, which fights vanishing gradients.
   Here D's targets are 0 and 1, so its natural decision threshold is 0.5;
   the ``dis/acc_*`` values the updater reports still threshold at 0.
+* ``'rpgan'`` (relativistic pairing GAN, Jolicoeur-Martineau 2019; the loss
+  of R3GAN, Huang et al. 2024): D minimises ``mean(softplus(-(y_real -
+  y_fake)))`` and G ``mean(softplus(-(y_fake - y_real)))``, real image ``i``
+  paired with fake image ``i``. D is asked how much more real a real image
+  looks than a fake one, not whether each is real, so every fake is
+  pulled towards the data it is compared with and D cannot win by moving
+  all its outputs at once. The halves do not separate: :attr:`GANLoss.dis`
+  takes both logits, and G's loss needs D's logits on real images too
+  (:attr:`GANLoss.gen_needs_real`), which the updater's G step computes on
+  the real batch of its last D step. R3GAN pairs it with R1 and R2
+  (``--penalty r1,r2``, :mod:`gan_trainer.penalties`): with R1 alone they
+  report divergence, with both a stable game covering every mode of
+  Stacked MNIST.
 * ``'wasserstein'`` (Arjovsky et al. 2017): D is a critic maximising
   ``mean(y_real) - mean(y_fake)``, G minimises ``-mean(y_fake)``. Only
   meaningful with a Lipschitz constraint on D, in practice the gradient
@@ -48,8 +61,8 @@ are defined where the loss has a target: the cross-entropy losses
 (``0.5 (y - t)^2``, any ``t > 0``). :data:`SOFT_REAL` maps a loss's
 ``dis_real`` to its soft version (so a custom ``GANLoss`` built from
 :func:`bce_real` has one too), :func:`soft_real` looks it up, and
-:func:`check_real_label` validates a setting. Hinge and Wasserstein losses
-have no target to soften.
+:func:`check_real_label` validates a setting. Hinge, Wasserstein and the
+relativistic losses have no target to soften.
 
 Choose a loss by name through :data:`LOSSES`; adding a GAN variant means
 adding an entry here, not a new training loop.
@@ -68,29 +81,78 @@ import chainer.functions as F
 LossFn = Callable[[chainer.Variable], chainer.Variable]
 #: ``(logits (B,), targets (B,)) -> scalar``: D's loss on real images with soft targets.
 SoftLossFn = Callable[[chainer.Variable, object], chainer.Variable]
+#: ``(logits (B,), logits (B,)) -> scalar``: a loss of two batches' outputs at once.
+PairLossFn = Callable[[chainer.Variable, chainer.Variable], chainer.Variable]
 
 
 class GANLoss(NamedTuple):
-    """The three loss functions of a GAN objective, and D's decision boundary.
+    """The loss functions of a GAN objective, and D's decision boundary.
 
-    ``dis_real``, ``dis_fake`` and ``gen`` each map D's outputs to a scalar
-    (:attr:`functions` is the three of them). ``boundary`` is the score
-    between "fake" and "real": D calls an image real when its output is
-    above it (``dis/acc_real``, ``dis/acc_fake``, ``validation/dis/accuracy``,
-    ADA's overfitting signal). 0 for logits, hinge and critics; 0.5 for
-    LSGAN, whose codes are 0 and 1. ``GANLoss(dis_real, dis_fake, gen)``
-    makes a loss of your own with the boundary 0.
+    A loss whose halves separate (every loss here but ``rpgan``) is three
+    functions: ``dis_real`` and ``dis_fake`` map D's outputs on the real and
+    the fake batch to D's two loss terms, ``gen`` maps D's outputs on the
+    fakes to G's loss (:attr:`functions` is the three of them).
+    ``GANLoss(dis_real, dis_fake, gen)`` makes a loss of your own.
+
+    A loss that couples real and fake outputs (a relativistic one) sets
+    ``dis`` instead, ``dis(y_real, y_fake) -> scalar``, D's whole loss, and
+    leaves ``dis_real`` and ``dis_fake`` ``None``; with ``gen_needs_real``
+    its ``gen`` is called as ``gen(y_fake, y_real)``, D's outputs on a real
+    batch of the same size beside those on the fakes (the updater's G step
+    then runs the frozen D on the real batch of its last D step, see
+    :class:`~gan_trainer.GANUpdater`). :meth:`dis_loss` and :meth:`gen_loss`
+    call either kind the same way, so the updater and the evaluator hold
+    one code path.
+
+    ``boundary`` is the score between "fake" and "real": D calls an image
+    real when its output is above it (``dis/acc_real``, ``dis/acc_fake``,
+    ``validation/dis/accuracy``, ADA's overfitting signal). 0 for logits,
+    hinge, critics and relativistic logits; 0.5 for LSGAN, whose codes are 0
+    and 1.
     """
 
-    dis_real: LossFn
-    dis_fake: LossFn
-    gen: LossFn
+    dis_real: LossFn | None
+    dis_fake: LossFn | None
+    gen: LossFn | PairLossFn
     boundary: float = 0.0
+    dis: PairLossFn | None = None
+    gen_needs_real: bool = False
 
     @property
     def functions(self) -> tuple[LossFn, LossFn, LossFn]:
         """``(dis_real, dis_fake, gen)``: the three functions, without the boundary."""
         return (self.dis_real, self.dis_fake, self.gen)
+
+    @property
+    def coupled(self) -> bool:
+        """Whether D's loss needs both outputs at once (``dis`` is set)."""
+        return self.dis is not None
+
+    def dis_loss(self, y_real, y_fake, *, dis_real: LossFn | None = None):
+        """D's loss and its real and fake terms: ``(loss, loss_real, loss_fake)``.
+
+        The two terms are ``None`` for a coupled loss, which has no
+        separate terms to report.
+
+        Args:
+            y_real: D's outputs on the real batch.
+            y_fake: D's outputs on the fake batch.
+            dis_real: A replacement for ``self.dis_real`` (the updater's
+                soft targets); only for a loss whose halves separate.
+        """
+        if self.dis is not None:
+            return self.dis(y_real, y_fake), None, None
+        loss_real = (dis_real or self.dis_real)(y_real)
+        loss_fake = self.dis_fake(y_fake)
+        return loss_real + loss_fake, loss_real, loss_fake
+
+    def gen_loss(self, y_fake, y_real=None):
+        """G's loss from D's outputs on the fakes (and on reals if :attr:`gen_needs_real`)."""
+        if self.gen_needs_real:
+            if y_real is None:
+                raise ValueError('this loss compares fakes with reals: gen_loss needs y_real')
+            return self.gen(y_fake, y_real)
+        return self.gen(y_fake)
 
 
 def bce_real(y: chainer.Variable) -> chainer.Variable:
@@ -162,6 +224,21 @@ def critic_fake(y: chainer.Variable) -> chainer.Variable:
     return F.mean(y)
 
 
+def relativistic_dis(y_real: chainer.Variable, y_fake: chainer.Variable) -> chainer.Variable:
+    """``mean(softplus(-(y_real - y_fake)))``: D says each real looks more real than its fake.
+
+    Real ``i`` is paired with fake ``i`` (RpGAN, Jolicoeur-Martineau 2019):
+    the cross-entropy of ``sigmoid(y_real - y_fake)`` against "the real one
+    is real". ``softplus`` keeps it finite for any difference.
+    """
+    return F.mean(F.softplus(y_fake - y_real))
+
+
+def relativistic_gen(y_fake: chainer.Variable, y_real: chainer.Variable) -> chainer.Variable:
+    """``mean(softplus(-(y_fake - y_real)))``: G makes each fake look more real than its real."""
+    return F.mean(F.softplus(y_real - y_fake))
+
+
 #: The DCGAN paper's loss: G maximises ``log D(G(z))`` instead of minimising
 #: ``log(1 - D(G(z)))`` (the "-log D trick"), which keeps G's gradient strong
 #: while D wins; D's loss is the usual binary cross-entropy.
@@ -178,6 +255,12 @@ HINGE = GANLoss(dis_real=hinge_real, dis_fake=hinge_fake, gen=gen_linear)
 LSGAN = GANLoss(dis_real=least_squares_real, dis_fake=least_squares_fake, gen=least_squares_real,
                 boundary=0.5)
 
+#: The relativistic pairing GAN (RpGAN, Jolicoeur-Martineau 2019; R3GAN's
+#: loss, Huang et al. 2024): D's and G's losses both compare paired real and
+#: fake outputs. Pair it with R1 and R2 (``penalties.get_penalty('r1,r2')``).
+RPGAN = GANLoss(dis_real=None, dis_fake=None, gen=relativistic_gen, dis=relativistic_dis,
+                gen_needs_real=True)
+
 #: Wasserstein GAN (Arjovsky et al. 2017); pair it with a gradient penalty.
 WASSERSTEIN = GANLoss(dis_real=critic_real, dis_fake=critic_fake, gen=gen_linear)
 
@@ -187,6 +270,7 @@ LOSSES: dict[str, GANLoss] = {
     'minimax': MINIMAX,
     'hinge': HINGE,
     'lsgan': LSGAN,
+    'rpgan': RPGAN,
     'wasserstein': WASSERSTEIN,
 }
 
@@ -217,7 +301,8 @@ SOFT_REAL: dict[LossFn, SoftLossFn] = {
 
 def soft_real(loss: str | GANLoss) -> SoftLossFn | None:
     """D's real-image loss of ``loss`` with soft targets, or ``None`` if it has no targets."""
-    return SOFT_REAL.get(get_loss(loss).dis_real)
+    loss = get_loss(loss)
+    return None if loss.coupled else SOFT_REAL.get(loss.dis_real)
 
 
 def _loss_name(loss: GANLoss) -> str:

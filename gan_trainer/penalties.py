@@ -16,6 +16,14 @@ differentiate it. Two penalties are provided, chosen by name through
 * ``'r1'``, :class:`R1` (Mescheder et al. 2018): penalises the squared
   gradient norm on real images only, which makes D flat on the data and
   stabilises training with the non-saturating or hinge losses.
+* ``'r2'``, :class:`R2`: the same zero-centred penalty on the fakes
+  (Mescheder et al. 2018 define it beside R1). R3GAN (Huang et al. 2024)
+  uses R1 and R2 together with the relativistic loss: with R1 alone their
+  runs diverged, with both D is smooth around both distributions.
+
+Several penalties are summed when named together, ``'r1,r2'``
+(:class:`PenaltySum`, reported as one ``dis/penalty``); a weight given
+then applies to each.
 
 BatchNorm: Chainer 7 supports double backprop through
 ``L.BatchNormalization`` in train mode (its ``BatchNormalizationGrad`` is
@@ -178,25 +186,107 @@ class R1:
         return f'R1(gamma={self.gamma:g})'
 
 
-#: Penalty names accepted by :func:`get_penalty` (``--penalty``).
+class R2(R1):
+    """R2 regularisation on generated data (Mescheder et al. 2018; R3GAN).
+
+    ``gamma / 2 * mean_i ||grad_x D(x_fake_i)||_2^2``: R1's zero-centred
+    penalty at the fakes instead of the reals, so that D is also flat where
+    G's samples are, and G's gradient from D does not grow without bound.
+
+    Args:
+        gamma: Strength (R3GAN uses the same value as for R1).
+    """
+
+    def __call__(
+        self, d: Discriminator, x_real, x_fake, rng: numpy.random.RandomState | None = None
+    ) -> chainer.Variable:
+        """Computes the penalty on ``x_fake`` (only its data: nothing flows into G)."""
+        grad = input_gradient(d, chainer.Variable(_array(x_fake)))
+        return self.gamma / 2 * F.mean(_sum_of_squares(grad))
+
+    def __repr__(self) -> str:
+        return f'R2(gamma={self.gamma:g})'
+
+
+class PenaltySum:
+    """Several penalties added together (``get_penalty('r1,r2')``).
+
+    Args:
+        penalties: The penalties, each called with the same arguments.
+    """
+
+    def __init__(self, penalties) -> None:
+        self.penalties = tuple(penalties)
+
+    def __call__(self, d: Discriminator, x_real, x_fake, rng=None) -> chainer.Variable:
+        total = None
+        for penalty in self.penalties:
+            value = penalty(d, x_real, x_fake, rng)
+            total = value if total is None else total + value
+        return total
+
+    def __repr__(self) -> str:
+        return ' + '.join(map(repr, self.penalties))
+
+
+def penalty_weight(penalty) -> float:
+    """The strength of ``penalty`` (``WGANGP.weight``, ``R1.gamma``; a sum's first term's)."""
+    if isinstance(penalty, PenaltySum):
+        return penalty_weight(penalty.penalties[0])
+    return penalty.weight if isinstance(penalty, WGANGP) else penalty.gamma
+
+
+def set_penalty_weight(penalty, value: float) -> None:
+    """Sets the strength of ``penalty`` (of each term of a sum): the schedules' door."""
+    if isinstance(penalty, PenaltySum):
+        for term in penalty.penalties:
+            set_penalty_weight(term, value)
+    elif isinstance(penalty, WGANGP):
+        penalty.weight = float(value)
+    else:
+        penalty.gamma = float(value)
+
+
+#: Penalty names accepted by :func:`get_penalty` (``--penalty``); several
+#: joined by commas are summed.
 PENALTIES: dict[str, type] = {
     'wgan-gp': WGANGP,
     'r1': R1,
+    'r2': R2,
 }
+
+
+def penalty_names(name: str) -> list[str]:
+    """The names in ``'r1,r2'``, checked: known, none twice.
+
+    Raises:
+        ValueError: for an unknown or repeated name (the message lists the valid ones).
+    """
+    names = [n.strip() for n in name.split(',')]
+    for n in names:
+        if n not in PENALTIES:
+            raise ValueError(
+                f'unknown penalty {n!r}; valid penalties: {", ".join(sorted(PENALTIES))}, '
+                'none, or several joined by commas (r1,r2)') from None
+    if len(set(names)) != len(names):
+        raise ValueError(f'penalty {name!r} names a penalty twice')
+    return names
 
 
 def get_penalty(name: str | Penalty | None, weight: float | None = None) -> Penalty | None:
     """Builds the penalty named ``name``.
 
     Args:
-        name: A key of :data:`PENALTIES`, ``None`` or ``'none'`` for no
-            penalty, or a penalty object, returned as it is.
+        name: A key of :data:`PENALTIES`, several joined by commas
+            (``'r1,r2'``, summed), ``None`` or ``'none'`` for no penalty,
+            or a penalty object, returned as it is.
         weight: The penalty's strength (``WGANGP``'s ``weight``, ``R1``'s
-            ``gamma``); the class default (10 for both) if ``None``.
-            Ignored when there is no penalty, so a CLI can always pass it.
+            and ``R2``'s ``gamma``, each term's of a sum); the class default
+            (10 for all) if ``None``. Ignored when there is no penalty, so a
+            CLI can always pass it.
 
     Returns:
-        A penalty instance, or ``None``.
+        A penalty instance (a :class:`PenaltySum` for several), or ``None``.
 
     Raises:
         ValueError: for an unknown name (the message lists the valid ones),
@@ -208,10 +298,6 @@ def get_penalty(name: str | Penalty | None, weight: float | None = None) -> Pena
         if weight is not None:
             raise ValueError(f'weight={weight} cannot be applied to the penalty object {name!r}')
         return name
-    try:
-        cls = PENALTIES[name]
-    except KeyError:
-        raise ValueError(
-            f'unknown penalty {name!r}; valid penalties: {", ".join(sorted(PENALTIES))}, none'
-        ) from None
-    return cls() if weight is None else cls(weight)
+    made = [PENALTIES[n]() if weight is None else PENALTIES[n](weight)
+            for n in penalty_names(name)]
+    return made[0] if len(made) == 1 else PenaltySum(made)

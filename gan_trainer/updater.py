@@ -34,6 +34,27 @@ The details that the DCGAN write-ups learned the hard way are defaults here:
   batch, BatchNorm would normalise real and fake images with shared
   statistics, which lets D tell them apart by batch statistics alone.
 
+Losses that compare real and fake outputs (``loss='rpgan'``, any
+:class:`~gan_trainer.losses.GANLoss` with ``gen_needs_real``): D's step
+computes its loss from both batches' outputs at once, and the G step runs
+the frozen D, without a graph, on the real batch of the iteration's last D
+step (R3GAN's trainer does the same: one real batch per iteration for both
+players), so G is judged against the same reals D just learned from. With
+``order='gen_first'`` there is no D step before it, and the G step takes the
+next real batch of the iterator.
+
+Lazy regularization (``penalty_every=k``, Karras et al. 2020, StyleGAN2): the
+gradient penalty, a second backward pass through D, runs on every k-th D step
+only, multiplied by k so that its strength over a run is unchanged. Which D
+steps get it follows from the iteration alone, so a resumed run penalises
+the same steps as an uninterrupted one.
+
+Regularizers on D's outputs (``regularizers``, see
+:mod:`gan_trainer.regularizers`: LeCam, consistency regularization): each is
+called in every D step with D and the step's batches and outputs, its term
+is added to D's loss and reported as ``dis/NAME``; their state (LeCam's
+moving averages) is saved in snapshots.
+
 Soft and noisy labels (``real_label``): D's target for real images, 1 by
 default, may be a smaller value (one-sided label smoothing, Salimans et al.
 2016: 0.9) or a range ``(lo, hi)`` from which each real image's target is
@@ -52,7 +73,9 @@ boundary, 0 for logits, 0.5 for LSGAN) and ``dis/acc_fake`` (fakes below
 it), ``dis/penalty``
 when a gradient penalty is used (``dis/loss`` includes it), and
 ``dis/augment_p`` with adaptive augmentation. With
-``n_dis > 1`` the ``dis/*`` values are means over the iteration's D steps.
+``n_dis > 1`` the ``dis/*`` values are means over the iteration's D steps
+(over those that computed a value, for a lazy penalty). A coupled loss
+reports no ``dis/loss_real`` and ``dis/loss_fake``.
 
 Augmentation (``augment``, see :mod:`gan_trainer.augment`): every image D
 sees goes through it, the real and the fake batch of the D step (drawn
@@ -72,8 +95,9 @@ class mix); in the G step labels are drawn uniformly from
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import chainer
@@ -162,8 +186,15 @@ class GANUpdater(StandardUpdater):
         real_label: D's target for real images: ``None`` (1, through the
             loss's own ``dis_real``), a number such as 0.9, or a range
             ``(lo, hi)`` drawn per image (see above). Defined for the
-            nonsaturating, minimax and lsgan losses; refused for hinge and
-            wasserstein, and above 1 for the cross-entropy losses.
+            nonsaturating, minimax and lsgan losses; refused for hinge,
+            wasserstein and rpgan, and above 1 for the cross-entropy losses.
+        penalty_every: Compute the penalty on every ``k``-th D step only,
+            weighted by ``k`` (lazy regularization, see above); 1 computes
+            it on every step.
+        regularizers: Terms added to D's loss, each a callable
+            ``(discriminate, x_real, x_fake, y_real, y_fake, rng) ->
+            scalar`` with a ``name`` (reported as ``dis/NAME``) and
+            optionally ``serialize`` (see :mod:`gan_trainer.regularizers`).
     """
 
     def __init__(
@@ -187,6 +218,8 @@ class GANUpdater(StandardUpdater):
         loss_scale: float | None = None,
         augment: str | Callable | None = None,
         real_label: float | tuple[float, float] | None = None,
+        penalty_every: int = 1,
+        regularizers: Sequence[Callable] = (),
     ) -> None:
         if not isinstance(optimizer, dict) or set(optimizer) != {'gen', 'dis'}:
             raise ValueError(
@@ -195,6 +228,9 @@ class GANUpdater(StandardUpdater):
             raise ValueError(f'n_dis must be at least 1, got {n_dis}')
         if order not in ORDERS:
             raise ValueError(f'unknown order {order!r}; valid: {", ".join(ORDERS)}')
+        if isinstance(penalty_every, bool) or not isinstance(penalty_every, int) \
+                or penalty_every < 1:
+            raise ValueError(f'penalty_every must be an integer >= 1, got {penalty_every!r}')
         if reuse_fakes and order != 'dis_first':
             raise ValueError("reuse_fakes needs order='dis_first': the G step reuses "
                              'the fakes of the D step before it')
@@ -216,6 +252,11 @@ class GANUpdater(StandardUpdater):
                 'n_hidden attribute nor a make_hidden method')
         self.rng = numpy.random.RandomState(seed)
         self.penalty = penalty
+        self.penalty_every = penalty_every
+        self.regularizers = tuple(regularizers)
+        names = [getattr(r, 'name', None) for r in self.regularizers]
+        if None in names or len(set(names)) != len(names):
+            raise ValueError(f'every regularizer needs a name of its own, got {names}')
         self.conditional = conditional
         if conditional and not hasattr(gen, 'n_classes'):
             raise ValueError('conditional=True needs a generator with an n_classes attribute')
@@ -225,6 +266,9 @@ class GANUpdater(StandardUpdater):
         # (fakes with G's graph, their labels) from the last D step, for the
         # G step of the same iteration (reuse_fakes only).
         self._kept_fakes = None
+        # (real batch, labels) of the last D step, for the G step of a loss
+        # that compares fakes with reals (gen_needs_real only).
+        self._kept_real = None
         self.augment = get_augment(augment) if isinstance(augment, str) else augment
 
     @property
@@ -293,9 +337,9 @@ class GANUpdater(StandardUpdater):
         return self.device.send(labels)
 
     def update_core(self) -> None:
-        steps = [self.dis_step] * self.n_dis
-        if self.reuse_fakes:  # the last D step keeps its fakes for the G step
-            steps[-1] = lambda: self.dis_step(keep_fakes=True)
+        last = self.n_dis - 1
+        steps = [functools.partial(self.dis_step, keep_fakes=self.reuse_fakes and i == last,
+                                   index=i) for i in range(self.n_dis)]
         steps = [*steps, self.gen_step] if self.order == 'dis_first' else [
             self.gen_step, *steps]
         dis_reports = []
@@ -304,10 +348,13 @@ class GANUpdater(StandardUpdater):
             if report is not None:
                 dis_reports.append(report)
         # With n_dis > 1 the D statistics of one iteration are averaged, so
-        # the log shows the whole iteration rather than its last D step.
-        mean = {k: sum(r[k] for r in dis_reports) / len(dis_reports)
-                for k in dis_reports[0]}
-        chainer.report(mean, self.dis)
+        # the log shows the whole iteration rather than its last D step (a
+        # lazy penalty: over the steps that computed it).
+        mean = {}
+        for report in dis_reports:
+            for k, v in report.items():
+                mean.setdefault(k, []).append(v)
+        chainer.report({k: sum(v) / len(v) for k, v in mean.items()}, self.dis)
 
         iterator = self.get_iterator('main')
         if self.auto_new_epoch and iterator.is_new_epoch:
@@ -341,12 +388,19 @@ class GANUpdater(StandardUpdater):
             return self.loss.dis_real(y_real)
         return self._soft_real(y_real, self.real_targets(len(y_real), y_real.dtype))
 
-    def dis_step(self, keep_fakes: bool = False) -> dict[str, Any]:
+    def penalty_due(self, index: int = 0) -> bool:
+        """Whether D step ``index`` of this iteration computes the penalty (``penalty_every``)."""
+        return (self.penalty is not None
+                and (self.iteration * self.n_dis + index) % self.penalty_every == 0)
+
+    def dis_step(self, keep_fakes: bool = False, index: int = 0) -> dict[str, Any]:
         """One D update on a fresh real batch and fresh fakes.
 
         Args:
             keep_fakes: Generate the fakes with G's graph and keep them
                 for the next :meth:`gen_step` (``reuse_fakes``).
+            index: Which of the iteration's ``n_dis`` D steps this is (the
+                lazy penalty's schedule).
 
         Returns:
             The D statistics of this step (loss, loss_real, loss_fake,
@@ -364,16 +418,23 @@ class GANUpdater(StandardUpdater):
             fakes = self.generate(z, t)
         x_fake = fakes.array
         self._kept_fakes = (fakes, t, z) if keep_fakes else None
+        self._kept_real = (x_real, t) if self.loss.gen_needs_real else None
         y_real, y_fake = self.dis_logits(self.augmented(x_real), self.augmented(x_fake), t)
-        loss_real = self.dis_loss_real(y_real)
-        loss_fake = self.loss.dis_fake(y_fake)
-        loss = loss_real + loss_fake
+        soft = None if self.real_label is None else self.dis_loss_real
+        loss, loss_real, loss_fake = self.loss.dis_loss(y_real, y_fake, dis_real=soft)
         stats = {}
-        if self.penalty is not None:
-            penalty = self.penalty(lambda x: self.discriminate(self.augmented(x), t),
-                                   x_real, x_fake, self.rng)
-            loss = loss + penalty
+
+        def discriminate(x):
+            return self.discriminate(self.augmented(x), t)
+
+        if self.penalty_due(index):
+            penalty = self.penalty(discriminate, x_real, x_fake, self.rng)
+            loss = loss + (penalty if self.penalty_every == 1 else self.penalty_every * penalty)
             stats['penalty'] = penalty.array
+        for regularizer in self.regularizers:
+            term = regularizer(discriminate, x_real, x_fake, y_real, y_fake, self.rng)
+            loss = loss + term
+            stats[regularizer.name] = term.array
 
         dis = self.dis
         dis.cleargrads()
@@ -387,10 +448,10 @@ class GANUpdater(StandardUpdater):
         if hasattr(self.augment, 'stats'):
             stats.update(self.augment.stats())
         xp = self.device.xp
+        if loss_real is not None:
+            stats.update({'loss_real': loss_real.array, 'loss_fake': loss_fake.array})
         stats.update({
             'loss': loss.array,
-            'loss_real': loss_real.array,
-            'loss_fake': loss_fake.array,
             'acc_real': xp.mean((y_real.array > self.loss.boundary).astype(xp.float32)),
             'acc_fake': xp.mean((y_fake.array < self.loss.boundary).astype(xp.float32)),
         })
@@ -412,7 +473,8 @@ class GANUpdater(StandardUpdater):
                 x_fake = self.generate(z, t)
             else:
                 x_fake, t, z = kept
-            loss = self.loss.gen(self.discriminate(self.augmented(x_fake), t))
+            y_real = self.real_logits_for_gen() if self.loss.gen_needs_real else None
+            loss = self.loss.gen_loss(self.discriminate(self.augmented(x_fake), t), y_real)
             loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('gen')))
         self.get_optimizer('gen').update()
         dis.cleargrads()  # a no-op unless something outside frozen() set them
@@ -420,6 +482,18 @@ class GANUpdater(StandardUpdater):
         if self.ema is not None:
             self.ema.update(gen, self.iteration, z=z, labels=t)
         chainer.report({'loss': loss}, gen)
+
+    def real_logits_for_gen(self):
+        """D's outputs on a real batch for the G step of a loss with ``gen_needs_real``.
+
+        The last D step's real batch (and labels), or the iterator's next one
+        when no D step came before (``order='gen_first'``); no graph: G's
+        gradient flows through the fakes' outputs only.
+        """
+        kept, self._kept_real = self._kept_real, None
+        x_real, t = kept if kept is not None else self.next_real_batch()
+        with chainer.no_backprop_mode():
+            return self.discriminate(self.augmented(x_real), t)
 
     def serialize(self, serializer) -> None:
         """Saves/restores iterators, optimizers, models and random states.
@@ -438,6 +512,9 @@ class GANUpdater(StandardUpdater):
             self.ema.serialize(serializer['gen_ema'])
         if hasattr(self.augment, 'serialize'):  # ADA's p
             self.augment.serialize(serializer['augment'])
+        for regularizer in self.regularizers:  # LeCam's moving averages
+            if hasattr(regularizer, 'serialize'):
+                regularizer.serialize(serializer['regularizer:' + regularizer.name])
         if isinstance(serializer, chainer.serializer.Deserializer):
             for name, iterator in self._iterators.items():
                 sampler = getattr(iterator, 'order_sampler', None)

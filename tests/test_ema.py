@@ -128,3 +128,25 @@ def test_before_start_the_average_copies_gen_statistics_too_with_z():
 def test_bad_settings(kwargs):
     with pytest.raises(ValueError, match='EMA'):
         GeneratorEMA(tiny_generator(), **kwargs)
+
+
+@pytest.mark.parametrize('iteration, expected', [
+    # decay 0.999: half-life ln(0.5)/ln(0.999) = 692.8 updates; ramp 0.05 per update.
+    (0, 0.5 ** (1 / 0.05)),            # update 1: half-life 0.05
+    (99, 0.5 ** (1 / 5.0)),            # update 100: half-life 5
+    (9_999, 0.5 ** (1 / 500.0)),       # update 10,000: half-life 500
+    (20_000, 0.999),                   # past 13,856 updates: the full half-life
+])
+def test_ema_rampup_grows_the_half_life_with_the_run(iteration, expected):
+    ema = GeneratorEMA(tiny_generator(), decay=0.999, rampup=0.05)
+    assert ema.decay_at(iteration) == pytest.approx(expected, rel=1e-9)
+    assert GeneratorEMA(tiny_generator(), decay=0.999).decay_at(iteration) == 0.999
+
+
+def test_ema_rampup_counts_from_start_and_is_checked():
+    ema = GeneratorEMA(tiny_generator(), decay=0.99, start=10, rampup=0.5)
+    assert ema.decay_at(9) == 0.0
+    assert ema.decay_at(10) == pytest.approx(0.5 ** (1 / 0.5))
+    for bad in (0, -1.0, 'x'):
+        with pytest.raises(ValueError, match='EMA rampup must be a number > 0'):
+            GeneratorEMA(tiny_generator(), rampup=bad)

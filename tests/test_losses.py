@@ -57,8 +57,8 @@ def test_minimax_gradient_saturates_where_nonsaturating_does_not():
 def test_losses_are_stable_for_large_logits():
     y = numpy.array([-200.0, 200.0], numpy.float32)
     for loss in LOSSES.values():
-        for fn in loss.functions:
-            assert numpy.isfinite(float(fn(y).array))
+        assert numpy.isfinite(float(loss.dis_loss(y, y[::-1])[0].array))
+        assert numpy.isfinite(float(loss.gen_loss(y, y[::-1]).array))
 
 
 def test_get_loss_by_name_and_passthrough():
@@ -68,7 +68,8 @@ def test_get_loss_by_name_and_passthrough():
 
 
 def test_unknown_loss_lists_valid_names():
-    match = "unknown loss 'wgan'; valid losses: hinge, lsgan, minimax, nonsaturating, wasserstein"
+    match = ("unknown loss 'wgan'; valid losses: hinge, lsgan, minimax, nonsaturating, rpgan, "
+             "wasserstein")
     with pytest.raises(ValueError, match=match):
         get_loss('wgan')
 
@@ -147,13 +148,69 @@ def test_lsgan_pulls_confident_fakes_back_to_the_boundary():
 @pytest.mark.parametrize('name', sorted(LOSSES))
 def test_losses_have_finite_gradients_for_large_logits(name):
     loss = LOSSES[name]
-    for fn in loss.functions:
+    for which in ('dis', 'gen'):
         y = chainer.Variable(numpy.array([-200.0, 200.0], numpy.float32))
+        other = chainer.Variable(numpy.array([200.0, -200.0], numpy.float32))
         # Chainer's softplus backward computes 1 / (1 + exp(200)): the exp
         # overflows to inf on the way, but the gradient itself is finite.
         with numpy.errstate(over='ignore'):
-            fn(y).backward()
+            value = loss.dis_loss(y, other)[0] if which == 'dis' else loss.gen_loss(y, other)
+            value.backward()
         assert numpy.isfinite(y.grad).all()
+        assert other.grad is None or numpy.isfinite(other.grad).all()
+
+
+# --- the relativistic pairing loss (RpGAN) ---------------------------------
+
+Y_REAL = numpy.array([1.0, -2.0, 0.5, 3.0], numpy.float64)
+Y_FAKE = numpy.array([0.0, 1.0, -1.5, 3.5], numpy.float64)
+
+
+def softplus(x):
+    return numpy.log1p(numpy.exp(x))
+
+
+def test_rpgan_matches_its_formula_by_hand():
+    # D: mean softplus(-(y_r - y_f)); G: mean softplus(-(y_f - y_r)), pair i with i.
+    loss = LOSSES['rpgan']
+    value, real_term, fake_term = loss.dis_loss(Y_REAL.astype('f'), Y_FAKE.astype('f'))
+    assert (real_term, fake_term) == (None, None) and loss.coupled and loss.gen_needs_real
+    assert float(value.array) == pytest.approx(softplus(Y_FAKE - Y_REAL).mean(), rel=1e-6)
+    gen = loss.gen_loss(Y_FAKE.astype('f'), Y_REAL.astype('f'))
+    assert float(gen.array) == pytest.approx(softplus(Y_REAL - Y_FAKE).mean(), rel=1e-6)
+    # Pairing matters: the same logits in another order give another loss.
+    shuffled = loss.dis_loss(Y_REAL[::-1].astype('f'), Y_FAKE.astype('f'))[0]
+    assert float(shuffled.array) != pytest.approx(float(value.array), rel=1e-3)
+
+
+def test_rpgan_gradients_match_the_derivative_by_hand():
+    # d/dy_r mean softplus(y_f - y_r) = -sigmoid(y_f - y_r) / B, d/dy_f = +sigmoid(...) / B.
+    n = len(Y_REAL)
+    sig = 1 / (1 + numpy.exp(-(Y_FAKE - Y_REAL)))
+    y_real, y_fake = chainer.Variable(Y_REAL.copy()), chainer.Variable(Y_FAKE.copy())
+    LOSSES['rpgan'].dis_loss(y_real, y_fake)[0].backward()
+    numpy.testing.assert_allclose(y_real.grad, -sig / n, rtol=1e-12)
+    numpy.testing.assert_allclose(y_fake.grad, sig / n, rtol=1e-12)
+    sig = 1 / (1 + numpy.exp(-(Y_REAL - Y_FAKE)))
+    y_real, y_fake = chainer.Variable(Y_REAL.copy()), chainer.Variable(Y_FAKE.copy())
+    LOSSES['rpgan'].gen_loss(y_fake, y_real).backward()
+    numpy.testing.assert_allclose(y_fake.grad, -sig / n, rtol=1e-12)
+    numpy.testing.assert_allclose(y_real.grad, sig / n, rtol=1e-12)
+
+
+def test_rpgan_gen_loss_without_reals_is_refused():
+    with pytest.raises(ValueError, match='needs y_real'):
+        LOSSES['rpgan'].gen_loss(Y_FAKE.astype('f'))
+
+
+@pytest.mark.parametrize('name', ['nonsaturating', 'lsgan', 'hinge', 'wasserstein', 'minimax'])
+def test_dis_loss_of_a_separable_loss_is_its_two_halves(name):
+    loss = LOSSES[name]
+    value, real_term, fake_term = loss.dis_loss(Y_REAL, Y_FAKE)
+    assert float(real_term.array) == float(loss.dis_real(Y_REAL).array)
+    assert float(fake_term.array) == float(loss.dis_fake(Y_FAKE).array)
+    assert float(value.array) == float(real_term.array) + float(fake_term.array)
+    assert float(loss.gen_loss(Y_FAKE, Y_REAL).array) == float(loss.gen(Y_FAKE).array)
 
 
 # --- soft and noisy real labels (label smoothing) ---------------------------
@@ -199,6 +256,7 @@ def test_soft_least_squares_matches_hand_computed_values():
 
 def test_only_losses_with_targets_have_soft_versions():
     assert soft_real('hinge') is None and soft_real(WASSERSTEIN) is None
+    assert soft_real('rpgan') is None
     # Found through dis_real, so a custom loss built from bce_real has one.
     custom = GANLoss(bce_real, NONSATURATING.dis_fake, HINGE.gen)
     assert soft_real(custom) is soft_real('minimax') is soft_real(NONSATURATING)
@@ -219,6 +277,7 @@ def test_check_real_label_accepts(value, loss, expected):
 @pytest.mark.parametrize('value, loss, message', [
     (0.9, 'hinge', 'real_label is not defined for the hinge loss .*nonsaturating, minimax, lsgan'),
     (0.9, 'wasserstein', 'real_label is not defined for the wasserstein loss'),
+    (0.9, 'rpgan', 'real_label is not defined for the rpgan loss'),
     ((0.7, 1.2), 'nonsaturating', r'real_label \(0.7, 1.2\) goes above 1 with the nonsaturating'),
     (1.1, 'minimax', 'goes above 1 with the minimax loss'),
     (0.0, 'lsgan', 'real_label must be a number t > 0 or a range'),

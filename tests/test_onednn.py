@@ -88,14 +88,19 @@ def grads(fn, arrays, gy):
     return y, [x.grad for x in xs]
 
 
-def assert_close(a, b):
-    # Float32 sums of up to a few hundred products, accumulated in another
-    # order by another kernel (oneDNN's differ between AVX2 and AVX-512
-    # machines): rounding reaches about 1e-5 of the largest value.
+def assert_close(a, b, scale=None, rtol=1e-4):
+    """Equal up to float32 rounding of sums whose terms reach ``scale`` (default: ``b``'s size).
+
+    A saturating activation hides the size of the sums it is applied to
+    (tanh of a pre-activation of 30 is 1), while the rounding of a sum of
+    hundreds of float32 products is relative to those sums: the tolerance
+    then takes the pre-activation's magnitude as ``scale``.
+    """
     a, b = getattr(a, 'array', a), getattr(b, 'array', b)
     assert a.shape == b.shape and a.dtype == b.dtype
-    scale = max(1.0, float(numpy.abs(b).max(initial=0)))
-    numpy.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+    if scale is None:
+        scale = float(numpy.abs(b).max(initial=0))
+    numpy.testing.assert_allclose(a, b, rtol=rtol, atol=2e-6 * max(1.0, scale))
 
 
 # --- The binding --------------------------------------------------------------------
@@ -154,7 +159,8 @@ def test_node_matches_chainer(transposed, case, act, layout):
     y, g = grads(ours, arrays, gy)
     y_ref, g_ref = grads(ref, arrays, gy)
     assert isinstance(y.creator, onednn_conv.ConvolutionDNNL)
-    assert_close(y, y_ref)
+    linear = functions(transposed, s, p, None)[1]
+    assert_close(y, y_ref, scale=float(numpy.abs(linear(*arrays).array).max()))
     for a, b in zip(g, g_ref):
         assert_close(a, b)
 
@@ -215,8 +221,11 @@ def test_double_backprop_matches_chainer(transposed):
         penalty = F.sum(gx * gx)
         penalty.backward()
         results.append((penalty.array, W.grad))
-    assert_close(results[0][0], results[1][0])
-    assert_close(results[0][1], results[1][1])
+    # Second derivatives through tanh: each value sums products of float32
+    # first derivatives, so its rounding is relative to the largest of them
+    # (seen: 6e-4 relative in 1 of 8,192 weights on an AVX2 machine).
+    assert_close(results[0][0], results[1][0], rtol=1e-3)
+    assert_close(results[0][1], results[1][1], rtol=1e-3)
 
 
 # --- Which path runs ------------------------------------------------------------------

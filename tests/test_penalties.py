@@ -6,7 +6,16 @@ import chainer.links as L
 import numpy
 import pytest
 
-from gan_trainer.penalties import PENALTIES, R1, WGANGP, get_penalty
+from gan_trainer.penalties import (
+    PENALTIES,
+    R1,
+    R2,
+    WGANGP,
+    PenaltySum,
+    get_penalty,
+    penalty_weight,
+    set_penalty_weight,
+)
 from gan_trainer.testing import fake_images, tiny_discriminator
 
 B = 4
@@ -226,17 +235,23 @@ def test_get_penalty():
     assert get_penalty('wgan-gp', 2.0).weight == 2.0
     custom = WGANGP(1.0, target=0.5)
     assert get_penalty(custom) is custom
-    assert set(PENALTIES) == {'wgan-gp', 'r1'}
+    assert set(PENALTIES) == {'wgan-gp', 'r1', 'r2'}
+    both = get_penalty('r1,r2', 0.1)
+    assert isinstance(both, PenaltySum) and repr(both) == 'R1(gamma=0.1) + R2(gamma=0.1)'
 
 
 def test_unknown_penalty_lists_valid_names():
     with pytest.raises(
-        ValueError, match="unknown penalty 'gp'; valid penalties: r1, wgan-gp, none"
+        ValueError, match="unknown penalty 'gp'; valid penalties: r1, r2, wgan-gp, none"
     ):
         get_penalty('gp')
+    with pytest.raises(ValueError, match="unknown penalty 'r3'"):
+        get_penalty('r1,r3')
+    with pytest.raises(ValueError, match="names a penalty twice"):
+        get_penalty('r1,r1')
 
 
-@pytest.mark.parametrize('cls', [WGANGP, R1])
+@pytest.mark.parametrize('cls', [WGANGP, R1, R2])
 def test_negative_weight_is_rejected(cls):
     with pytest.raises(ValueError, match='must be >= 0'):
         cls(-1.0)
@@ -252,3 +267,63 @@ def test_wgangp_on_cupy_matches_numpy():
     value = WGANGP()(d, cupy.asarray(x_real), cupy.asarray(x_fake), numpy.random.RandomState(0))
     assert isinstance(value.array, cupy.ndarray)
     assert float(value.array) == pytest.approx(expected, rel=1e-4)
+
+
+class QuadraticD(chainer.Chain):
+    """``D(x) = a sum(x^2) + b sum(x)`` per image: two parameters, ``grad_x D = 2 a x + b``."""
+
+    def __init__(self, a=0.3, b=-0.2):
+        super().__init__()
+        with self.init_scope():
+            self.a = chainer.Parameter(numpy.array(a, numpy.float64))
+            self.b = chainer.Parameter(numpy.array(b, numpy.float64))
+
+    def forward(self, x):
+        axes = tuple(range(1, x.ndim))
+        return (F.broadcast_to(self.a, (len(x),)) * F.sum(x * x, axis=axes)
+                + F.broadcast_to(self.b, (len(x),)) * F.sum(x, axis=axes))
+
+
+def zero_centred_by_hand(x, a, b, gamma):
+    """R1/R2 of QuadraticD at x, and its derivatives in a and b, from the formula."""
+    g = 2 * a * x + b                                     # grad_x D, per pixel
+    value = gamma / 2 * (g ** 2).sum(axis=(1, 2, 3)).mean()
+    d_a = gamma / 2 * (2 * g * 2 * x).sum(axis=(1, 2, 3)).mean()
+    d_b = gamma / 2 * (2 * g).sum(axis=(1, 2, 3)).mean()
+    return value, d_a, d_b
+
+
+@pytest.mark.parametrize('name', ['r1', 'r2', 'r1,r2'])
+@pytest.mark.parametrize('gamma', [0.05, 10.0])
+def test_zero_centred_penalties_match_their_formula_and_its_derivatives(name, gamma):
+    # R1 at the reals, R2 at the fakes, the sum of both: values and both
+    # parameters' gradients against the derivative written by hand.
+    x_real, x_fake = batches()
+    d = QuadraticD()
+    value = get_penalty(name, gamma)(d, x_real, x_fake, None)
+    value.backward()
+    expected = numpy.zeros(3)
+    for part, x in (('r1', x_real), ('r2', x_fake)):
+        if part in name.split(','):
+            expected += zero_centred_by_hand(x, 0.3, -0.2, gamma)
+    assert float(value.array) == pytest.approx(expected[0], rel=1e-10)
+    assert float(d.a.grad) == pytest.approx(expected[1], rel=1e-10)
+    assert float(d.b.grad) == pytest.approx(expected[2], rel=1e-10)
+
+
+def test_r2_looks_at_the_fakes_only():
+    x_real, x_fake = batches()
+    r2 = R2(1.0)
+    one = float(r2(QuadraticD(), x_real, x_fake).array)
+    assert float(r2(QuadraticD(), x_real * 5, x_fake).array) == one
+    assert float(r2(QuadraticD(), x_real, x_fake * 5).array) != pytest.approx(one)
+
+
+def test_penalty_weight_is_read_and_set_on_every_term():
+    both = get_penalty('r1,r2', 2.0)
+    assert penalty_weight(both) == 2.0
+    set_penalty_weight(both, 0.5)
+    assert [p.gamma for p in both.penalties] == [0.5, 0.5]
+    gp = get_penalty('wgan-gp')
+    set_penalty_weight(gp, 3.0)
+    assert penalty_weight(gp) == gp.weight == 3.0

@@ -486,3 +486,125 @@ def test_conditional_needs_labels_and_n_classes():
                            dis=ToyConditionalDiscriminator(), conditional=True)
     with pytest.raises(ValueError, match=r'\(image, label\) pairs'):
         updater.update()
+
+
+# --- losses that compare fakes with reals, lazy penalties, regularizers ----
+
+@pytest.mark.parametrize('reuse_fakes', [False, True])
+def test_rpgan_g_step_compares_its_fakes_with_the_d_steps_reals_through_the_updated_d(
+        reuse_fakes):
+    from gan_trainer.losses import RPGAN
+
+    updater = make_updater(loss='rpgan', reuse_fakes=reuse_fakes)
+    gen_before = copy.deepcopy(updater.gen)
+    gen_rec, dis_rec = Recorder(updater.gen), Recorder(updater.dis)
+    obs = reported(updater)
+    # D: its real and fake batch in its step; G step: the reals again, then fakes.
+    assert len(dis_rec.calls) == 4
+    real_d, fake_d, real_g, fake_g = dis_rec.calls
+    numpy.testing.assert_array_equal(real_g['x'], real_d['x'])  # the same real batch
+    assert same(real_g['params'], params(updater.dis)) and not real_g['backprop']
+    softplus = lambda v: numpy.log1p(numpy.exp(v.astype(numpy.float64)))
+    assert obs['dis/loss'] == pytest.approx(softplus(fake_d['y'] - real_d['y']).mean(), rel=1e-5)
+    assert obs['gen/loss'] == pytest.approx(softplus(real_g['y'] - fake_g['y']).mean(), rel=1e-5)
+    assert 'dis/loss_real' not in obs and 'dis/loss_fake' not in obs
+    # G's gradient: the relativistic G loss of its z against those reals, by the updated D.
+    z = gen_rec.calls[-1]['x']
+    loss = RPGAN.gen_loss(F.flatten(updater.dis(gen_before(z))), real_g['y'])
+    gen_before.cleargrads()
+    loss.backward()
+    for (name, p), q in zip(updater.gen.namedparams(), gen_before.params()):
+        numpy.testing.assert_allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_rpgan_with_the_g_step_first_takes_the_next_real_batch():
+    updater = make_updater(loss='rpgan', order='gen_first')
+    dis_rec = Recorder(updater.dis)
+    updater.update()
+    data = fake_images(40)
+    # G step: reals (batch 0) then fakes; D step: reals (batch 1) then fakes.
+    numpy.testing.assert_array_equal(dis_rec.calls[0]['x'], data[0:4])
+    numpy.testing.assert_array_equal(dis_rec.calls[2]['x'], data[4:8])
+
+
+class CountingPenalty:
+    """R1 that records which D step (counted over the run) it ran in."""
+
+    def __init__(self):
+        from gan_trainer.penalties import R1
+
+        self.r1, self.steps, self.updater = R1(2.0), [], None
+
+    def __call__(self, d, x_real, x_fake, rng):
+        u = self.updater
+        self.steps.append(u.iteration * u.n_dis + u._dis_index)
+        return self.r1(d, x_real, x_fake, rng)
+
+
+@pytest.mark.parametrize('n_dis, every, expected', [
+    (1, 3, [0, 3, 6]),                # 8 iterations, one D step each
+    (2, 3, [0, 3, 6, 9, 12, 15]),     # 16 D steps, counted across iterations
+])
+def test_a_lazy_penalty_runs_every_kth_d_step_and_is_scaled_by_k(n_dis, every, expected):
+    penalty = CountingPenalty()
+    updater = make_updater(n_dis=n_dis, penalty=penalty, penalty_every=every,
+                           data=fake_images(80))
+    penalty.updater = updater
+    dis_step = updater.dis_step
+
+    def tracked(keep_fakes=False, index=0):
+        updater._dis_index = index
+        return dis_step(keep_fakes=keep_fakes, index=index)
+
+    updater.dis_step = tracked
+    for _ in range(8):
+        before = len(penalty.steps)
+        obs = reported(updater)
+        assert ('dis/penalty' in obs) == (len(penalty.steps) > before)
+        if n_dis == 1 and 'dis/penalty' in obs:  # dis/loss = its terms + k * penalty
+            assert obs['dis/loss'] == pytest.approx(
+                obs['dis/loss_real'] + obs['dis/loss_fake'] + every * obs['dis/penalty'],
+                rel=1e-5)
+    assert penalty.steps == expected
+
+
+def test_penalty_every_must_be_a_positive_integer():
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match='penalty_every must be an integer >= 1'):
+            make_updater(penalty_every=bad)
+
+
+class Shift:
+    """A regularizer: weight * mean(y_real - y_fake), with a counter as state."""
+
+    name = 'shift'
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, discriminate, x_real, x_fake, y_real, y_fake, rng):
+        self.calls += 1
+        return 0.5 * F.mean(y_real - y_fake)
+
+    def serialize(self, serializer):
+        self.calls = int(serializer('calls', self.calls))
+
+
+def test_regularizers_add_to_the_dis_loss_are_reported_and_saved(tmp_path):
+    shift = Shift()
+    updater = make_updater(regularizers=[shift])
+    recorder = Recorder(updater.dis)
+    obs = reported(updater)
+    y_real, y_fake = (c['y'].astype(numpy.float64) for c in recorder.calls[:2])
+    assert obs['dis/shift'] == pytest.approx(0.5 * (y_real - y_fake).mean(), rel=1e-5)
+    assert obs['dis/loss'] == pytest.approx(
+        obs['dis/loss_real'] + obs['dis/loss_fake'] + obs['dis/shift'], rel=1e-5)
+    chainer.serializers.save_npz(str(tmp_path / 'u.npz'), updater)
+    other = Shift()
+    chainer.serializers.load_npz(str(tmp_path / 'u.npz'), make_updater(regularizers=[other]))
+    assert other.calls == 1
+
+
+def test_regularizers_need_names_of_their_own():
+    with pytest.raises(ValueError, match='needs a name of its own'):
+        make_updater(regularizers=[Shift(), Shift()])

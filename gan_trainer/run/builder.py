@@ -60,6 +60,7 @@ from gan_trainer.run.parts import (
     loader_processes,
     make_augment,
     make_optimizers,
+    make_regularizers,
     net_config,
     real_label,
     z_sampler,
@@ -190,7 +191,8 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
     dis.to_device(device)
     # (Every process builds the same nets from the seed, so the EMA's copy of
     # G is the same everywhere too.)
-    ema = GeneratorEMA(gen, decay=config.ema, start=config.ema_start) if config.ema else None
+    ema = GeneratorEMA(gen, decay=config.ema, start=config.ema_start,
+                       rampup=config.ema_rampup) if config.ema else None
     optimizers = make_optimizers(gen, dis, config)
     precision.configure_optimizers(optimizers, config.dtype)
     if group.parallel:  # gradients averaged over the processes; rank 0's weights
@@ -212,7 +214,8 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
         order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,
         seed=seed, penalty=get_penalty(config.penalty, config.penalty_weight),
         conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes,
-        augment=make_augment(config), real_label=real_label(config))
+        augment=make_augment(config), real_label=real_label(config),
+        penalty_every=config.penalty_every, regularizers=make_regularizers(config))
     iterations = config.iteration
     if config.epoch:
         iterations = math.ceil(config.epoch * len(train) / (config.batchsize * config.n_dis))

@@ -30,8 +30,26 @@ def check_combinations(config) -> None:
         raise ConfigError('arch', "resnet takes labels by conditional BatchNorm in G and "
                                   "projection in D: use gen_cond 'cbn' and dis_cond "
                                   "'projection'")
+    _check_schedules(config)
     if config.mnbn and config.communicator is None:
         raise ConfigError('mnbn', 'needs communicator (a data-parallel run under mpiexec)')
+
+
+def _check_schedules(config) -> None:
+    if config.penalty == 'none':
+        for name in ('penalty_weight_end', 'penalty_every'):
+            if getattr(config, name) not in (None, 1):
+                raise ConfigError(name, "needs a penalty (penalty is 'none')")
+    if config.lr_schedule == 'none':
+        for name in ('lr_floor', 'lr_decay_start'):
+            if getattr(config, name) != 0:
+                raise ConfigError(name, "is a setting of the decay: needs lr_schedule "
+                                        "'linear' or 'cosine'")
+    if config.beta2_start is not None and 'adam' not in (
+            config.gen_optimizer or config.optimizer, config.dis_optimizer or config.optimizer):
+        raise ConfigError('beta2_start', 'is a setting of Adam, and neither network uses it')
+    if config.ema_rampup is not None and config.ema is None:
+        raise ConfigError('ema_rampup', 'needs ema (the decay whose half-life it ramps)')
 
 
 def _check_recipes(config) -> None:

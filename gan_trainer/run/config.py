@@ -46,6 +46,22 @@ from gan_trainer.run.options import (
 _SEED = between(0, 2**32)
 
 
+def _not_absurd(value) -> str | None:
+    return None if value < 1e12 else 'must be below 1e12'
+
+
+def _penalty_names(value: str) -> str | None:
+    if value == 'none':
+        return None
+    from gan_trainer.penalties import penalty_names
+
+    try:
+        penalty_names(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _augment_policy(value: str) -> str | None:
     if value in ('none', 'ada'):
         return None
@@ -188,11 +204,29 @@ class RunConfig:
     loss: str = option('lsgan', kind='str', group='loop', preset=True,
                        choices=lambda: sorted(LOSSES), help='GAN loss')
     penalty: str = option('none', kind='str', group='loop', preset=True,
-                          choices=lambda: ('none', *sorted(PENALTIES)),
-                          help='gradient penalty on D')
+                          checks=[_penalty_names],
+                          help="gradient penalty on D: 'none', "
+                               f"{', '.join(sorted(PENALTIES))}, or several joined by commas "
+                               '(r1,r2: R3GAN)')
     penalty_weight: float | None = option(
         None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
-        help='lambda of wgan-gp or gamma of r1 (default 10)')
+        help='lambda of wgan-gp or gamma of r1 and r2 (default 10)')
+    penalty_weight_end: float | None = option(
+        None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
+        help='the penalty weight at the last iteration, reached along a cosine from '
+             '--penalty_weight (R3GAN)')
+    penalty_every: int = option(1, kind='int', group='loop', preset=True,
+                                checks=[at_least(1), _not_absurd],
+                                help='compute the penalty every k-th D step only, times k '
+                                     '(lazy regularization, StyleGAN2: 16)')
+    lecam: float = option(0.0, kind='float', group='loop', preset=True,
+                          checks=[at_least(0), finite],
+                          help="weight of LeCam regularization of D's outputs (Tseng et al. "
+                               '2021; 0.01 to 0.3); 0 is off')
+    bcr: float = option(0.0, kind='float', group='loop', preset=True,
+                        checks=[at_least(0), finite],
+                        help='weight of balanced consistency regularization of D under '
+                             'translations (Zhao et al. 2021: 10); 0 is off')
     n_dis: int = option(1, kind='int', group='loop', preset=True, checks=[at_least(1)],
                         help='D steps per G step')
     order: str = option('dis_first', kind='str', group='loop', preset=True,
@@ -217,6 +251,10 @@ class RunConfig:
                                help='keep a moving average of G with this decay, e.g. 0.999')
     ema_start: int = option(0, kind='int', group='loop', checks=[at_least(0)],
                             help='iteration from which the average starts')
+    ema_rampup: float | None = option(
+        None, kind='float', group='loop', checks=[above(0), _not_absurd],
+        help="grow the average's half-life with the run: at most this fraction of the "
+             'iterations so far (StyleGAN2: 0.05)')
     augment: str = option('none', kind='str', group='loop', networks=True,
                           checks=[_augment_policy],
                           help="differentiable augmentation of everything D sees (Zhao et al. "
@@ -276,6 +314,25 @@ class RunConfig:
     dis_nesterov: bool | None = _override('dis', 'nesterov', [], kind='bool')
     dis_rho: float | None = _override('dis', 'rho', [between(0, 1)])
     dis_weight_decay: float | None = _override('dis', 'weight_decay', [at_least(0), finite])
+
+    lr_schedule: str = option('none', kind='str', group='optimizer', preset=True,
+                              choices=('none', 'linear', 'cosine'),
+                              help='decay of both learning rates to --lr_floor at the last '
+                                   'iteration')
+    lr_floor: float = option(0.0, kind='float', group='optimizer', preset=True,
+                             checks=[between(0, 1, high_open=False)],
+                             help='the learning rate at the end of the decay, as a fraction '
+                                  'of its start')
+    lr_decay_start: float = option(0.0, kind='float', group='optimizer', preset=True,
+                                   checks=[between(0, 1)],
+                                   help='the fraction of the run after which the decay begins')
+    lr_warmup: int = option(0, kind='int', group='optimizer', preset=True,
+                            checks=[at_least(0), _not_absurd],
+                            help='iterations of linear learning-rate warm-up from 0')
+    beta2_start: float | None = option(
+        None, kind='float', group='optimizer', preset=True, checks=[between(0, 1)],
+        help="Adam's beta2 at the first iteration, reached --beta2 along a cosine (R3GAN: "
+             '0.9 to 0.99)')
 
     # -------------------------------------------------------- schedule
     batchsize: int = option(64, kind='int', group='schedule', preset=True, checks=[at_least(1)],

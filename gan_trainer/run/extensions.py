@@ -31,6 +31,7 @@ from gan_trainer.extensions import (
     TrainingGif,
 )
 from gan_trainer.run.errors import RunWarning
+from gan_trainer.run.parts import make_schedule
 
 #: Extension name -> (priority, why it runs there). Higher runs first. The names
 #: are those of earlier versions (Chainer's defaults for its own extensions),
@@ -64,6 +65,11 @@ PRIORITIES: dict[str, tuple[int, str]] = {
     'divergence_monitor': (
         PRIORITY_WRITER - 1,
         ('adds warning/divergence before the log reads the observation'),
+    ),
+    'schedule': (
+        PRIORITY_WRITER - 2,
+        ("reports the scheduled values of this update before the log reads the "
+         "observation, then sets the next update's"),
     ),
     'LogReport': (PRIORITY_READER, "Chainer's reader: summarises the observation"),
     'PrintReport': (PRIORITY_READER - 1, 'prints the entry the log has just made'),
@@ -188,6 +194,9 @@ def add_extensions(
         every(config.preview_interval, iterations),
     )
     add('divergence_monitor', DivergenceMonitor())
+    schedule = make_schedule(config, trainer.updater, iterations)
+    if schedule is not None:  # every process: each has its own optimizers
+        add('schedule', schedule, shared=False)
     log = every(config.display_interval, iterations)
     add('LogReport', extensions.LogReport(trigger=log, filename=files.LOG))
     penalty = ['dis/penalty'] if config.penalty != 'none' else []

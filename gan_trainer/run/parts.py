@@ -67,6 +67,54 @@ def make_augment(config: RunConfig):
     return DiffAugment(policy, target=target, speed=config.ada_speed)
 
 
+def make_regularizers(config: RunConfig) -> list:
+    """The run's regularizers of D's outputs (:mod:`gan_trainer.regularizers`)."""
+    from gan_trainer.regularizers import ConsistencyRegularization, LeCam
+
+    made = []
+    if config.lecam:
+        made.append(LeCam(config.lecam))
+    if config.bcr:
+        made.append(ConsistencyRegularization(config.bcr))
+    return made
+
+
+def make_schedule(config: RunConfig, updater, iterations: int):
+    """The run's :class:`~gan_trainer.schedules.Schedule`, or None when nothing is scheduled.
+
+    Learning rates (``lr_schedule``, ``lr_warmup``) of both networks, Adam's
+    beta2 (``beta2_start``) and the penalty weight (``penalty_weight_end``);
+    each reported under ``lr/gen``, ``beta2/dis``, ``penalty_weight``.
+    """
+    from gan_trainer.penalties import penalty_weight, set_penalty_weight
+    from gan_trainer.schedules import Schedule, lr_factor, optimizer_lr_setter, ramp
+
+    entries = {}
+    for name in ('gen', 'dis'):
+        optimizer = updater.get_optimizer(name)
+        if config.lr_schedule != 'none' or config.lr_warmup:
+            base, setter = optimizer_lr_setter(optimizer)
+
+            def lr_at(t, base=base):
+                return base * lr_factor(t, iterations, shape=config.lr_schedule,
+                                        floor=config.lr_floor, warmup=config.lr_warmup,
+                                        decay_start=config.lr_decay_start)
+
+            entries[f'lr/{name}'] = (lr_at, setter)
+        hyperparam = optimizer.hyperparam
+        if config.beta2_start is not None and hasattr(hyperparam, 'beta2'):
+            end = hyperparam.beta2
+            entries[f'beta2/{name}'] = (
+                lambda t, end=end: ramp(t, iterations, config.beta2_start, end),
+                lambda value, hp=hyperparam: setattr(hp, 'beta2', value))
+    if config.penalty_weight_end is not None and updater.penalty is not None:
+        start = penalty_weight(updater.penalty)
+        entries['penalty_weight'] = (
+            lambda t: ramp(t, iterations, start, config.penalty_weight_end),
+            lambda value: set_penalty_weight(updater.penalty, value))
+    return Schedule(entries) if entries else None
+
+
 def net_config(net: chainer.Link) -> dict:
     """What ``config.json`` records of a network: its ``config()``, or its class."""
     if hasattr(net, 'config'):
