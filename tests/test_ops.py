@@ -1333,3 +1333,22 @@ def test_batch_normalization_link_activation_in_evaluation_mode_and_bad_ones():
     for bad in ('tanh', 'elu'):
         with pytest.raises(ValueError, match='relu'):
             link(x, activation=bad)
+
+
+@pytest.mark.parametrize('name', ['max', 'average'])
+@pytest.mark.parametrize('shape', [(2, 3, 4), (2, 3, 1, 4)])
+def test_pooling_sends_what_it_cannot_pool_to_chainer(name, shape):
+    # The fast nodes skip Chainer's type check: their function decides first.
+    x = numpy.zeros(shape, numpy.float32)
+    ours = ops.max_pooling_2x2 if name == 'max' else ops.average_pooling_2x2
+    theirs = pooling.chainer_max_pooling_2x2 if name == 'max' else (
+        pooling.chainer_average_pooling_2x2)
+    try:
+        expected = theirs(x)
+    except Exception as e:  # noqa: BLE001 - whatever Chainer raises, ours raises too
+        with pytest.raises(type(e)):
+            ours(x)
+    else:
+        y = ours(x)
+        assert not isinstance(y.creator, FAST_NODES)
+        numpy.testing.assert_array_equal(y.array, expected.array)

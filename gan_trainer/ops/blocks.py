@@ -34,14 +34,20 @@ import chainer.functions as F
 
 from gan_trainer.ops import conv as conv_ops
 from gan_trainer.ops import dnnl
-from gan_trainer.ops._common import blocks_enabled, reference_backward, use_fast, variables
+from gan_trainer.ops._common import (
+    FastNode,
+    blocks_enabled,
+    reference_backward,
+    use_fast,
+    variables,
+)
 from gan_trainer.ops.activation import check_activation
 from gan_trainer.ops.linear import fast_node as linear_node
 from gan_trainer.ops.linear import linear
 from gan_trainer.ops.normalization import BatchNormalizationNumPy, batch_normalization
 
 
-class Block(chainer.FunctionNode):
+class Block(FastNode):
     """``bn(layer(x, W[, b]))`` with the activation inside ``bn``, as one node.
 
     Args:

@@ -45,7 +45,7 @@ from chainer.utils import conv as conv_utils
 from numpy.lib.stride_tricks import as_strided
 
 from gan_trainer.ops import onednn_conv
-from gan_trainer.ops._common import reference_backward, use_fast, variables
+from gan_trainer.ops._common import FastNode, reference_backward, use_fast, variables
 from gan_trainer.ops.activation import activated, check_activation
 
 # One name for every matrix product here, so that a profiler (or the
@@ -273,7 +273,7 @@ def _deconv_phases(x, W, s, p, out_hw) -> numpy.ndarray:
     return y
 
 
-class _ChannelLastNode(chainer.FunctionNode):
+class _ChannelLastNode(FastNode):
     """What the two nodes share: inputs ``(x, W[, b])``, all retained for the
     backward pass, and an output stored channel-last.
 

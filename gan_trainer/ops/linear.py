@@ -20,7 +20,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy
 
-from gan_trainer.ops._common import reference_backward, use_fast, variables
+from gan_trainer.ops._common import FastNode, reference_backward, use_fast, variables
 
 
 def _c_or_f(a: numpy.ndarray) -> numpy.ndarray:
@@ -30,7 +30,7 @@ def _c_or_f(a: numpy.ndarray) -> numpy.ndarray:
     return a
 
 
-class LinearNumPy(chainer.FunctionNode):
+class LinearNumPy(FastNode):
     """``x.reshape(N, -1) @ W.T + b`` for an ``x`` of any rank, output ``(N, M)``."""
 
     def forward(self, inputs):

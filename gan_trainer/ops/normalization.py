@@ -38,6 +38,7 @@ import numpy
 from chainer.backends import cuda
 
 from gan_trainer.ops._common import (
+    FastNode,
     as_rows,
     from_rows,
     reference_backward,
@@ -54,7 +55,7 @@ from gan_trainer.ops.activation import (
 )
 
 
-class BatchNormalizationNumPy(chainer.FunctionNode):
+class BatchNormalizationNumPy(FastNode):
     """Training-mode batch normalization over all axes but axis 1, then
     ``activation`` (None, ``'relu'`` or ``'leaky_relu'``) in the same node."""
 

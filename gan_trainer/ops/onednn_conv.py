@@ -58,7 +58,7 @@ import numpy
 from chainer.utils import conv as conv_utils
 
 from gan_trainer.ops import dnnl
-from gan_trainer.ops._common import onednn_enabled, reference_backward, variables
+from gan_trainer.ops._common import FastNode, onednn_enabled, reference_backward, variables
 from gan_trainer.ops.activation import activate, activate_in_place, activation_grad
 
 
@@ -306,7 +306,7 @@ def problem(transposed, x, W, has_bias, s, p, outsize, activation, slope):
                                              _eltwise(activation, slope)))
 
 
-class ConvolutionDNNL(chainer.FunctionNode):
+class ConvolutionDNNL(FastNode):
     """``activation(conv(x, W) + b)`` on oneDNN, output channel-last.
 
     Args:
