@@ -36,6 +36,15 @@ iteration (where oneDNN builds its primitives) are printed apart.
 
 The last line is ``profile ITERATION_MS ms/iteration`` (the plain windows'
 mean).
+
+``--ab blocks|onednn|threads`` compares instead of profiling: the odd
+windows switch the fused layer blocks off, oneDNN off (NumPy functions),
+or OpenMP's team from all cores to one thread, in the same process, so
+both settings see the same load as it drifts (on a shared machine a
+second process's figures are not comparable with the first's). The last
+line is ``ab NAME B / A RATIO``: the median, over the odd windows, of
+each one's milliseconds per iteration against the mean of its two
+neighbours.
 """
 
 from __future__ import annotations
@@ -227,16 +236,39 @@ class Timeline(chainer.training.Extension):
     priority = -10**6
     default_name = 'profile_timeline'
 
-    def __init__(self, clock: Clock, warmup: int, window: int, last: int) -> None:
-        self.clock, self.warmup, self.window, self.last = clock, warmup, window, last
-        self.stamps: list[tuple[int, float, bool]] = []  # (iteration, time, instrumented)
+    def __init__(self, switch, warmup: int, window: int, last: int) -> None:
+        self.switch, self.warmup, self.window, self.last = switch, warmup, window, last
+        self.on = False
+        self.stamps: list[tuple[int, float, bool]] = []  # (iteration, time, odd window)
 
     def __call__(self, trainer) -> None:
         it = trainer.updater.iteration
-        self.stamps.append((it, time.perf_counter(), self.clock.on))
-        # The iteration that starts now is instrumented in odd windows.
-        self.clock.on = (it >= self.warmup and ((it - self.warmup) // self.window) % 2 == 1
-                         and it + 1 < self.last)
+        self.stamps.append((it, time.perf_counter(), self.on))
+        # The iteration that starts now is in an odd window (instrumented, or
+        # the --ab setting switched).
+        on = (it >= self.warmup and ((it - self.warmup) // self.window) % 2 == 1
+              and it + 1 < self.last)
+        if on != self.on:
+            self.switch(on)
+            self.on = on
+
+
+def ab_switch(name: str):
+    """``switch(on)`` for ``--ab NAME``: the odd windows run with NAME's second setting."""
+    if name in ('blocks', 'onednn'):
+        key = {'blocks': 'gan_trainer_blocks', 'onednn': 'gan_trainer_onednn'}[name]
+        return lambda on: setattr(chainer.global_config, key, not on)
+    import ctypes
+
+    from gan_trainer.ops import threads
+    gomp = ctypes.CDLL('libgomp.so.1')
+    team = threads.team or threads.available_cores()
+    return lambda on: gomp.omp_set_num_threads(1 if on else team)
+
+
+#: --ab NAME: (even windows, odd windows), as the report names them.
+AB = {'blocks': ('blocks', 'separate layers'), 'onednn': ('oneDNN', 'NumPy'),
+      'threads': ('all cores', '1 thread')}
 
 
 def main(argv=None) -> int:
@@ -253,6 +285,10 @@ def main(argv=None) -> int:
     p.add_argument('--all_extensions', action='store_true',
                    help="keep the run's preview, validation and snapshot intervals")
     p.add_argument('--nodes', action='store_true', help='also print node counts by class')
+    p.add_argument('--ab', choices=sorted(AB),
+                   help='no profile: the odd windows switch the fused blocks, oneDNN or '
+                        "OpenMP's team (all cores / 1 thread) instead, for a comparison "
+                        'under the same load')
     args = p.parse_args(argv)
     total = args.warmup + args.iterations
     with tempfile.TemporaryDirectory() as out:
@@ -266,16 +302,52 @@ def main(argv=None) -> int:
         trainer = build_trainer(config, log=None)
         t_build = time.perf_counter() - t
         clock = Clock()
-        timeline = Timeline(clock, args.warmup, args.window, total)
+        if args.ab:
+            switch = ab_switch(args.ab)
+        else:
+            instrument(trainer, clock)
+
+            def switch(on):
+                clock.on = on
+        timeline = Timeline(switch, args.warmup, args.window, total)
         trainer.extend(timeline)
         hook = NodeTimer(clock)
-        instrument(trainer, clock)
         t = t_start = time.perf_counter()
         with hook:
             trainer.run()  # its log lines go to stdout, as the command's
         t_run = time.perf_counter() - t
-    report(args, config, timeline, clock, t_build, t_start, t_run)
+    if args.ab:
+        report_ab(args, timeline)
+    else:
+        report(args, config, timeline, clock, t_build, t_start, t_run)
     return 0
+
+
+def window_means(args, timeline: Timeline) -> list[tuple[bool, float]]:
+    """``(odd, ms per iteration)`` of each window after the warm-up, in order."""
+    windows: list[tuple[bool, list[float]]] = []
+    stamps = timeline.stamps
+    for (_, t0, _), (it, t1, on) in itertools.pairwise(stamps[:-1]):
+        if it <= args.warmup:
+            continue
+        if not windows or windows[-1][0] != on:
+            windows.append((on, []))
+        windows[-1][1].append(1e3 * (t1 - t0))
+    return [(on, statistics.fmean(ms)) for on, ms in windows]
+
+
+def report_ab(args, timeline: Timeline) -> None:
+    windows = window_means(args, timeline)
+    even = [ms for on, ms in windows if not on]
+    odd = [ms for on, ms in windows if on]
+    # Each odd window against the mean of its neighbours: robust to the load drifting.
+    ratios = [windows[i][1] / statistics.fmean([windows[i - 1][1], windows[i + 1][1]])
+              for i in range(1, len(windows) - 1) if windows[i][0]]
+    a, b = AB[args.ab]
+    print(f'{a}: {statistics.fmean(even):.2f} ms/iteration ({len(even)} windows); '
+          f'{b}: {statistics.fmean(odd):.2f} ms/iteration ({len(odd)} windows)')
+    print(f'ab {args.ab} {b} / {a} {statistics.median(ratios):.3f} (median of {len(ratios)} '
+          f'windows against their neighbours; range {min(ratios):.3f} .. {max(ratios):.3f})')
 
 
 def report(args, config, timeline: Timeline, clock: Clock, t_build: float, t_start: float,
