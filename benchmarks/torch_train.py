@@ -100,10 +100,14 @@ def main(argv=None) -> int:
     p.add_argument('--loss', choices=('bce', 'lsgan'), default='bce',
                    help="the D and G losses: BCEWithLogitsLoss (the example's), or "
                         "least squares on the logits, 0.5 (D(x) - t)^2 (the default run's)")
+    p.add_argument('--threads', type=int, default=None,
+                   help="torch.set_num_threads (default: PyTorch's own, one per core)")
     p.add_argument('--from_iteration', type=int, default=None,
                    help='first iteration of the ms/iteration window (default: a fifth in)')
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     size, channels, stages, width = NETS[args.net] if args.net else (28, 1, 2, args.base_width)
     if size == 28:
         data = torch.from_numpy(numpy.load(args.data).astype(numpy.float32))
