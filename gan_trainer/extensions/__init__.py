@@ -3,10 +3,12 @@
 Extensions read what they need from ``trainer.updater`` (its optimizers'
 targets and ``make_hidden``) and ``trainer.observation``, and write under
 ``trainer.out``; they never import the updater. Chainer's own ``LogReport``,
-``PrintReport``, ``ProgressBar``, ``PlotReport`` and
+``PrintReport``, ``ProgressBar`` and
 ``snapshot``/``snapshot_object`` (with ``n_retains``) are used as they are.
 
 * :class:`ImageGrid`: G(z) for a fixed z, saved during training.
+* :class:`LossPlot`: the loss curves (``loss.png``), Chainer's
+  ``PlotReport`` drawn at most every ``min_seconds``.
 * :class:`NaNGuard`: stops training (:class:`TrainingDiverged`) at the first
   NaN or infinity, before any snapshot of it is written.
 * :class:`DivergenceMonitor`: warns (:class:`DivergenceWarning`) when D wins
@@ -30,6 +32,7 @@ What they read from the updater is declared in :mod:`.protocol`.
 from gan_trainer.extensions.divergence import DivergenceMonitor, DivergenceWarning
 from gan_trainer.extensions.gif import TrainingGif
 from gan_trainer.extensions.image_grid import ImageGrid
+from gan_trainer.extensions.loss_plot import LossPlot
 from gan_trainer.extensions.mean_over_ranks import MeanOverRanks
 from gan_trainer.extensions.nan_guard import NaNGuard, TrainingDiverged
 from gan_trainer.extensions.quality import QualityReport
@@ -42,6 +45,7 @@ __all__ = [
     'DivergenceWarning',
     'GracefulStop',
     'ImageGrid',
+    'LossPlot',
     'MeanOverRanks',
     'NaNGuard',
     'QualityReport',

@@ -24,6 +24,7 @@ from gan_trainer.extensions import (
     DivergenceMonitor,
     GracefulStop,
     ImageGrid,
+    LossPlot,
     MeanOverRanks,
     NaNGuard,
     QualityReport,
@@ -73,7 +74,7 @@ PRIORITIES: dict[str, tuple[int, str]] = {
     ),
     'LogReport': (PRIORITY_READER, "Chainer's reader: summarises the observation"),
     'PrintReport': (PRIORITY_READER - 1, 'prints the entry the log has just made'),
-    'PlotReport': (PRIORITY_READER - 1, 'draws the log'),
+    'PlotReport': (PRIORITY_READER - 1, 'draws the log (LossPlot)'),
     'tensorboard': (PRIORITY_READER - 2, 'reads the entry the log has just made'),
     'ProgressBar': (PRIORITY_READER - 3, 'redraws below what was printed'),
     'training_gif': (PRIORITY_READER - 4, 'does its work when training ends'),
@@ -225,11 +226,11 @@ def add_extensions(
         ),
     )
     if extensions.PlotReport.available():
+        # Named as Chainer's PlotReport was (snapshots keep its points under the name).
         add(
             'PlotReport',
-            extensions.PlotReport(
+            LossPlot(
                 ['gen/loss', 'dis/loss', 'validation/gen/loss', 'validation/dis/loss'],
-                'iteration',
                 trigger=every(config.display_interval, iterations),
                 filename=files.LOSS_PLOT,
             ),
