@@ -73,9 +73,11 @@ _T_IMPORT = time.perf_counter() - _T0
 
 #: Node class name (substring) -> row, first match wins.
 NODE_KINDS = (
+    ('BatchNormalization (in a block)', 'batch normalization'),
+    ('Block(Linear', 'linear layers'),
+    ('Block(', 'convolutions'),
     ('Convolution', 'convolutions'),
     ('Deconvolution', 'convolutions'),
-    ('Block', 'conv/linear blocks (+BN +activation)'),
     ('BatchNormalization', 'batch normalization'),
     ('Linear', 'linear layers'),
     ('ReLU', 'activations'),
@@ -141,7 +143,8 @@ class NodeTimer(chainer.FunctionHook):
         clock = self.clock
         clock.rows[f'{node_kind(function.label)} ({direction})'] += own
         clock.node_total += own
-        clock.counts[f'{function.label} {direction}'] += 1
+        if function is not _InBlock:  # a part of a node, not a node
+            clock.counts[f'{function.label} {direction}'] += 1
         if self.stack:
             self.stack[-1][1] += elapsed
 
@@ -156,6 +159,33 @@ class NodeTimer(chainer.FunctionHook):
 
     def backward_postprocess(self, function, in_data, out_grad):
         self._pop(function, 'backward')
+
+
+class _InBlock:
+    """Stands for the batch normalization inside a fused block in the node timer."""
+
+    label = 'BatchNormalization (in a block)'
+
+
+def time_blocks(hook: NodeTimer) -> None:
+    """Times a fused block's batch normalization (and activation) as a node of its
+    own, so that the block's own row holds its layer alone."""
+    try:
+        from gan_trainer.ops.normalization import BatchNormalizationNumPy
+    except ImportError:  # an older tree
+        return
+    for name, direction in (('normalize', 'forward'), ('gradients', 'backward')):
+        method = getattr(BatchNormalizationNumPy, name, None)
+        if method is None:
+            continue
+
+        def timed(self, *args, _method=method, _direction=direction, **kwargs):
+            hook._push()
+            try:
+                return _method(self, *args, **kwargs)
+            finally:
+                hook._pop(_InBlock, _direction)
+        setattr(BatchNormalizationNumPy, name, timed)
 
 
 def instrument(trainer, clock: Clock) -> None:
@@ -312,6 +342,8 @@ def main(argv=None) -> int:
         timeline = Timeline(switch, args.warmup, args.window, total)
         trainer.extend(timeline)
         hook = NodeTimer(clock)
+        if not args.ab:
+            time_blocks(hook)
         t = t_start = time.perf_counter()
         with hook:
             trainer.run()  # its log lines go to stdout, as the command's
