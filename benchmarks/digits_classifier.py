@@ -78,7 +78,8 @@ def main(argv=None) -> int:
             files.save_npz(args.out, model)  # atomically
             print(f'wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB)')
     if shipped is not None:
-        images, labels = get_digits('test')._datasets
+        test = get_digits('test')
+        images, labels = test.images, test.labels
         print(f'shipped {WEIGHTS}: {os.path.getsize(WEIGHTS) / 1e6:.2f} MB, held-out accuracy '
               f'{float(shipped.test_accuracy):.1%} stored, {shipped.accuracy(images, labels):.1%} '
               'measured here')

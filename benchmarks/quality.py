@@ -112,7 +112,7 @@ def main() -> int:
         f'{args.samples} samples per run; base_width {args.base_width}',
         flush=True,
     )
-    real = RealStatistics(classifier.embed, get_digits('train')._datasets[0], seed=args.seed)
+    real = RealStatistics(classifier.embed, get_digits('train').images, seed=args.seed)
     header = [
         'run',
         'iterations',
@@ -128,7 +128,7 @@ def main() -> int:
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '---|' * len(header))
     print(
-        row('real digits (500 held out)', '-', real.measure(get_digits('test')._datasets[0]), '-'),
+        row('real digits (500 held out)', '-', real.measure(get_digits('test').images), '-'),
         flush=True,
     )
     ok = True

@@ -52,7 +52,7 @@ def digits_subset(n: int):
     import chainer
 
     train = get_digits('train')
-    images, labels = train._datasets
+    images, labels = train.images, train.labels
     keep = numpy.sort(numpy.concatenate(
         [numpy.flatnonzero(labels == c)[:n // 10] for c in range(10)]))
     return chainer.datasets.TupleDataset(images[keep], labels[keep])

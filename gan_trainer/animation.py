@@ -10,13 +10,11 @@ newest one, is left out) and writes one GIF with Pillow.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from PIL import Image
 
-#: Frame file names :func:`make_gif` collects; group 1 is the iteration.
-FRAME_PATTERN = re.compile(r'image_(\d+)\.png\Z')
+from gan_trainer import files
 
 
 class AnimationError(ValueError):
@@ -37,7 +35,7 @@ def find_frames(preview_dir: str | os.PathLike) -> list[Path]:
         raise AnimationError(f"preview folder '{folder}' does not exist")
     found = []
     for path in folder.iterdir():
-        match = FRAME_PATTERN.match(path.name)
+        match = files.PREVIEW_FRAME.match(path.name)  # the names ImageGrid writes
         if match and path.is_file():
             found.append((int(match.group(1)), path))
     if not found:

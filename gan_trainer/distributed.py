@@ -50,6 +50,8 @@ import chainer
 import chainer.links as L
 import numpy
 
+from gan_trainer.priorities import priority_of
+
 #: The communicators of ChainerMN 7 and where they run.
 COMMUNICATORS = {
     'naive': 'CPU or GPU: one MPI allreduce per array (tests, CPU clusters)',
@@ -357,9 +359,9 @@ def average_persistents(comm, links):
 
     parts = [AllreducePersistent(link, comm) for link in links]
 
-    # Above the evaluator and the preview grid (PRIORITY_WRITER).
+    # Above the evaluator and the preview grid, below the NaN guard.
     @chainer.training.make_extension(
-        default_name='average_persistents', priority=chainer.training.PRIORITY_WRITER + 1
+        default_name='average_persistents', priority=priority_of('average_persistents')
     )
     def average(trainer=None):
         for part in parts:

@@ -15,11 +15,9 @@ per call).
 ``isfinite(...).all()`` rather than a float64 sum (which a NaN or an
 infinity would also spoil): it needs no conversion and cannot overflow.
 Array by array rather than over one concatenation of the group: the
-concatenation copied every number once more. ``benchmarks/nan_guard_cost.py
---preset keras-dcgan-notes`` (a Dense 2048 in D, 13.4 million parameters,
-40.7 million numbers with Adam's state) timed 43 to 49 ms for the
-concatenated check against 10 to 15 ms array by array on NumPy; on the
-default networks, 0.39 against 0.29 ms.
+concatenation copied every number once more, which shows most on large
+networks (``benchmarks/nan_guard_cost.py --preset keras-dcgan-notes``, a
+Dense 2048 in D; the figures are in ``benchmarks/RESULTS.md``).
 Only when a flag is down are the arrays of that group searched one by one
 (one synchronisation each, once, on the way out).
 """

@@ -36,6 +36,8 @@ from collections.abc import Callable
 import chainer
 from chainer.training import extension
 
+from gan_trainer.priorities import priority_of
+
 #: Shapes of the learning-rate decay (``--lr_schedule``).
 LR_SCHEDULES = ('none', 'linear', 'cosine')
 
@@ -103,6 +105,7 @@ class Schedule(extension.Extension):
     """
 
     trigger = 1, 'iteration'
+    priority = priority_of('schedule')
     default_name = 'schedule'
 
     def __init__(self, entries: dict[str, tuple[ValueAt, Setter]]) -> None:

@@ -9,9 +9,9 @@ not change what a later test draws.
 
 from collections.abc import Sequence
 
-import chainer
 import numpy as np
 
+from gan_trainer.datasets import ArrayDataset
 from gan_trainer.latent import global_seed
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
@@ -191,7 +191,7 @@ def fake_images(n: int, *, size: int = 8, channels: int = 1, seed: int = 0) -> n
 
 def fake_dataset(
     n: int, *, size: int = 8, channels: int = 1, n_classes: int = 2, seed: int = 0
-) -> chainer.datasets.TupleDataset:
+) -> ArrayDataset:
     """Makes a labelled dataset of square images.
 
     The label sets the square's brightness, ``-1 + 2 * (label + 1) /
@@ -206,7 +206,7 @@ def fake_dataset(
         seed (int): Seed of the private RNG; the global RNG is not touched.
 
     Returns:
-        chainer.datasets.TupleDataset: Pairs ``(image, label)`` with float32
+        ArrayDataset: Pairs ``(image, label)`` with float32
         images of shape ``(channels, size, size)`` in [-1, 1] and int32
         labels in ``[0, n_classes)``.
     """
@@ -219,4 +219,4 @@ def fake_dataset(
     labels = rng.randint(0, n_classes, size=n).astype(np.int32)
     brightness = (-1 + 2 * (labels + 1) / n_classes).astype(np.float32)
     images = _squares(rng, brightness, size, channels)
-    return chainer.datasets.TupleDataset(images, labels)
+    return ArrayDataset(images, labels)

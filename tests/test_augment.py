@@ -8,6 +8,7 @@ import numpy
 import pytest
 from chainer import gradient_check, training
 from chainer.backends import cuda
+from helpers import reported
 
 from gan_trainer import GANUpdater
 from gan_trainer import augment as augment_module
@@ -255,7 +256,7 @@ def test_gen_step_augments_the_fakes_and_its_gradient_flows_through_it():
 def test_with_reuse_fakes_the_gen_step_augments_the_kept_fakes_afresh():
     updater = make_updater(augment='translation,cutout', reuse_fakes=True)
     updater.dis_step(keep_fakes=True)
-    kept = updater._kept_fakes[0].array.copy()
+    kept = updater._kept_fakes[0][0].array.copy()  # (fake batches, labels, z)
     rng = copy.deepcopy(updater.rng)
     seen = record_inputs(updater.dis)
     updater.gen_step()
@@ -331,12 +332,7 @@ def test_a_resumed_run_with_ada_equals_the_uninterrupted_one_bit_for_bit(tmp_pat
 def test_ada_in_the_loop_reports_p_with_any_batching_and_n_dis(separate_batches):
     updater = make_updater(augment=DiffAugment(target=0.1, interval=1, speed=8), n_dis=2,
                            separate_batches=separate_batches)
-    reporter = chainer.Reporter()
-    reporter.add_observer('gen', updater.gen)
-    reporter.add_observer('dis', updater.dis)
-    observation = {}
-    with reporter.scope(observation):
-        updater.update()
+    observation = reported(updater)
     # Two D steps, each moving p by +-4/8 from 0: the mean over them is reported.
     assert float(observation['dis/augment_p']) in (0.0, 0.25, 0.5, 0.75)
     assert updater.augment.p in (0.0, 0.5, 1.0)

@@ -19,6 +19,8 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+# Every test runs a benchmark script as its user does, in a process of its own.
+pytestmark = pytest.mark.process
 LAST_LINE = re.compile(r'^throughput (digits28|dcgan64|default) (cpu|gpu) (\d+\.\d) img/s$')
 PHASE = re.compile(r'^  (data|G forward|D forward|D step backward|G step backward|optimizers|other)'
                    r' +(-?\d+\.\d\d) ms +(-?\d+\.\d)%$')

@@ -10,6 +10,10 @@ import pytest
 
 import gan_trainer_compat
 
+# What differs between CI's stacks (Python, NumPy, setuptools) is what these
+# fixes are for: every stack runs them, fresh processes included.
+pytestmark = pytest.mark.every_stack
+
 
 def run_python(code):
     """Runs ``code`` in a fresh interpreter (site hooks active) and returns stdout."""

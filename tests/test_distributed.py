@@ -20,7 +20,7 @@ import threading
 import chainer
 import numpy
 import pytest
-from test_examples import REPO, assert_one_line_error, assert_same_weights, run
+from helpers import REPO, assert_one_line_error, assert_same_weights, here, run, succeeded
 
 from gan_trainer import ops
 from gan_trainer.distributed import (
@@ -85,11 +85,6 @@ def mpirun(n, *args):
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
-def succeeded(proc):
-    assert proc.returncode == 0, f'exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}'
-    return proc
-
-
 def arrays(path, prefix=''):
     with numpy.load(path) as f:
         return {k[len(prefix) :]: f[k] for k in f.files if k.startswith(prefix)}
@@ -118,6 +113,7 @@ def two_processes(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 @needs_mpi
 def test_two_processes_train_one_model_and_rank_0_writes_the_files(two_processes):
     out, proc = two_processes
@@ -152,6 +148,7 @@ def test_two_processes_train_one_model_and_rank_0_writes_the_files(two_processes
 
 
 @pytest.mark.slow
+@pytest.mark.process
 @needs_mpi
 def test_resume_auto_of_two_processes_ends_bit_for_bit_like_the_uninterrupted_run(
     two_processes, tmp_path
@@ -180,6 +177,7 @@ def test_resume_auto_of_two_processes_ends_bit_for_bit_like_the_uninterrupted_ru
 
 
 @pytest.mark.slow
+@pytest.mark.process
 @needs_mpi
 def test_resume_needs_as_many_processes_as_wrote_the_snapshot(two_processes, tmp_path):
     first, _ = two_processes
@@ -192,6 +190,7 @@ def test_resume_needs_as_many_processes_as_wrote_the_snapshot(two_processes, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.process
 @needs_mpi
 def test_one_process_under_mpiexec_and_multi_node_batch_norm(tmp_path):
     one = tmp_path / 'one'
@@ -211,6 +210,7 @@ def test_one_process_under_mpiexec_and_multi_node_batch_norm(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 @needs_mpi
 def test_bad_input_under_mpiexec_is_one_line_from_rank_0(tmp_path):
     proc = mpirun(2, '--dataset', tmp_path / 'missing', '--out', tmp_path / 'out')
@@ -218,13 +218,15 @@ def test_bad_input_under_mpiexec_is_one_line_from_rank_0(tmp_path):
     assert not (tmp_path / 'out' / 'config.json').exists()
 
 
-# -------------------------------------------------- bad command lines, no MPI job
+# ---------------------------------- bad command lines, no MPI job, in this process
 
 
 @pytest.mark.parametrize(
     'flags, message',
     [
-        (['--communicator', 'naive'], 'no MPI launcher started this process: run '),
+        # The line names the process's own command line: a real process.
+        pytest.param(['--communicator', 'naive'], 'no MPI launcher started this process: run ',
+                     marks=pytest.mark.process),
         (['--communicator', 'mpi'], "unknown communicator 'mpi'; choose 'naive'"),
         (['--communicator', 'hierarchical'], 'removed in ChainerMN 7'),
         (['--communicator', 'pure_nccl'], "'pure_nccl' needs GPUs (--gpu 0"),
@@ -239,7 +241,8 @@ def test_bad_distributed_flags_are_one_line_and_exit_status_2(flags, message, tm
     if flags[-1] == 'naive' and not HAVE_MPI:
         pytest.skip(MPI_REASON)
     out = tmp_path / 'out'
-    proc = run('train_dcgan.py', '--out', out, *flags)
+    command = run if flags[-1] == 'naive' else here
+    proc = command('train_dcgan.py', '--out', out, *flags)
     assert_one_line_error(proc, message, PROG)
     if flags[-1] == 'naive':  # it says what to run instead
         assert f'{MPIEXEC} -n 2 ' in proc.stderr and '--communicator naive' in proc.stderr

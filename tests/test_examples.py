@@ -1,22 +1,35 @@
 """The example scripts as a user runs them: real subprocesses, tiny nets, a few iterations.
 
-One digits run (a session fixture) is shared by the tests that only read
-its output; everything else writes under its own ``tmp_path``.
+One digits run (``digits_run`` in conftest.py) is shared by the tests that
+only read its output; everything else writes under its own ``tmp_path``.
+Bad input is tried in this process through the command's ``main(argv)``
+(helpers.here), with one case of each command in a real process.
 """
 
 import json
 import multiprocessing
 import os
 import shutil
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import chainer
 import numpy
 import pytest
 from chainer.iterators import MultiprocessIterator
+from helpers import (
+    FAST,
+    assert_one_line_error,
+    assert_same_weights,
+    grid_side,
+    here,
+    in_this_and_one_real_process,
+    read_png,
+    run,
+    succeeded,
+    train,
+    train_here,
+    weights,
+)
 from PIL import Image
 
 from gan_trainer.cli.train import parse_config
@@ -24,78 +37,6 @@ from gan_trainer.datasets import SkippedFilesWarning
 from gan_trainer.image import tile_images
 from gan_trainer.run import build_trainer, load_discriminator, load_generator
 from gan_trainer.sampling import draw_hidden, generate, nice_samples
-
-REPO = Path(__file__).resolve().parents[1]
-# Tiny nets (widths 4, 8) and 6 iterations keep each run at about 2 s on a CPU.
-FAST = (
-    '--base_width 4 --batchsize 8 --iteration 6 --snapshot_interval 3 --display_interval 3 '
-    '--preview_interval 3 --eval_interval 3 --no_progress'
-)
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-
-
-def run(script, *args):
-    return subprocess.run(
-        [sys.executable, f'examples/{script}', *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def train(*args):
-    return run('train_dcgan.py', *FAST.split(), *args)
-
-
-def succeeded(proc):
-    assert proc.returncode == 0, f'exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}'
-    return proc
-
-
-def read_png(path):
-    assert Path(path).read_bytes()[:8] == PNG_SIGNATURE, f'{path} is not a PNG'
-    with Image.open(path) as img:
-        return numpy.asarray(img)
-
-
-def grid_side(n, side):
-    return n * side + (n + 1) * 2  # padding 2 around and between cells
-
-
-def weights(path):
-    with numpy.load(path) as f:
-        return {k: f[k] for k in f.files}
-
-
-def assert_same_weights(a, b):
-    wa, wb = weights(a), weights(b)
-    assert sorted(wa) == sorted(wb)
-    for key in wa:
-        numpy.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
-
-
-@pytest.fixture(scope='session')
-def digits_run(tmp_path_factory):
-    """One 6-iteration run on the built-in digits: (out folder, process)."""
-    out = tmp_path_factory.mktemp('digits') / 'result'
-    return out, succeeded(train('--out', out))
-
-
-@pytest.fixture(scope='session')
-def image_folder(tmp_path_factory):
-    """12 random 16x16 RGB PNGs in two class folders, plus a text file named broken.png."""
-    root = tmp_path_factory.mktemp('images') / 'pets'
-    rng = numpy.random.RandomState(0)
-    for name in ('cats', 'dogs'):
-        (root / name).mkdir(parents=True)
-        for i in range(6):
-            pixels = rng.randint(0, 256, (16, 16, 3)).astype(numpy.uint8)
-            Image.fromarray(pixels).save(root / name / f'{i}.png')
-    (root / 'cats' / 'broken.png').write_text('not an image')
-    return root
-
 
 # Two loader processes decode the images (the default for a folder, given
 # explicitly so the tests below compare with it whatever the default becomes).
@@ -110,6 +51,7 @@ def folder_run(tmp_path_factory, image_folder):
     return out, succeeded(proc)
 
 
+@pytest.mark.every_stack  # the one short real training of every CI stack
 def test_training_on_digits_writes_logs_previews_snapshots_and_config(digits_run):
     out, proc = digits_run
     assert proc.stderr == ''  # no warnings from Chainer, NumPy or us
@@ -168,6 +110,7 @@ def test_training_on_digits_writes_logs_previews_snapshots_and_config(digits_run
     assert not numpy.array_equal(gen3['project/W'], gen6['project/W'])
 
 
+@pytest.mark.process
 def test_resume_continues_where_the_snapshot_left_off_exactly(digits_run, tmp_path):
     first, _ = digits_run
     out = tmp_path / 'resumed'
@@ -209,6 +152,7 @@ def test_resume_continues_where_the_snapshot_left_off_exactly(digits_run, tmp_pa
     )
 
 
+@pytest.mark.process
 def test_resume_across_an_epoch_boundary_is_exact(folder_run, image_folder, tmp_path):
     # 10 training images, batch 8: iterations 4..6 start two new epochs, so
     # the random state that shuffles each new epoch must be in the snapshot.
@@ -219,6 +163,7 @@ def test_resume_across_an_epoch_boundary_is_exact(folder_run, image_folder, tmp_
     assert_same_weights(out / 'gen_iter_6.npz', first / 'gen_iter_6.npz')
 
 
+@pytest.mark.process
 def test_loader_processes_train_on_the_batches_of_the_training_process(
         folder_run, image_folder, tmp_path):
     # Decoded in the training process (--loaderjob 0), the same seed gives
@@ -229,6 +174,7 @@ def test_loader_processes_train_on_the_batches_of_the_training_process(
         assert_same_weights(out / name, folder_run[0] / name)
 
 
+@pytest.mark.process
 def test_resume_auto_with_loader_processes_is_exact(folder_run, image_folder, tmp_path):
     # Half the run, then --resume auto in the same folder up to the end. The
     # loader processes run ahead of training and shuffle the next epochs
@@ -277,6 +223,7 @@ def test_loop_flags_reach_the_updater(tmp_path, flags, expected):
     assert (updater.reuse_fakes, updater.order, updater.n_dis) == expected
 
 
+@pytest.mark.process
 def test_training_on_an_image_folder_warns_once_about_the_broken_file(folder_run):
     out, proc = folder_run
     broken = [line for line in proc.stderr.splitlines() if 'broken.png' in line]
@@ -297,6 +244,7 @@ def test_training_on_an_image_folder_warns_once_about_the_broken_file(folder_run
     assert numpy.isfinite(log[1]['gen/loss'])
 
 
+@pytest.mark.process
 @pytest.mark.parametrize('keep, kept', [(1, [6]), (2, [4, 6])])
 def test_keep_retains_only_the_newest_snapshots(image_folder, tmp_path, keep, kept):
     out = tmp_path / 'result'
@@ -307,6 +255,7 @@ def test_keep_retains_only_the_newest_snapshots(image_folder, tmp_path, keep, ke
         assert found == sorted(f'{prefix}{i}{suffix}' for i in kept)
 
 
+@pytest.mark.process
 def test_generate_writes_the_grid_of_the_snapshot(digits_run, tmp_path):
     out, _ = digits_run
     grid = tmp_path / 'grid.png'
@@ -325,7 +274,7 @@ def test_generate_nice_keeps_what_the_discriminator_likes_best(digits_run, tmp_p
     out, _ = digits_run
     grid = tmp_path / 'nice.png'
     args = ['--rows', '2', '--cols', '3', '--nice', '--out', grid]
-    succeeded(run('generate.py', out / 'gen_iter_6.npz', *args))
+    succeeded(here('generate.py', out / 'gen_iter_6.npz', *args))
     pixels = read_png(grid)
     assert pixels.shape == (grid_side(2, 28), grid_side(3, 28))
     gen, _ = load_generator(str(out / 'gen_iter_6.npz'))
@@ -340,7 +289,7 @@ def test_generate_is_repeatable_by_seed(digits_run, tmp_path):
     for name, seed in (('a', 5), ('b', 5), ('c', 6)):
         paths[name] = tmp_path / f'{name}.png'
         args = ['--rows', '2', '--cols', '2', '--seed', seed, '--out', paths[name]]
-        succeeded(run('generate.py', out / 'gen_iter_6.npz', *args))
+        succeeded(here('generate.py', out / 'gen_iter_6.npz', *args))
     assert paths['a'].read_bytes() == paths['b'].read_bytes()
     assert not numpy.array_equal(read_png(paths['a']), read_png(paths['c']))
 
@@ -410,22 +359,14 @@ def bad_train_cases():
 BAD_TRAIN = bad_train_cases()
 
 
-def assert_one_line_error(proc, names, prog):
-    assert proc.returncode == 2, f'exit {proc.returncode}\n{proc.stderr}'
-    assert 'Traceback' not in proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), proc.stderr
-    assert lines[0].startswith(f'{prog}: error: ')
-    assert names in lines[0]
-
-
-@pytest.mark.parametrize('case', list(BAD_TRAIN))
-def test_bad_training_input_is_one_line_and_exit_status_2(case, tmp_path, digits_run):
+@pytest.mark.parametrize('case, command', in_this_and_one_real_process(
+    BAD_TRAIN, 'dataset_missing', train_here, train))
+def test_bad_training_input_is_one_line_and_exit_status_2(case, command, tmp_path, digits_run):
     if case == 'gpu_without_cupy' and chainer.backends.cuda.available:
         pytest.skip('CuPy with a GPU is available here')
     args, names = BAD_TRAIN[case](tmp_path, digits_run[0])
     out = tmp_path / 'result'
-    proc = train('--out', out, *args)
+    proc = command('--out', out, *args)
     assert_one_line_error(proc, names, 'train_dcgan.py')
     assert not (out / 'log').exists() and not list(out.glob('*iter*'))  # nothing trained
 
@@ -470,9 +411,10 @@ def bad_generate_cases():
 BAD_GENERATE = bad_generate_cases()
 
 
-@pytest.mark.parametrize('case', list(BAD_GENERATE))
-def test_bad_generate_input_is_one_line_and_exit_status_2(case, tmp_path, digits_run):
+@pytest.mark.parametrize('case, command', in_this_and_one_real_process(
+    BAD_GENERATE, 'missing_snapshot', here, run))
+def test_bad_generate_input_is_one_line_and_exit_status_2(case, command, tmp_path, digits_run):
     args, names = BAD_GENERATE[case](digits_run[0], tmp_path)
-    proc = run('generate.py', *args)
+    proc = command('generate.py', *args)
     assert_one_line_error(proc, names, 'generate.py')
     assert not list(tmp_path.rglob('*.png'))

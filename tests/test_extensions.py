@@ -5,17 +5,13 @@ import os
 import chainer
 import numpy
 import pytest
-from chainer import training
-from PIL import Image
+from helpers import make_trainer, read_png
 
-from gan_trainer import GANUpdater
 from gan_trainer.extensions import ImageGrid
 from gan_trainer.image import tile_images
 from gan_trainer.latent import global_seed
 from gan_trainer.nets.dcgan import Generator
-from gan_trainer.testing import fake_images, tiny_discriminator, tiny_generator
 
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 N_HIDDEN = 4  # tiny_generator's default
 
 
@@ -28,26 +24,6 @@ class GlobalRNGGenerator(Generator):
 
     def make_hidden(self, batchsize):
         return numpy.random.standard_normal((batchsize, self.n_hidden)).astype(numpy.float32)
-
-
-def make_trainer(out, *, gen=None, channels=1, stop=4):
-    gen = gen or tiny_generator(channels=channels)
-    dis = tiny_discriminator(channels=channels)
-    opts = {}
-    for name, net in (('gen', gen), ('dis', dis)):
-        opts[name] = chainer.optimizers.Adam(1e-2, beta1=0.5)
-        opts[name].setup(net)
-    it = chainer.iterators.SerialIterator(fake_images(40, channels=channels), 4, shuffle=False)
-    updater = GANUpdater(it, opts, device=-1, seed=0)
-    return training.Trainer(updater, (stop, 'iteration'), out=str(out))
-
-
-def read_png(path):
-    with open(path, 'rb') as f:
-        assert f.read(8) == PNG_SIGNATURE, f'{path} is not a PNG'
-    with Image.open(path) as img:
-        assert img.format == 'PNG'
-        return numpy.asarray(img)
 
 
 def expected_grid(gen, z, rows, cols):

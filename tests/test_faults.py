@@ -1,9 +1,13 @@
 """Fault injection: the run under a second run, a full disk, signals, bad resumes, huge flags.
 
-Each case is what a user does to a real ``examples/train_dcgan.py`` process
-(tiny nets, a few iterations), and each checks the promise README's
-"Never lose a run" makes: one line on stderr, a documented exit status, and
-no file of the run lost or left broken.
+Each case is what a user does to ``examples/train_dcgan.py`` (tiny nets, a
+few iterations), and each checks the promise README's "Never lose a run"
+makes: one line on stderr, a documented exit status, and no file of the run
+lost or left broken. What needs a process of its own (a second run on a
+locked folder, signals, kill -9, a full disk in a mount namespace) runs in
+one; refusals of bad input run through the command's ``main(argv)`` in this
+process (helpers.here), which prints the same line and returns the same
+status.
 """
 
 import json
@@ -16,11 +20,18 @@ import time
 
 import numpy
 import pytest
-from PIL import Image
-from test_examples import FAST, REPO, assert_one_line_error, succeeded, train
+from helpers import (
+    FAST,
+    REPO,
+    assert_one_line_error,
+    here,
+    succeeded,
+    train,
+    train_here,
+    write_image_folder,
+)
 
 PROG = 'train_dcgan.py'
-EXAMPLES = os.path.join(REPO, 'examples')
 
 
 def start(*args, **kwargs):
@@ -82,20 +93,15 @@ def finite(path):
 
 
 @pytest.fixture(scope='module')
-def image_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp('faults') / 'pets'
-    rng = numpy.random.RandomState(0)
-    for name in ('cats', 'dogs'):
-        (root / name).mkdir(parents=True)
-        for i in range(8):
-            Image.fromarray(rng.randint(0, 256, (8, 8, 3)).astype(numpy.uint8)).save(
-                root / name / f'{i}.png')
-    return root
+def pets8(tmp_path_factory):
+    """16 random 8x8 PNGs in two class folders, none broken (so stderr holds only the run's lines)."""
+    return write_image_folder(tmp_path_factory.mktemp('faults') / 'pets', 8, 8)
 
 
 # ------------------------------------------------------- fault 2: two runs, one folder
 
 
+@pytest.mark.process
 def test_a_second_run_on_a_folder_in_use_fails_at_once_naming_the_holder(tmp_path):
     out = tmp_path / 'result'
     first = start('--iteration', 400, '--snapshot_interval', 400, '--out', out)
@@ -115,20 +121,15 @@ def test_a_second_run_on_a_folder_in_use_fails_at_once_naming_the_holder(tmp_pat
 # ------------------------------------------- fault 3: a failed resume writes nothing
 
 
-def test_a_refused_resume_leaves_config_json_as_it_was(tmp_path):
+def test_a_refused_resume_leaves_config_json_as_it_was(digits_run, tmp_path):
     out = tmp_path / 'result'
-    succeeded(train('--out', out))
+    shutil.copytree(digits_run[0], out)
     before = (out / 'config.json').read_bytes()
-    proc = train('--widths', '8,16', '--iteration', 9, '--resume', 'auto', '--out', out)
+    proc = train_here('--widths', '8,16', '--iteration', 9, '--resume', 'auto', '--out', out)
     assert_one_line_error(proc, '--widths: gives D the widths 8,16, but the run being resumed '
                                 f'({out}/snapshot_iter_6) has 4,8', PROG)
     assert (out / 'config.json').read_bytes() == before
-    succeeded(run_tool('generate.py', out / 'gen_iter_6.npz', '--out', tmp_path / 'g.png'))
-
-
-def run_tool(script, *args):
-    return subprocess.run([sys.executable, os.path.join(EXAMPLES, script), *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    succeeded(here('generate.py', out / 'gen_iter_6.npz', '--out', tmp_path / 'g.png'))
 
 
 # ------------------------------------------------------------ fault 4: a full disk
@@ -151,6 +152,7 @@ def full_disk_available():
     return probe.returncode == 0
 
 
+@pytest.mark.process
 @pytest.mark.skipif(not full_disk_available(),
                     reason='needs mount namespaces (unshare -m) for a small tmpfs')
 def test_a_full_disk_is_one_line_with_status_4_and_the_snapshots_stay_resumable(tmp_path):
@@ -175,12 +177,13 @@ def test_a_full_disk_is_one_line_with_status_4_and_the_snapshots_stay_resumable(
 # ------------------------------------------------------------ fault 5: signals
 
 
+@pytest.mark.process
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_at_the_iteration_with_a_snapshot_and_one_line(tmp_path, signum,
-                                                                      image_folder):
+                                                                      pets8):
     out = tmp_path / 'result'
     # Loader processes too: Ctrl-C reaches the whole process group.
-    proc = start('--dataset', image_folder, '--size', 8, '--loaderjob', 2, '--iteration', 2000,
+    proc = start('--dataset', pets8, '--size', 8, '--loaderjob', 2, '--iteration', 2000,
                  '--snapshot_interval', 1000, '--out', out)
     wait_for(out / 'config.json', proc)
     time.sleep(1.0)  # some iterations in, no regular snapshot yet
@@ -199,11 +202,12 @@ def test_a_signal_stops_at_the_iteration_with_a_snapshot_and_one_line(tmp_path, 
     assert len(lines) == 2
     assert (out / f'gen_iter_{n}.npz').exists() and (out / 'training.gif').exists()
     assert group_is_gone(proc.pid)  # no loader process outlives the run
-    resumed = succeeded(train('--dataset', image_folder, '--size', 8, '--iteration', n + 2,
+    resumed = succeeded(train('--dataset', pets8, '--size', 8, '--iteration', n + 2,
                               '--snapshot_interval', 1000, '--resume', 'auto', '--out', out))
     assert resumed.stdout.startswith(f'{PROG}: resuming from {out}/{snapshot}\n')
 
 
+@pytest.mark.process
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     out = tmp_path / 'result'
     # Iterations of a second or so, so that the second Ctrl-C comes mid-way.
@@ -223,9 +227,10 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
         f'{PROG}: stopped at once by a second SIGINT at iteration ')
 
 
-def test_kill_9_leaves_no_loader_process_behind(tmp_path, image_folder):
+@pytest.mark.process
+def test_kill_9_leaves_no_loader_process_behind(tmp_path, pets8):
     out = tmp_path / 'result'
-    proc = start('--dataset', image_folder, '--size', 8, '--loaderjob', 2, '--iteration', 2000,
+    proc = start('--dataset', pets8, '--size', 8, '--loaderjob', 2, '--iteration', 2000,
                  '--out', out)
     wait_for(out / 'config.json', proc)
     time.sleep(0.5)
@@ -244,7 +249,7 @@ def test_kill_9_leaves_no_loader_process_behind(tmp_path, image_folder):
 ])
 def test_a_run_that_cannot_fit_in_memory_is_refused_at_once(tmp_path, args, names):
     began = time.monotonic()
-    proc = train('--out', tmp_path / 'result', *args)
+    proc = train_here('--out', tmp_path / 'result', *args)
     assert proc.returncode == 4, proc.stderr
     [line] = proc.stderr.splitlines()
     assert line.startswith(f'{PROG}: error: ') and names in line
@@ -253,11 +258,9 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_at_once(tmp_path, args, name
     assert not (tmp_path / 'result').exists()
 
 
-@pytest.fixture(scope='module')
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp('faults_run') / 'result'
-    succeeded(train('--out', out))
-    return out
+@pytest.fixture
+def tiny_run(digits_run):
+    return digits_run[0]
 
 
 @pytest.mark.parametrize('script, args, names', [
@@ -265,7 +268,7 @@ def tiny_run(tmp_path_factory):
     ('generate.py', ['--rows', 10**5, '--cols', 10**5], '10,000,000,000 images'),
 ])
 def test_tools_refuse_outputs_larger_than_memory(tiny_run, tmp_path, script, args, names):
-    proc = run_tool(script, tiny_run / 'gen_iter_6.npz', *args, '--out', tmp_path / 'x.png')
+    proc = here(script, tiny_run / 'gen_iter_6.npz', *args, '--out', tmp_path / 'x.png')
     assert proc.returncode == 4, proc.stderr
     [line] = proc.stderr.splitlines()
     assert names in line and 'of memory' in line
@@ -275,11 +278,11 @@ def test_tools_refuse_outputs_larger_than_memory(tiny_run, tmp_path, script, arg
 def test_many_image_files_are_generated_in_chunks(tiny_run, tmp_path):
     # Chunks of 1,000 with one random stream: the files are those of one batch.
     out = tmp_path / 'samples'
-    succeeded(run_tool('generate.py', tiny_run / 'gen_iter_6.npz', '--n', 1203, '--out_dir', out))
+    succeeded(here('generate.py', tiny_run / 'gen_iter_6.npz', '--n', 1203, '--out_dir', out))
     names = sorted(os.listdir(out))
     assert len(names) == 1203 and names[0] == '000000.png' and names[-1] == '001202.png'
     single = tmp_path / 'one'
-    succeeded(run_tool('generate.py', tiny_run / 'gen_iter_6.npz', '--n', 3, '--out_dir', single))
+    succeeded(here('generate.py', tiny_run / 'gen_iter_6.npz', '--n', 3, '--out_dir', single))
     for name in os.listdir(single):
         assert (single / name).read_bytes() == (out / name).read_bytes()
 
@@ -290,9 +293,9 @@ def test_many_image_files_are_generated_in_chunks(tiny_run, tmp_path):
 def test_keep_counts_the_runs_snapshots_across_resumes(tmp_path):
     out = tmp_path / 'result'
     keep = ['--keep', 2, '--snapshot_interval', 2, '--out', out]
-    succeeded(train('--iteration', 6, *keep))
-    succeeded(train('--iteration', 10, '--resume', 'auto', *keep))
-    succeeded(train('--iteration', 16, '--resume', 'auto', *keep))
+    succeeded(train_here('--iteration', 6, *keep))
+    succeeded(train_here('--iteration', 10, '--resume', 'auto', *keep))
+    succeeded(train_here('--iteration', 16, '--resume', 'auto', *keep))
     assert snapshot_names(out) == ['snapshot_iter_14', 'snapshot_iter_16']
     assert sorted(p.name for p in out.glob('gen_iter_*')) == ['gen_iter_14.npz',
                                                               'gen_iter_16.npz']
@@ -303,12 +306,13 @@ def test_keep_counts_the_runs_snapshots_across_resumes(tmp_path):
 
 def test_resume_auto_moves_a_damaged_newest_snapshot_aside_and_continues(tmp_path):
     out = tmp_path / 'result'
-    succeeded(train('--iteration', 12, '--snapshot_interval', 2, '--keep', 10, '--out', out))
+    succeeded(train_here('--iteration', 12, '--snapshot_interval', 2, '--keep', 10,
+                         '--out', out))
     newest = out / 'snapshot_iter_12'
     damaged = newest.read_bytes()[: len(newest.read_bytes()) // 2]  # truncated
     newest.write_bytes(damaged)
-    proc = succeeded(train('--iteration', 14, '--snapshot_interval', 2, '--keep', 10,
-                           '--resume', 'auto', '--out', out))
+    proc = succeeded(train_here('--iteration', 14, '--snapshot_interval', 2, '--keep', 10,
+                                '--resume', 'auto', '--out', out))
     assert proc.stdout.startswith(f'{PROG}: resuming from {out}/snapshot_iter_10\n')
     assert "skipped 1 unreadable snapshot(s)" in proc.stderr
     assert f"moved 1 snapshot(s) newer than {out}/snapshot_iter_10" in proc.stderr
@@ -331,7 +335,7 @@ def test_resume_auto_moves_a_damaged_newest_snapshot_aside_and_continues(tmp_pat
     (['--keep', '0'], '--keep: must be at least 1, got 0'),
 ])
 def test_every_numeric_flag_is_checked_at_the_boundary(tmp_path, flags, says):
-    proc = train('--out', tmp_path / 'result', *flags)
+    proc = train_here('--out', tmp_path / 'result', *flags)
     assert_one_line_error(proc, says, PROG)
     assert not (tmp_path / 'result').exists()
 
@@ -339,8 +343,8 @@ def test_every_numeric_flag_is_checked_at_the_boundary(tmp_path, flags, says):
 @pytest.mark.parametrize('opset', [99, 5])
 def test_export_with_an_unsupported_opset_is_one_line(tiny_run, tmp_path, opset):
     pytest.importorskip('onnx')
-    proc = run_tool('export_onnx.py', tiny_run / 'gen_iter_6.npz', '--opset', opset,
-                    '--out', tmp_path / 'g.onnx')
+    proc = here('export_onnx.py', tiny_run / 'gen_iter_6.npz', '--opset', opset,
+                '--out', tmp_path / 'g.onnx')
     assert_one_line_error(proc, f'--opset {opset}: ONNX export supports opsets 7 to ',
                           'export_onnx.py')
 
@@ -352,11 +356,11 @@ def test_export_with_an_unsupported_opset_is_one_line(tiny_run, tmp_path, opset)
     (['--ema', '0.9'], '--ema: is 0.9, but the run being resumed'),
 ])
 def test_resuming_with_other_networks_or_data_names_the_flag_and_both_values(
-        tiny_run, tmp_path, image_folder, flags, says):
+        tiny_run, tmp_path, pets8, flags, says):
     out = tmp_path / 'result'
     shutil.copytree(tiny_run, out)
-    flags = [str(image_folder) if f == 'FOLDER' else f for f in flags]
-    proc = train('--iteration', 8, '--resume', 'auto', '--out', out, *flags)
+    flags = [str(pets8) if f == 'FOLDER' else f for f in flags]
+    proc = train_here('--iteration', 8, '--resume', 'auto', '--out', out, *flags)
     assert_one_line_error(proc, says, PROG)
     assert snapshot_names(out) == ['snapshot_iter_3', 'snapshot_iter_6']
 
@@ -366,20 +370,20 @@ def test_resuming_with_other_networks_or_data_names_the_flag_and_both_values(
 
 def test_a_run_shorter_than_the_display_interval_still_logs_and_plots(tmp_path):
     out = tmp_path / 'result'
-    succeeded(train('--iteration', 2, '--display_interval', 50, '--out', out))
+    succeeded(train_here('--iteration', 2, '--display_interval', 50, '--out', out))
     assert [e['iteration'] for e in json.loads((out / 'log').read_text())] == [2]
     assert (out / 'loss.png').exists()
 
 
 def test_the_start_says_what_data_was_found_and_no_escape_codes_without_progress(tmp_path):
-    proc = succeeded(train('--out', tmp_path / 'result'))
+    proc = succeeded(train_here('--out', tmp_path / 'result'))
     assert proc.stdout.splitlines()[0] == (
         f"{PROG}: data 'digits': 4,500 training images, 500 held out, 10 classes, 1x28x28")
     assert '\033' not in proc.stdout
 
 
 def test_a_size_the_default_widths_halve_only_once_is_warned_about(tmp_path):
-    proc = succeeded(train('--size', 30, '--iteration', 1, '--out', tmp_path / 'result'))
+    proc = succeeded(train_here('--size', 30, '--iteration', 1, '--out', tmp_path / 'result'))
     [line] = [line for line in proc.stderr.splitlines() if '--size 30' in line]
     assert line.startswith(f'{PROG}: warning: --size 30 halves only 1 time(s) with the default '
                            'widths (to 15x15)')
@@ -389,7 +393,7 @@ def test_resuming_a_finished_run_says_so_and_writes_nothing(tiny_run, tmp_path):
     out = tmp_path / 'result'
     shutil.copytree(tiny_run, out)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != '.lock'}
-    proc = succeeded(train('--resume', 'auto', '--out', out))
+    proc = succeeded(train_here('--resume', 'auto', '--out', out))
     assert proc.stdout.splitlines()[-1] == (
         f"{PROG}: the run in '{out}' is already at iteration 6 of 6: nothing to do (pass a "
         'larger --iteration to train further)')

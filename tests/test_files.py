@@ -90,6 +90,7 @@ with files.atomic_write(os.path.join(sys.argv[1], 'snapshot_iter_5')) as f:
 """
 
 
+@pytest.mark.process
 def test_a_process_killed_while_saving_leaves_only_a_temporary(tmp_path):
     proc = subprocess.run([sys.executable, '-c', KILLED_WHILE_SAVING, str(tmp_path)],
                           capture_output=True, check=False)

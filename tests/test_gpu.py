@@ -21,9 +21,8 @@ import pytest
 from chainer import gradient_check, training
 from chainer.backends import cuda
 from chainer.training import extensions
+from helpers import grid_side, read_png, reported, run, succeeded, to_float, train, weights
 from PIL import Image
-from test_examples import grid_side, read_png, run, succeeded, train, weights
-from test_updater import reported, to_float
 
 from gan_trainer import GANEvaluator, GANUpdater, ops
 from gan_trainer.ema import GeneratorEMA

@@ -202,11 +202,11 @@ def test_real_statistics_of_the_same_features_give_perfect_scores():
 
 def test_real_images_of_a_dataset_up_to_a_limit():
     data = fake_dataset(12)
-    numpy.testing.assert_array_equal(real_images(data), data._datasets[0])
+    numpy.testing.assert_array_equal(real_images(data), data.images)
     subset = real_images(data, limit=5, seed=1)
     assert subset.shape == (5, 1, 8, 8)
-    assert all(any((image == other).all() for other in data._datasets[0]) for image in subset)
-    numpy.testing.assert_array_equal(real_images(data._datasets[0]), data._datasets[0])
+    assert all(any((image == other).all() for other in data.images) for image in subset)
+    numpy.testing.assert_array_equal(real_images(data.images), data.images)
     with pytest.raises(ValueError, match='empty'):
         real_images([])
 
@@ -234,7 +234,7 @@ def shipped():
 
 def fixed_images(n=40, seed=0):
     """Digit-like inputs that depend on nothing but the seed: held-out digits, shifted, noised."""
-    images = get_digits('test')._datasets[0][:n]
+    images = get_digits('test').images[:n]
     rng = numpy.random.RandomState(seed)
     return numpy.clip(numpy.roll(images, 1, axis=3) + rng.normal(0, 0.1, images.shape),
                       -1, 1).astype(numpy.float32)
@@ -250,11 +250,13 @@ def test_the_shipped_classifier_loads_without_training_or_a_cache(monkeypatch, t
     model = classifier_module.load_digits_classifier()
     assert os.listdir(tmp_path) == []
     # The stored accuracy is what the weights score on the held-out digits here.
-    images, labels = get_digits('test')._datasets
+    test = get_digits('test')
+    images, labels = test.images, test.labels
     assert model.accuracy(images, labels) == float(model.test_accuracy)
     assert float(model.test_accuracy) > 0.96
 
 
+@pytest.mark.process
 def test_the_shipped_weights_are_a_package_file_in_the_wheel(tmp_path):
     assert os.path.dirname(WEIGHTS) == os.path.dirname(classifier_module.__file__)
     # setup.py's build step (what a wheel is made of) copies it with the package.
@@ -274,11 +276,11 @@ def test_the_embedding_of_fixed_inputs_is_deterministic(shipped):
     # Another batching (another BLAS call shape) changes at most the rounding.
     numpy.testing.assert_allclose(again[0], features, rtol=1e-5, atol=1e-6)
     numpy.testing.assert_allclose(again[1], probs, rtol=1e-5, atol=1e-7)
-    assert features.std() > 0.1 and (probs.argmax(1) == get_digits('test')._datasets[1][:40]).mean() > 0.5
+    assert features.std() > 0.1 and (probs.argmax(1) == get_digits('test').labels[:40]).mean() > 0.5
 
 
 def test_the_fid_of_fixed_samples_is_the_same_number_every_time(shipped):
-    real = get_digits('train')._datasets[0][:500]
+    real = get_digits('train').images[:500]
     samples = fixed_images(200)
     first = RealStatistics(shipped.embed, real).measure(samples)['fid']
     rebuilt = classifier_module.load_digits_classifier()

@@ -335,6 +335,7 @@ print('loaded', dnnl.library() is not None, 'spin', os.environ.get('GOMP_SPINCOU
 
 
 @needs_onednn
+@pytest.mark.process
 def test_a_fresh_process_with_a_broken_library_trains_and_says_so_once(tmp_path):
     # A wheel that is there but does not load: a library file that is not one.
     code = (f"from gan_trainer.ops import dnnl\n"
@@ -349,6 +350,7 @@ def test_a_fresh_process_with_a_broken_library_trains_and_says_so_once(tmp_path)
 
 
 @needs_onednn
+@pytest.mark.process
 def test_thread_policy_in_a_fresh_process():
     result = run_python(TRAIN_ONE_STEP)
     assert result.returncode == 0, result.stderr

@@ -207,7 +207,14 @@ def deconv_choice(request, monkeypatch):
     """``'auto'``: the routine conv.deconv_routine picks for the shape;
     ``'gather'``: every transposed convolution (also a convolution's input
     gradient) through ``_deconv_gather``, which the table's small channel
-    counts would otherwise reach only once."""
+    counts would otherwise reach only once.
+
+    Used by the comparisons with Chainer, where a transposed convolution
+    runs (a deconvolution's forward, a convolution's input gradient): they
+    check each routine's values and gradients on every shape of the tables.
+    The finite-difference checks run the routine each shape picks: a
+    gradient equal to Chainer's in both routines needs no second proof that
+    it is the derivative."""
     if request.param == 'gather':
         monkeypatch.setattr(conv, 'deconv_routine', lambda c_in, c_out: conv._deconv_gather)
     return request.param
@@ -426,7 +433,7 @@ def test_leaky_relu_matches_chainer_and_numpy(shape, slope, dtype):
 
 @pytest.mark.parametrize('bias', [True, False], ids=['bias', 'nobias'])
 @pytest.mark.parametrize('case', CONV_CASES, ids=conv_id)
-def test_convolution_check_backward(case, bias, deconv_choice):
+def test_convolution_check_backward(case, bias):
     s, p = case[6:]
     rng = numpy.random.default_rng(1)
     arrays = with_bias(conv_inputs(case, numpy.float64, rng), bias)
@@ -437,7 +444,7 @@ def test_convolution_check_backward(case, bias, deconv_choice):
 
 @pytest.mark.parametrize('bias', [True, False], ids=['bias', 'nobias'])
 @pytest.mark.parametrize('case', DECONV_CASES, ids=deconv_id)
-def test_deconvolution_check_backward(case, bias, deconv_choice):
+def test_deconvolution_check_backward(case, bias):
     s, p, outsize = case[6:]
     rng = numpy.random.default_rng(1)
     arrays = with_bias(deconv_inputs(case, numpy.float64, rng), bias)
@@ -1128,6 +1135,7 @@ def run_python(code, **env):
     return result.stdout.split()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     'env, expected',
     [
@@ -1149,6 +1157,7 @@ def test_keep_freed_memory_in_a_fresh_process(env, expected):
     assert run_python(code, **env) == [expected] * 3
 
 
+@pytest.mark.process
 def test_environment_switches_the_fast_path_off_for_a_process():
     code = (
         'import numpy; from gan_trainer import ops\n'

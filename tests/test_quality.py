@@ -3,15 +3,13 @@
 import json
 import math
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import chainer
 import numpy
 import pytest
 from chainer import training
 from chainer.training import extensions
+from helpers import train_here
 from PIL import Image
 
 from gan_trainer import GANEvaluator, GANUpdater
@@ -142,7 +140,7 @@ def test_an_ema_generator_is_the_one_measured(tmp_path):
 
 def test_a_conditional_generator_is_asked_for_every_class_and_judged_on_them(tmp_path):
     trainer = make_trainer(tmp_path, conditional=True)
-    real = RealStatistics(fake_embed, fake_dataset(64, seed=1)._datasets[0])
+    real = RealStatistics(fake_embed, fake_dataset(64, seed=1).images)
     ext = QualityReport(real, n_samples=32)
     images, labels, _ = ext.samples(trainer.updater)
     assert images.shape == (32, 1, 8, 8)
@@ -182,28 +180,10 @@ def test_bad_arguments_are_refused(kwargs, match):
 
 # --- examples/train_dcgan.py --fid_interval, as a user runs it ---------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
-FAST = (
-    '--base_width 4 --batchsize 8 --iteration 6 --snapshot_interval 3 --display_interval 3 '
-    '--preview_interval 3 --eval_interval 3 --no_progress'
-)
-
-
-def train(tmp_path, *args):
-    # The FID's classifier is the shipped one: nothing to train or cache first.
-    return subprocess.run(
-        [sys.executable, 'examples/train_dcgan.py', *FAST.split(), *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_train_dcgan_logs_the_metrics_and_keeps_the_best_generator(tmp_path):
     out = tmp_path / 'result'
-    proc = train(tmp_path, '--out', out, '--fid_interval', 3, '--fid_samples', 20)
+    # The FID's classifier is the shipped one: nothing to train or cache first.
+    proc = train_here('--out', out, '--fid_interval', 3, '--fid_samples', 20)
     assert proc.returncode == 0, proc.stderr
     header = next(line for line in proc.stdout.splitlines() if line.startswith('epoch'))
     assert 'validation/fid' in header  # a column of the printed table
@@ -233,7 +213,7 @@ def test_train_dcgan_bad_fid_input_is_one_line_and_exit_status_2(tmp_path, case)
         ),
         'negative': (['--fid_interval', -1], ['--fid_interval', '-1']),
     }[case]
-    proc = train(tmp_path, '--out', tmp_path / 'result', *args)
+    proc = train_here('--out', tmp_path / 'result', *args)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('train_dcgan.py: error: '), proc.stderr

@@ -131,6 +131,7 @@ def test_a_run_with_every_stochastic_option_resumes_exactly(tmp_path):
         assert all(numpy.array_equal(a[k], b[k]) for k in a), net
 
 
+@pytest.mark.process
 @pytest.mark.parametrize('args, first_column', [
     (('--only', 'dcgan', 'keras-dcgan'), ['dcgan', 'keras-dcgan']),
     (('--stages',), ['keras-dcgan stage 0', 'keras-dcgan stage 1', 'keras-dcgan-notes stage 0']),

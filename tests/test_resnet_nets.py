@@ -1,9 +1,6 @@
 """gan_trainer.nets.resnet: SNGAN's ResNet G and D, plain and class-conditional."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import chainer
 import chainer.functions as F
@@ -11,6 +8,7 @@ import chainer.links as L
 import numpy as np
 import pytest
 from chainer.link_hooks import SpectralNormalization
+from helpers import here
 
 from gan_trainer import GANUpdater
 from gan_trainer.files import write_json
@@ -26,8 +24,6 @@ from gan_trainer.nets.resnet import (
 )
 from gan_trainer.penalties import R1
 from gan_trainer.testing import fake_dataset, fake_images
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny(size=8, channels=1, n_classes=None, seed=0):
@@ -261,10 +257,8 @@ def test_generate_py_draws_from_a_resnet_snapshot(tmp_path):
     chainer.serializers.save_npz(str(tmp_path / 'gen_iter_1.npz'), gen)
     write_json(tmp_path / 'config.json', {'gen': gen.config(), 'dis': dis.config(), 'z_dist': 'normal'})
     out = tmp_path / 'grid.png'
-    proc = subprocess.run(
-        [sys.executable, 'examples/generate.py', str(tmp_path / 'gen_iter_1.npz'),
-         '--rows', '2', '--cols', '3', '--out', str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    proc = here('generate.py', tmp_path / 'gen_iter_1.npz', '--rows', 2, '--cols', 3,
+                '--out', out)
     assert proc.returncode == 0, proc.stderr
     from PIL import Image
 

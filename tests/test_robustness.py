@@ -1,12 +1,12 @@
 """Never lose a run: crashes, NaNs and bad input, as a user meets them.
 
-End-to-end tests run ``examples/train_dcgan.py`` in real processes with the
-tiny settings of ``tests/test_examples.py`` (whose helpers they share): a
-run killed with SIGKILL and resumed with ``--resume auto`` ends bit-for-bit
-equal to an uninterrupted one; a NaN stops training with exit status 3 and
-keeps the last good snapshot; a folder holding another run's snapshots is
-refused. The rest of the bad-input gauntlet (odd image files) runs in
-process where that is enough. Every bad input ends in a clean conversion, a
+End-to-end tests run ``examples/train_dcgan.py`` with the tiny settings of
+``tests/helpers.py``: a run killed with SIGKILL in a real process and
+resumed with ``--resume auto`` ends bit-for-bit equal to an uninterrupted
+one; through the command's ``main(argv)`` in this process, a NaN stops
+training with exit status 3 and keeps the last good snapshot, and a folder
+holding another run's snapshots is refused. The rest of the bad-input
+gauntlet (odd image files) runs on the dataset loader directly. Every bad input ends in a clean conversion, a
 skip with one warning listing the files, or one line of error with exit
 status 2, and never touches an earlier snapshot.
 """
@@ -25,15 +25,16 @@ import zlib
 
 import numpy
 import pytest
-from PIL import Image
-from test_examples import (
+from helpers import (
     FAST,
     REPO,
     assert_one_line_error,
     assert_same_weights,
     succeeded,
     train,
+    train_here,
 )
+from PIL import Image
 
 from gan_trainer.datasets import ImageFolderDataset, LargeImageWarning, SkippedFilesWarning
 from gan_trainer.files import is_snapshot
@@ -77,6 +78,7 @@ def start(*args):
     )
 
 
+@pytest.mark.process
 def test_sigkill_then_resume_auto_ends_bit_for_bit_like_an_uninterrupted_run(tmp_path):
     full, killed = tmp_path / 'full', tmp_path / 'killed'
     reference = start(*LONG, '--out', full)  # runs alongside, on the other core
@@ -116,7 +118,7 @@ def short_run(tmp_path_factory):
     """Three iterations with a snapshot after each, started with --resume auto."""
     out = tmp_path_factory.mktemp('short') / 'result'
     proc = succeeded(
-        train('--iteration', 3, '--snapshot_interval', 1, '--resume', 'auto', '--out', out)
+        train_here('--iteration', 3, '--snapshot_interval', 1, '--resume', 'auto', '--out', out)
     )
     assert (
         proc.stdout.splitlines()[0]
@@ -141,7 +143,7 @@ def test_nan_stops_with_status_3_and_keeps_the_last_good_snapshot(short_run, tmp
     before = snapshots(out)
     # Adam's step size is not part of a snapshot: resumed with 1e30, the
     # first update (iteration 4) sends the weights past float32's range.
-    proc = train(
+    proc = train_here(
         '--iteration', 6, '--snapshot_interval', 1, '--lr', 1e30, '--resume', 'auto', '--out', out
     )
     assert proc.returncode == 3, proc.stderr
@@ -179,7 +181,7 @@ def unchanged(out, before):
 def test_a_new_run_refuses_a_folder_with_snapshots_and_touches_nothing(tmp_path, names):
     out = tmp_path / 'result'
     before = fake_snapshot_folder(out, names)
-    proc = train('--out', out)
+    proc = train_here('--out', out)
     assert_one_line_error(proc, f"output folder '{out}' already holds snapshots", PROG)
     assert 'pass --resume auto to continue it, or another --out' in proc.stderr
     assert unchanged(out, before)  # not even config.json (or a lock file) was written
@@ -188,7 +190,7 @@ def test_a_new_run_refuses_a_folder_with_snapshots_and_touches_nothing(tmp_path,
 def test_resume_auto_without_a_readable_snapshot_is_refused(tmp_path):
     out = tmp_path / 'result'
     before = fake_snapshot_folder(out, ['snapshot_iter_7', 'gen_iter_7.npz'])
-    proc = train('--resume', 'auto', '--out', out)
+    proc = train_here('--resume', 'auto', '--out', out)
     assert proc.returncode == 2
     warning, error = stderr_lines(proc)
     assert warning.startswith(f"{PROG}: warning: skipped 1 unreadable snapshot(s) in '{out}'")
@@ -206,7 +208,7 @@ def run_files(out):
 def test_resuming_an_older_snapshot_in_its_own_folder_is_refused(short_run, tmp_path):
     out = copy_run(short_run, tmp_path)
     before = run_files(out)
-    proc = train('--resume', out / 'snapshot_iter_1', '--out', out)
+    proc = train_here('--resume', out / 'snapshot_iter_1', '--out', out)
     assert_one_line_error(proc, 'would overwrite the later snapshots', PROG)
     assert 'snapshot_iter_2, snapshot_iter_3' in proc.stderr
     assert run_files(out) == before
@@ -216,7 +218,7 @@ def test_resuming_an_older_snapshot_in_its_own_folder_is_refused(short_run, tmp_
 
 
 def test_negative_batch_size_is_one_line(tmp_path):
-    proc = train('--batchsize', '-3', '--out', tmp_path / 'result')
+    proc = train_here('--batchsize', '-3', '--out', tmp_path / 'result')
     assert_one_line_error(proc, '--batchsize: must be at least 1, got -3', PROG)
 
 
@@ -224,7 +226,7 @@ def test_negative_batch_size_is_one_line(tmp_path):
 def test_read_only_out_is_one_line_before_training(tmp_path):
     out = tmp_path / 'locked'
     out.mkdir(mode=0o555)
-    proc = train('--out', out)
+    proc = train_here('--out', out)
     assert_one_line_error(proc, f"output folder '{out}' is not writable", PROG)
 
 
@@ -274,7 +276,7 @@ def test_a_folder_of_odd_images_trains_and_lists_what_it_skipped(tmp_path):
 
     # 8 readable images: 1 held out, 7 to train on, fewer than the batch.
     proc = succeeded(
-        train('--dataset', zoo, '--size', 8, '--batchsize', 64, '--out', tmp_path / 'out')
+        train_here('--dataset', zoo, '--size', 8, '--batchsize', 64, '--out', tmp_path / 'out')
     )
     skipped, clamped = stderr_lines(proc)
     assert skipped.startswith(

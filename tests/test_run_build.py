@@ -14,6 +14,7 @@ from gan_trainer import files
 from gan_trainer.augment import DiffAugment
 from gan_trainer.datasets import Data
 from gan_trainer.nets.resnet import ResNetDiscriminator, ResNetGenerator
+from gan_trainer.priorities import PRIORITIES
 from gan_trainer.run import (
     ResourceError,
     RunConfig,
@@ -23,7 +24,6 @@ from gan_trainer.run import (
     build_trainer,
     load_generator,
 )
-from gan_trainer.run.extensions import PRIORITIES
 from gan_trainer.testing import fake_images
 
 TINY = {'base_width': 4, 'batchsize': 8, 'iteration': 4, 'snapshot_interval': 2,
@@ -93,6 +93,32 @@ def test_extensions_run_in_the_order_of_the_priority_table(tmp_path):
     assert order[0] == 'nan_guard' and order[-2:] == ['snapshots', 'graceful_stop']
     assert order.index('validation') < order.index('LogReport') < order.index('PrintReport')
     trainer.folder.unlock()
+
+
+def test_the_extension_classes_default_to_their_place_in_the_table():
+    # A run built by hand from the classes runs them in the command's order.
+    from gan_trainer.extensions import (
+        DivergenceMonitor,
+        GracefulStop,
+        ImageGrid,
+        MeanOverRanks,
+        NaNGuard,
+        QualityReport,
+        Snapshots,
+        TensorBoardReport,
+        TrainingGif,
+    )
+    from gan_trainer.schedules import Schedule
+
+    classes = {'divergence_monitor': DivergenceMonitor, 'graceful_stop': GracefulStop,
+               'image_grid': ImageGrid, 'mean_over_ranks': MeanOverRanks, 'nan_guard': NaNGuard,
+               'quality': QualityReport, 'snapshots': Snapshots, 'tensorboard': TensorBoardReport,
+               'training_gif': TrainingGif, 'schedule': Schedule}
+    for name, cls in classes.items():
+        assert cls.default_name == name and cls.priority == PRIORITIES[name][0], name
+    # The three that run before the writers are in a strict order (they tied once).
+    first = [PRIORITIES[n][0] for n in ('mean_over_ranks', 'nan_guard', 'average_persistents')]
+    assert first == sorted(first, reverse=True) and len(set(first)) == 3
 
 
 def test_resnet_with_ada_is_built_from_options(tmp_path):

@@ -83,6 +83,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.process
 def test_a_second_run_on_a_locked_folder_fails_naming_the_process(tmp_path):
     holder = subprocess.Popen([sys.executable, '-c', HOLD_THE_LOCK, str(tmp_path)],
                               stdout=subprocess.PIPE, text=True)

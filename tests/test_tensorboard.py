@@ -1,7 +1,5 @@
 """TensorBoardReport in a real Trainer: the event file holds the log's scalars and the grid."""
 
-import io
-import struct
 import sys
 import warnings
 
@@ -9,48 +7,12 @@ import chainer
 import numpy
 import pytest
 from chainer.training import extensions
+from helpers import images, make_trainer, read_events, scalars
 from PIL import Image
-from test_extensions import make_trainer
 
 from gan_trainer.extensions import ImageGrid, TensorBoardReport
 
-event_pb2 = pytest.importorskip('tensorboardX.proto.event_pb2')
-
-
-def read_events(folder):
-    """Every Event in the TFRecord files of ``folder`` (length, crc, data, crc each)."""
-    events = []
-    for path in sorted(folder.glob('events.out.tfevents.*')):
-        data = path.read_bytes()
-        pos = 0
-        while pos < len(data):
-            (length,) = struct.unpack('<Q', data[pos : pos + 8])
-            event = event_pb2.Event()
-            event.ParseFromString(data[pos + 12 : pos + 12 + length])
-            events.append(event)
-            pos += 12 + length + 4
-    return events
-
-
-def scalars(events):
-    """{tag: [(step, value), ...]} of the scalar summaries."""
-    found = {}
-    for event in events:
-        for value in event.summary.value:
-            if value.HasField('simple_value'):
-                found.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return found
-
-
-def images(events):
-    """[(tag, step, pixels)] of the image summaries, decoded."""
-    found = []
-    for event in events:
-        for value in event.summary.value:
-            if value.HasField('image'):
-                with Image.open(io.BytesIO(value.image.encoded_image_string)) as img:
-                    found.append((value.tag, event.step, numpy.asarray(img.convert('RGB'))))
-    return found
+pytest.importorskip('tensorboardX.proto.event_pb2')  # helpers.read_events needs it
 
 
 def make(out, *, stop=4, tensorboard=True):

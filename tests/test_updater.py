@@ -8,7 +8,7 @@ import chainer.functions as F
 import numpy
 import pytest
 from chainer import training
-from chainer.backends import cuda
+from helpers import reported
 
 from gan_trainer import GANUpdater
 from gan_trainer.iterators import train_iterator
@@ -62,22 +62,6 @@ class Recorder:
             return y
 
         link.forward = recording_forward
-
-
-def to_float(value) -> float:
-    """A reported value (array or Variable, on any device) as a float."""
-    return float(cuda.to_cpu(getattr(value, 'array', value)))
-
-
-def reported(updater):
-    """Runs one ``updater.update()`` and returns what it reported, as floats."""
-    reporter = chainer.Reporter()
-    reporter.add_observer('gen', updater.gen)
-    reporter.add_observer('dis', updater.dis)
-    observation = {}
-    with reporter.scope(observation):
-        updater.update()
-    return {key: to_float(value) for key, value in observation.items()}
 
 
 def test_dis_step_does_not_backpropagate_into_gen():

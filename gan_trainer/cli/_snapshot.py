@@ -39,8 +39,8 @@ def load_cli_generator(args: argparse.Namespace, say):
     """
     gen_path = args.gen
     ema_path = files.twin(gen_path, 'gen_ema')
-    name = os.path.basename(gen_path)
-    if (not args.no_ema and files.NET_SNAPSHOT.match(name) and name.startswith('gen_iter_')
+    named = files.NET_SNAPSHOT.match(os.path.basename(gen_path))
+    if (not args.no_ema and named and named.group(1) == 'gen'
             and os.path.isfile(ema_path)):
         gen_path = ema_path
         say(f'using the EMA generator {gen_path} (--no_ema for G itself)')

@@ -91,7 +91,7 @@ GROUP_TITLES = {
 
 
 def flag_reference() -> str:
-    """The flags as Markdown tables by group: README's reference, made from the declarations.
+    """The flags as Markdown tables by group (docs/command.md), made from the declarations.
 
     The default column is what a run without that flag gets: the option's
     default, or, for an option a preset sets, the default preset's value

@@ -27,7 +27,13 @@ from collections.abc import Iterator
 import chainer
 import numpy as np
 
-from gan_trainer.datasets._common import Dataset, DatasetError, _check_size, _resize_chw
+from gan_trainer.datasets._common import (
+    ArrayDataset,
+    Dataset,
+    DatasetError,
+    _check_size,
+    resize_chw,
+)
 from gan_trainer.datasets.digits import DIGITS_FILE, get_digits
 from gan_trainer.datasets.folder import (
     IMAGE_EXTENSIONS,
@@ -36,9 +42,9 @@ from gan_trainer.datasets.folder import (
     SkippedFilesWarning,
 )
 
-__all__ = ['DIGITS_FILE', 'IMAGE_EXTENSIONS', 'Data', 'Dataset', 'DatasetError',
+__all__ = ['DIGITS_FILE', 'IMAGE_EXTENSIONS', 'ArrayDataset', 'Data', 'Dataset', 'DatasetError',
            'ImageFolderDataset', 'LargeImageWarning', 'SkippedFilesWarning', 'get_digits',
-           'image_shape', 'load_dataset']
+           'image_shape', 'load_dataset', 'resize_chw']
 
 
 class _ToSigned:
@@ -57,7 +63,7 @@ class _ToSigned:
             luma = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601
             image = np.tensordot(luma, image, axes=1)[None]
         if self.size is not None:
-            image = _resize_chw(image, self.size)
+            image = resize_chw(image, self.size)
         return image, label
 
 

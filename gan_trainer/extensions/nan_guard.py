@@ -34,6 +34,7 @@ from chainer import training
 
 from gan_trainer import finite
 from gan_trainer.precision import LOSS_SCALE_KEY, SKIPPED_KEY
+from gan_trainer.priorities import priority_of
 
 
 class TrainingDiverged(RuntimeError):
@@ -99,9 +100,9 @@ class NaNGuard(training.Extension):
     """
 
     trigger = 1, 'iteration'
-    # Above every writer (PRIORITY_WRITER = 300: evaluator, image grid;
-    # snapshots at -100), so nothing of the bad state is written.
-    priority = training.PRIORITY_WRITER + 1
+    # Above every writer (evaluator, image grid, snapshots), so nothing of
+    # the bad state is written.
+    priority = priority_of('nan_guard')
     default_name = 'nan_guard'
 
     def __init__(self, *, keys: Iterable[str] | None = None, param_interval: int = 1,

@@ -34,6 +34,7 @@ from gan_trainer.extensions.protocol import is_conditional, shown_generator
 from gan_trainer.latent import global_seed
 from gan_trainer.metrics.features import FeatureNet
 from gan_trainer.metrics.quality import RealStatistics
+from gan_trainer.priorities import priority_of
 from gan_trainer.sampling import generate
 
 
@@ -56,7 +57,7 @@ class QualityReport(training.Extension):
     """
 
     trigger = 1000, 'iteration'
-    priority = training.PRIORITY_WRITER
+    priority = priority_of('quality')
     default_name = 'quality'
 
     def __init__(

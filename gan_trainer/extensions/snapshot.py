@@ -27,6 +27,7 @@ import chainer
 from chainer import training
 
 from gan_trainer import files
+from gan_trainer.priorities import priority_of
 
 
 class Snapshots(training.Extension):
@@ -43,7 +44,7 @@ class Snapshots(training.Extension):
 
     trigger = 500, 'iteration'
     # Below every other extension but the graceful stop (see the module docstring).
-    priority = -100
+    priority = priority_of('snapshots')
     default_name = 'snapshots'
 
     def __init__(self, folder, nets: Mapping[str, chainer.Link], *, keep: int = 0) -> None:

@@ -24,6 +24,8 @@ import threading
 
 from chainer import training
 
+from gan_trainer.priorities import priority_of
+
 #: The signals that ask for a graceful stop.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -68,7 +70,7 @@ class GracefulStop(training.Extension):
 
     trigger = 1, 'iteration'
     # Last of all: after the snapshots' own trigger at this iteration.
-    priority = -200
+    priority = priority_of('graceful_stop')
     default_name = 'graceful_stop'
 
     def __init__(self, snapshots, *, agree=None, notice=None) -> None:

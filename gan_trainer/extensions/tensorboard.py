@@ -16,6 +16,7 @@ import numpy
 from chainer import training
 
 from gan_trainer import files
+from gan_trainer.priorities import priority_of
 
 #: The scalars not written: bookkeeping, not measurements.
 SKIPPED_KEYS = ('iteration', 'epoch', 'elapsed_time')
@@ -46,7 +47,7 @@ class TensorBoardReport(training.Extension):
     written, so TensorBoard shows a running job, and closed when training
     ends.
 
-    Its priority is just below ``LogReport``'s (``PRIORITY_READER``) and far
+    Its priority is below ``LogReport``'s (``PRIORITY_READER``) and far
     below :class:`~gan_trainer.extensions.ImageGrid`'s, so within one
     iteration it runs after both and sees their newest output. A snapshot
     keeps how many log entries were written, so a resumed run writes only
@@ -70,7 +71,7 @@ class TensorBoardReport(training.Extension):
             training script fails before training starts).
     """
 
-    priority = training.PRIORITY_READER - 1
+    priority = priority_of('tensorboard')
     default_name = 'tensorboard'
 
     def __init__(

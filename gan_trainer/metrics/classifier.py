@@ -142,7 +142,8 @@ def train_digits_classifier(
         The classifier on the CPU, with ``test_accuracy`` set.
     """
     start = time.perf_counter()
-    images, labels = get_digits('train')._datasets
+    train = get_digits('train')
+    images, labels = train.images, train.labels
     rng = numpy.random.RandomState(seed)
     if n_train is not None:
         # The digits are sorted by class: a subset must be drawn at random.
@@ -165,7 +166,8 @@ def train_digits_classifier(
                 model.cleargrads()
                 loss.backward()
                 optimizer.update()
-    test_images, test_labels = get_digits('test')._datasets
+    test = get_digits('test')
+    test_images, test_labels = test.images, test.labels
     model.test_accuracy = numpy.float64(model.accuracy(test_images, test_labels))
     if verbose:
         print(

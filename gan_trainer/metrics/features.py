@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy
 
-from gan_trainer.datasets._common import _resize_chw
+from gan_trainer.datasets import resize_chw
 
 #: The type of a feature network (see the module docstring).
 FeatureNet = Callable[[numpy.ndarray], tuple[numpy.ndarray, 'numpy.ndarray | None']]
@@ -52,4 +52,4 @@ def fit_images(images, *, size: int, channels: int) -> numpy.ndarray:
             x = numpy.tensordot(x, _LUMA, axes=([1], [0]))[:, None]
         else:
             raise ValueError(f'cannot convert {x.shape[1]}-channel images to {channels} channels')
-    return _resize_chw(x, size) if x.shape[2:] != (size, size) else x
+    return resize_chw(x, size) if x.shape[2:] != (size, size) else x

@@ -12,9 +12,9 @@ into the array of real images it needs.
 
 from __future__ import annotations
 
-import chainer
 import numpy
 
+from gan_trainer.datasets import ArrayDataset
 from gan_trainer.metrics.classes import (
     COVERAGE_THRESHOLD,
     class_coverage,
@@ -55,8 +55,8 @@ def real_images(dataset, *, limit: int = MAX_REFERENCE, seed: int = 0) -> numpy.
     if n > limit:
         index = numpy.sort(numpy.random.RandomState(seed).choice(n, limit, replace=False))
     first = dataset[0]
-    if isinstance(dataset, chainer.datasets.TupleDataset) and n <= limit:
-        return numpy.asarray(dataset._datasets[0], numpy.float32)  # no copy per example
+    if isinstance(dataset, ArrayDataset) and n <= limit:
+        return numpy.asarray(dataset.images, numpy.float32)  # no copy per example
     pick = (lambda e: e[0]) if isinstance(first, tuple) else (lambda e: e)
     return numpy.stack([numpy.asarray(pick(dataset[int(i)]), numpy.float32) for i in index])
 

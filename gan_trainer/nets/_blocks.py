@@ -45,6 +45,7 @@ from gan_trainer.nets._layers import (
     stage_pad,
     upsample_conv,
 )
+from gan_trainer.nets.minibatch import MinibatchDiscrimination
 
 __all__ = [
     'DISCRIMINATOR_OPTIONS',
@@ -70,7 +71,8 @@ def _options(net, defaults: dict) -> dict:
 
 
 #: G's recipe options and their defaults (the DCGAN paper's G).
-GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None}
+GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None,
+                     'norm': 'batch'}
 
 #: D's recipe options and their defaults (the DCGAN paper's D).
 DISCRIMINATOR_OPTIONS = {
@@ -81,11 +83,25 @@ DISCRIMINATOR_OPTIONS = {
     'noise_sigma': 0.0,
     'dropout': 0.0,
     'bn_gamma': True,
+    'out_dim': 1,
+    'minibatch_kernels': None,
+    'minibatch_dim': 5,
 }
 
 
 #: The activations the package's conv and BN nodes apply inside themselves.
 _FUSED = ('relu', 'leaky_relu')
+
+
+class _NoNorm(chainer.Link):
+    """A normalization link that normalizes nothing: ``h`` (G's ``norm='none'``)."""
+
+    def forward(self, h, *args):
+        return h
+
+
+def _no_norm(width: int) -> chainer.Link:
+    return _NoNorm()
 
 
 def _norm_then(norm: chainer.Link, h, norm_args, activation: str):
@@ -134,6 +150,9 @@ class GeneratorBase(chainer.Chain):
         make_norm (callable): ``width -> link``; the link is called as
             ``norm(h, *norm_args)`` with the ``norm_args`` given to
             :meth:`generate`.
+        norm (str): ``'batch'`` (``make_norm``'s links, the paper) or
+            ``'none'``: the normalization links pass ``h`` through
+            unchanged (BEGAN's and chainer-gan-lib's ``use_bn=False`` G).
     """
 
     def __init__(
@@ -150,8 +169,12 @@ class GeneratorBase(chainer.Chain):
         upsample: str = 'deconv',
         activation: str = 'relu',
         fc_width: int | None = None,
+        norm: str = 'batch',
     ):
         super().__init__()
+        self.norm = check_choice('norm', norm, NORMS)
+        if norm == 'none':
+            make_norm = _no_norm
         self.upsample = check_choice('upsample', upsample, UPSAMPLES)
         self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
         self.fc_width = check_width('fc_width', fc_width)
@@ -295,6 +318,8 @@ class DiscriminatorBase(chainer.Chain):
             :class:`~gan_trainer.nets.Discriminator`.
         downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: As
             in :class:`~gan_trainer.nets.Discriminator`.
+        out_dim, minibatch_kernels, minibatch_dim: As in
+            :class:`~gan_trainer.nets.Discriminator`.
         in_channels (int): Channels of the first conv's input: ``channels``
             plus whatever the subclass concatenates to the images.
 
@@ -321,6 +346,9 @@ class DiscriminatorBase(chainer.Chain):
         noise_sigma: float = 0.0,
         dropout: float = 0.0,
         bn_gamma: bool = True,
+        out_dim: int = 1,
+        minibatch_kernels: int | None = None,
+        minibatch_dim: int = 5,
     ):
         super().__init__()
         if norm not in NORMS:
@@ -340,6 +368,9 @@ class DiscriminatorBase(chainer.Chain):
             raise ValueError(f"bn_gamma=False needs norm='batch': norm={norm!r} has no "
                              'batch normalization to drop the scale from')
         self.bn_gamma = bn_gamma
+        self.out_dim = check_width('out_dim', out_dim)
+        self.minibatch_kernels = check_width('minibatch_kernels', minibatch_kernels)
+        self.minibatch_dim = check_width('minibatch_dim', minibatch_dim)
         strided = self.downsample == 'stride'
         self.ksize = resolve_ksize(ksize, strided=strided, option=f'downsample={downsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
@@ -365,7 +396,13 @@ class DiscriminatorBase(chainer.Chain):
             ])
             if self.fc_width is not None:
                 self.fc = ops.Linear(n_flat, self.fc_width, initialW=w)
-            self.out = ops.Linear(self.fc_width or n_flat, 1, initialW=w)
+            n_read = (self.fc_width or n_flat) + (self.minibatch_kernels or 0)
+            self.out = ops.Linear(n_read, self.out_dim, initialW=w)
+            # After `out`, so that a net without it gets the draws it always got.
+            if self.minibatch_kernels is not None:
+                self.minibatch = MinibatchDiscrimination(
+                    self.fc_width or n_flat, self.minibatch_kernels, self.minibatch_dim,
+                    initialW=w)
         # After the weights, so that they get the draws they get without it.
         self.stochastic = Stochastic(noise_sigma=noise_sigma, dropout=dropout)
         self.noise_sigma = self.stochastic.noise_sigma
@@ -385,6 +422,11 @@ class DiscriminatorBase(chainer.Chain):
             'spectral_norm': self.spectral_norm,
             **_options(self, DISCRIMINATOR_OPTIONS),
         }
+
+    @property
+    def n_features(self) -> int:
+        """How many numbers per image :meth:`head` gives (what ``out`` and DFM read)."""
+        return self.fc_width or self.widths[-1] * self.start_side**2
 
     def serialize(self, serializer) -> None:
         """Saves/restores the parameters, and the noise's random state if any."""
@@ -454,3 +496,19 @@ class DiscriminatorBase(chainer.Chain):
         h = self.fc(h)  # (B, widths[-1] * s0 * s0) -> (B, fc_width)
         h = ACTIVATIONS[self.fc_activation or self.activation](self.stochastic.noise(h))
         return self.stochastic.drop(h)
+
+    def read_out(self, h) -> chainer.Variable:
+        """D's outputs from what :meth:`head` returned.
+
+        With ``minibatch_kernels`` the cross-batch counts of
+        :class:`~gan_trainer.nets.minibatch.MinibatchDiscrimination` are
+        appended to ``h`` first.
+
+        Returns:
+            chainer.Variable: ``(B,)`` logits, or ``(B, out_dim)`` outputs
+            when ``out_dim > 1`` (a Cramér GAN critic's feature vectors).
+        """
+        if self.minibatch_kernels is not None:
+            h = self.minibatch(h)  # (B, A) -> (B, A + kernels)
+        y = self.out(h)
+        return F.flatten(y) if self.out_dim == 1 else y

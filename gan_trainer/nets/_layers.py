@@ -26,7 +26,6 @@ import chainer.functions as F
 import numpy
 
 from gan_trainer import ops
-from gan_trainer.ops._common import use_fast
 
 #: Hidden-layer nonlinearity by name. LeakyReLU's slope is the DCGAN
 #: paper's 0.2 (Keras' default is 0.3; the difference is small).
@@ -190,7 +189,7 @@ def upsample_conv(conv: chainer.Link, x, mode: str) -> chainer.Variable:
     elsewhere (CuPy, ONNX export, ``gan_trainer_fast`` off) and for
     bilinear upsampling the stage runs as written.
     """
-    if mode != 'nearest' or not use_fast(x, conv.W):
+    if mode != 'nearest' or not ops.use_fast(x, conv.W):
         return conv(upsample(x, mode))
     k = conv.W.shape[2]
     m = _nearest_kernel(k, conv.W.dtype)

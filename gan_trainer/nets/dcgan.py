@@ -127,6 +127,9 @@ class Generator(GeneratorBase):
             ``fc`` between ``z`` and the projection, followed by the
             activation and no normalization (keras-dcgan: 1024 with tanh);
             ``None`` for none (the paper).
+        norm (str): ``'batch'`` (the paper) or ``'none'``: no batch
+            normalization anywhere (BEGAN's G; chainer-gan-lib's
+            ``DCGANGenerator(use_bn=False)``).
 
     Raises:
         ValueError: If an option is unknown, or ``size``, ``widths``,
@@ -146,6 +149,7 @@ class Generator(GeneratorBase):
         upsample: str = 'deconv',
         activation: str = 'relu',
         fc_width: int | None = None,
+        norm: str = 'batch',
     ):
         super().__init__(
             size=size,
@@ -158,6 +162,7 @@ class Generator(GeneratorBase):
             upsample=upsample,
             activation=activation,
             fc_width=fc_width,
+            norm=norm,
         )
 
     def config(self) -> dict:
@@ -242,6 +247,16 @@ class Discriminator(DiscriminatorBase):
         bn_gamma (bool): Whether D's batch normalizations learn a scale;
             ``False`` keeps only their shift, as Chainer's DCGAN example
             does. Needs ``norm='batch'``.
+        out_dim (int): Outputs per image: 1 (a logit, shape ``(B,)``) or
+            more (shape ``(B, out_dim)``), the feature vector a Cramér GAN
+            critic compares (Bellemare et al. 2017; chainer-gan-lib: 256).
+        minibatch_kernels (int or None): With a number ``B``, minibatch
+            discrimination (Salimans et al. 2016,
+            :class:`~gan_trainer.nets.minibatch.MinibatchDiscrimination`)
+            appends ``B`` cross-batch closeness counts to what ``out``
+            reads (chainer-gan-lib: 100); ``None`` for none.
+        minibatch_dim (int): The dimension ``C`` of each minibatch kernel
+            (chainer-gan-lib: 5).
 
     Raises:
         ValueError: If an option is unknown or out of range, or ``size``,
@@ -267,6 +282,9 @@ class Discriminator(DiscriminatorBase):
         noise_sigma: float = 0.0,
         dropout: float = 0.0,
         bn_gamma: bool = True,
+        out_dim: int = 1,
+        minibatch_kernels: int | None = None,
+        minibatch_dim: int = 5,
     ):
         super().__init__(
             size=size,
@@ -284,6 +302,9 @@ class Discriminator(DiscriminatorBase):
             noise_sigma=noise_sigma,
             dropout=dropout,
             bn_gamma=bn_gamma,
+            out_dim=out_dim,
+            minibatch_kernels=minibatch_kernels,
+            minibatch_dim=minibatch_dim,
         )
         if self.spectral_norm:
             add_spectral_norm(self)
@@ -310,8 +331,22 @@ class Discriminator(DiscriminatorBase):
 
         Returns:
             chainer.Variable: Logits of shape ``(B,)``; positive means
-            "looks real".
+            "looks real". ``(B, out_dim)`` when ``out_dim > 1``.
+        """
+        # (B, widths[-1], s0, s0) or (B, fc_width) -> (B,) or (B, out_dim)
+        return self.read_out(self.head(self.features(self.noisy(self.check_x(x)))))
+
+    def forward_with_features(self, x) -> tuple[chainer.Variable, chainer.Variable]:
+        """D's outputs and the features its read-out sees, in one forward pass.
+
+        Denoising feature matching (:mod:`gan_trainer.dfm`) trains a
+        denoiser on these features and guides G with it.
+
+        Returns:
+            ``(outputs, features)``: the outputs of :meth:`forward`, and
+            ``(B, F)`` features: the last feature map (or the hidden fully
+            connected layer, with ``fc_width``) flattened, after its
+            activation.
         """
         h = self.head(self.features(self.noisy(self.check_x(x))))
-        # (B, widths[-1], s0, s0) or (B, fc_width) -> (B, 1) -> (B,)
-        return F.flatten(self.out(h))
+        return self.read_out(h), F.reshape(h, (h.shape[0], -1))

@@ -33,7 +33,7 @@ with ``gan_trainer_blocks`` / ``GAN_TRAINER_BLOCKS=0``, oneDNN alone with
 ``gan_trainer_onednn`` / ``GAN_TRAINER_ONEDNN=0``.
 """
 
-from gan_trainer.ops._common import BLOCKS_KEY, CONFIG_KEY, ONEDNN_KEY, fast_enabled
+from gan_trainer.ops._common import BLOCKS_KEY, CONFIG_KEY, ONEDNN_KEY, fast_enabled, use_fast
 from gan_trainer.ops.activation import leaky_relu
 from gan_trainer.ops.adam import Adam
 from gan_trainer.ops.blocks import conv_bn, linear_bn
@@ -70,4 +70,5 @@ __all__ = [
     'linear',
     'linear_bn',
     'max_pooling_2x2',
+    'use_fast',
 ]

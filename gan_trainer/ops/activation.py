@@ -2,8 +2,9 @@
 
 Chainer's CPU LeakyReLU copies its input and multiplies the negative
 entries through a boolean mask (``y[x < 0] *= slope``), a gather and a
-scatter that cost ~35 times more than the arithmetic (8.4 ms against 0.24
-ms on a 64x14x14x64 map here). For ``0 < slope <= 1``, ``leaky_relu(x) =
+scatter that cost many times more than the arithmetic (no script here
+times it alone; ``benchmarks/throughput.py --profile`` shows the step it is
+part of). For ``0 < slope <= 1``, ``leaky_relu(x) =
 max(x, slope * x)``: two vectorised passes into one new array, which keeps
 the input's memory layout (channel-last maps stay channel-last). The
 backward pass builds the factor ``1`` or ``slope`` from the sign of the

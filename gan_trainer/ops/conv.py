@@ -141,7 +141,8 @@ def deconv_routine(ci: int, co: int):
     """The routine :func:`deconv_nhwc` uses for ``ci`` -> ``co`` channels.
 
     All three compute the same thing; which is fastest depends on the
-    shape (measured on a 2-core AVX2 machine, DCGAN layers k4 s2 p1):
+    shape (``benchmarks/deconv_routines.py`` times the three on DCGAN
+    layers, k4 s2 p1; its figures are in ``benchmarks/RESULTS.md``):
 
     * ``_deconv_scatter`` when the output has far fewer channels than the
       input (an RGB or grey image layer): the phases' im2col would copy
@@ -149,8 +150,7 @@ def deconv_routine(ci: int, co: int):
     * ``_deconv_gather`` for a DCGAN generator's hidden layers (and the
       input gradient of a DCGAN discriminator's), where channels halve and
       there are at least 64 of them: its one wide product beats the
-      phases' narrow ones (``Co`` columns each), e.g. 30 against 45 ms for
-      4x4x512 -> 8x8x256 at batch 64.
+      phases' narrow ones (``Co`` columns each).
     * ``_deconv_phases`` otherwise: with few channels, or as many output
       channels as input ones, the gather's strided adds of ``Co``-wide rows
       cost more than the phases' im2col copies.

@@ -11,15 +11,14 @@ for:
   arrays are stored, so no map is reordered between layers; the weights
   are created with the ``any`` format, so oneDNN picks the blocked layout
   its kernels want, and are reordered from Chainer's ``oihw`` (or
-  ``iohw``) on each call (a few hundred kilobytes). Measured per layer
-  (batch 64, the 2-core AVX-512 EPYC; ``benchmarks/onednn_layers.py``,
-  forward + backward summed over the layers): channel-last maps 9.7 ms
-  on the default network and 437 ms on ``dcgan64``, oneDNN's own pick
-  (blocked ``nChw16c``, reordered in and out of every layer) 9.5 and 421
-  ms, the NumPy functions 26.6 and 1,031 ms. In a whole step, where each
-  layer's reorders come on top and every small primitive call costs a
-  thread wake-up, ``throughput.py --onednn_layout`` compares the two (see
-  docs/performance.md). Plain ``oihw`` weights with ``nhwc`` maps would
+  ``iohw``) on each call (a few hundred kilobytes). Per layer, channel-last
+  maps run about as fast as oneDNN's own pick (blocked ``nChw16c``,
+  reordered in and out of every layer) and well ahead of the NumPy
+  functions (``benchmarks/onednn_layers.py``, forward + backward summed over
+  the layers; the figures, with the CPU, are in ``benchmarks/RESULTS.md``).
+  In a whole step, where each layer's reorders come on top and every small
+  primitive call costs a thread wake-up, ``throughput.py --onednn_layout``
+  compares the two (see docs/performance.md). Plain ``oihw`` weights with ``nhwc`` maps would
   send oneDNN to its reference kernel, which is far slower. A layer that writes at most :data:`IMAGE_CHANNELS`
   channels runs on ``nchw`` maps instead (see :class:`_Problem`).
 * **Fused activation.** ReLU, LeakyReLU and tanh after the bias run as a

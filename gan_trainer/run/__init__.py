@@ -20,7 +20,7 @@ this package, and so can your own project be::
 * :func:`build_trainer` (:mod:`.builder`) -> :class:`RunTrainer`
   (:mod:`.trainer`): everything the run needs, for one process or a
   data-parallel group (:mod:`.group`), with the extensions in the order of
-  :data:`~gan_trainer.run.extensions.PRIORITIES`.
+  :data:`~gan_trainer.priorities.PRIORITIES`.
 * :func:`load_generator`, :func:`load_discriminator` (:mod:`.loading`): a
   run's networks, anywhere; :func:`load_params` (:mod:`gan_trainer.checkpoint`)
   loads a snapshot file into a link.

@@ -23,7 +23,7 @@ has passed (``config.json`` is written by ``run()``):
    (loader processes for folders of images) and the
    :class:`~gan_trainer.GANUpdater`;
 4. the extensions, in the order of
-   :data:`gan_trainer.run.extensions.PRIORITIES`;
+   :data:`gan_trainer.priorities.PRIORITIES`;
 5. the resumed snapshot, loaded into all of it.
 
 In a data-parallel run (``config.communicator``, under ``mpiexec``) every
@@ -33,10 +33,12 @@ process calls this; the steps that can fail on one process run under
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import chainer
 
@@ -46,7 +48,7 @@ from gan_trainer.datasets import Data, DatasetError, load_dataset
 from gan_trainer.device import get_device
 from gan_trainer.ema import GeneratorEMA, generator_to_show
 from gan_trainer.iterators import train_iterator
-from gan_trainer.nets._blocks import default_n_stages
+from gan_trainer.nets import default_n_stages
 from gan_trainer.ops.threads import share_cores
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import memory
@@ -59,6 +61,9 @@ from gan_trainer.run.parts import (
     build_networks,
     loader_processes,
     make_augment,
+    make_denoiser,
+    make_dfm,
+    make_loss,
     make_optimizers,
     make_regularizers,
     net_config,
@@ -132,12 +137,34 @@ def build_trainer(config: RunConfig, *, gen: chainer.Link | None = None,
 
 
 def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
-    """Steps 1 (resume) to 5 of :func:`build_trainer`, with the folder locked."""
-    comm, lead_say = group.comm, say
+    """Steps 1 (resume) to 5 of :func:`build_trainer`, with the folder locked, phase by phase."""
     if group.lead:
         folder.remove_temporaries()
-    resume, later = resume_point(config, folder, group, lead_say)
-    # 2. Data, memory, the resumed run's settings.
+    resume, later = resume_point(config, folder, group, say)
+    config, run_data = _data(config, group, resume, gen=gen, data=data, say=say)
+    gen, dis, ema, net_configs = _networks(config, group, device, run_data.facts, gen=gen,
+                                           dis=dis)
+    updater, seed = _updater(config, group, device, run_data, gen, dis, ema)
+    trainer = _trainer(config, group, folder, run_data, updater, net_configs, say=say)
+    _extensions(trainer, config, group, folder, device, run_data, gen, dis, ema, seed)
+    if resume:
+        _resume(trainer, folder, group, resume, later)
+    return trainer
+
+
+@dataclasses.dataclass
+class _RunData:
+    """What step 2 found: the data's facts, this process's share, the run's start."""
+
+    facts: dict
+    train: Any
+    test: Any
+    quality: Any  # (reference images, feature network) for the quality report, or None
+    resumed_at: int
+
+
+def _data(config, group, resume, *, gen, data, say) -> tuple[RunConfig, _RunData]:
+    """2. Data, memory, the resumed run's settings; the batch size lowered to a small set."""
     with group.agreeing():
         resumed_at = snapshot_iteration(resume) if resume else 0
         previous = previous_record(resume)
@@ -166,89 +193,110 @@ def _build(config, group, folder, device, *, gen, dis, data, say) -> RunTrainer:
     if group.parallel:
         from gan_trainer.distributed import scatter_dataset
 
-        train = scatter_dataset(comm, train, seed=config.seed)
-        test = scatter_dataset(comm, test, seed=config.seed)
+        train = scatter_dataset(group.comm, train, seed=config.seed)
+        test = scatter_dataset(group.comm, test, seed=config.seed)
     if config.batchsize > len(train):
         # A small folder should just work: every batch is then the whole
         # (reshuffled) training set, instead of one padded with repeats.
         if group.lead:
             warnings.warn(f'--batchsize {config.batchsize} is larger than the {len(train)} '
-                          f'training images; using {len(train)}', RunWarning, stacklevel=2)
+                          f'training images; using {len(train)}', RunWarning, stacklevel=3)
         config = config.replace(batchsize=len(train))
-    lead_say(_summary(facts, len(train) * group.size, len(test) * group.size))
+    say(_summary(facts, len(train) * group.size, len(test) * group.size))
+    return config, _RunData(facts, train, test, quality, resumed_at)
 
-    # 3. Networks, optimizers, iterators, updater.
+
+def _networks(config, group, device, facts, *, gen, dis):
+    """3a. G and D (built from the config unless given) on the device, G's EMA, and
+    the networks' configs for ``config.json``."""
     with group.agreeing():
         if gen is None:
             gen, dis = build_networks(config, facts['shape'], facts['n_classes'])
-        gen_config, dis_config = net_config(gen), net_config(dis)
+        net_configs = net_config(gen), net_config(dis)
     if config.mnbn:
         from gan_trainer.distributed import use_multi_node_batch_norm
 
-        use_multi_node_batch_norm(gen, comm)
-        use_multi_node_batch_norm(dis, comm)
+        use_multi_node_batch_norm(gen, group.comm)
+        use_multi_node_batch_norm(dis, group.comm)
     gen.to_device(device)
     dis.to_device(device)
     # (Every process builds the same nets from the seed, so the EMA's copy of
     # G is the same everywhere too.)
     ema = GeneratorEMA(gen, decay=config.ema, start=config.ema_start,
                        rampup=config.ema_rampup) if config.ema else None
-    optimizers = make_optimizers(gen, dis, config)
+    return gen, dis, ema, net_configs
+
+
+def _updater(config, group, device, run_data, gen, dis, ema):
+    """3b. The optimizers, the training iterator and the :class:`~gan_trainer.GANUpdater`."""
+    den = make_denoiser(config, dis)  # DFM's, trained beside D
+    if den is not None:
+        den.to_device(device)
+    optimizers = make_optimizers(gen, dis, config, den)
     precision.configure_optimizers(optimizers, config.dtype)
     if group.parallel:  # gradients averaged over the processes; rank 0's weights
         from gan_trainer.distributed import rank_seed, setup_distributed
 
-        optimizers = setup_distributed(comm, optimizers)
+        optimizers = setup_distributed(group.comm, optimizers)
         seed = rank_seed(config.seed, group.rank)  # each process its own z and data order
     else:
         seed = config.seed
-    loaders = loader_processes(config, facts, group)
-    train_iter = train_iterator(train, config.batchsize, seed=seed, n_processes=loaders)
+    loaders = loader_processes(config, run_data.facts, group)
+    train_iter = train_iterator(run_data.train, config.batchsize, seed=seed, n_processes=loaders)
     # The run's processes on this machine share its cores (oneDNN's team).
-    share_cores(ranks=getattr(comm, 'intra_size', 1) if group.parallel else 1,
-                            loaders=loaders)
-    test_iter = chainer.iterators.SerialIterator(test, config.batchsize, repeat=False,
-                                                 shuffle=False)
+    share_cores(ranks=group.comm.intra_size if group.parallel else 1, loaders=loaders)
     updater = GANUpdater(
-        train_iter, optimizers, device=device, loss=config.loss, n_dis=config.n_dis,
+        train_iter, optimizers, device=device, loss=make_loss(config), n_dis=config.n_dis,
         order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,
         seed=seed, penalty=get_penalty(config.penalty, config.penalty_weight),
         conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes,
         augment=make_augment(config), real_label=real_label(config),
-        penalty_every=config.penalty_every, regularizers=make_regularizers(config))
+        penalty_every=config.penalty_every, regularizers=make_regularizers(config),
+        dfm=make_dfm(config))
+    return updater, seed
+
+
+def _trainer(config, group, folder, run_data, updater, net_configs, *, say) -> RunTrainer:
+    """3c. The run's length, its record (``config.json``) and the :class:`RunTrainer`."""
+    train, test, facts = run_data.train, run_data.test, run_data.facts
     iterations = config.iteration
     if config.epoch:
         iterations = math.ceil(config.epoch * len(train) / (config.batchsize * config.n_dis))
-    record = RunRecord.of(config, gen_config, dis_config, classes=facts['class_names'], data={
-        'name': facts['name'], 'train': len(train) * group.size,
-        'test': len(test) * group.size, 'shape': list(facts['shape'])})
-    trainer = RunTrainer(updater, (iterations, 'iteration'), folder=folder, record=record,
-                         group=group, resumed_at=resumed_at, log=lead_say)
+    record = RunRecord.of(config, *net_configs, classes=facts['class_names'], data={
+                              'name': facts['name'], 'train': len(train) * group.size,
+                              'test': len(test) * group.size, 'shape': list(facts['shape'])})
+    return RunTrainer(updater, (iterations, 'iteration'), folder=folder, record=record,
+                      group=group, resumed_at=run_data.resumed_at, log=say)
 
-    # 4. Extensions.
+
+def _extensions(trainer, config, group, folder, device, run_data, gen, dis, ema, seed) -> None:
+    """4. The evaluator on the held-out images, then every extension of the run."""
     nets = {'gen': gen, 'dis': dis, **({'gen_ema': ema.target} if ema else {})}
+    test_iter = chainer.iterators.SerialIterator(run_data.test, config.batchsize, repeat=False,
+                                                 shuffle=False)
     evaluator = GANEvaluator(test_iter, {'gen': generator_to_show(gen, ema), 'dis': dis},
-                             device=device, loss=config.loss, z_dist=z_sampler(config), seed=seed,
+                             device=device, loss=trainer.updater.loss, z_dist=z_sampler(config), seed=seed,
                              conditional=config.conditional)
     if group.parallel:
         from gan_trainer.distributed import create_multi_node_evaluator
 
-        evaluator = create_multi_node_evaluator(evaluator, comm)
+        evaluator = create_multi_node_evaluator(evaluator, group.comm)
     with group.agreeing():
         add_extensions(trainer, config, folder=folder, group=group, nets=nets,
-                       iterations=iterations, evaluator=evaluator, quality=quality)
+                       iterations=trainer.last_iteration, evaluator=evaluator,
+                       quality=run_data.quality)
 
-    # 5. The snapshot to resume, and the ones after it out of the way.
-    if resume:
-        with group.agreeing():
-            trainer.load(resume)
-            moved = folder.set_aside(later)
-            if moved:
-                warnings.warn(f'moved {len(later)} snapshot(s) newer than {resume}, which '
-                              f"cannot be resumed, to '{moved}': "
-                              f"{', '.join(os.path.basename(p) for p in later)}",
-                              RunWarning, stacklevel=3)
-    return trainer
+
+def _resume(trainer, folder, group, resume, later) -> None:
+    """5. The snapshot to resume, loaded, and the ones after it out of the way."""
+    with group.agreeing():
+        trainer.load(resume)
+        moved = folder.set_aside(later)
+        if moved:
+            warnings.warn(f'moved {len(later)} snapshot(s) newer than {resume}, which '
+                          f"cannot be resumed, to '{moved}': "
+                          f"{', '.join(os.path.basename(p) for p in later)}",
+                          RunWarning, stacklevel=4)
 
 
 # ------------------------------------------------------------------ steps

@@ -29,8 +29,10 @@ import dataclasses
 from typing import Any
 
 from gan_trainer.latent import SAMPLERS
-from gan_trainer.losses import LOSSES
+from gan_trainer.losses import loss_names
+from gan_trainer.nets import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
 from gan_trainer.penalties import PENALTIES
+from gan_trainer.run.checks import check_combinations, optimizer_spec, with_optimizer_settings
 from gan_trainer.run.options import (
     ConfigError,
     above,
@@ -77,12 +79,6 @@ def _augment_policy(value: str) -> str | None:
     return None
 
 
-def _layers():
-    from gan_trainer.nets import _layers
-
-    return _layers
-
-
 def _override(net: str, setting: str, checks, *, kind: str = 'float'):
     """A per-network optimizer setting: ``--gen_lr`` (also spelled ``--lr_gen``)."""
     return option(None, kind=kind, group='optimizer', preset=True, checks=checks,
@@ -93,7 +89,8 @@ def _override(net: str, setting: str, checks, *, kind: str = 'float'):
 #: The names of the presets (:mod:`gan_trainer.run.presets`, whose values are
 #: RunConfigs and so are made there; a test checks the two agree).
 PRESET_NAMES = ('default', 'dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
-                'chainer-example', 'tf-gan')
+                'chainer-example', 'tf-gan', 'dragan', 'began', 'cramer', 'dfm',
+                'minibatch-discrimination')
 
 #: The preset of a run that names none, and so the defaults of RunConfig's
 #: fields (a test checks ``RunConfig()`` is that preset): the recipe with the
@@ -147,23 +144,26 @@ class RunConfig:
         help='convolution kernel size (default 4 for strided stages, 3 around up- or '
              'downsampling)')
     gen_upsample: str = option('deconv', kind='str', group='networks', networks=True,
-                               preset=True, choices=lambda: _layers().UPSAMPLES,
+                               preset=True, choices=UPSAMPLES,
                                help="how G doubles the side: 'deconv' (transposed "
                                     "convolution), or 'nearest'/'bilinear' upsampling and a "
                                     'convolution (no checkerboard artefacts, Odena et al. 2016)')
     gen_activation: str = option('relu', kind='str', group='networks', networks=True,
-                                 preset=True, choices=lambda: tuple(_layers().ACTIVATIONS),
+                                 preset=True, choices=tuple(ACTIVATIONS),
                                  help="G's hidden activation")
     gen_fc: int | None = option(None, kind='int', group='networks', networks=True,
                                 preset=True, checks=[at_least(1)],
                                 help="a hidden fully connected layer of this width before G's "
                                      "projection (keras-dcgan's Dense 1024)")
+    gen_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
+                           choices=('batch', 'none'),
+                           help="normalisation in G ('none': BEGAN's G, without BatchNorm)")
     dis_downsample: str = option('stride', kind='str', group='networks', networks=True,
-                                 preset=True, choices=lambda: _layers().DOWNSAMPLES,
+                                 preset=True, choices=DOWNSAMPLES,
                                  help="how D halves the side: 'stride' (stride-2 convolution), "
                                       "or a stride-1 convolution and 'max_pool'/'avg_pool'")
     dis_activation: str = option('leaky_relu', kind='str', group='networks', networks=True,
-                                 preset=True, choices=lambda: tuple(_layers().ACTIVATIONS),
+                                 preset=True, choices=tuple(ACTIVATIONS),
                                  help="D's hidden activation")
     dis_fc: int | None = option(None, kind='int', group='networks', networks=True,
                                 preset=True, checks=[at_least(1)],
@@ -171,7 +171,7 @@ class RunConfig:
                                      'logit')
     dis_fc_activation: str | None = option(
         None, kind='str', group='networks', networks=True, preset=True,
-        choices=lambda: tuple(_layers().ACTIVATIONS),
+        choices=tuple(ACTIVATIONS),
         help="the activation of D's hidden fully connected layer (default: D's activation)")
     dis_noise: float = option(0.0, kind='float', group='networks', networks=True, preset=True,
                               checks=[at_least(0), finite],
@@ -189,6 +189,14 @@ class RunConfig:
     spectral_norm: bool = option(False, kind='bool', group='networks', networks=True,
                                  preset=True, flags=('--spectral_norm', '--sn'),
                                  help="spectral normalisation of D's layers")
+    dis_out_dim: int | None = option(
+        None, kind='int', group='networks', networks=True, preset=True, checks=[at_least(1)],
+        help="D's outputs per image: 1 (a logit), or a vector for --loss cramer (default 256, "
+             "chainer-gan-lib's --output_dim)")
+    minibatch_discrimination: bool = option(
+        False, kind='bool', group='networks', networks=True, preset=True,
+        help='minibatch discrimination in D (Salimans et al. 2016): 100 kernels of 5 '
+             "dimensions, as chainer-gan-lib's")
     conditional: bool = option(False, kind='bool', group='networks', networks=True,
                                help="class-conditional GAN on the dataset's labels")
     gen_cond: str = option('cbn', kind='str', group='networks', networks=True,
@@ -202,7 +210,7 @@ class RunConfig:
 
     # ------------------------------------------------------------ loop
     loss: str = option('lsgan', kind='str', group='loop', preset=True,
-                       choices=lambda: sorted(LOSSES), help='GAN loss')
+                       choices=lambda: loss_names(), help='GAN loss')
     penalty: str = option('none', kind='str', group='loop', preset=True,
                           checks=[_penalty_names],
                           help="gradient penalty on D: 'none', "
@@ -210,7 +218,7 @@ class RunConfig:
                                '(r1,r2: R3GAN)')
     penalty_weight: float | None = option(
         None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
-        help='lambda of wgan-gp or gamma of r1 and r2 (default 10)')
+        help='lambda of wgan-gp and dragan, or gamma of r1 and r2 (default 10)')
     penalty_weight_end: float | None = option(
         None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
         help='the penalty weight at the last iteration, reached along a cosine from '
@@ -227,10 +235,26 @@ class RunConfig:
                         checks=[at_least(0), finite],
                         help='weight of balanced consistency regularization of D under '
                              'translations (Zhao et al. 2021: 10); 0 is off')
+    began_gamma: float | None = option(
+        None, kind='float', group='loop', preset=True, checks=[between(0, 1, high_open=False,
+                                                                       low_open=True)],
+        help="--loss began's diversity ratio gamma (default 0.5, chainer-gan-lib's)")
+    dfm: bool = option(False, kind='bool', group='loop', networks=True, preset=True,
+                       help='denoising feature matching (Warde-Farley & Bengio 2017): a '
+                            "denoiser of D's features, trained beside D, guides G")
+    dfm_weight: float | None = option(
+        None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
+        help="the weight of DFM's term in G's loss (default 0.03, chainer-gan-lib's)")
+    dfm_width: int | None = option(
+        None, kind='int', group='loop', networks=True, preset=True, checks=[at_least(1)],
+        help="units per hidden layer of DFM's 10-layer denoiser (default 512; chainer-gan-lib: "
+             "2048, its D's feature count)")
     n_dis: int = option(1, kind='int', group='loop', preset=True, checks=[at_least(1)],
                         help='D steps per G step')
     order: str = option('dis_first', kind='str', group='loop', preset=True,
-                        choices=('dis_first', 'gen_first'), help='which step comes first')
+                        choices=('dis_first', 'gen_first', 'simultaneous'),
+                        help="which step comes first; 'simultaneous': G's and D's losses on "
+                             "one forward pass, G updated then D (chainer-gan-lib's step)")
     reuse_fakes: bool = option(True, kind='bool', group='loop', preset=True,
                                help="train G on the last D step's fakes (PyTorch's DCGAN "
                                     'loop: one G forward per iteration)')
@@ -401,9 +425,6 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name, field in declared(type(self)).items():
             object.__setattr__(self, name, check_value(field, getattr(self, name)))
-        self._check_combinations()
-
-    def _check_combinations(self) -> None:
         check_combinations(self)
 
     def optimizer_spec(self, net: str):
@@ -461,10 +482,3 @@ def network_options() -> tuple[str, ...]:
     """The names of the options that change the networks or the data."""
     return tuple(n for n, f in declared(RunConfig).items() if f.metadata['networks'])
 
-
-# Imported last: the checks read RunConfig's declarations.
-from gan_trainer.run.checks import (
-    check_combinations,
-    optimizer_spec,
-    with_optimizer_settings,
-)

@@ -5,8 +5,9 @@ first. The order matters: the NaN guard must look before anything writes,
 BatchNorm statistics must be averaged over processes before they are
 evaluated or saved, and the trainer snapshot must come after every other
 extension's trigger has been checked, or a resumed run would fire one
-twice. :data:`PRIORITIES` holds every extension a run adds, with the reason
-for its place; :func:`add_extensions` adds them from a
+twice. :data:`gan_trainer.priorities.PRIORITIES` holds every extension a
+run adds, with the reason for its place (the extension classes take their
+default priority from it too); :func:`add_extensions` adds them from a
 :class:`~gan_trainer.run.RunConfig`.
 """
 
@@ -17,7 +18,6 @@ import warnings
 
 from chainer import training
 from chainer.training import extensions
-from chainer.training.extension import PRIORITY_READER, PRIORITY_WRITER
 
 from gan_trainer import files
 from gan_trainer.extensions import (
@@ -31,68 +31,9 @@ from gan_trainer.extensions import (
     Snapshots,
     TrainingGif,
 )
+from gan_trainer.priorities import PRIORITIES
 from gan_trainer.run.errors import RunWarning
 from gan_trainer.run.parts import make_schedule
-
-#: Extension name -> (priority, why it runs there). Higher runs first. The names
-#: are those of earlier versions (Chainer's defaults for its own extensions),
-#: because trainer snapshots store each extension's state under its name.
-PRIORITIES: dict[str, tuple[int, str]] = {
-    'mean_over_ranks': (
-        PRIORITY_WRITER + 3,
-        (
-            'data-parallel: the reported values are '
-            'averaged over the processes before anything reads them'
-        ),
-    ),
-    'nan_guard': (
-        PRIORITY_WRITER + 2,
-        (
-            'before every writer, so nothing of a state holding '
-            'a NaN or infinity is evaluated, drawn, logged or saved'
-        ),
-    ),
-    'average_persistents': (
-        PRIORITY_WRITER + 1,
-        (
-            "data-parallel: every process's "
-            'BatchNorm statistics averaged before they are evaluated, drawn '
-            'or saved'
-        ),
-    ),
-    'validation': (PRIORITY_WRITER, 'reports validation/* into the observation the log reads'),
-    'quality': (PRIORITY_WRITER, 'reports validation/fid and friends, likewise'),
-    'image_grid': (PRIORITY_WRITER, 'a writer of its own; after the averaged statistics'),
-    'divergence_monitor': (
-        PRIORITY_WRITER - 1,
-        ('adds warning/divergence before the log reads the observation'),
-    ),
-    'schedule': (
-        PRIORITY_WRITER - 2,
-        ("reports the scheduled values of this update before the log reads the "
-         "observation, then sets the next update's"),
-    ),
-    'LogReport': (PRIORITY_READER, "Chainer's reader: summarises the observation"),
-    'PrintReport': (PRIORITY_READER - 1, 'prints the entry the log has just made'),
-    'PlotReport': (PRIORITY_READER - 1, 'draws the log (LossPlot)'),
-    'tensorboard': (PRIORITY_READER - 2, 'reads the entry the log has just made'),
-    'ProgressBar': (PRIORITY_READER - 3, 'redraws below what was printed'),
-    'training_gif': (PRIORITY_READER - 4, 'does its work when training ends'),
-    'snapshots': (
-        -100,
-        (
-            "after every other extension's trigger: the trainer snapshot "
-            'holds their state after this iteration, so a resumed run fires none twice'
-        ),
-    ),
-    'graceful_stop': (
-        -200,
-        (
-            'last: at a signal, saves the iteration (after its regular '
-            'snapshot, if there was one) and stops'
-        ),
-    ),
-}
 
 
 def every(interval: int, last: int) -> training.triggers.ManualScheduleTrigger:
@@ -133,7 +74,14 @@ def add_extensions(
     evaluator,
     quality=None,
 ) -> dict:
-    """Adds a run's extensions to ``trainer`` in the order of :data:`PRIORITIES`.
+    """Adds a run's extensions to ``trainer`` at their places in :data:`PRIORITIES`.
+
+    In four phases, each a function below: what keeps the processes of a
+    data-parallel run in agreement and the guard against NaNs; what
+    measures and draws the state (validation, quality, preview, divergence,
+    schedules); what reports it (log, table, plot, TensorBoard, progress);
+    and what ends the run (GIF, snapshots, the graceful stop). Extensions
+    of equal priority run in the order they are added.
 
     Args:
         trainer: The trainer.
@@ -149,15 +97,30 @@ def add_extensions(
     Returns:
         The added extensions by name.
     """
-    added = {}
+    add = _Adder(trainer, group)
+    _add_agreement_and_guard(add, config, group, nets, iterations)
+    _add_measurements(add, config, trainer, iterations, evaluator, quality)
+    _add_reports(add, config, iterations, quality)
+    _add_endings(add, config, folder, group, nets, iterations)
+    return add.added
 
-    def add(name, extension, trigger=None, *, shared=True):
+
+class _Adder:
+    """``add(name, extension, trigger, shared=...)`` at the priority of ``name``."""
+
+    def __init__(self, trainer: training.Trainer, group) -> None:
+        self.trainer, self.group, self.added = trainer, group, {}
+
+    def __call__(self, name, extension, trigger=None, *, shared=True) -> None:
         # Files every process would write alike come from the lead alone.
-        if shared and not group.lead:
+        if shared and not self.group.lead:
             return
-        trainer.extend(extension, name=name, trigger=trigger, priority=PRIORITIES[name][0])
-        added[name] = extension
+        self.trainer.extend(extension, name=name, trigger=trigger, priority=PRIORITIES[name][0])
+        self.added[name] = extension
 
+
+def _add_agreement_and_guard(add, config, group, nets, iterations) -> None:
+    """Data-parallel means and BatchNorm statistics, then the NaN guard."""
     if group.parallel:
         from gan_trainer.distributed import average_persistents
 
@@ -180,6 +143,10 @@ def add_extensions(
             shared=False,
         )
     add('nan_guard', NaNGuard(), shared=False)
+
+
+def _add_measurements(add, config, trainer, iterations, evaluator, quality) -> None:
+    """Validation, the quality report, the preview grid, the divergence monitor, schedules."""
     add('validation', evaluator, every(config.eval_interval, iterations), shared=False)
     if quality is not None:
         reference, embed = quality
@@ -198,11 +165,25 @@ def add_extensions(
     schedule = make_schedule(config, trainer.updater, iterations)
     if schedule is not None:  # every process: each has its own optimizers
         add('schedule', schedule, shared=False)
+
+
+def _add_reports(add, config, iterations, quality) -> None:
+    """The log and what reads it: the printed table, the plot, TensorBoard, the progress bar."""
     log = every(config.display_interval, iterations)
     add('LogReport', extensions.LogReport(trigger=log, filename=files.LOG))
     penalty = ['dis/penalty'] if config.penalty != 'none' else []
     if config.augment == 'ada' or config.ada_target is not None:
         penalty.append('dis/augment_p')
+    # BEGAN's equilibrium and DFM's two losses, where D's accuracies would be
+    # (BEGAN's and the Cramér GAN's outputs say neither real nor fake).
+    judged = ['dis/acc_real', 'dis/acc_fake']
+    if config.loss == 'began':
+        judged = ['dis/k_t', 'dis/measure']
+    elif config.loss == 'cramer':
+        judged = []
+    if config.dfm:
+        judged += ['den/loss', 'gen/dfm']
+    accuracy = [] if config.loss in ('began', 'cramer') else ['validation/dis/accuracy']
     fid = ['validation/fid'] if quality is not None else []
     out = sys.stdout if config.progress and sys.stdout.isatty() else _PlainOutput(sys.stdout)
     add(
@@ -214,11 +195,10 @@ def add_extensions(
                 'gen/loss',
                 'dis/loss',
                 *penalty,
-                'dis/acc_real',
-                'dis/acc_fake',
+                *judged,
                 'validation/gen/loss',
                 'validation/dis/loss',
-                'validation/dis/accuracy',
+                *accuracy,
                 *fid,
                 'elapsed_time',
             ],
@@ -245,6 +225,10 @@ def add_extensions(
         add('tensorboard', report)
     if config.progress:
         add('ProgressBar', extensions.ProgressBar(update_interval=10))
+
+
+def _add_endings(add, config, folder, group, nets, iterations) -> None:
+    """The GIF at the end, the snapshots, and the graceful stop after them."""
     add('training_gif', TrainingGif())
     snapshots = Snapshots(folder, nets if group.lead else {}, keep=config.keep)
     add('snapshots', snapshots, every(config.snapshot_interval, iterations), shared=False)
@@ -252,4 +236,3 @@ def add_extensions(
     notice = (lambda line: warnings.warn(line, RunWarning, stacklevel=2)) if group.lead else None
     agree = group.any if group.parallel else None
     add('graceful_stop', GracefulStop(snapshots, agree=agree, notice=notice), shared=False)
-    return added

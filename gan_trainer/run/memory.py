@@ -12,7 +12,7 @@ only need to tell a run that fits from one that cannot.
   batches at a time).
 * :func:`training_bytes`: parameters with their gradients and Adam's two
   moments, plus the activations of one D step and one G step, for the
-  DCGAN family's layer plan (:func:`gan_trainer.nets._blocks.resolve_widths`);
+  DCGAN family's layer plan (:func:`gan_trainer.nets.resolve_widths`);
   other architectures are counted as three times as heavy.
 * :func:`sampling_bytes`: what holding ``n`` generated images takes.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-from gan_trainer.nets._blocks import resolve_widths
+from gan_trainer.nets import resolve_widths
 from gan_trainer.run.errors import ResourceError
 
 _FLOAT = 4  # bytes of a float32

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gan_trainer.checkpoint import SnapshotError
-from gan_trainer.nets._blocks import resolve_widths
+from gan_trainer.nets import resolve_widths
 from gan_trainer.run.config import ConfigError, RunConfig, network_options, preset_options
 from gan_trainer.run.folder import RunFolder
 from gan_trainer.run.group import Group

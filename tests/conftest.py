@@ -1,0 +1,35 @@
+"""Fixtures that several test modules share (helpers without state are in ``helpers.py``).
+
+Markers (declared in setup.cfg):
+
+* ``process``: the test needs a fresh Python process of its own (signals,
+  exit statuses, ``flock`` between processes, MPI, the start-up hook, a
+  command as a user starts it). CI's first stack runs every test; the
+  other stacks, there to prove the package on other Python and NumPy
+  versions, skip these: ``-m 'not process or every_stack'``.
+* ``every_stack``: a fresh-process test that every stack runs anyway: the
+  compatibility fixes (what differs between the stacks) and one short
+  real training.
+"""
+
+import pytest
+from helpers import succeeded, train, write_image_folder
+
+
+@pytest.fixture(scope='session')
+def digits_run(tmp_path_factory):
+    """One 6-iteration run on the built-in digits (helpers.FAST): (out folder, process).
+
+    Tests that only read its files share it; a test that changes a run
+    copies the folder first.
+    """
+    out = tmp_path_factory.mktemp('digits') / 'result'
+    return out, succeeded(train('--out', out))
+
+
+@pytest.fixture(scope='session')
+def image_folder(tmp_path_factory):
+    """12 random 16x16 RGB PNGs in two class folders, plus a text file named broken.png."""
+    root = write_image_folder(tmp_path_factory.mktemp('images') / 'pets', 6, 16)
+    (root / 'cats' / 'broken.png').write_text('not an image')
+    return root
