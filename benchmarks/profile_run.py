@@ -332,6 +332,8 @@ def main(argv=None) -> int:
         trainer = build_trainer(config, log=None)
         t_build = time.perf_counter() - t
         clock = Clock()
+        if args.ab == 'threads' and 'team_tuner' in trainer._extensions:
+            trainer.get_extension('team_tuner').enabled = False  # the windows set the team
         if args.ab:
             switch = ab_switch(args.ab)
         else:
@@ -352,6 +354,11 @@ def main(argv=None) -> int:
         report_ab(args, timeline)
     else:
         report(args, config, timeline, clock, t_build, t_start, t_run)
+    entry = trainer._extensions.get('team_tuner')
+    if entry is not None:
+        tuner = entry.extension
+        print(f'# team tuner: enabled {tuner.enabled}, sizes {tuner.sizes}, '
+              f'(iteration, team) chosen {tuner.choices}')
     return 0
 
 

@@ -25,6 +25,8 @@ targets and ``make_hidden``) and ``trainer.observation``, and write under
   snapshot (:class:`Stopped`).
 * :class:`TrainingGif`: ``OUT/training.gif`` from the preview grids when
   training ends.
+* :class:`TeamTuner`: oneDNN's thread count at the fastest size for the
+  machine's load, where that changes no number.
 
 What they read from the updater is declared in :mod:`.protocol`.
 """
@@ -38,6 +40,7 @@ from gan_trainer.extensions.nan_guard import NaNGuard, TrainingDiverged
 from gan_trainer.extensions.quality import QualityReport
 from gan_trainer.extensions.snapshot import Snapshots
 from gan_trainer.extensions.stop import GracefulStop, Stopped
+from gan_trainer.extensions.team_tuner import TeamTuner
 from gan_trainer.extensions.tensorboard import TensorBoardReport
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     'QualityReport',
     'Snapshots',
     'Stopped',
+    'TeamTuner',
     'TensorBoardReport',
     'TrainingDiverged',
     'TrainingGif',

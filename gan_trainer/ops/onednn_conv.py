@@ -409,3 +409,52 @@ class ConvolutionDNNL(FastNode):
         else:
             y = F.convolution_2d(x, W, b, self.s, self.p)
         return activate(y, self.activation, self.slope)
+
+
+def _like(shape, strides, rng) -> numpy.ndarray:
+    """A float32 array of random values with exactly these strides (bytes)."""
+    extent = sum((d - 1) * st for d, st in zip(shape, strides)) // 4 + 1
+    base = rng.standard_normal(extent).astype(numpy.float32)
+    return numpy.lib.stride_tricks.as_strided(base, shape, strides)
+
+
+def team_independent(teams, set_team) -> bool:
+    """Whether every cached convolution gives the same bits with each team size.
+
+    oneDNN's kernels split their work among the OpenMP threads; whether a
+    gradient's sums are added in the same order whatever the number of
+    threads depends on the kernel (and so on the CPU and the shapes). This
+    runs each cached primitive's forward, backward-data and backward-weights
+    passes on random inputs in the layouts it was built for, once with each
+    team size (``set_team(n)``), and compares the results bit for bit.
+    :class:`gan_trainer.extensions.TeamTuner` changes the team during a run
+    only when this holds, so that its choice never changes a number.
+    """
+    problems = [(key, prob) for key, prob in list(dnnl._CACHE.items())
+                if key[0] == 'conv' and prob is not None]
+    if not problems:
+        return False
+    rng = numpy.random.default_rng(0)
+    for key, prob in problems:
+        _, _, transposed, x_shape, x_strides, w_shape, w_strides, has_bias, s, p, out_hw, \
+            act, slope = key
+        x = _like(x_shape, x_strides, rng)
+        W = _like(w_shape, w_strides, rng)
+        b = rng.standard_normal(prob.out_shape[1]).astype(numpy.float32) if has_bias else None
+        gy = rng.standard_normal(prob.out_shape).astype(numpy.float32)
+        results = []
+        for n in teams:
+            set_team(n)
+            node = ConvolutionDNNL(s, p, transposed=transposed, outsize=out_hw if transposed
+                                   else None, activation=act, slope=slope, problem=prob)
+            try:
+                y = node.compute(x, W, b)
+                grads = node.gradients((0, 1, 2), x, W, has_bias, gy)
+            except dnnl.DNNLError:
+                return False
+            results.append([y, *(g for g in grads if g is not None)])
+        first = results[0]
+        for other in results[1:]:
+            if not all(numpy.array_equal(a, c) for a, c in zip(first, other)):
+                return False
+    return True

@@ -107,6 +107,18 @@ def share_cores(*, ranks: int = 1, loaders: int = 0) -> int | None:
     return team
 
 
+def onednn_loaded() -> bool:
+    """Whether oneDNN (and with it libgomp) is loaded in this process."""
+    return _LOADED
+
+
+def set_team(n: int) -> None:
+    """Sets oneDNN's OpenMP team to ``n`` threads from now on (once oneDNN is loaded;
+    :class:`gan_trainer.extensions.TeamTuner` uses it). Leaves :data:`team` as it is."""
+    if _LOADED:
+        _set_omp_threads(n)
+
+
 def _set_omp_threads(n: int) -> None:
     # The libgomp oneDNN was loaded with (the same soname: dlopen returns it).
     try:

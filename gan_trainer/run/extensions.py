@@ -29,6 +29,7 @@ from gan_trainer.extensions import (
     NaNGuard,
     QualityReport,
     Snapshots,
+    TeamTuner,
     TrainingGif,
 )
 from gan_trainer.priorities import PRIORITIES
@@ -230,6 +231,7 @@ def _add_reports(add, config, iterations, quality) -> None:
 def _add_endings(add, config, folder, group, nets, iterations) -> None:
     """The GIF at the end, the snapshots, and the graceful stop after them."""
     add('training_gif', TrainingGif())
+    add('team_tuner', TeamTuner(), shared=False)  # each process times its own iterations
     snapshots = Snapshots(folder, nets if group.lead else {}, keep=config.keep)
     add('snapshots', snapshots, every(config.snapshot_interval, iterations), shared=False)
     # Its notice is a warning: one line on stderr, from the lead process.
