@@ -332,8 +332,8 @@ def main(argv=None) -> int:
         trainer = build_trainer(config, log=None)
         t_build = time.perf_counter() - t
         clock = Clock()
-        if args.ab == 'threads' and 'team_tuner' in trainer._extensions:
-            trainer.get_extension('team_tuner').enabled = False  # the windows set the team
+        if args.ab and 'team_tuner' in trainer._extensions:
+            trainer.get_extension('team_tuner').enabled = False  # a fixed team, or the windows'
         if args.ab:
             switch = ab_switch(args.ab)
         else:
