@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 
 import chainer
 import chainer.functions as F
-import chainer.links as L
 from chainer import initializers
 
 from gan_trainer import ops
@@ -112,6 +111,22 @@ def _norm_then(norm: chainer.Link, h, norm_args, activation: str):
     return ACTIVATIONS[activation](norm(h, *norm_args))
 
 
+def _layer_norm_then(layer: chainer.Link, h, norm: chainer.Link, norm_args, activation: str,
+                     shape=None):
+    """``activation(norm(layer(h)))`` (``layer``'s output viewed as ``(B, *shape)``).
+
+    One node for the package's layers and batch norm (:func:`gan_trainer.ops.block`);
+    a conditional normalization (``norm_args``) or another activation runs as
+    separate functions.
+    """
+    if not norm_args and activation in _FUSED and isinstance(norm, ops.BatchNormalization):
+        return ops.block(layer, h, norm, activation=activation, slope=0.2, shape=shape)
+    h = layer(h)
+    if shape is not None:
+        h = F.reshape(h, (h.shape[0], *shape))
+    return _norm_then(norm, h, norm_args, activation)
+
+
 class GeneratorBase(chainer.Chain):
     """G's layers: an optional dense head, a linear projection, then upsampling stages.
 
@@ -179,8 +194,8 @@ class GeneratorBase(chainer.Chain):
         # seeded nets stay the same across refactors: keep it.
         with self.init_scope():
             if self.fc_width is not None:
-                self.fc = L.Linear(n_in, self.fc_width, initialW=w)
-            self.project = L.Linear(
+                self.fc = ops.Linear(n_in, self.fc_width, initialW=w)
+            self.project = ops.Linear(
                 self.fc_width or n_in, g_widths[0] * self.start_side**2, initialW=w)
             self.bn0 = make_norm(g_widths[0])
             stages, bns = [], []
@@ -255,11 +270,14 @@ class GeneratorBase(chainer.Chain):
         # The normalization runs after the reshape, per channel as in the
         # conv layers (and the TensorFlow DCGAN), not per each of the
         # s0 * s0 positions.
-        h = F.reshape(self.project(h), (h.shape[0], -1, s0, s0))
-        h = _norm_then(self.bn0, h, norm_args, self.activation)
+        shape = (self.project.out_size // s0**2, s0, s0)
+        h = _layer_norm_then(self.project, h, self.bn0, norm_args, self.activation, shape)
         stages = self.stages
         for stage, norm in zip(stages[:-1], self.bns):
-            h = _norm_then(norm, self._stage(stage, h), norm_args, self.activation)
+            if self.upsample == 'deconv':
+                h = _layer_norm_then(stage, h, norm, norm_args, self.activation)
+            else:
+                h = _norm_then(norm, self._stage(stage, h), norm_args, self.activation)
         if self.upsample == 'deconv':
             return stages[-1](h, activation='tanh')  # tanh fused where oneDNN runs
         return F.tanh(self._stage(stages[-1], h))
@@ -377,9 +395,9 @@ class DiscriminatorBase(chainer.Chain):
                 batch_norm(c, use_gamma=bn_gamma) for c in self.widths[1:] if norm == 'batch'
             ])
             if self.fc_width is not None:
-                self.fc = L.Linear(n_flat, self.fc_width, initialW=w)
+                self.fc = ops.Linear(n_flat, self.fc_width, initialW=w)
             n_read = (self.fc_width or n_flat) + (self.minibatch_kernels or 0)
-            self.out = L.Linear(n_read, self.out_dim, initialW=w)
+            self.out = ops.Linear(n_read, self.out_dim, initialW=w)
             # After `out`, so that a net without it gets the draws it always got.
             if self.minibatch_kernels is not None:
                 self.minibatch = MinibatchDiscrimination(
@@ -452,7 +470,7 @@ class DiscriminatorBase(chainer.Chain):
             if fused:
                 # (B, C, s, s) -> (B, C', s/2, s/2)
                 h = (conv(h, activation=self.activation, slope=0.2) if norm is None
-                     else _norm_then(norm, conv(h), (), self.activation))
+                     else _layer_norm_then(conv, h, norm, (), self.activation))
                 continue
             h = conv(h)  # (B, C, s, s) -> (B, C', s/2, s/2), or (B, C', s, s) before pooling
             if norm is not None:

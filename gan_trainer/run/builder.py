@@ -52,6 +52,7 @@ from gan_trainer.device import get_device
 from gan_trainer.ema import GeneratorEMA, generator_to_show
 from gan_trainer.iterators import train_iterator
 from gan_trainer.nets import default_n_stages
+from gan_trainer.ops.threads import share_cores
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import memory
 from gan_trainer.run.config import ConfigError, RunConfig
@@ -245,8 +246,10 @@ def _updater(config, group, device, run_data, gen, dis, ema):
         seed = rank_seed(config.seed, group.rank)  # each process its own z and data order
     else:
         seed = config.seed
-    train_iter = train_iterator(run_data.train, config.batchsize, seed=seed,
-                                n_processes=loader_processes(config, run_data.facts, group))
+    loaders = loader_processes(config, run_data.facts, group)
+    train_iter = train_iterator(run_data.train, config.batchsize, seed=seed, n_processes=loaders)
+    # The run's processes on this machine share its cores (oneDNN's team).
+    share_cores(ranks=group.comm.intra_size if group.parallel else 1, loaders=loaders)
     updater = GANUpdater(
         train_iter, optimizers, device=device, loss=make_loss(config), n_dis=config.n_dis,
         order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,

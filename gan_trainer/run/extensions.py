@@ -25,10 +25,12 @@ from gan_trainer.extensions import (
     DivergenceMonitor,
     GracefulStop,
     ImageGrid,
+    LossPlot,
     MeanOverRanks,
     NaNGuard,
     QualityReport,
     Snapshots,
+    TeamTuner,
     TrainingGif,
 )
 from gan_trainer.priorities import PRIORITIES
@@ -46,26 +48,6 @@ def every(interval: int, last: int) -> Every:
     iterations costs what one of 300 does.
     """
     return Every(interval, last)
-
-
-class _PlotReport(extensions.PlotReport):
-    """Chainer's ``PlotReport`` that also keeps the window it is averaging in snapshots.
-
-    Chainer's saves only the points already plotted, so a run resumed in
-    the middle of a ``--display_interval`` plotted that window's mean over
-    the iterations after the resume alone (``LogReport`` keeps its window;
-    the log and the plot then disagreed).
-    """
-
-    def serialize(self, serializer) -> None:
-        super().serialize(serializer)
-        if isinstance(serializer, chainer.serializer.Serializer):
-            self._summary.serialize(serializer['_summary'])
-            return
-        with warnings.catch_warnings():
-            # A snapshot of an earlier version has no window: it starts empty.
-            warnings.filterwarnings('ignore', message='The names of statistics are not saved')
-            self._summary.serialize(serializer['_summary'])
 
 
 class _PlainOutput:
@@ -219,11 +201,11 @@ def _add_reports(add, config, iterations, quality) -> None:
         ),
     )
     if extensions.PlotReport.available():
+        # Named as Chainer's PlotReport was (snapshots keep its points under the name).
         add(
             'PlotReport',
-            _PlotReport(
+            LossPlot(
                 ['gen/loss', 'dis/loss', 'validation/gen/loss', 'validation/dis/loss'],
-                'iteration',
                 trigger=every(config.display_interval, iterations),
                 filename=files.LOSS_PLOT,
             ),
@@ -243,6 +225,7 @@ def _add_reports(add, config, iterations, quality) -> None:
 def _add_endings(add, config, folder, group, nets, iterations) -> None:
     """The GIF at the end, the snapshots, and the graceful stop after them."""
     add('training_gif', TrainingGif())
+    add('team_tuner', TeamTuner(), shared=False)  # each process times its own iterations
     snapshots = Snapshots(folder, nets if group.lead else {}, keep=config.keep)
     add('snapshots', snapshots, every(config.snapshot_interval, iterations), shared=False)
     # Its notice is a warning: one line on stderr, from the lead process.
