@@ -141,7 +141,8 @@ class ConditionalGenerator(GeneratorBase):
             ``None`` means ``n_classes``, as many as a one-hot code, which
             is enough to keep every class apart and small next to ``z``
             (10 for MNIST against 100). Must be ``None`` for ``'cbn'``.
-        upsample, activation, fc_width: The recipe options of
+        **options: The options of G
+            (:class:`~gan_trainer.nets.options.GeneratorOptions`), as for
             :class:`~gan_trainer.nets.Generator`.
 
     Raises:
@@ -161,9 +162,7 @@ class ConditionalGenerator(GeneratorBase):
         ksize: int | None = None,
         mode: str = 'concat',
         n_embed: int | None = None,
-        upsample: str = 'deconv',
-        activation: str = 'relu',
-        fc_width: int | None = None,
+        **options,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, GENERATOR_MODES)
@@ -189,9 +188,7 @@ class ConditionalGenerator(GeneratorBase):
             ksize=ksize,
             n_in=n_hidden + (n_embed or 0),
             make_norm=make_norm,
-            upsample=upsample,
-            activation=activation,
-            fc_width=fc_width,
+            **options,
         )
         self.n_classes = n_classes
         self.mode = mode
@@ -251,14 +248,12 @@ class ConditionalDiscriminator(DiscriminatorBase):
         base_width (int): First width of the default ``widths``.
         ksize (int or None): Kernel side, as for
             :class:`~gan_trainer.nets.Discriminator`.
-        norm (str): ``'batch'`` or ``'none'``, as for
-            :class:`~gan_trainer.nets.Discriminator`.
-        spectral_norm (bool): Spectrally normalize every conv and linear
-            weight, and the projection's embedding too, as Miyato and
-            Koyama's SNGAN projection discriminator does.
         mode (str): ``'projection'`` or ``'concat'``, see above.
-        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: The
-            recipe options of :class:`~gan_trainer.nets.Discriminator`.
+        **options: The options of D
+            (:class:`~gan_trainer.nets.options.DiscriminatorOptions`), as
+            for :class:`~gan_trainer.nets.Discriminator`; ``spectral_norm``
+            normalizes the projection's embedding too, as Miyato and
+            Koyama's SNGAN projection discriminator does.
 
     Raises:
         ValueError: If ``n_classes``, ``mode`` or ``norm`` is invalid, or
@@ -274,16 +269,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
         widths: Sequence[int] | None = None,
         base_width: int = 64,
         ksize: int | None = None,
-        norm: str = 'batch',
-        spectral_norm: bool = False,
         mode: str = 'projection',
-        downsample: str = 'stride',
-        activation: str = 'leaky_relu',
-        fc_width: int | None = None,
-        fc_activation: str | None = None,
-        noise_sigma: float = 0.0,
-        dropout: float = 0.0,
-        bn_gamma: bool = True,
+        **options,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, DISCRIMINATOR_MODES)
@@ -293,16 +280,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
             widths=widths,
             base_width=base_width,
             ksize=ksize,
-            norm=norm,
-            spectral_norm=spectral_norm,
             in_channels=channels + (n_classes if mode == 'concat' else 0),
-            downsample=downsample,
-            activation=activation,
-            fc_width=fc_width,
-            fc_activation=fc_activation,
-            noise_sigma=noise_sigma,
-            dropout=dropout,
-            bn_gamma=bn_gamma,
+            **options,
         )
         self.n_classes = n_classes
         self.mode = mode

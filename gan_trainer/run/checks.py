@@ -9,6 +9,8 @@ nets, each network's optimizer settings must belong to its optimizer.
 
 from __future__ import annotations
 
+from gan_trainer.nets import DiscriminatorOptions, GeneratorOptions
+from gan_trainer.nets.options import run_names
 from gan_trainer.run.options import ConfigError
 
 #: The settings an optimizer may have (:data:`gan_trainer.optimizers.SETTINGS`).
@@ -52,14 +54,23 @@ def _check_schedules(config) -> None:
         raise ConfigError('ema_rampup', 'needs ema (the decay whose half-life it ramps)')
 
 
+def _dcgan_only() -> tuple[str, ...]:
+    """The run options that only the DCGAN nets take: their declared options and ksize.
+
+    Less ``spectral_norm``, which the ResNet D takes too, and ``dis_norm``,
+    which it has no use for (no BatchNorm in SNGAN's D) but the presets set.
+    """
+    names = dict.fromkeys([*run_names(GeneratorOptions).values(),
+                           *run_names(DiscriminatorOptions).values()])
+    return (*(n for n in names if n not in ('spectral_norm', 'dis_norm')), 'ksize')
+
+
 def _check_recipes(config) -> None:
     from gan_trainer.losses import check_real_label
 
     if config.arch == 'resnet':
         defaults = type(config)()
-        for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'dis_downsample',
-                     'dis_activation', 'dis_fc', 'dis_fc_activation', 'dis_noise',
-                     'dis_dropout', 'dis_bn_gamma', 'ksize'):
+        for name in _dcgan_only():
             if getattr(config, name) != getattr(defaults, name):
                 raise ConfigError(name, "is an option of the DCGAN nets, not of arch "
                                         "'resnet'")
