@@ -11,7 +11,8 @@ and without building a graph:
   compares them with the batch's real images, as in training),
 * ``validation/dis/loss``: D's loss on real plus fake,
 * ``validation/dis/accuracy``: the fraction of real images D calls real and
-  of fakes it calls fake, over both halves.
+  of fakes it calls fake, over both halves (not for the losses whose D
+  outputs have no boundary between real and fake: ``began``, ``cramer``).
 
 Because z is fixed, changes in these numbers between two evaluations come
 from the networks, not from sampling noise.
@@ -22,14 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 import chainer
-import chainer.functions as F
 import numpy
 from chainer.dataset import convert
 from chainer.training import extensions
 
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
-from gan_trainer.nets import call_net
+from gan_trainer.nets import call_net, read_outputs
 
 
 class GANEvaluator(extensions.Evaluator):
@@ -98,18 +98,20 @@ class GANEvaluator(extensions.Evaluator):
         gen, dis = self.get_target('gen'), self.get_target('dis')
         batchsize = len(x_real)
         device = self.device or chainer.get_device('@numpy')
-        z = device.send(hidden_for(gen, self.sampler, self._rng, batchsize, self.n_hidden))
-        x_fake = call_net(gen, z, t)
         # Separate passes, as in training; in evaluation mode BatchNorm uses
-        # running statistics, so this matches a concatenated pass anyway.
-        y_real = F.flatten(call_net(dis, x_real, t))
-        y_fake = F.flatten(call_net(dis, x_fake, t))
+        # running statistics, so this matches a concatenated pass anyway. A
+        # loss of several fake batches (Cramér) gets as many, each its own z.
+        y_fakes = []
+        for _ in range(self.loss.n_fakes):
+            z = device.send(hidden_for(gen, self.sampler, self._rng, batchsize, self.n_hidden))
+            y_fakes.append(read_outputs(call_net(dis, call_net(gen, z, t), t)))
+        y_fake = y_fakes[0] if len(y_fakes) == 1 else tuple(y_fakes)
+        y_real = read_outputs(call_net(dis, x_real, t))
         dis_loss, _, _ = self.loss.dis_loss(y_real, y_fake)
-        xp = device.xp
-        boundary = self.loss.boundary
-        correct = (xp.sum(y_real.array > boundary) + xp.sum(y_fake.array < boundary))
         chainer.report({'loss': self.loss.gen_loss(y_fake, y_real)}, gen)
-        chainer.report({
-            'loss': dis_loss,
-            'accuracy': correct / (2.0 * batchsize),
-        }, dis)
+        chainer.report({'loss': dis_loss}, dis)
+        boundary = self.loss.boundary
+        if boundary is not None:  # BEGAN's errors and Cramér's vectors do not say real or fake
+            xp = device.xp
+            correct = (xp.sum(y_real.array > boundary) + xp.sum(y_fake.array < boundary))
+            chainer.report({'accuracy': correct / (2.0 * batchsize)}, dis)

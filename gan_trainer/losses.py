@@ -51,6 +51,15 @@ The losses in :data:`LOSSES`:
   a D without BatchNorm and several D steps per G step (``n_dis=5``). The
   critic's values have no fixed offset, so the reported accuracies (sign of
   the logit) are only a rough indication.
+* ``'cramer'`` (Bellemare et al. 2017, :mod:`gan_trainer.cramer`): D maps
+  each image to a vector (``out_dim=256``); G minimises the energy distance
+  between real and fake vectors, estimated with two independent fake
+  batches, and D maximises a surrogate of it, with WGAN-GP's penalty on its
+  critic (``--penalty wgan-gp``).
+* ``'began'`` (Berthelot et al. 2017, :mod:`gan_trainer.began`): D is an
+  autoencoder whose outputs are reconstruction errors; the equilibrium
+  variable ``k_t`` is the loss's own state, so :func:`get_loss` makes a new
+  one each time (``get_loss('began', gamma=0.5)``).
 
 Soft and noisy labels (label smoothing: Salimans et al. 2016; ganhacks and
 keras-dcgan's pull request #13 draw each real image's target from U(0.7,
@@ -62,9 +71,11 @@ are defined where the loss has a target: the cross-entropy losses
 ``dis_real`` to its soft version (so a custom ``GANLoss`` built from
 :func:`bce_real` has one too), :func:`soft_real` looks it up, and
 :func:`check_real_label` validates a setting. Hinge, Wasserstein and the
-relativistic losses have no target to soften.
+relativistic losses have no target to soften (nor have BEGAN's and the
+Cramér GAN's).
 
-Choose a loss by name through :data:`LOSSES`; adding a GAN variant means
+Choose a loss by name through :data:`LOSSES` (or :func:`get_loss`, which
+also makes the losses of :data:`LOSS_MAKERS`); adding a GAN variant means
 adding an entry here, not a new training loop.
 """
 
@@ -73,10 +84,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chainer
 import chainer.functions as F
+
+from gan_trainer import cramer
+from gan_trainer.began import BEGANEquilibrium, mean_error
 
 LossFn = Callable[[chainer.Variable], chainer.Variable]
 #: ``(logits (B,), targets (B,)) -> scalar``: D's loss on real images with soft targets.
@@ -108,15 +122,40 @@ class GANLoss(NamedTuple):
     real when its output is above it (``dis/acc_real``, ``dis/acc_fake``,
     ``validation/dis/accuracy``, ADA's overfitting signal). 0 for logits,
     hinge, critics and relativistic logits; 0.5 for LSGAN, whose codes are 0
-    and 1.
+    and 1; ``None`` for D outputs that do not say "real" or "fake" on their
+    own (BEGAN's reconstruction errors, the Cramér GAN's vectors): no
+    accuracy is reported and ADA is refused.
+
+    What chainer-gan-lib's algorithms added to the loop, each a field:
+
+    * ``dis_output``: what D's outputs are, checked against the D when the
+      updater is made: ``'logit'`` (one number per image, the default),
+      ``'reconstruction_error'`` (an autoencoder D, BEGAN) or ``'vector'``
+      (several numbers per image, ``(B, K)``, the Cramér GAN's critic).
+    * ``n_fakes``: how many independent fake batches a step draws (2 for the
+      Cramér GAN's unbiased energy distance); with more than 1, ``y_fake``
+      is the tuple of their outputs, in ``dis`` and ``gen`` alike.
+    * ``critic``: ``critic(h, y_fake) -> (B,)``, what a gradient penalty
+      differentiates in place of D's raw outputs ``h`` (the Cramér GAN's
+      ``f``, which depends on the step's fakes); ``None``: the outputs.
+    * ``state``: an object the loss's functions read that changes as
+      training goes (BEGAN's ``k_t``): the updater calls
+      ``state.observe(y_real, y_fake)`` with the arrays of D's outputs after
+      each D step and reports what it returns under ``dis/``, and saves it
+      in snapshots with ``state.serialize``. Such a loss is made anew for
+      each run by :func:`get_loss` (:data:`LOSS_MAKERS`), never shared.
     """
 
     dis_real: LossFn | None
     dis_fake: LossFn | None
     gen: LossFn | PairLossFn
-    boundary: float = 0.0
+    boundary: float | None = 0.0
     dis: PairLossFn | None = None
     gen_needs_real: bool = False
+    dis_output: str = 'logit'
+    n_fakes: int = 1
+    critic: Callable | None = None
+    state: Any = None
 
     @property
     def functions(self) -> tuple[LossFn, LossFn, LossFn]:
@@ -261,6 +300,13 @@ LSGAN = GANLoss(dis_real=least_squares_real, dis_fake=least_squares_fake, gen=le
 RPGAN = GANLoss(dis_real=None, dis_fake=None, gen=relativistic_gen, dis=relativistic_dis,
                 gen_needs_real=True)
 
+#: The Cramér GAN (Bellemare et al. 2017, :mod:`gan_trainer.cramer`): a critic of
+#: several outputs, the energy distance over two fake batches; pair it with the
+#: WGAN-GP penalty, which then differentiates the critic ``f``.
+CRAMER = GANLoss(dis_real=None, dis_fake=None, gen=cramer.gen_loss, dis=cramer.dis_loss,
+                 gen_needs_real=True, boundary=None, dis_output='vector', n_fakes=2,
+                 critic=cramer.penalty_critic)
+
 #: Wasserstein GAN (Arjovsky et al. 2017); pair it with a gradient penalty.
 WASSERSTEIN = GANLoss(dis_real=critic_real, dis_fake=critic_fake, gen=gen_linear)
 
@@ -272,22 +318,58 @@ LOSSES: dict[str, GANLoss] = {
     'lsgan': LSGAN,
     'rpgan': RPGAN,
     'wasserstein': WASSERSTEIN,
+    'cramer': CRAMER,
 }
 
 
-def get_loss(loss: str | GANLoss) -> GANLoss:
+def began(gamma: float = 0.5, *, lambda_k: float = 0.001) -> GANLoss:
+    """BEGAN's loss (Berthelot et al. 2017) with an equilibrium ``k_t`` of its own.
+
+    D's outputs are reconstruction errors (an autoencoder D,
+    :class:`~gan_trainer.nets.AutoencoderDiscriminator`): D minimises
+    ``mean L(x) - k_t mean L(G(z))``, G ``mean L(G(z))``, and ``k_t`` follows
+    ``gamma`` (:class:`~gan_trainer.began.BEGANEquilibrium`).
+    """
+    state = BEGANEquilibrium(gamma, lambda_k=lambda_k)
+    return GANLoss(dis_real=mean_error, dis_fake=state.dis_fake, gen=mean_error, boundary=None,
+                   dis_output='reconstruction_error', state=state)
+
+
+#: Losses with a state of their own, made anew for each run by :func:`get_loss`
+#: (name -> function of the loss's options).
+LOSS_MAKERS: dict[str, Callable[..., GANLoss]] = {
+    'began': began,
+}
+
+
+def loss_names() -> list[str]:
+    """Every loss name :func:`get_loss` accepts (``--loss``), sorted."""
+    return sorted([*LOSSES, *LOSS_MAKERS])
+
+
+def get_loss(loss: str | GANLoss, **options) -> GANLoss:
     """Returns the :class:`GANLoss` named ``loss`` (or ``loss`` itself).
 
+    Args:
+        loss: A name of :func:`loss_names`, or a loss.
+        options: The options of a loss of :data:`LOSS_MAKERS` (``began``'s
+            ``gamma``); such a loss is made anew at every call.
+
     Raises:
-        ValueError: for an unknown name; the message lists the valid ones.
+        ValueError: for an unknown name (the message lists the valid ones),
+            or options for a loss that takes none.
     """
     if isinstance(loss, GANLoss):
         return loss
+    if loss in LOSS_MAKERS:
+        return LOSS_MAKERS[loss](**options)
+    if options:
+        raise ValueError(f'the {loss} loss takes no options, got {", ".join(options)}')
     try:
         return LOSSES[loss]
     except KeyError:
         raise ValueError(
-            f'unknown loss {loss!r}; valid losses: {", ".join(sorted(LOSSES))}'
+            f'unknown loss {loss!r}; valid losses: {", ".join(loss_names())}'
         ) from None
 
 
@@ -306,7 +388,48 @@ def soft_real(loss: str | GANLoss) -> SoftLossFn | None:
 
 
 def _loss_name(loss: GANLoss) -> str:
+    if isinstance(loss.state, BEGANEquilibrium):
+        return 'began'
     return next((name for name, value in LOSSES.items() if value is loss), 'given')
+
+
+def output_kind(dis) -> str | None:
+    """What ``dis`` says it outputs (a :attr:`GANLoss.dis_output`), or None if it does not say.
+
+    ``dis.output_kind`` when it has one (the autoencoder D); else from
+    ``dis.out_dim`` (the package's D: 1 is a logit, more a vector).
+    """
+    kind = getattr(dis, 'output_kind', None)
+    if kind is not None:
+        return kind
+    out_dim = getattr(dis, 'out_dim', None)
+    if out_dim is None:
+        return None
+    return 'vector' if out_dim > 1 else 'logit'
+
+
+def check_discriminator(loss: GANLoss, dis) -> None:
+    """Raises a one-line ValueError if ``dis``'s outputs are not what ``loss`` reads.
+
+    A D that does not say what it outputs (no ``output_kind``, no
+    ``out_dim``) is given the benefit of the doubt.
+    """
+    kind, need = output_kind(dis), loss.dis_output
+    if kind is None or kind == need:
+        return
+    name, cls = _loss_name(loss), type(dis).__name__
+    if need == 'reconstruction_error':
+        raise ValueError(f'the {name} loss needs an autoencoder D, whose outputs are '
+                         'reconstruction errors (gan_trainer.nets.AutoencoderDiscriminator); '
+                         f'{cls} outputs {"logits" if kind == "logit" else "vectors"}')
+    if kind == 'reconstruction_error':
+        raise ValueError(f"{cls} outputs reconstruction errors, not logits: train it with "
+                         f"loss 'began' (the {name} loss reads logits)")
+    if need == 'vector':
+        raise ValueError(f'the {name} loss compares vectors: it needs a D of several outputs '
+                         f'per image (out_dim=256, as chainer-gan-lib), and {cls} outputs one')
+    raise ValueError(f"{cls} outputs {dis.out_dim} numbers per image, and the {name} loss reads "
+                     "one logit (use loss 'cramer', or out_dim=1)")
 
 
 def check_real_label(real_label, loss: str | GANLoss) -> tuple[float, float] | None:

@@ -6,8 +6,7 @@ scalar ``chainer.Variable`` that the updater adds to D's loss. It measures
 so its own gradient with respect to D's parameters needs a second backward
 pass through the first one: ``chainer.grad(..., enable_double_backprop=True)``
 keeps the graph of the input gradient so that ``loss.backward()`` can
-differentiate it. Two penalties are provided, chosen by name through
-:data:`PENALTIES`:
+differentiate it. The penalties, chosen by name through :data:`PENALTIES`:
 
 * ``'wgan-gp'``, :class:`WGANGP` (Gulrajani et al. 2017): keeps the WGAN
   critic 1-Lipschitz by pulling the gradient norm towards 1 at random points
@@ -16,6 +15,8 @@ differentiate it. Two penalties are provided, chosen by name through
 * ``'r1'``, :class:`R1` (Mescheder et al. 2018): penalises the squared
   gradient norm on real images only, which makes D flat on the data and
   stabilises training with the non-saturating or hinge losses.
+* ``'dragan'``, :class:`DRAGAN` (Kodali et al. 2017): WGAN-GP's two-sided
+  penalty at randomly perturbed real images, for the cross-entropy loss.
 * ``'r2'``, :class:`R2`: the same zero-centred penalty on the fakes
   (Mescheder et al. 2018 define it beside R1). R3GAN (Huang et al. 2024)
   uses R1 and R2 together with the relativistic loss: with R1 alone their
@@ -186,6 +187,79 @@ class R1:
         return f'R1(gamma={self.gamma:g})'
 
 
+class DRAGAN:
+    """DRAGAN's gradient penalty around perturbed real data (Kodali et al. 2017).
+
+    ``weight * mean_i (||grad_x D(x_p_i)||_2 - target)^2`` at
+    ``x_p = x_real + scale * std(x_real) * u``, ``u ~ U[0, 1)`` per pixel:
+    WGAN-GP's penalty, but in a small neighbourhood of the data instead of on
+    the lines between real and fake images, because that is where Kodali et
+    al. locate the sharp gradients of the mode-collapsing local equilibria.
+    It is meant for the ordinary cross-entropy loss (``nonsaturating``), with
+    ``n_dis=2`` and Adam(1e-4, 0, 0.9) as in chainer-gan-lib's
+    ``example.sh``, and a D without BatchNorm.
+
+    Following chainer-gan-lib's ``dragan/updater.py`` (the Chainer code this
+    package is compared with): ``std`` is taken per pixel over the batch
+    (``std(x, axis=0)``, NumPy's population standard deviation), the
+    penalty is at ``x_p`` itself, and the gradient is of D's logit (its
+    updater computes a sigmoid of the output but back-propagates ones from
+    the logit). The authors' TensorFlow code differs in two details: one
+    standard deviation of the whole batch, and a random point between
+    ``x_real`` and ``x_p``.
+
+    The norm has WGAN-GP's ``1e-12`` under the square root (see
+    :class:`WGANGP`). The perturbation is drawn from the caller's random
+    state on the CPU (one draw of ``x_real``'s shape), so runs repeat and
+    resume exactly on NumPy and CuPy alike.
+
+    Args:
+        weight: lambda (chainer-gan-lib's ``--lam``): 10.
+        scale: The perturbation's size in standard deviations: 0.5.
+        target: The gradient norm aimed for: 1.
+    """
+
+    norm_eps: float = WGANGP.norm_eps
+
+    def __init__(self, weight: float = 10.0, *, scale: float = 0.5,
+                 target: float = 1.0) -> None:
+        if weight < 0:
+            raise ValueError(f'DRAGAN weight must be >= 0, got {weight}')
+        self.weight = float(weight)
+        self.scale = float(scale)
+        self.target = float(target)
+
+    def perturb(self, x_real, rng: numpy.random.RandomState):
+        """``x_real + scale * std(x_real, axis=0) * u``, ``u ~ U[0, 1)`` from ``rng``."""
+        x = _array(x_real)
+        u = rng.uniform(0.0, 1.0, size=x.shape).astype(x.dtype)
+        u = chainer.backend.get_device_from_array(x).send(u)
+        return x + self.scale * u * x.std(axis=0, keepdims=True)
+
+    def __call__(
+        self, d: Discriminator, x_real, x_fake=None, rng: numpy.random.RandomState | None = None
+    ) -> chainer.Variable:
+        """Computes the penalty.
+
+        Args:
+            d: Maps images to logits ``(B,)`` or ``(B, 1)``.
+            x_real: Real images ``(B, C, H, W)``, array or Variable.
+            x_fake: Ignored (DRAGAN looks around real data only).
+            rng: Draws the perturbation.
+
+        Returns:
+            The scalar penalty, with a graph into D's parameters.
+        """
+        if rng is None:
+            raise ValueError('DRAGAN draws its perturbation from rng; pass a RandomState')
+        grad = input_gradient(d, chainer.Variable(self.perturb(x_real, rng)))
+        norm = F.sqrt(_sum_of_squares(grad) + self.norm_eps)  # (B,)
+        return self.weight * F.mean(F.square(norm - self.target))
+
+    def __repr__(self) -> str:
+        return f'DRAGAN(weight={self.weight:g}, scale={self.scale:g}, target={self.target:g})'
+
+
 class R2(R1):
     """R2 regularisation on generated data (Mescheder et al. 2018; R3GAN).
 
@@ -233,7 +307,7 @@ def penalty_weight(penalty) -> float:
     """The strength of ``penalty`` (``WGANGP.weight``, ``R1.gamma``; a sum's first term's)."""
     if isinstance(penalty, PenaltySum):
         return penalty_weight(penalty.penalties[0])
-    return penalty.weight if isinstance(penalty, WGANGP) else penalty.gamma
+    return penalty.weight if isinstance(penalty, (WGANGP, DRAGAN)) else penalty.gamma
 
 
 def set_penalty_weight(penalty, value: float) -> None:
@@ -241,7 +315,7 @@ def set_penalty_weight(penalty, value: float) -> None:
     if isinstance(penalty, PenaltySum):
         for term in penalty.penalties:
             set_penalty_weight(term, value)
-    elif isinstance(penalty, WGANGP):
+    elif isinstance(penalty, (WGANGP, DRAGAN)):
         penalty.weight = float(value)
     else:
         penalty.gamma = float(value)
@@ -253,6 +327,7 @@ PENALTIES: dict[str, type] = {
     'wgan-gp': WGANGP,
     'r1': R1,
     'r2': R2,
+    'dragan': DRAGAN,
 }
 
 

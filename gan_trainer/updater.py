@@ -43,6 +43,41 @@ players), so G is judged against the same reals D just learned from. With
 ``order='gen_first'`` there is no D step before it, and the G step takes the
 next real batch of the iterator.
 
+The simultaneous step (``order='simultaneous'``) is chainer-gan-lib's (its
+nine updaters, pfnet-research): the first D step of the iteration draws its
+fakes with G's graph, G's loss is computed from that step's D outputs, G is
+updated, the fakes are cut from G's graph, and then D is updated on the same
+outputs (so both gradients are taken at the same weights: simultaneous
+gradient descent); the iteration's other ``n_dis - 1`` D steps follow. D's
+weight gradients that G's backward pass computes are thrown away, as there.
+The default step (``dis_first``) differs in three ways: G learns against
+the D that has just been updated, on a z of its own (or, with
+``reuse_fakes``, on the last D step's fakes, made by the G of before), and
+D is frozen in it, so no D weight gradient is computed; ``gen_first``
+differs from the simultaneous step in drawing a fresh z and batch for G and
+in freezing D. ``benchmarks/ganlib_check.py`` runs this loop with the
+simultaneous step beside chainer-gan-lib's own updaters.
+
+What chainer-gan-lib's algorithms added, each a field of the loss or one
+keyword here (``tests/test_ganlib_loop.py`` checks each by hand):
+
+* a loss whose D outputs are not logits (:attr:`GANLoss.dis_output
+  <gan_trainer.losses.GANLoss>`): BEGAN's reconstruction errors, the Cramér
+  GAN's ``(B, K)`` vectors; checked against D's ``output_kind`` or
+  ``out_dim`` when the updater is made, and no ``dis/acc_*`` for them;
+* a loss that asks for several fake batches (``n_fakes``, the Cramér GAN's
+  two): each step draws that many, each on its own z, and the loss gets
+  the tuple of their outputs;
+* a loss that tells a gradient penalty what to differentiate (``critic``,
+  the Cramér GAN's ``f``, which depends on the step's second fakes);
+* a loss that owns state (``state``, BEGAN's ``k_t``): observed after every
+  D step, reported under ``dis/`` (``dis/k_t``, ``dis/measure``) and saved
+  in snapshots;
+* an auxiliary network with its own optimizer (``dfm`` and
+  ``optimizer['den']``, DFM's denoiser): trained in every D step on D's
+  features of the real batch (``den/loss``), read in every G step
+  (``gen/dfm``), saved in snapshots with its optimizer as any network.
+
 Lazy regularization (``penalty_every=k``, Karras et al. 2020, StyleGAN2): the
 gradient penalty, a second backward pass through D, runs on every k-th D step
 only, multiplied by k so that its strength over a run is unchanged. Which D
@@ -106,6 +141,7 @@ import numpy
 from chainer.dataset import convert
 from chainer.training import StandardUpdater
 
+from gan_trainer import dfm as dfm_module
 from gan_trainer import precision
 from gan_trainer.augment import get_augment
 from gan_trainer.ema import GeneratorEMA
@@ -115,11 +151,22 @@ from gan_trainer.iterators import (
     serialize_random_state,
 )
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
-from gan_trainer.losses import GANLoss, check_real_label, get_loss, soft_real
-from gan_trainer.nets import call_net
+from gan_trainer.losses import (
+    GANLoss,
+    check_discriminator,
+    check_real_label,
+    get_loss,
+    soft_real,
+)
+from gan_trainer.nets import call_net, read_outputs
 from gan_trainer.ops import frozen
 
-ORDERS = ('dis_first', 'gen_first')
+ORDERS = ('dis_first', 'gen_first', 'simultaneous')
+
+
+def _arrays(y):
+    """The array of a Variable, or a tuple of them for a tuple of Variables."""
+    return tuple(v.array for v in y) if isinstance(y, tuple) else y.array
 
 
 class NotResumableWarning(UserWarning):
@@ -144,9 +191,11 @@ class GANUpdater(StandardUpdater):
         iterator: Dataset iterator (or ``{'main': iterator}``) yielding
             image arrays ``(C, H, W)`` or ``(image, label)`` tuples; labels
             are ignored by an unconditional GAN.
-        optimizer: ``{'gen': opt_gen, 'dis': opt_dis}``; the networks are the
-            optimizers' targets. G maps z ``(B, n_hidden)`` to images; D maps
-            images to one logit per image, shape ``(B,)`` or ``(B, 1)``.
+        optimizer: ``{'gen': opt_gen, 'dis': opt_dis}`` (and ``'den'``
+            with ``dfm``); the networks are the optimizers' targets. G maps
+            z ``(B, n_hidden)`` to images; D maps images to one logit per
+            image, shape ``(B,)`` or ``(B, 1)`` (or what the loss's
+            ``dis_output`` says).
         device: Device the models and batches go to (``-1``/``'@numpy'``
             CPU, ``0``/``'@cupy:0'`` first GPU), as in ``StandardUpdater``.
         converter: Turns a list of examples into arrays on ``device``.
@@ -155,7 +204,8 @@ class GANUpdater(StandardUpdater):
             :class:`~gan_trainer.losses.GANLoss`.
         n_dis: D steps per G step (``k`` in Goodfellow et al.; WGAN uses 5).
         order: ``'dis_first'`` (the papers' order: G learns against the D it
-            just updated) or ``'gen_first'``.
+            just updated), ``'gen_first'``, or ``'simultaneous'``
+            (chainer-gan-lib's step, see above).
         z_dist: ``'normal'``, ``'uniform'`` or a sampler function, see
             :mod:`gan_trainer.latent`. Ignored when G has a
             ``make_hidden(batchsize)`` method (Chainer's DCGAN example
@@ -195,6 +245,9 @@ class GANUpdater(StandardUpdater):
             ``(discriminate, x_real, x_fake, y_real, y_fake, rng) ->
             scalar`` with a ``name`` (reported as ``dis/NAME``) and
             optionally ``serialize`` (see :mod:`gan_trainer.regularizers`).
+        dfm: Denoising feature matching (:mod:`gan_trainer.dfm`), with the
+            denoiser's optimizer as ``optimizer['den']``; D must have
+            ``forward_with_features``.
     """
 
     def __init__(
@@ -220,10 +273,15 @@ class GANUpdater(StandardUpdater):
         real_label: float | tuple[float, float] | None = None,
         penalty_every: int = 1,
         regularizers: Sequence[Callable] = (),
+        dfm: dfm_module.DenoisingFeatureMatching | None = None,
     ) -> None:
-        if not isinstance(optimizer, dict) or set(optimizer) != {'gen', 'dis'}:
+        if not isinstance(optimizer, dict) or not {'gen', 'dis'} <= set(optimizer) <= {
+                'gen', 'dis', 'den'}:
             raise ValueError(
-                "optimizer must be a dict with the keys 'gen' and 'dis'")
+                "optimizer must be a dict with the keys 'gen' and 'dis' (and 'den' with dfm)")
+        if (dfm is None) != ('den' not in optimizer):
+            raise ValueError("dfm needs the denoiser's optimizer as optimizer['den']" if dfm
+                             else "optimizer 'den' without dfm: the denoiser is DFM's")
         if n_dis < 1:
             raise ValueError(f'n_dis must be at least 1, got {n_dis}')
         if order not in ORDERS:
@@ -237,6 +295,10 @@ class GANUpdater(StandardUpdater):
         super().__init__(iterator, optimizer, converter=converter,
                          device=device, loss_scale=loss_scale)
         self.loss = get_loss(loss)
+        check_discriminator(self.loss, self.dis)
+        self.dfm = dfm
+        if dfm is not None:
+            dfm_module.check_discriminator(self.dis)
         # (lo, hi) of the real targets, or None for the loss's hard target.
         self.real_label = check_real_label(real_label, self.loss)
         self._soft_real = soft_real(self.loss)
@@ -270,6 +332,23 @@ class GANUpdater(StandardUpdater):
         # that compares fakes with reals (gen_needs_real only).
         self._kept_real = None
         self.augment = get_augment(augment) if isinstance(augment, str) else augment
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        """The options that cannot work together with a loss or with DFM (one-line errors)."""
+        loss = self.loss
+        if loss.boundary is None and hasattr(self.augment, 'observe'):
+            raise ValueError("adaptive augmentation (ADA) follows the sign of D's logits, and "
+                             'this loss has none (its D outputs reconstruction errors or vectors)')
+        if loss.boundary is None and self.regularizers:
+            raise ValueError(f'the regularizers {[r.name for r in self.regularizers]} read '
+                             "D's logits, and this loss has none")
+        if (loss.n_fakes > 1 or self.dfm is not None) and not self.separate_batches:
+            raise ValueError('separate_batches=False is not supported with a loss of several '
+                             'fake batches or with dfm: D sees each batch on its own')
+        if self.dfm is not None and self.conditional:
+            raise ValueError('dfm is for an unconditional D (forward_with_features takes no '
+                             'labels)')
 
     @property
     def gen(self) -> chainer.Link:
@@ -321,9 +400,16 @@ class GANUpdater(StandardUpdater):
         """G(z), or G(z, t) for a conditional GAN."""
         return call_net(self.gen, z, t)
 
-    def discriminate(self, x, t=None):
-        """D's logits flattened to ``(B,)``; D(x) or D(x, t)."""
-        return F.flatten(call_net(self.dis, x, t))
+    def discriminate(self, x, t=None, *, features: bool = False):
+        """D's outputs on ``x`` (``D(x)`` or ``D(x, t)``): ``(B,)`` logits, or ``(B, K)`` vectors.
+
+        With ``features``, ``(outputs, features)`` from D's
+        ``forward_with_features`` (DFM).
+        """
+        if features:
+            y, f = self.dis.forward_with_features(x)
+            return read_outputs(y), f
+        return read_outputs(call_net(self.dis, x, t))
 
     def augmented(self, x):
         """``x`` through :attr:`augment` (drawing from the updater's random state), or ``x``."""
@@ -340,8 +426,12 @@ class GANUpdater(StandardUpdater):
         last = self.n_dis - 1
         steps = [functools.partial(self.dis_step, keep_fakes=self.reuse_fakes and i == last,
                                    index=i) for i in range(self.n_dis)]
-        steps = [*steps, self.gen_step] if self.order == 'dis_first' else [
-            self.gen_step, *steps]
+        if self.order == 'simultaneous':  # G's step rides on the first D step
+            steps[0] = functools.partial(self.dis_step, index=0, with_gen=True)
+        elif self.order == 'dis_first':
+            steps = [*steps, self.gen_step]
+        else:
+            steps = [self.gen_step, *steps]
         dis_reports = []
         for step in steps:
             report = step()
@@ -393,7 +483,39 @@ class GANUpdater(StandardUpdater):
         return (self.penalty is not None
                 and (self.iteration * self.n_dis + index) % self.penalty_every == 0)
 
-    def dis_step(self, keep_fakes: bool = False, index: int = 0) -> dict[str, Any]:
+    def make_fakes(self, batchsize: int, t=None, *, graph: bool = False):
+        """``loss.n_fakes`` fake batches, each on a fresh z: ``([fakes], z of the first)``.
+
+        With ``graph`` the fakes keep G's graph (the G step, reused fakes,
+        the simultaneous step); otherwise G runs without one.
+        """
+        fakes, first_z = [], None
+        for _ in range(self.loss.n_fakes):
+            z = self.make_hidden(batchsize)
+            first_z = z if first_z is None else first_z
+            with chainer.using_config('enable_backprop', graph):
+                fakes.append(self.generate(z, t))
+        return fakes, first_z
+
+    def fake_outputs(self, fakes, t=None, *, features: bool = False):
+        """D's outputs on each fake batch, in the form the loss reads, and DFM's features.
+
+        Returns:
+            ``(y_fake, f_fake)``: ``y_fake`` the outputs of the one batch, or
+            the tuple of each batch's (``loss.n_fakes > 1``); ``f_fake`` the
+            first batch's features with ``features``, else ``None``.
+        """
+        ys, f_fake = [], None
+        for i, x in enumerate(fakes):
+            if features and i == 0:
+                y, f_fake = self.discriminate(self.augmented(x), t, features=True)
+            else:
+                y = self.discriminate(self.augmented(x), t)
+            ys.append(y)
+        return (ys[0] if len(ys) == 1 else tuple(ys)), f_fake
+
+    def dis_step(self, keep_fakes: bool = False, index: int = 0,
+                 with_gen: bool = False) -> dict[str, Any]:
         """One D update on a fresh real batch and fresh fakes.
 
         Args:
@@ -401,6 +523,8 @@ class GANUpdater(StandardUpdater):
                 for the next :meth:`gen_step` (``reuse_fakes``).
             index: Which of the iteration's ``n_dis`` D steps this is (the
                 lazy penalty's schedule).
+            with_gen: The simultaneous step (``order='simultaneous'``): G's
+                loss from this step's outputs, G updated, then D.
 
         Returns:
             The D statistics of this step (loss, loss_real, loss_fake,
@@ -410,57 +534,105 @@ class GANUpdater(StandardUpdater):
         x_real, t = self.next_real_batch()
         batchsize = len(x_real)
         # G in train mode (its BatchNorm uses batch statistics, as in the G
-        # step) but without a graph unless the G step will reuse the fakes.
-        # D gets the bare array either way: nothing flows back into G, and
-        # D's first layer computes no input gradient.
-        z = self.make_hidden(batchsize)
-        with chainer.using_config('enable_backprop', keep_fakes):
-            fakes = self.generate(z, t)
-        x_fake = fakes.array
+        # step) but without a graph unless a G step will use the fakes. D
+        # gets the bare arrays then: nothing flows back into G, and D's
+        # first layer computes no input gradient.
+        fakes, z = self.make_fakes(batchsize, t, graph=keep_fakes or with_gen)
+        x_fakes = [f.array for f in fakes]
         self._kept_fakes = (fakes, t, z) if keep_fakes else None
-        self._kept_real = (x_real, t) if self.loss.gen_needs_real else None
-        y_real, y_fake = self.dis_logits(self.augmented(x_real), self.augmented(x_fake), t)
+        self._kept_real = ((x_real, t) if self.loss.gen_needs_real and not with_gen
+                           else None)
+        features = self.dfm is not None
+        if features:
+            y_real, f_real = self.discriminate(self.augmented(x_real), t, features=True)
+        if self.loss.n_fakes == 1 and not features:
+            y_real, y_fake = self.dis_logits(self.augmented(x_real), self.augmented(
+                fakes[0] if with_gen else x_fakes[0]), t)
+            f_fake = None
+        else:
+            if not features:
+                y_real = self.discriminate(self.augmented(x_real), t)
+            y_fake, f_fake = self.fake_outputs(fakes if with_gen else x_fakes, t,
+                                               features=features)
+        if features:  # DFM's denoiser learns D's real features (updated below)
+            den_loss = self.dfm.denoiser_loss(self.get_optimizer('den').target, f_real.array,
+                                              self.rng)
         soft = None if self.real_label is None else self.dis_loss_real
         loss, loss_real, loss_fake = self.loss.dis_loss(y_real, y_fake, dis_real=soft)
         stats = {}
+        critic = self.loss.critic
 
         def discriminate(x):
-            return self.discriminate(self.augmented(x), t)
+            h = self.discriminate(self.augmented(x), t)
+            return h if critic is None else critic(h, y_fake)
 
         if self.penalty_due(index):
-            penalty = self.penalty(discriminate, x_real, x_fake, self.rng)
+            penalty = self.penalty(discriminate, x_real, x_fakes[0], self.rng)
             loss = loss + (penalty if self.penalty_every == 1 else self.penalty_every * penalty)
             stats['penalty'] = penalty.array
         for regularizer in self.regularizers:
-            term = regularizer(discriminate, x_real, x_fake, y_real, y_fake, self.rng)
+            term = regularizer(discriminate, x_real, x_fakes[0], y_real, y_fake, self.rng)
             loss = loss + term
             stats[regularizer.name] = term.array
+        if with_gen:
+            # chainer-gan-lib's step: G's gradient at the D of before this
+            # step's update (D's weight gradients it computes are cleared
+            # below), G updated; then the fakes are cut from G's graph, so
+            # D's backward pass stops at them.
+            self.update_gen(y_fake, y_real, f_fake, z=z, t=t)
+            for f in fakes:
+                f.unchain_backward()
 
         dis = self.dis
         dis.cleargrads()
         loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('dis')))
         self.get_optimizer('dis').update()
         loss.unchain_backward()
+        if features:
+            den = self.get_optimizer('den')
+            value = self.dfm.update_denoiser(den, den_loss,
+                                             loss_scale=precision.loss_scale(den))
+            chainer.report({'loss': value}, den.target)
 
+        if self.loss.state is not None:  # BEGAN's k_t
+            stats.update(self.loss.state.observe(y_real.array, _arrays(y_fake)))
         if hasattr(self.augment, 'observe'):
             # ADA's sign(D(real)), about the loss's boundary (0.5 for LSGAN).
             self.augment.observe(y_real.array - self.loss.boundary)
         if hasattr(self.augment, 'stats'):
             stats.update(self.augment.stats())
-        xp = self.device.xp
         if loss_real is not None:
             stats.update({'loss_real': loss_real.array, 'loss_fake': loss_fake.array})
-        stats.update({
-            'loss': loss.array,
-            'acc_real': xp.mean((y_real.array > self.loss.boundary).astype(xp.float32)),
-            'acc_fake': xp.mean((y_fake.array < self.loss.boundary).astype(xp.float32)),
-        })
+        stats['loss'] = loss.array
+        if self.loss.boundary is not None:
+            xp = self.device.xp
+            stats.update({
+                'acc_real': xp.mean((y_real.array > self.loss.boundary).astype(xp.float32)),
+                'acc_fake': xp.mean((y_fake.array < self.loss.boundary).astype(xp.float32)),
+            })
         return stats
+
+    def update_gen(self, y_fake, y_real, f_fake, *, z, t=None) -> None:
+        """G's loss from D's outputs (and DFM's term), its backward pass and G's update.
+
+        Reports ``gen/loss`` (and ``gen/dfm``), then updates the EMA of G.
+        """
+        gen = self.gen
+        gen.cleargrads()
+        loss = self.loss.gen_loss(y_fake, y_real)
+        if self.dfm is not None:
+            term = self.dfm.gen_loss(self.get_optimizer('den').target, f_fake)
+            chainer.report({'dfm': term}, gen)
+            loss = loss + term
+        loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('gen')))
+        self.get_optimizer('gen').update()
+        chainer.report({'loss': loss}, gen)
+        if self.ema is not None:
+            self.ema.update(gen, self.iteration, z=z, labels=t)
 
     def gen_step(self) -> None:
         """One G update against the current D, on a fresh z (or the kept fakes)."""
-        gen, dis = self.gen, self.dis
-        gen.cleargrads()
+        dis = self.dis
         dis.cleargrads()
         kept, self._kept_fakes = self._kept_fakes, None
         # D is frozen: the gradient flows through D into G, but D's weight
@@ -469,19 +641,15 @@ class GANUpdater(StandardUpdater):
             if kept is None:
                 batchsize = self.get_iterator('main').batch_size
                 t = self.sample_labels(batchsize)
-                z = self.make_hidden(batchsize)
-                x_fake = self.generate(z, t)
+                fakes, z = self.make_fakes(batchsize, t, graph=True)
             else:
-                x_fake, t, z = kept
+                fakes, t, z = kept
             y_real = self.real_logits_for_gen() if self.loss.gen_needs_real else None
-            loss = self.loss.gen_loss(self.discriminate(self.augmented(x_fake), t), y_real)
-            loss.backward(loss_scale=precision.loss_scale(self.get_optimizer('gen')))
-        self.get_optimizer('gen').update()
+            y_fake, f_fake = self.fake_outputs(fakes, t, features=self.dfm is not None)
+            self.update_gen(y_fake, y_real, f_fake, z=z, t=t)
         dis.cleargrads()  # a no-op unless something outside frozen() set them
-        loss.unchain_backward()
-        if self.ema is not None:
-            self.ema.update(gen, self.iteration, z=z, labels=t)
-        chainer.report({'loss': loss}, gen)
+        for f in fakes:
+            f.unchain_backward()
 
     def real_logits_for_gen(self):
         """D's outputs on a real batch for the G step of a loss with ``gen_needs_real``.
@@ -512,6 +680,8 @@ class GANUpdater(StandardUpdater):
             self.ema.serialize(serializer['gen_ema'])
         if hasattr(self.augment, 'serialize'):  # ADA's p
             self.augment.serialize(serializer['augment'])
+        if hasattr(self.loss.state, 'serialize'):  # BEGAN's k_t
+            self.loss.state.serialize(serializer['loss'])
         for regularizer in self.regularizers:  # LeCam's moving averages
             if hasattr(regularizer, 'serialize'):
                 regularizer.serialize(serializer['regularizer:' + regularizer.name])

@@ -256,7 +256,7 @@ def test_gen_step_augments_the_fakes_and_its_gradient_flows_through_it():
 def test_with_reuse_fakes_the_gen_step_augments_the_kept_fakes_afresh():
     updater = make_updater(augment='translation,cutout', reuse_fakes=True)
     updater.dis_step(keep_fakes=True)
-    kept = updater._kept_fakes[0].array.copy()
+    kept = updater._kept_fakes[0][0].array.copy()  # (fake batches, labels, z)
     rng = copy.deepcopy(updater.rng)
     seen = record_inputs(updater.dis)
     updater.gen_step()

@@ -235,14 +235,14 @@ def test_get_penalty():
     assert get_penalty('wgan-gp', 2.0).weight == 2.0
     custom = WGANGP(1.0, target=0.5)
     assert get_penalty(custom) is custom
-    assert set(PENALTIES) == {'wgan-gp', 'r1', 'r2'}
+    assert set(PENALTIES) == {'wgan-gp', 'r1', 'r2', 'dragan'}
     both = get_penalty('r1,r2', 0.1)
     assert isinstance(both, PenaltySum) and repr(both) == 'R1(gamma=0.1) + R2(gamma=0.1)'
 
 
 def test_unknown_penalty_lists_valid_names():
     with pytest.raises(
-        ValueError, match="unknown penalty 'gp'; valid penalties: r1, r2, wgan-gp, none"
+        ValueError, match="unknown penalty 'gp'; valid penalties: dragan, r1, r2, wgan-gp, none"
     ):
         get_penalty('gp')
     with pytest.raises(ValueError, match="unknown penalty 'r3'"):

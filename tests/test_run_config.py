@@ -56,8 +56,9 @@ from gan_trainer.run.presets import NAMES
     ('gen_lr', 0, 'must be a number above 0'),
     ('augment', 'blur', "must be 'none', 'ada' or a comma-separated mix"),
     ('dtype', 'float16', 'must be one of float32, mixed16'),
-    ('loss', 'wgan', 'must be one of hinge, lsgan, minimax, nonsaturating, rpgan, wasserstein'),
-    ('penalty', 'gp', "unknown penalty 'gp'; valid penalties: r1, r2, wgan-gp, none"),
+    ('loss', 'wgan', ('must be one of began, cramer, hinge, lsgan, minimax, nonsaturating, '
+                     'rpgan, wasserstein')),
+    ('penalty', 'gp', "unknown penalty 'gp'; valid penalties: dragan, r1, r2, wgan-gp, none"),
     ('penalty', 'r1,r1', 'names a penalty twice'),
     ('penalty_every', 0, 'must be at least 1'),
     ('penalty_weight_end', -1, 'must be at least 0'),
@@ -71,7 +72,7 @@ from gan_trainer.run.presets import NAMES
     ('lecam', float('inf'), 'must be a finite number'),
     ('bcr', -1, 'must be at least 0'),
     ('dis_norm', 'layer', 'must be one of batch, none'),
-    ('preset', 'began', 'must be one of default, dcgan, wgan-gp, sngan, lsgan, keras-dcgan'),
+    ('preset', 'stylegan', 'must be one of default, dcgan, wgan-gp, sngan, lsgan, keras-dcgan'),
     ('dataset', 3, 'expected a string'),
 ])
 def test_a_bad_value_is_a_config_error_naming_the_option(option, value, says):
@@ -207,8 +208,8 @@ def test_presets_hold_the_papers_settings(name, expected):
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown preset 'began'; valid presets: default, dcgan, wgan-gp"):
-        get_preset('began')
+    with pytest.raises(ConfigError, match="unknown preset 'stylegan'; valid presets: default, dcgan, wgan-gp"):
+        get_preset('stylegan')
 
 
 def test_apply_preset_then_explicit_options_win():

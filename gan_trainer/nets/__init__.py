@@ -11,9 +11,11 @@ declared once, in :mod:`gan_trainer.nets.options`.
 """
 
 import chainer
+import chainer.functions as F
 
 from gan_trainer.nets._blocks import default_n_stages, resolve_widths
 from gan_trainer.nets._layers import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
+from gan_trainer.nets.autoencoder import AutoencoderDiscriminator
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
 from gan_trainer.nets.options import DiscriminatorOptions, GeneratorOptions
@@ -24,12 +26,23 @@ NETS = {
     'dcgan': (Generator, Discriminator),
     'conditional': (ConditionalGenerator, ConditionalDiscriminator),
     'resnet': (ResNetGenerator, ResNetDiscriminator),
+    # BEGAN: the DCGAN G (usually with norm='none') and an autoencoder D.
+    'autoencoder': (Generator, AutoencoderDiscriminator),
 }
 
 
 def call_net(net: chainer.Link, x, t=None):
     """``net(x)``, or ``net(x, t)`` for a conditional net given labels ``t``."""
     return net(x) if t is None else net(x, t)
+
+
+def read_outputs(y):
+    """D's outputs as the losses read them: ``(B,)`` for one number per image, else ``(B, K)``.
+
+    A D's ``(B, 1)`` (or ``(B,)``) logits become ``(B,)``; a Cramér GAN
+    critic's ``(B, K)`` vectors stay as they are.
+    """
+    return y if y.ndim == 2 and y.shape[1] > 1 else F.flatten(y)
 
 
 def _lookup(config: dict) -> tuple[type, type, dict]:
@@ -82,6 +95,7 @@ __all__ = [
     'DOWNSAMPLES',
     'NETS',
     'UPSAMPLES',
+    'AutoencoderDiscriminator',
     'ConditionalDiscriminator',
     'ConditionalGenerator',
     'Discriminator',
@@ -92,6 +106,8 @@ __all__ = [
     'ResNetGenerator',
     'build_discriminator',
     'build_generator',
+    'call_net',
     'default_n_stages',
+    'read_outputs',
     'resolve_widths',
 ]

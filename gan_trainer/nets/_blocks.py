@@ -42,6 +42,7 @@ from gan_trainer.nets._layers import (
     stage_pad,
     upsample_conv,
 )
+from gan_trainer.nets.minibatch import MinibatchDiscrimination
 from gan_trainer.nets.options import (
     DiscriminatorOptions,
     GeneratorOptions,
@@ -63,6 +64,17 @@ __all__ = [
 
 #: The activations the package's conv and BN nodes apply inside themselves.
 _FUSED = ('relu', 'leaky_relu')
+
+
+class _NoNorm(chainer.Link):
+    """A normalization link that normalizes nothing: ``h`` (G's ``norm='none'``)."""
+
+    def forward(self, h, *args):
+        return h
+
+
+def _no_norm(width: int) -> chainer.Link:
+    return _NoNorm()
 
 
 def _norm_then(norm: chainer.Link, h, norm_args, activation: str):
@@ -114,6 +126,8 @@ class GeneratorBase(chainer.Chain):
     ):
         super().__init__()
         set_options(self, GeneratorOptions, options)
+        if self.norm == 'none':
+            make_norm = _no_norm
         strided = self.upsample == 'deconv'
         self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={self.upsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
@@ -298,7 +312,13 @@ class DiscriminatorBase(chainer.Chain):
             ])
             if self.fc_width is not None:
                 self.fc = L.Linear(n_flat, self.fc_width, initialW=w)
-            self.out = L.Linear(self.fc_width or n_flat, 1, initialW=w)
+            n_read = (self.fc_width or n_flat) + (self.minibatch_kernels or 0)
+            self.out = L.Linear(n_read, self.out_dim, initialW=w)
+            # After `out`, so that a net without it gets the draws it always got.
+            if self.minibatch_kernels is not None:
+                self.minibatch = MinibatchDiscrimination(
+                    self.fc_width or n_flat, self.minibatch_kernels, self.minibatch_dim,
+                    initialW=w)
         # After the weights, so that they get the draws they get without it.
         self.stochastic = Stochastic(noise_sigma=self.noise_sigma, dropout=self.dropout)
 
@@ -316,6 +336,11 @@ class DiscriminatorBase(chainer.Chain):
             'ksize': self.ksize,
             **recorded_options(self, DiscriminatorOptions),
         }
+
+    @property
+    def n_features(self) -> int:
+        """How many numbers per image :meth:`head` gives (what ``out`` and DFM read)."""
+        return self.fc_width or self.widths[-1] * self.start_side**2
 
     def serialize(self, serializer) -> None:
         """Saves/restores the parameters, and the noise's random state if any."""
@@ -385,3 +410,19 @@ class DiscriminatorBase(chainer.Chain):
         h = self.fc(h)  # (B, widths[-1] * s0 * s0) -> (B, fc_width)
         h = ACTIVATIONS[self.fc_activation or self.activation](self.stochastic.noise(h))
         return self.stochastic.drop(h)
+
+    def read_out(self, h) -> chainer.Variable:
+        """D's outputs from what :meth:`head` returned.
+
+        With ``minibatch_kernels`` the cross-batch counts of
+        :class:`~gan_trainer.nets.minibatch.MinibatchDiscrimination` are
+        appended to ``h`` first.
+
+        Returns:
+            chainer.Variable: ``(B,)`` logits, or ``(B, out_dim)`` outputs
+            when ``out_dim > 1`` (a Cramér GAN critic's feature vectors).
+        """
+        if self.minibatch_kernels is not None:
+            h = self.minibatch(h)  # (B, A) -> (B, A + kernels)
+        y = self.out(h)
+        return F.flatten(y) if self.out_dim == 1 else y

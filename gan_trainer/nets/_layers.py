@@ -86,6 +86,19 @@ def stage_pad(ksize: int, *, strided: bool) -> int:
     return _STRIDE_PADS[ksize] if strided else ksize // 2
 
 
+def check_width(name: str, value) -> int | None:
+    """Returns ``value`` as an int if it is ``None`` or a positive integer.
+
+    For a constructor argument that is not one of the declared options of
+    :mod:`gan_trainer.nets.options` (the autoencoder D's ``code_dim``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
+        raise ValueError(f'{name} must be a positive integer or None, got {value!r}')
+    return int(value)
+
+
 def _double(x, axis: int) -> chainer.Variable:
     """Bilinear 2x along ``axis`` (half-pixel centres, edges clamped).
 

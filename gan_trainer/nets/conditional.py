@@ -52,6 +52,11 @@ from gan_trainer.nets._blocks import (
     add_spectral_norm,
     batch_norm,
 )
+from gan_trainer.nets.options import (
+    DiscriminatorOptions,
+    GeneratorOptions,
+    refuse_unconditional,
+)
 
 #: How a label enters G: concatenated to z, or via conditional batch norm.
 GENERATOR_MODES = ('concat', 'cbn')
@@ -146,6 +151,8 @@ class ConditionalGenerator(GeneratorBase):
             :class:`~gan_trainer.nets.Generator`.
 
     Raises:
+        TypeError: If an option is unknown, or one of the unconditional G's
+            only (``norm``).
         ValueError: If ``n_classes``, ``mode`` or ``n_embed`` is invalid, or
             ``size``, ``widths`` or ``ksize`` cannot work together.
     """
@@ -166,6 +173,7 @@ class ConditionalGenerator(GeneratorBase):
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, GENERATOR_MODES)
+        refuse_unconditional(type(self), GeneratorOptions, options)
         if mode == 'cbn' and n_embed is not None:
             raise ValueError(f"n_embed is for mode 'concat' only, got n_embed={n_embed!r}")
         if mode == 'concat':
@@ -256,6 +264,8 @@ class ConditionalDiscriminator(DiscriminatorBase):
             Koyama's SNGAN projection discriminator does.
 
     Raises:
+        TypeError: If an option is unknown, or one of the unconditional D's
+            only (``out_dim``, minibatch discrimination).
         ValueError: If ``n_classes``, ``mode`` or ``norm`` is invalid, or
             ``size``, ``widths`` or ``ksize`` cannot work together.
     """
@@ -274,6 +284,7 @@ class ConditionalDiscriminator(DiscriminatorBase):
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, DISCRIMINATOR_MODES)
+        refuse_unconditional(type(self), DiscriminatorOptions, options)
         super().__init__(
             size=size,
             channels=channels,

@@ -27,8 +27,9 @@ with the class-conditional nets of :mod:`.conditional`.
 The recipes of the DCGAN write-ups are options too (their layers in
 :mod:`._layers`), each off by default, so the default nets are the paper's,
 parameter for parameter. Every option is declared once, in
-:mod:`.options` (:class:`GeneratorOptions`, :class:`DiscriminatorOptions`),
-which the run's options and the command's flags are made from too:
+:mod:`gan_trainer.nets.options` (``GeneratorOptions``,
+``DiscriminatorOptions``), which the run's options and the command's flags
+are made from too:
 
 * G ``upsample='nearest'`` or ``'bilinear'``: each stage upsamples 2x and
   then convolves (stride 1, odd ``ksize``, 'same' padding) instead of a
@@ -76,15 +77,12 @@ from gan_trainer.nets._blocks import (
     default_n_stages,
     resolve_widths,
 )
-from gan_trainer.nets.options import DiscriminatorOptions, GeneratorOptions
 
 __all__ = [
     'NORMS',
     'WEIGHT_STD',
     'Discriminator',
-    'DiscriminatorOptions',
     'Generator',
-    'GeneratorOptions',
     'default_n_stages',
     'resolve_widths',
 ]
@@ -118,7 +116,8 @@ class Generator(GeneratorBase):
             1, the default), 5 (pad 2, the paper's) or 3 (pad 1); with
             upsampling an odd 3 (the default), 5 (keras-dcgan's) or 7,
             padded to keep the side. ``None`` picks the default.
-        **options: The options of :class:`GeneratorOptions` by name
+        **options: The options of
+            :class:`~gan_trainer.nets.options.GeneratorOptions` by name
             (``upsample``, ``activation``, ...), each declared there with
             its default, the paper's.
 
@@ -158,9 +157,9 @@ class Generator(GeneratorBase):
         shapes (fresh weights); snapshots store this next to the weights.
         It has no ``'arch'`` key: :func:`~gan_trainer.nets.build_generator`
         reads its absence as ``'dcgan'``. The options of
-        :class:`GeneratorOptions` appear only when they differ from their
-        defaults, so a default net's config is what it was before they
-        existed.
+        :class:`~gan_trainer.nets.options.GeneratorOptions` appear only
+        when they differ from their defaults, so a default net's config is
+        what it was before they existed.
         """
         return super().config()
 
@@ -202,7 +201,8 @@ class Discriminator(DiscriminatorBase):
             Keras DCGAN notes'); with pooling an odd 3 (the default), 5
             (keras-dcgan's) or 7, padded to keep the side. ``None`` picks
             the default.
-        **options: The options of :class:`DiscriminatorOptions` by name
+        **options: The options of
+            :class:`~gan_trainer.nets.options.DiscriminatorOptions` by name
             (``norm``, ``spectral_norm``, ``downsample``, ...), each
             declared there with its default, the paper's.
 
@@ -244,8 +244,9 @@ class Discriminator(DiscriminatorBase):
         of a snapshot then reproduces the saved net exactly. Configs
         written before ``norm``, ``spectral_norm`` and the recipe options
         existed still build: the defaults are the old architecture, and the
-        options of :class:`DiscriminatorOptions` other than ``norm`` and
-        ``spectral_norm`` appear only when they differ from their defaults.
+        options of :class:`~gan_trainer.nets.options.DiscriminatorOptions`
+        other than ``norm`` and ``spectral_norm`` appear only when they
+        differ from their defaults.
         """
         return super().config()
 
@@ -258,8 +259,22 @@ class Discriminator(DiscriminatorBase):
 
         Returns:
             chainer.Variable: Logits of shape ``(B,)``; positive means
-            "looks real".
+            "looks real". ``(B, out_dim)`` when ``out_dim > 1``.
+        """
+        # (B, widths[-1], s0, s0) or (B, fc_width) -> (B,) or (B, out_dim)
+        return self.read_out(self.head(self.features(self.noisy(self.check_x(x)))))
+
+    def forward_with_features(self, x) -> tuple[chainer.Variable, chainer.Variable]:
+        """D's outputs and the features its read-out sees, in one forward pass.
+
+        Denoising feature matching (:mod:`gan_trainer.dfm`) trains a
+        denoiser on these features and guides G with it.
+
+        Returns:
+            ``(outputs, features)``: the outputs of :meth:`forward`, and
+            ``(B, F)`` features: the last feature map (or the hidden fully
+            connected layer, with ``fc_width``) flattened, after its
+            activation.
         """
         h = self.head(self.features(self.noisy(self.check_x(x))))
-        # (B, widths[-1], s0, s0) or (B, fc_width) -> (B, 1) -> (B,)
-        return F.flatten(self.out(h))
+        return self.read_out(h), F.reshape(h, (h.shape[0], -1))

@@ -42,7 +42,7 @@ from gan_trainer.rules import KIND_WORDS, Check, at_least, between, convert, fin
 
 def net_option(default: Any, *, kind: str, help: str, run: str | None,
                choices: Sequence[Any] | None = None, checks: Sequence[Check] = (),
-               flags: Sequence[str] = (), recorded: bool = False):
+               flags: Sequence[str] = (), recorded: bool = False, conditional: bool = True):
     """A field of :class:`GeneratorOptions` or :class:`DiscriminatorOptions`.
 
     Args:
@@ -60,9 +60,12 @@ def net_option(default: Any, *, kind: str, help: str, run: str | None,
             ``--RUN`` (an old short name).
         recorded: Whether ``config()`` records it even at its default (the
             options configs have always carried).
+        conditional: Whether the conditional nets take it too (they refuse
+            it otherwise, and a conditional run leaves it out).
     """
     meta = {'kind': kind, 'help': help, 'run': run, 'choices': choices,
-            'checks': tuple(checks), 'flags': tuple(flags), 'recorded': recorded}
+            'checks': tuple(checks), 'flags': tuple(flags), 'recorded': recorded,
+            'conditional': conditional}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -85,6 +88,10 @@ class GeneratorOptions:
             ``fc`` between ``z`` and the projection, followed by the
             activation and no normalization (keras-dcgan: 1024 with tanh);
             ``None`` for none (the paper).
+        norm (str): ``'batch'`` (the paper) or ``'none'``: no batch
+            normalization anywhere (BEGAN's G; chainer-gan-lib's
+            ``DCGANGenerator(use_bn=False)``). Not for the conditional nets,
+            whose ``'cbn'`` mode conditions the batch normalization.
     """
 
     upsample: str = net_option(
@@ -98,6 +105,8 @@ class GeneratorOptions:
         None, kind='int', checks=[at_least(1)], run='gen_fc',
         help="a hidden fully connected layer of this width before G's projection "
              "(keras-dcgan's Dense 1024)")
+    norm: str = net_option('batch', kind='str', choices=NORMS, run='gen_norm', conditional=False,
+                           help="normalisation in G ('none': BEGAN's G, without BatchNorm)")
 
     def __post_init__(self) -> None:
         _check_each(self)
@@ -146,6 +155,18 @@ class DiscriminatorOptions:
             iteration per forward pass in train mode. The iteration's
             vectors are persistent (``convs/i/W_u``, ``out/W_u``), so they
             are saved and loaded with the weights.
+        out_dim (int): Outputs per image: 1 (a logit, shape ``(B,)``) or
+            more (shape ``(B, out_dim)``), the feature vector a Cramér GAN
+            critic compares (Bellemare et al. 2017; chainer-gan-lib: 256).
+            A run sets it from its loss (:func:`~gan_trainer.run.parts.dis_outputs`).
+        minibatch_kernels (int or None): With a number ``B``, minibatch
+            discrimination (Salimans et al. 2016,
+            :class:`~gan_trainer.nets.minibatch.MinibatchDiscrimination`)
+            appends ``B`` cross-batch closeness counts to what ``out``
+            reads (chainer-gan-lib: 100); ``None`` for none. A run sets it
+            with ``minibatch_discrimination``.
+        minibatch_dim (int): The dimension ``C`` of each minibatch kernel
+            (chainer-gan-lib: 5).
     """
 
     downsample: str = net_option(
@@ -175,6 +196,14 @@ class DiscriminatorOptions:
     spectral_norm: bool = net_option(False, kind='bool', run='spectral_norm', recorded=True,
                                      flags=('--spectral_norm', '--sn'),
                                      help="spectral normalisation of D's layers")
+    out_dim: int = net_option(1, kind='int', checks=[at_least(1)], run=None, conditional=False,
+                              help="D's outputs per image")
+    minibatch_kernels: int | None = net_option(
+        None, kind='int', checks=[at_least(1)], run=None, conditional=False,
+        help='minibatch discrimination kernels')
+    minibatch_dim: int = net_option(5, kind='int', checks=[at_least(1)], run=None,
+                                    conditional=False,
+                                    help='the dimension of each minibatch kernel')
 
     def __post_init__(self) -> None:
         _check_each(self)
@@ -228,6 +257,14 @@ def set_options(net, declared: type, options: dict[str, Any]) -> None:
         setattr(net, field.name, getattr(checked, field.name))
 
 
+def refuse_unconditional(net_class: type, declared: type, options: dict[str, Any]) -> None:
+    """Raises a TypeError naming the first of ``options`` that the conditional nets do not take."""
+    for field in dataclasses.fields(declared):
+        if not field.metadata['conditional'] and field.name in options:
+            raise TypeError(f'{net_class.__name__} takes no {field.name}: it is an option of '
+                            'the unconditional nets only')
+
+
 def recorded_options(net, declared: type) -> dict[str, Any]:
     """The options of ``net`` that its ``config()`` records: those off their defaults.
 
@@ -238,10 +275,15 @@ def recorded_options(net, declared: type) -> dict[str, Any]:
             if f.metadata['recorded'] or getattr(net, f.name) != f.default}
 
 
-def run_names(declared: type) -> dict[str, str]:
-    """``{option: its run name}`` for the options of ``declared`` that a run sets."""
+def run_names(declared: type, *, conditional: bool | None = None) -> dict[str, str]:
+    """``{option: its run name}`` for the options of ``declared`` that a run sets.
+
+    With ``conditional`` True or False, only the options whose
+    ``conditional`` declaration is that (False: the unconditional nets' own).
+    """
     return {f.name: f.metadata['run'] for f in dataclasses.fields(declared)
-            if f.metadata['run'] is not None}
+            if f.metadata['run'] is not None
+            and conditional in (None, f.metadata['conditional'])}
 
 
 def run_options(declared: type, config) -> dict[str, Any]:
@@ -250,9 +292,11 @@ def run_options(declared: type, config) -> dict[str, Any]:
     Args:
         declared: :class:`GeneratorOptions` or :class:`DiscriminatorOptions`.
         config: A :class:`~gan_trainer.run.RunConfig` (anything with the
-            run names as attributes).
+            run names as attributes); for a conditional one, the options
+            the conditional nets do not take are left out.
     """
-    return {name: getattr(config, run) for name, run in run_names(declared).items()}
+    names = run_names(declared, conditional=True if config.conditional else None)
+    return {name: getattr(config, run) for name, run in names.items()}
 
 
 __all__ = [
@@ -260,6 +304,7 @@ __all__ = [
     'GeneratorOptions',
     'net_option',
     'recorded_options',
+    'refuse_unconditional',
     'run_names',
     'run_options',
     'set_options',

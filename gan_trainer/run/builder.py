@@ -60,6 +60,9 @@ from gan_trainer.run.parts import (
     build_networks,
     loader_processes,
     make_augment,
+    make_denoiser,
+    make_dfm,
+    make_loss,
     make_optimizers,
     make_regularizers,
     net_config,
@@ -225,7 +228,10 @@ def _networks(config, group, device, facts, *, gen, dis):
 
 def _updater(config, group, device, run_data, gen, dis, ema):
     """3b. The optimizers, the training iterator and the :class:`~gan_trainer.GANUpdater`."""
-    optimizers = make_optimizers(gen, dis, config)
+    den = make_denoiser(config, dis)  # DFM's, trained beside D
+    if den is not None:
+        den.to_device(device)
+    optimizers = make_optimizers(gen, dis, config, den)
     precision.configure_optimizers(optimizers, config.dtype)
     if group.parallel:  # gradients averaged over the processes; rank 0's weights
         from gan_trainer.distributed import rank_seed, setup_distributed
@@ -237,12 +243,13 @@ def _updater(config, group, device, run_data, gen, dis, ema):
     train_iter = train_iterator(run_data.train, config.batchsize, seed=seed,
                                 n_processes=loader_processes(config, run_data.facts, group))
     updater = GANUpdater(
-        train_iter, optimizers, device=device, loss=config.loss, n_dis=config.n_dis,
+        train_iter, optimizers, device=device, loss=make_loss(config), n_dis=config.n_dis,
         order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,
         seed=seed, penalty=get_penalty(config.penalty, config.penalty_weight),
         conditional=config.conditional, ema=ema, reuse_fakes=config.reuse_fakes,
         augment=make_augment(config), real_label=real_label(config),
-        penalty_every=config.penalty_every, regularizers=make_regularizers(config))
+        penalty_every=config.penalty_every, regularizers=make_regularizers(config),
+        dfm=make_dfm(config))
     return updater, seed
 
 
@@ -265,7 +272,7 @@ def _extensions(trainer, config, group, folder, device, run_data, gen, dis, ema,
     test_iter = chainer.iterators.SerialIterator(run_data.test, config.batchsize, repeat=False,
                                                  shuffle=False)
     evaluator = GANEvaluator(test_iter, {'gen': generator_to_show(gen, ema), 'dis': dis},
-                             device=device, loss=config.loss, z_dist=z_sampler(config), seed=seed,
+                             device=device, loss=trainer.updater.loss, z_dist=z_sampler(config), seed=seed,
                              conditional=config.conditional)
     if group.parallel:
         from gan_trainer.distributed import create_multi_node_evaluator

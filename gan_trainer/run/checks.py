@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gan_trainer.nets import DiscriminatorOptions, GeneratorOptions
 from gan_trainer.nets.options import run_names
-from gan_trainer.run.options import ConfigError
+from gan_trainer.run.options import ConfigError, declared
 
 #: The settings an optimizer may have (:data:`gan_trainer.optimizers.SETTINGS`).
 OPTIMIZER_SETTINGS = ('lr', 'beta1', 'beta2', 'eps', 'momentum', 'nesterov', 'rho',
@@ -25,6 +25,7 @@ def check_combinations(config) -> None:
                                          'the fakes of the D step before it (the default '
                                          'preset reuses them; --no-reuse_fakes does not)')
     _check_recipes(config)
+    _check_ganlib(config)
     if config.ada_target is not None and config.augment == 'none':
         raise ConfigError('ada_target', 'needs augment (a policy, or ada)')
     if config.arch == 'resnet' and config.conditional and (
@@ -54,23 +55,12 @@ def _check_schedules(config) -> None:
         raise ConfigError('ema_rampup', 'needs ema (the decay whose half-life it ramps)')
 
 
-def _dcgan_only() -> tuple[str, ...]:
-    """The run options that only the DCGAN nets take: their declared options and ksize.
-
-    Less ``spectral_norm``, which the ResNet D takes too, and ``dis_norm``,
-    which it has no use for (no BatchNorm in SNGAN's D) but the presets set.
-    """
-    names = dict.fromkeys([*run_names(GeneratorOptions).values(),
-                           *run_names(DiscriminatorOptions).values()])
-    return (*(n for n in names if n not in ('spectral_norm', 'dis_norm')), 'ksize')
-
-
 def _check_recipes(config) -> None:
     from gan_trainer.losses import check_real_label
 
     if config.arch == 'resnet':
         defaults = type(config)()
-        for name in _dcgan_only():
+        for name in _NOT_RESNET:
             if getattr(config, name) != getattr(defaults, name):
                 raise ConfigError(name, "is an option of the DCGAN nets, not of arch "
                                         "'resnet'")
@@ -103,6 +93,76 @@ def _check_recipes(config) -> None:
         except ValueError as e:
             raise ConfigError(f'{net}_optimizer' if getattr(config, f'{net}_optimizer')
                               else 'optimizer', f'for {net}: {e}') from None
+
+def _run_names(*declared: type, conditional: bool | None = None) -> tuple[str, ...]:
+    """The run names of the nets' declared options (:mod:`gan_trainer.nets.options`), once each."""
+    return tuple(dict.fromkeys(name for cls in declared
+                               for name in run_names(cls, conditional=conditional).values()))
+
+
+#: What a run turns into options of the unconditional DCGAN D (build_networks).
+_MADE_INTO_DIS_OPTIONS = ('dis_out_dim', 'minibatch_discrimination', 'dfm')
+
+#: Options of the package's unconditional DCGAN nets only: those declared so, and
+#: those a run makes D's options of.
+_DCGAN_ONLY = (*_run_names(GeneratorOptions, DiscriminatorOptions, conditional=False),
+               *_MADE_INTO_DIS_OPTIONS)
+
+#: Options of the DCGAN nets that the ResNet nets do not have: every declared one
+#: but ``spectral_norm``, which the ResNet D takes too, and ``dis_norm``, which it
+#: has no use for (no BatchNorm in SNGAN's D) but the presets set; and ksize.
+_NOT_RESNET = (*(n for n in _run_names(GeneratorOptions, DiscriminatorOptions)
+                 if n not in ('spectral_norm', 'dis_norm')), 'ksize', *_MADE_INTO_DIS_OPTIONS)
+
+#: Options of the DCGAN discriminator that BEGAN's autoencoder D does not have:
+#: every declared one but ``dis_norm`` (the presets set it), and those a run makes
+#: D's options of.
+_NOT_AUTOENCODER = (*(n for n in _run_names(DiscriminatorOptions) if n != 'dis_norm'),
+                    *_MADE_INTO_DIS_OPTIONS)
+
+#: The losses whose D outputs are not logits: no accuracy, no ADA, no soft labels.
+_NOT_LOGITS = ('began', 'cramer')
+
+
+def _check_ganlib(config) -> None:
+    """The options of chainer-gan-lib's algorithms: BEGAN, Cramér GAN, DFM, minibatch discrimination."""
+    defaults = {name: field.default for name, field in declared(type(config)).items()}
+    given = [n for n in _DCGAN_ONLY if getattr(config, n) != defaults[n]]
+    if config.conditional and given:
+        raise ConfigError(given[0], 'is an option of the unconditional DCGAN nets, not of '
+                                    'conditional ones')
+    if config.began_gamma is not None and config.loss != 'began':
+        raise ConfigError('began_gamma', "is BEGAN's: needs loss 'began'")
+    for name in ('dfm_weight', 'dfm_width'):
+        if getattr(config, name) is not None and not config.dfm:
+            raise ConfigError(name, 'is a setting of dfm: needs dfm')
+    if config.loss == 'began':
+        if config.arch != 'dcgan' or config.conditional:
+            raise ConfigError('loss', "began needs its autoencoder D, which is built for the "
+                                      "unconditional DCGAN nets (arch 'dcgan')")
+        for name in _NOT_AUTOENCODER:
+            if getattr(config, name) != defaults[name]:
+                raise ConfigError(name, "is an option of the DCGAN discriminator; loss 'began' "
+                                        'uses the autoencoder D, which has no such option')
+    if config.loss == 'cramer':
+        if config.dis_out_dim == 1:
+            raise ConfigError('dis_out_dim', "must be above 1 for loss 'cramer': its critic "
+                                             "compares D's output vectors (256 by default)")
+        if not config.separate_batches:
+            raise ConfigError('separate_batches', "is needed by loss 'cramer' (three batches "
+                                                  'through D, each on its own)')
+    elif config.dis_out_dim not in (None, 1):
+        raise ConfigError('dis_out_dim', f"{config.dis_out_dim} outputs are for loss 'cramer'; "
+                                         f'loss {config.loss!r} reads one logit per image')
+    if config.loss in _NOT_LOGITS:
+        for name in ('lecam', 'bcr'):
+            if getattr(config, name):
+                raise ConfigError(name, f"reads D's logits, and loss {config.loss!r} has none")
+    if config.loss in _NOT_LOGITS and config.augment == 'ada' or (
+            config.loss in _NOT_LOGITS and config.ada_target is not None):
+        raise ConfigError('augment', f"ada adapts to the sign of D's logits, and loss "
+                                     f"{config.loss!r} has none")
+
 
 def optimizer_spec(config, net: str):
     """The :class:`~gan_trainer.optimizers.OptimizerSpec` of ``'gen'`` or ``'dis'``.

@@ -30,20 +30,12 @@ import inspect
 from typing import Any
 
 from gan_trainer.latent import SAMPLERS
-from gan_trainer.losses import LOSSES
+from gan_trainer.losses import loss_names
 from gan_trainer.nets import DiscriminatorOptions, GeneratorOptions
 from gan_trainer.penalties import PENALTIES
+from gan_trainer.rules import above, at_least, between, finite
 from gan_trainer.run.checks import check_combinations, optimizer_spec, with_optimizer_settings
-from gan_trainer.run.options import (
-    ConfigError,
-    above,
-    at_least,
-    between,
-    check_value,
-    declared,
-    finite,
-    option,
-)
+from gan_trainer.run.options import ConfigError, check_value, declared, option
 
 #: Bounds of a NumPy ``RandomState`` seed.
 _SEED = between(0, 2**32)
@@ -90,7 +82,8 @@ def _override(net: str, setting: str, checks, *, kind: str = 'float'):
 #: The names of the presets (:mod:`gan_trainer.run.presets`, whose values are
 #: RunConfigs and so are made there; a test checks the two agree).
 PRESET_NAMES = ('default', 'dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
-                'chainer-example', 'tf-gan')
+                'chainer-example', 'tf-gan', 'dragan', 'began', 'cramer', 'dfm',
+                'minibatch-discrimination')
 
 #: The preset of a run that names none, and so the defaults of RunConfig's
 #: fields (a test checks ``RunConfig()`` is that preset): the recipe with the
@@ -185,7 +178,16 @@ class RunConfig:
              'downsampling)')
     # Here follow G's and D's own options (gen_upsample, ..., dis_norm,
     # spectral_norm): one field per declaration of gan_trainer.nets.options,
-    # added by _with_network_options.
+    # added by _with_network_options. Then the options a run turns into
+    # several of theirs (build_networks).
+    dis_out_dim: int | None = option(
+        None, kind='int', group='networks', networks=True, preset=True, checks=[at_least(1)],
+        help="D's outputs per image: 1 (a logit), or a vector for --loss cramer (default 256, "
+             "chainer-gan-lib's --output_dim)")
+    minibatch_discrimination: bool = option(
+        False, kind='bool', group='networks', networks=True, preset=True,
+        help='minibatch discrimination in D (Salimans et al. 2016): 100 kernels of 5 '
+             "dimensions, as chainer-gan-lib's")
     conditional: bool = option(False, kind='bool', group='networks', networks=True,
                                help="class-conditional GAN on the dataset's labels")
     gen_cond: str = option('cbn', kind='str', group='networks', networks=True,
@@ -199,7 +201,7 @@ class RunConfig:
 
     # ------------------------------------------------------------ loop
     loss: str = option('lsgan', kind='str', group='loop', preset=True,
-                       choices=lambda: sorted(LOSSES), help='GAN loss')
+                       choices=lambda: loss_names(), help='GAN loss')
     penalty: str = option('none', kind='str', group='loop', preset=True,
                           checks=[_penalty_names],
                           help="gradient penalty on D: 'none', "
@@ -207,7 +209,7 @@ class RunConfig:
                                '(r1,r2: R3GAN)')
     penalty_weight: float | None = option(
         None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
-        help='lambda of wgan-gp or gamma of r1 and r2 (default 10)')
+        help='lambda of wgan-gp and dragan, or gamma of r1 and r2 (default 10)')
     penalty_weight_end: float | None = option(
         None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
         help='the penalty weight at the last iteration, reached along a cosine from '
@@ -224,10 +226,26 @@ class RunConfig:
                         checks=[at_least(0), finite],
                         help='weight of balanced consistency regularization of D under '
                              'translations (Zhao et al. 2021: 10); 0 is off')
+    began_gamma: float | None = option(
+        None, kind='float', group='loop', preset=True, checks=[between(0, 1, high_open=False,
+                                                                       low_open=True)],
+        help="--loss began's diversity ratio gamma (default 0.5, chainer-gan-lib's)")
+    dfm: bool = option(False, kind='bool', group='loop', networks=True, preset=True,
+                       help='denoising feature matching (Warde-Farley & Bengio 2017): a '
+                            "denoiser of D's features, trained beside D, guides G")
+    dfm_weight: float | None = option(
+        None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
+        help="the weight of DFM's term in G's loss (default 0.03, chainer-gan-lib's)")
+    dfm_width: int | None = option(
+        None, kind='int', group='loop', networks=True, preset=True, checks=[at_least(1)],
+        help="units per hidden layer of DFM's 10-layer denoiser (default 512; chainer-gan-lib: "
+             "2048, its D's feature count)")
     n_dis: int = option(1, kind='int', group='loop', preset=True, checks=[at_least(1)],
                         help='D steps per G step')
     order: str = option('dis_first', kind='str', group='loop', preset=True,
-                        choices=('dis_first', 'gen_first'), help='which step comes first')
+                        choices=('dis_first', 'gen_first', 'simultaneous'),
+                        help="which step comes first; 'simultaneous': G's and D's losses on "
+                             "one forward pass, G updated then D (chainer-gan-lib's step)")
     reuse_fakes: bool = option(True, kind='bool', group='loop', preset=True,
                                help="train G on the last D step's fakes (PyTorch's DCGAN "
                                     'loop: one G forward per iteration)')

@@ -173,6 +173,16 @@ def _add_reports(add, config, iterations, quality) -> None:
     penalty = ['dis/penalty'] if config.penalty != 'none' else []
     if config.augment == 'ada' or config.ada_target is not None:
         penalty.append('dis/augment_p')
+    # BEGAN's equilibrium and DFM's two losses, where D's accuracies would be
+    # (BEGAN's and the Cramér GAN's outputs say neither real nor fake).
+    judged = ['dis/acc_real', 'dis/acc_fake']
+    if config.loss == 'began':
+        judged = ['dis/k_t', 'dis/measure']
+    elif config.loss == 'cramer':
+        judged = []
+    if config.dfm:
+        judged += ['den/loss', 'gen/dfm']
+    accuracy = [] if config.loss in ('began', 'cramer') else ['validation/dis/accuracy']
     fid = ['validation/fid'] if quality is not None else []
     out = sys.stdout if config.progress and sys.stdout.isatty() else _PlainOutput(sys.stdout)
     add(
@@ -184,11 +194,10 @@ def _add_reports(add, config, iterations, quality) -> None:
                 'gen/loss',
                 'dis/loss',
                 *penalty,
-                'dis/acc_real',
-                'dis/acc_fake',
+                *judged,
                 'validation/gen/loss',
                 'validation/dis/loss',
-                'validation/dis/accuracy',
+                *accuracy,
                 *fid,
                 'elapsed_time',
             ],

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 # The kinds of values and the checks are shared with the networks' options.
-from gan_trainer.rules import KIND_WORDS, Check, above, at_least, between, convert, finite
+from gan_trainer.rules import KIND_WORDS, Check, convert
 
 #: What an option belongs to, for help sections: in the order the help lists them.
 GROUPS = ('data', 'networks', 'loop', 'optimizer', 'schedule', 'quality', 'output', 'parallel')
@@ -146,6 +146,3 @@ def _shown(value: Any) -> str:
         return ','.join(map(str, value))
     return repr(value) if isinstance(value, str) else str(value)
 
-
-__all__ = ['GROUPS', 'Check', 'ConfigError', 'above', 'allowed', 'at_least', 'between',
-           'check_value', 'declared', 'finite', 'option']

@@ -51,11 +51,70 @@ def build_networks(config: RunConfig, shape, n_classes: int = 1):
         gen_config = dict(common, n_hidden=config.n_hidden,
                           **run_options(GeneratorOptions, config))
         dis_config = dict(common, **run_options(DiscriminatorOptions, config))
+        # What a run sets from options of its own.
+        if dis_outputs(config) != 1:
+            dis_config['out_dim'] = dis_outputs(config)
+        if config.minibatch_discrimination:
+            dis_config.update(minibatch_kernels=MINIBATCH_KERNELS, minibatch_dim=MINIBATCH_DIM)
+        if config.loss == 'began':  # BEGAN's D is an autoencoder (nets.autoencoder)
+            dis_config = {'arch': 'autoencoder', 'size': size, 'channels': channels,
+                          'widths': config.widths, 'base_width': config.base_width}
         if config.conditional:
             gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
             dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)
     with global_seed(config.seed):
         return build_generator(gen_config), build_discriminator(dis_config)
+
+
+#: ``--minibatch_discrimination``'s kernels and their dimension: chainer-gan-lib's
+#: ``minibatch_discrimination/net.py`` (B=100, C=5).
+MINIBATCH_KERNELS, MINIBATCH_DIM = 100, 5
+
+#: D's outputs per image for ``--loss cramer`` without ``--dis_out_dim``:
+#: chainer-gan-lib's ``--output_dim`` default.
+CRAMER_OUTPUTS = 256
+
+#: The hidden width of DFM's denoiser without ``--dfm_width`` (see RESULTS.md for its
+#: cost; chainer-gan-lib's 2048, as many as its D's features, would be 3,136 on the digits'
+#: D and about 100 million weights).
+DFM_WIDTH = 512
+
+
+def dis_outputs(config: RunConfig) -> int:
+    """D's outputs per image: ``dis_out_dim``, else 256 for the Cramér loss, else 1."""
+    if config.dis_out_dim is not None:
+        return config.dis_out_dim
+    return CRAMER_OUTPUTS if config.loss == 'cramer' else 1
+
+
+def make_denoiser(config: RunConfig, dis: chainer.Link):
+    """DFM's denoiser of D's features (:class:`gan_trainer.dfm.Denoiser`), or None."""
+    if not config.dfm:
+        return None
+    from gan_trainer.dfm import Denoiser
+
+    with global_seed(config.seed):
+        return Denoiser(dis.n_features, width=config.dfm_width or DFM_WIDTH)
+
+
+def make_dfm(config: RunConfig):
+    """DFM's losses (:class:`gan_trainer.dfm.DenoisingFeatureMatching`), or None."""
+    if not config.dfm:
+        return None
+    from gan_trainer.dfm import DenoisingFeatureMatching
+
+    if config.dfm_weight is None:
+        return DenoisingFeatureMatching()
+    return DenoisingFeatureMatching(config.dfm_weight)
+
+
+def make_loss(config: RunConfig):
+    """The run's :class:`~gan_trainer.losses.GANLoss` (BEGAN's with its gamma and own ``k_t``)."""
+    from gan_trainer.losses import get_loss
+
+    if config.loss == 'began' and config.began_gamma is not None:
+        return get_loss('began', gamma=config.began_gamma)
+    return get_loss(config.loss)
 
 
 def make_augment(config: RunConfig):
@@ -128,10 +187,18 @@ def net_config(net: chainer.Link) -> dict:
     return {'arch': 'custom', 'class': f'{cls.__module__}.{cls.__qualname__}'}
 
 
-def make_optimizers(gen: chainer.Link, dis: chainer.Link, config: RunConfig) -> dict:
-    """``{'gen': ..., 'dis': ...}``: each network's optimizer of the run, set up."""
-    return {name: make_optimizer(net, config.optimizer_spec(name))
-            for name, net in (('gen', gen), ('dis', dis))}
+def make_optimizers(gen: chainer.Link, dis: chainer.Link, config: RunConfig,
+                    den: chainer.Link | None = None) -> dict:
+    """``{'gen': ..., 'dis': ...}``: each network's optimizer of the run, set up.
+
+    With DFM's denoiser ``den``, also ``'den'``: D's optimizer settings, as
+    chainer-gan-lib gives the denoiser the same Adam as both networks.
+    """
+    optimizers = {name: make_optimizer(net, config.optimizer_spec(name))
+                  for name, net in (('gen', gen), ('dis', dis))}
+    if den is not None:
+        optimizers['den'] = make_optimizer(den, config.optimizer_spec('dis'))
+    return optimizers
 
 
 def z_sampler(config: RunConfig):

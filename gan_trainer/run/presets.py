@@ -15,6 +15,10 @@ dcgan       nonsaturating none       no   yes   1      2e-4  0.5   0.999
 wgan-gp     wasserstein   wgan-gp 10 no   no    5      1e-4  0.0   0.9
 sngan       hinge         none       yes  no    1      2e-4  0.5   0.999
 lsgan       lsgan         none       no   yes   1      2e-4  0.5   0.999
+dragan      nonsaturating dragan 10  no   no    2      1e-4  0.0   0.9
+began       began         none       no   no    1      2e-4  0.0   0.9
+cramer      cramer        wgan-gp 10 no   no    5      1e-4  0.5   0.9
+dfm         nonsaturating none       no   yes   1      1e-4  0.5   0.9
 =========== ============= ========== ==== ===== ====== ===== ===== =======
 
 Sources: DCGAN, Radford et al. 2016 (Adam 2e-4, beta1 0.5); WGAN-GP,
@@ -39,6 +43,14 @@ corrected:
 * ``chainer-example``: Chainer's own examples/dcgan (Gaussian noise of
   sigma 0.2 in D, BatchNorm without gamma, weight decay 1e-4, batch 50,
   uniform z, G trained on the D step's fakes).
+* ``dragan``, ``began``, ``cramer``, ``dfm``, ``minibatch-discrimination``:
+  the lines of chainer-gan-lib's ``example.sh`` (pfnet-research, the Chainer
+  GAN collection, one updater class per algorithm) with its hyper-parameters
+  and its step order (``order='simultaneous'``: G's and D's losses on one
+  forward pass, G updated, then D), a 128-d uniform z and batch 64, on the
+  package's DCGAN nets (BEGAN: the autoencoder D; Cramér: 256 outputs;
+  minibatch discrimination: its layer before the read-out). Each is checked
+  against chainer-gan-lib's own updater by ``benchmarks/ganlib_check.py``.
 * ``tf-gan``: TensorFlow's DCGAN tutorial (5x5 kernels, LeakyReLU in G,
   dropout 0.3 and no BatchNorm in D, Adam 1e-4 with TensorFlow's default
   beta1 0.9, batch 256).
@@ -56,6 +68,12 @@ NAMES = PRESET_NAMES
 
 _DCGAN = RunConfig(preset='dcgan', loss='nonsaturating', reuse_fakes=False,
                    lr=2e-4, beta1=0.5, beta2=0.999)
+
+#: The settings every chainer-gan-lib line shares (its train.py): Adam 2e-4/0/0.9, a 128-d
+#: uniform z, batch 64, the cross-entropy loss, and its step (G's and D's losses on the
+#: same forward pass, G updated, then D).
+_GANLIB = _DCGAN.replace(preset='dcgan', n_hidden=128, z_dist='uniform', order='simultaneous',
+                         beta1=0.0, beta2=0.9)
 
 #: Preset name -> the run it describes (see the module docstring's table).
 PRESETS: dict[str, RunConfig] = {
@@ -83,6 +101,17 @@ PRESETS: dict[str, RunConfig] = {
         preset='tf-gan', batchsize=256, widths=(64, 128), ksize=5,
         gen_activation='leaky_relu', dis_norm='none', dis_dropout=0.3,
         lr=1e-4, beta1=0.9, eps=1e-7, reuse_fakes=True),
+    # chainer-gan-lib's example.sh lines, on its loop (order 'simultaneous').
+    'dragan': _GANLIB.replace(preset='dragan', penalty='dragan', penalty_weight=10.0,
+                              dis_norm='none', n_dis=2, lr=1e-4),
+    'began': _GANLIB.replace(preset='began', loss='began', began_gamma=0.5, gen_norm='none'),
+    'cramer': _GANLIB.replace(preset='cramer', loss='cramer', dis_out_dim=256,
+                              penalty='wgan-gp', penalty_weight=10.0, dis_norm='none', n_dis=5,
+                              lr=1e-4, beta1=0.5),
+    'dfm': _GANLIB.replace(preset='dfm', dfm=True, lr=1e-4, beta1=0.5),
+    'minibatch-discrimination': _GANLIB.replace(
+        preset='minibatch-discrimination', minibatch_discrimination=True, dis_bn_gamma=False,
+        lr=1e-4),
 }
 
 
@@ -127,6 +156,25 @@ DESCRIPTIONS: dict[str, str] = {
               'found 0.5 steadier). Corrected: the two steps alternate instead of running '
               'at once, every batch is full (the last partial batch pitted 96 reals '
               'against 256 fakes), LeakyReLU slope 0.2 (Keras: 0.3)',
+    'dragan': "chainer-gan-lib's dragan line (Kodali et al. 2017): the cross-entropy loss with "
+              "DRAGAN's gradient penalty of 10 around perturbed real images, D without "
+              'BatchNorm, 2 D steps per G step, Adam 1e-4/0/0.9; its step (G and D on one '
+              'forward pass), 128-d uniform z',
+    'began': "chainer-gan-lib's began line (Berthelot et al. 2017): an autoencoder D whose "
+             'reconstruction error is its output, gamma 0.5 (k_t and the convergence measure '
+             'in the log), G without BatchNorm, Adam 2e-4/0/0.9; its step, 128-d uniform z',
+    'cramer': "chainer-gan-lib's cramer line (Bellemare et al. 2017): a critic of 256 outputs, "
+              'the energy distance over two fake batches, the gradient penalty of 10 on the '
+              'critic, 5 D steps per G step, Adam 1e-4/0.5/0.9; its step, 128-d uniform z. '
+              'Differs: the penalty is differentiated exactly (chainer-gan-lib drops a term)',
+    'dfm': "chainer-gan-lib's dfm line (Warde-Farley & Bengio 2017): a 10-layer denoiser of D's "
+           "features trained beside D guides G (weight 0.03, noise 1), Adam 1e-4/0.5/0.9; its "
+           'step, 128-d uniform z. Differs: the denoiser is 512 wide (chainer-gan-lib: '
+           "2048, its D's feature count) and reads the features D's read-out sees",
+    'minibatch-discrimination': "chainer-gan-lib's minibatch_discrimination line (Salimans "
+                                'et al. 2016): 100 kernels of 5 dimensions before D\'s '
+                                'read-out, BatchNorm without gamma in D, Adam 1e-4/0/0.9; its '
+                                'step, 128-d uniform z',
 }
 
 
