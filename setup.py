@@ -133,8 +133,9 @@ setup(
         'dist': DIST,
         # The test suite exercises every optional feature and builds the docs.
         # SciPy is the tests' reference for the FID's matrix square root; pandas
-        # backs gan_trainer.logs.log_dataframe (optional for users).
-        'test': ['pytest>=7', 'ruff>=0.17,<0.18', 'scipy>=1.10', 'pandas>=1.5', *ONNX,
-                 *TENSORBOARD, *DOCS, *DIST],
+        # backs gan_trainer.logs.log_dataframe (optional for users); pytest-xdist
+        # runs the suite in several processes (`pytest -n 2`, as CI does).
+        'test': ['pytest>=7', 'pytest-xdist>=3.5', 'ruff>=0.17,<0.18', 'scipy>=1.10',
+                 'pandas>=1.5', *ONNX, *TENSORBOARD, *DOCS, *DIST],
     },
 )
