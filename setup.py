@@ -147,10 +147,11 @@ setup(
         'dist': DIST,
         # The test suite exercises every optional feature and builds the docs.
         # SciPy is the tests' reference for the FID's matrix square root; pandas
-        # backs gan_trainer.logs.log_dataframe (optional for users).
+        # backs gan_trainer.logs.log_dataframe (optional for users); pytest-xdist
+        # runs the suite in several processes (`pytest -n 2`, as CI does).
         # build and wheel: tests/test_packaging.py builds the sdist and, from
         # it, the wheel, as `python -m build` does.
-        'test': ['pytest>=7', 'ruff>=0.17,<0.18', 'scipy>=1.10', 'pandas>=1.5', 'build>=1.0',
-                 'wheel>=0.40', *ONNX, *TENSORBOARD, *DOCS, *DIST],
+        'test': ['pytest>=7', 'pytest-xdist>=3.5', 'ruff>=0.17,<0.18', 'scipy>=1.10',
+                 'pandas>=1.5', 'build>=1.0', 'wheel>=0.40', *ONNX, *TENSORBOARD, *DOCS, *DIST],
     },
 )

@@ -6,7 +6,8 @@ a CLI can rebuild it with :func:`build_generator` /
 :func:`build_discriminator`; the optional ``'arch'`` key picks the pair
 (``'dcgan'`` when absent, which is how DCGAN configs are written;
 conditional configs carry ``'arch': 'conditional'``). Adding an
-architecture is one more dict entry.
+architecture is one more dict entry; the options of the DCGAN nets are
+declared once, in :mod:`gan_trainer.nets.options`.
 """
 
 import chainer
@@ -17,6 +18,7 @@ from gan_trainer.nets._layers import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
 from gan_trainer.nets.autoencoder import AutoencoderDiscriminator
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
+from gan_trainer.nets.options import DiscriminatorOptions, GeneratorOptions
 from gan_trainer.nets.resnet import ResNetDiscriminator, ResNetGenerator
 
 #: Architecture name -> (generator class, discriminator class).
@@ -123,7 +125,9 @@ __all__ = [
     'ConditionalDiscriminator',
     'ConditionalGenerator',
     'Discriminator',
+    'DiscriminatorOptions',
     'Generator',
+    'GeneratorOptions',
     'ResNetDiscriminator',
     'ResNetGenerator',
     'build_discriminator',

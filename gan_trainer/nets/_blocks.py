@@ -35,21 +35,21 @@ from gan_trainer.nets._common import (
 )
 from gan_trainer.nets._layers import (
     ACTIVATIONS,
-    DOWNSAMPLES,
-    UPSAMPLES,
     Stochastic,
-    check_choice,
-    check_width,
     downsample,
     resolve_ksize,
     stage_pad,
     upsample_conv,
 )
 from gan_trainer.nets.minibatch import MinibatchDiscrimination
+from gan_trainer.nets.options import (
+    DiscriminatorOptions,
+    GeneratorOptions,
+    recorded_options,
+    set_options,
+)
 
 __all__ = [
-    'DISCRIMINATOR_OPTIONS',
-    'GENERATOR_OPTIONS',
     'NORMS',
     'WEIGHT_STD',
     'DiscriminatorBase',
@@ -59,34 +59,6 @@ __all__ = [
     'default_n_stages',
     'resolve_widths',
 ]
-
-
-def _options(net, defaults: dict) -> dict:
-    """The recipe options of ``net`` that differ from their defaults.
-
-    ``config()`` lists only these, so a default net's config (and the
-    ``config.json`` of its runs) is what it was before the options existed.
-    """
-    return {k: getattr(net, k) for k, d in defaults.items() if getattr(net, k) != d}
-
-
-#: G's recipe options and their defaults (the DCGAN paper's G).
-GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None,
-                     'norm': 'batch'}
-
-#: D's recipe options and their defaults (the DCGAN paper's D).
-DISCRIMINATOR_OPTIONS = {
-    'downsample': 'stride',
-    'activation': 'leaky_relu',
-    'fc_width': None,
-    'fc_activation': None,
-    'noise_sigma': 0.0,
-    'dropout': 0.0,
-    'bn_gamma': True,
-    'out_dim': 1,
-    'minibatch_kernels': None,
-    'minibatch_dim': 5,
-}
 
 
 #: The activations the package's conv and BN nodes apply inside themselves.
@@ -143,16 +115,15 @@ class GeneratorBase(chainer.Chain):
     1024 + tanh); the output goes through tanh.
 
     Args:
-        size, channels, n_hidden, widths, base_width, ksize, upsample, activation, fc_width: As
-            in :class:`~gan_trainer.nets.Generator`.
+        size, channels, n_hidden, widths, base_width, ksize: As in
+            :class:`~gan_trainer.nets.Generator`.
         n_in (int): Input size of the first linear layer: ``n_hidden`` plus
             whatever the subclass concatenates to ``z``.
         make_norm (callable): ``width -> link``; the link is called as
             ``norm(h, *norm_args)`` with the ``norm_args`` given to
             :meth:`generate`.
-        norm (str): ``'batch'`` (``make_norm``'s links, the paper) or
-            ``'none'``: the normalization links pass ``h`` through
-            unchanged (BEGAN's and chainer-gan-lib's ``use_bn=False`` G).
+        **options: G's options (:class:`~gan_trainer.nets.options.GeneratorOptions`),
+            set as attributes of the same names.
     """
 
     def __init__(
@@ -166,20 +137,14 @@ class GeneratorBase(chainer.Chain):
         ksize: int | None,
         n_in: int,
         make_norm: Callable[[int], chainer.Link] = batch_norm,
-        upsample: str = 'deconv',
-        activation: str = 'relu',
-        fc_width: int | None = None,
-        norm: str = 'batch',
+        **options,
     ):
         super().__init__()
-        self.norm = check_choice('norm', norm, NORMS)
-        if norm == 'none':
+        set_options(self, GeneratorOptions, options)
+        if self.norm == 'none':
             make_norm = _no_norm
-        self.upsample = check_choice('upsample', upsample, UPSAMPLES)
-        self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
-        self.fc_width = check_width('fc_width', fc_width)
         strided = self.upsample == 'deconv'
-        self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={upsample!r}')
+        self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={self.upsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
         self.widths = resolve_widths(size, widths, base_width=base_width)
         self.size = size
@@ -228,7 +193,8 @@ class GeneratorBase(chainer.Chain):
     def config(self) -> dict:
         """Returns the JSON-able constructor kwargs of the layer stack.
 
-        The recipe options appear only where they differ from their defaults.
+        The options appear only where they differ from their defaults
+        (:func:`~gan_trainer.nets.options.recorded_options`).
         """
         return {
             'size': self.size,
@@ -236,7 +202,7 @@ class GeneratorBase(chainer.Chain):
             'n_hidden': self.n_hidden,
             'widths': list(self.widths),
             'ksize': self.ksize,
-            **_options(self, GENERATOR_OPTIONS),
+            **recorded_options(self, GeneratorOptions),
         }
 
     def check_z(self, z) -> chainer.Variable:
@@ -314,14 +280,12 @@ class DiscriminatorBase(chainer.Chain):
     ``self.spectral_norm`` is set.
 
     Args:
-        size, channels, widths, base_width, ksize, norm, spectral_norm: As in
-            :class:`~gan_trainer.nets.Discriminator`.
-        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: As
-            in :class:`~gan_trainer.nets.Discriminator`.
-        out_dim, minibatch_kernels, minibatch_dim: As in
+        size, channels, widths, base_width, ksize: As in
             :class:`~gan_trainer.nets.Discriminator`.
         in_channels (int): Channels of the first conv's input: ``channels``
             plus whatever the subclass concatenates to the images.
+        **options: D's options (:class:`~gan_trainer.nets.options.DiscriminatorOptions`),
+            set as attributes of the same names.
 
     Raises:
         ValueError: If an option is unknown or out of range, or two options
@@ -336,49 +300,18 @@ class DiscriminatorBase(chainer.Chain):
         widths: Sequence[int] | None,
         base_width: int,
         ksize: int | None,
-        norm: str,
-        spectral_norm: bool,
         in_channels: int,
-        downsample: str = 'stride',
-        activation: str = 'leaky_relu',
-        fc_width: int | None = None,
-        fc_activation: str | None = None,
-        noise_sigma: float = 0.0,
-        dropout: float = 0.0,
-        bn_gamma: bool = True,
-        out_dim: int = 1,
-        minibatch_kernels: int | None = None,
-        minibatch_dim: int = 5,
+        **options,
     ):
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f'unknown norm {norm!r}; valid ones are {", ".join(NORMS)}')
-        self.downsample = check_choice('downsample', downsample, DOWNSAMPLES)
-        self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
-        self.fc_width = check_width('fc_width', fc_width)
-        if fc_activation is not None:
-            check_choice('fc_activation', fc_activation, tuple(ACTIVATIONS))
-            if self.fc_width is None:
-                raise ValueError(f'fc_activation={fc_activation!r} needs fc_width: '
-                                 'without it there is no hidden fully connected layer')
-        self.fc_activation = fc_activation
-        if type(bn_gamma) is not bool:
-            raise ValueError(f'bn_gamma must be True or False, got {bn_gamma!r}')
-        if not bn_gamma and norm != 'batch':
-            raise ValueError(f"bn_gamma=False needs norm='batch': norm={norm!r} has no "
-                             'batch normalization to drop the scale from')
-        self.bn_gamma = bn_gamma
-        self.out_dim = check_width('out_dim', out_dim)
-        self.minibatch_kernels = check_width('minibatch_kernels', minibatch_kernels)
-        self.minibatch_dim = check_width('minibatch_dim', minibatch_dim)
+        set_options(self, DiscriminatorOptions, options)
         strided = self.downsample == 'stride'
-        self.ksize = resolve_ksize(ksize, strided=strided, option=f'downsample={downsample!r}')
+        self.ksize = resolve_ksize(ksize, strided=strided,
+                                   option=f'downsample={self.downsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
         self.widths = resolve_widths(size, widths, base_width=base_width)
         self.size = size
         self.channels = channels
-        self.norm = norm
-        self.spectral_norm = bool(spectral_norm)
         n = len(self.widths)
         self.start_side = size // 2**n
         w = initializers.Normal(WEIGHT_STD)
@@ -392,7 +325,8 @@ class DiscriminatorBase(chainer.Chain):
             ])
             # Empty without batch norm, so ``dis.bns`` always exists.
             self.bns = chainer.ChainList(*[
-                batch_norm(c, use_gamma=bn_gamma) for c in self.widths[1:] if norm == 'batch'
+                batch_norm(c, use_gamma=self.bn_gamma) for c in self.widths[1:]
+                if self.norm == 'batch'
             ])
             if self.fc_width is not None:
                 self.fc = ops.Linear(n_flat, self.fc_width, initialW=w)
@@ -404,23 +338,21 @@ class DiscriminatorBase(chainer.Chain):
                     self.fc_width or n_flat, self.minibatch_kernels, self.minibatch_dim,
                     initialW=w)
         # After the weights, so that they get the draws they get without it.
-        self.stochastic = Stochastic(noise_sigma=noise_sigma, dropout=dropout)
-        self.noise_sigma = self.stochastic.noise_sigma
-        self.dropout = self.stochastic.dropout
+        self.stochastic = Stochastic(noise_sigma=self.noise_sigma, dropout=self.dropout)
 
     def config(self) -> dict:
         """Returns the JSON-able constructor kwargs of the layer stack.
 
-        The recipe options appear only where they differ from their defaults.
+        ``norm`` and ``spectral_norm`` always appear, the other options only
+        where they differ from their defaults
+        (:func:`~gan_trainer.nets.options.recorded_options`).
         """
         return {
             'size': self.size,
             'channels': self.channels,
             'widths': list(self.widths),
             'ksize': self.ksize,
-            'norm': self.norm,
-            'spectral_norm': self.spectral_norm,
-            **_options(self, DISCRIMINATOR_OPTIONS),
+            **recorded_options(self, DiscriminatorOptions),
         }
 
     @property

@@ -52,6 +52,11 @@ from gan_trainer.nets._blocks import (
     add_spectral_norm,
     batch_norm,
 )
+from gan_trainer.nets.options import (
+    DiscriminatorOptions,
+    GeneratorOptions,
+    refuse_unconditional,
+)
 
 #: How a label enters G: concatenated to z, or via conditional batch norm.
 GENERATOR_MODES = ('concat', 'cbn')
@@ -141,10 +146,13 @@ class ConditionalGenerator(GeneratorBase):
             ``None`` means ``n_classes``, as many as a one-hot code, which
             is enough to keep every class apart and small next to ``z``
             (10 for MNIST against 100). Must be ``None`` for ``'cbn'``.
-        upsample, activation, fc_width: The recipe options of
+        **options: The options of G
+            (:class:`~gan_trainer.nets.options.GeneratorOptions`), as for
             :class:`~gan_trainer.nets.Generator`.
 
     Raises:
+        TypeError: If an option is unknown, or one of the unconditional G's
+            only (``norm``).
         ValueError: If ``n_classes``, ``mode`` or ``n_embed`` is invalid, or
             ``size``, ``widths`` or ``ksize`` cannot work together.
     """
@@ -161,12 +169,11 @@ class ConditionalGenerator(GeneratorBase):
         ksize: int | None = None,
         mode: str = 'concat',
         n_embed: int | None = None,
-        upsample: str = 'deconv',
-        activation: str = 'relu',
-        fc_width: int | None = None,
+        **options,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, GENERATOR_MODES)
+        refuse_unconditional(type(self), GeneratorOptions, options)
         if mode == 'cbn' and n_embed is not None:
             raise ValueError(f"n_embed is for mode 'concat' only, got n_embed={n_embed!r}")
         if mode == 'concat':
@@ -189,9 +196,7 @@ class ConditionalGenerator(GeneratorBase):
             ksize=ksize,
             n_in=n_hidden + (n_embed or 0),
             make_norm=make_norm,
-            upsample=upsample,
-            activation=activation,
-            fc_width=fc_width,
+            **options,
         )
         self.n_classes = n_classes
         self.mode = mode
@@ -251,16 +256,16 @@ class ConditionalDiscriminator(DiscriminatorBase):
         base_width (int): First width of the default ``widths``.
         ksize (int or None): Kernel side, as for
             :class:`~gan_trainer.nets.Discriminator`.
-        norm (str): ``'batch'`` or ``'none'``, as for
-            :class:`~gan_trainer.nets.Discriminator`.
-        spectral_norm (bool): Spectrally normalize every conv and linear
-            weight, and the projection's embedding too, as Miyato and
-            Koyama's SNGAN projection discriminator does.
         mode (str): ``'projection'`` or ``'concat'``, see above.
-        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma: The
-            recipe options of :class:`~gan_trainer.nets.Discriminator`.
+        **options: The options of D
+            (:class:`~gan_trainer.nets.options.DiscriminatorOptions`), as
+            for :class:`~gan_trainer.nets.Discriminator`; ``spectral_norm``
+            normalizes the projection's embedding too, as Miyato and
+            Koyama's SNGAN projection discriminator does.
 
     Raises:
+        TypeError: If an option is unknown, or one of the unconditional D's
+            only (``out_dim``, minibatch discrimination).
         ValueError: If ``n_classes``, ``mode`` or ``norm`` is invalid, or
             ``size``, ``widths`` or ``ksize`` cannot work together.
     """
@@ -274,35 +279,20 @@ class ConditionalDiscriminator(DiscriminatorBase):
         widths: Sequence[int] | None = None,
         base_width: int = 64,
         ksize: int | None = None,
-        norm: str = 'batch',
-        spectral_norm: bool = False,
         mode: str = 'projection',
-        downsample: str = 'stride',
-        activation: str = 'leaky_relu',
-        fc_width: int | None = None,
-        fc_activation: str | None = None,
-        noise_sigma: float = 0.0,
-        dropout: float = 0.0,
-        bn_gamma: bool = True,
+        **options,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, DISCRIMINATOR_MODES)
+        refuse_unconditional(type(self), DiscriminatorOptions, options)
         super().__init__(
             size=size,
             channels=channels,
             widths=widths,
             base_width=base_width,
             ksize=ksize,
-            norm=norm,
-            spectral_norm=spectral_norm,
             in_channels=channels + (n_classes if mode == 'concat' else 0),
-            downsample=downsample,
-            activation=activation,
-            fc_width=fc_width,
-            fc_activation=fc_activation,
-            noise_sigma=noise_sigma,
-            dropout=dropout,
-            bn_gamma=bn_gamma,
+            **options,
         )
         self.n_classes = n_classes
         self.mode = mode

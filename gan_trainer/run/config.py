@@ -26,22 +26,19 @@ checks again, so a config is valid wherever it is seen::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 from gan_trainer.latent import SAMPLERS
 from gan_trainer.losses import loss_names
-from gan_trainer.nets import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
+from gan_trainer.nets import DiscriminatorOptions, GeneratorOptions
 from gan_trainer.penalties import PENALTIES
+from gan_trainer.rules import above, at_least, between, finite, nonempty
 from gan_trainer.run.checks import check_combinations, optimizer_spec, with_optimizer_settings
 from gan_trainer.run.options import (
     ConfigError,
-    above,
-    at_least,
-    between,
     check_value,
     declared,
-    finite,
-    nonempty,
     option,
     resume_rule,
 )
@@ -112,7 +109,47 @@ PRESET_NAMES = ('default', 'dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 
 DEFAULT_PRESET = 'default'
 
 
+def _network_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """RunConfig's fields for the nets' options: run name -> (annotation, field).
+
+    One per ``run`` name of :class:`~gan_trainer.nets.GeneratorOptions` and
+    :class:`~gan_trainer.nets.DiscriminatorOptions`, in their order, with
+    their default, rule and help; every one changes the networks and is a
+    preset's to set. A name both nets declare (an option they share) is
+    one field.
+    """
+    fields = {}
+    for declared_by in (GeneratorOptions, DiscriminatorOptions):
+        for net_field in dataclasses.fields(declared_by):
+            meta = net_field.metadata
+            if meta['run'] is None or meta['run'] in fields:
+                continue
+            fields[meta['run']] = (net_field.type, option(
+                net_field.default, kind=meta['kind'], group='networks', networks=True,
+                preset=True, choices=meta['choices'], checks=meta['checks'],
+                flags=meta['flags'], help=meta['help']))
+    return fields
+
+
+def _with_network_options(cls):
+    """Puts :func:`_network_fields` into the class body, after ``ksize``.
+
+    Applied before ``dataclass``, so they are fields like the others, in
+    the place the help and ``config.json`` list them.
+    """
+    annotations = {}
+    for name, annotation in inspect.get_annotations(cls).items():
+        annotations[name] = annotation
+        if name == 'ksize':
+            for field_name, (field_annotation, field) in _network_fields().items():
+                annotations[field_name] = field_annotation
+                setattr(cls, field_name, field)
+    cls.__annotations__ = annotations
+    return cls
+
+
 @dataclasses.dataclass(frozen=True)
+@_with_network_options
 class RunConfig:
     """The options of one training run (see the module docstring).
 
@@ -157,52 +194,10 @@ class RunConfig:
         None, kind='int', group='networks', networks=True, preset=True, choices=(3, 4, 5, 7),
         help='convolution kernel size (default 4 for strided stages, 3 around up- or '
              'downsampling)')
-    gen_upsample: str = option('deconv', kind='str', group='networks', networks=True,
-                               preset=True, choices=UPSAMPLES,
-                               help="how G doubles the side: 'deconv' (transposed "
-                                    "convolution), or 'nearest'/'bilinear' upsampling and a "
-                                    'convolution (no checkerboard artefacts, Odena et al. 2016)')
-    gen_activation: str = option('relu', kind='str', group='networks', networks=True,
-                                 preset=True, choices=tuple(ACTIVATIONS),
-                                 help="G's hidden activation")
-    gen_fc: int | None = option(None, kind='int', group='networks', networks=True,
-                                preset=True, checks=[at_least(1)],
-                                help="a hidden fully connected layer of this width before G's "
-                                     "projection (keras-dcgan's Dense 1024)")
-    gen_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
-                           choices=('batch', 'none'),
-                           help="normalisation in G ('none': BEGAN's G, without BatchNorm)")
-    dis_downsample: str = option('stride', kind='str', group='networks', networks=True,
-                                 preset=True, choices=DOWNSAMPLES,
-                                 help="how D halves the side: 'stride' (stride-2 convolution), "
-                                      "or a stride-1 convolution and 'max_pool'/'avg_pool'")
-    dis_activation: str = option('leaky_relu', kind='str', group='networks', networks=True,
-                                 preset=True, choices=tuple(ACTIVATIONS),
-                                 help="D's hidden activation")
-    dis_fc: int | None = option(None, kind='int', group='networks', networks=True,
-                                preset=True, checks=[at_least(1)],
-                                help="a hidden fully connected layer of this width before D's "
-                                     'logit')
-    dis_fc_activation: str | None = option(
-        None, kind='str', group='networks', networks=True, preset=True,
-        choices=tuple(ACTIVATIONS),
-        help="the activation of D's hidden fully connected layer (default: D's activation)")
-    dis_noise: float = option(0.0, kind='float', group='networks', networks=True, preset=True,
-                              checks=[at_least(0), finite],
-                              help="sigma of Gaussian noise added to D's input and hidden layers "
-                                   "in training (Chainer's DCGAN example: 0.2)")
-    dis_dropout: float = option(0.0, kind='float', group='networks', networks=True,
-                                preset=True, checks=[between(0, 1)],
-                                help="dropout rate after D's hidden activations, in training")
-    dis_bn_gamma: bool = option(True, kind='bool', group='networks', networks=True,
-                                preset=True,
-                                help="a learned scale in D's BatchNorm (--no-dis_bn_gamma: none, "
-                                     "as Chainer's DCGAN example)")
-    dis_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
-                           choices=('batch', 'none'), help='normalisation in D')
-    spectral_norm: bool = option(False, kind='bool', group='networks', networks=True,
-                                 preset=True, flags=('--spectral_norm', '--sn'),
-                                 help="spectral normalisation of D's layers")
+    # Here follow G's and D's own options (gen_upsample, ..., dis_norm,
+    # spectral_norm): one field per declaration of gan_trainer.nets.options,
+    # added by _with_network_options. Then the options a run turns into
+    # several of theirs (build_networks).
     dis_out_dim: int | None = option(
         None, kind='int', group='networks', networks=True, preset=True, checks=[at_least(1)],
         help="D's outputs per image: 1 (a logit), or a vector for --loss cramer (default 256, "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 import warnings
 
-import chainer
 from chainer import training
 from chainer.training import extensions
 

@@ -13,8 +13,10 @@ Every option also declares what a resumed run may do with it
 only what cannot change the trained numbers may differ freely; a test
 checks that every option says.
 
-The checks are small functions ``value -> message or None`` (:func:`at_least`,
-:func:`between`, :func:`one_of`, ...), combined by listing several.
+The checks are small functions ``value -> message or None``
+(:func:`~gan_trainer.rules.at_least`, :func:`~gan_trainer.rules.between`,
+...), combined by listing several; they and the kinds of values live in
+:mod:`gan_trainer.rules`, which the networks' options read too.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-#: A check: the message saying what is wrong with a value, or None when it is fine.
-Check = Callable[[Any], 'str | None']
+# The kinds of values and the checks are shared with the networks' options.
+from gan_trainer.rules import KIND_WORDS, Check, convert
 
 #: What an option belongs to, for help sections: in the order the help lists them.
 GROUPS = ('data', 'networks', 'loop', 'optimizer', 'schedule', 'quality', 'output', 'parallel')
@@ -167,9 +169,9 @@ def check_value(field: dataclasses.Field, value: Any) -> Any:
         return None
     kind = meta['kind']
     try:
-        value = _convert(kind, value)
+        value = convert(kind, value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(name, f'expected {_KIND_WORDS[kind]}, got {value!r}') from None
+        raise ConfigError(name, f'expected {KIND_WORDS[kind]}, got {value!r}') from None
     choices = allowed(field)
     if choices is not None and value not in choices:
         raise ConfigError(name, f'must be one of {", ".join(map(str, choices))}; got {value!r}')
@@ -178,58 +180,6 @@ def check_value(field: dataclasses.Field, value: Any) -> Any:
         if message:
             raise ConfigError(name, f'{message}, got {_shown(value)}')
     return value
-
-
-_KIND_WORDS = {
-    'int': 'an integer',
-    'float': 'a number',
-    'str': 'a string',
-    'bool': 'true or false',
-    'ints': 'a list of positive integers',
-    'floats': 'one number or two, comma-separated',
-    'names': 'option names, comma-separated',
-}
-
-
-def _convert(kind: str, value: Any) -> Any:
-    if kind == 'bool':
-        if not isinstance(value, bool):
-            raise TypeError
-        return value
-    if kind == 'int':
-        if isinstance(value, bool) or int(value) != value:
-            raise TypeError
-        return int(value)
-    if kind == 'float':
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError
-        return float(value)
-    if kind == 'str':
-        if not isinstance(value, str):
-            raise TypeError
-        return value
-    if kind == 'floats':
-        if isinstance(value, str):
-            value = [float(v) for v in value.split(',') if v.strip()]
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        values = tuple(float(v) for v in value)
-        if not values or any(isinstance(v, bool) for v in value):
-            raise ValueError
-        return values
-    if kind == 'ints':
-        if isinstance(value, str):
-            value = [int(v) for v in value.split(',') if v.strip()]
-        if not value or any(isinstance(v, bool) or int(v) != v or v < 1 for v in value):
-            raise ValueError
-        return tuple(int(v) for v in value)
-    if kind == 'names':
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise TypeError
-        return tuple(name.strip() for v in value for name in v.split(',') if name.strip())
-    raise ValueError(f'unknown kind {kind!r}')
 
 
 def _fits_int64(value: int) -> str | None:
@@ -259,45 +209,3 @@ def _shown(value: Any) -> str:
         return ','.join(map(str, value))
     return repr(value) if isinstance(value, str) else str(value)
 
-
-# ------------------------------------------------------------------ checks
-
-
-def at_least(low: float) -> Check:
-    """``value >= low`` (and not NaN)."""
-
-    def check(value):
-        return None if value >= low else f'must be at least {low}'
-
-    return check
-
-
-def above(low: float) -> Check:
-    """``value > low`` and finite."""
-
-    def check(value):
-        return None if value > low and math.isfinite(value) else f'must be a number above {low}'
-
-    return check
-
-
-def between(low: float, high: float, *, high_open: bool = True, low_open: bool = False) -> Check:
-    """``low <= value < high`` (the ends open or closed as given)."""
-    lo, hi = ('(' if low_open else '['), (')' if high_open else ']')
-
-    def check(value):
-        ok_low = value > low if low_open else value >= low
-        ok_high = value < high if high_open else value <= high
-        return None if ok_low and ok_high else f'must be in {lo}{low}, {high}{hi}'
-
-    return check
-
-
-def finite(value) -> str | None:
-    """A finite number."""
-    return None if math.isfinite(value) else 'must be a finite number'
-
-
-def nonempty(value: str) -> str | None:
-    """A string with something in it."""
-    return None if value.strip() else 'must not be empty'
