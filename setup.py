@@ -98,12 +98,26 @@ setup(
     long_description=long_description,
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
+    # The code's licence; the built-in digits keep their own (CC BY-SA 3.0,
+    # gan_trainer/data/NOTICE.md), shipped beside them and named here too.
+    license='MIT',
+    license_files=['LICENSE', 'gan_trainer/data/NOTICE.md'],
+    classifiers=[
+        'License :: OSI Approved :: MIT License',
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
+        'Programming Language :: Python :: 3.13',
+        'Operating System :: POSIX :: Linux',
+    ],
     packages=find_packages(include=['gan_trainer', 'gan_trainer.*']),
     py_modules=['gan_trainer_compat'],
     cmdclass={'build_py': BuildPyWithPth, 'editable_wheel': EditableWheelWithPth},
     install_requires=[
         'chainer==7.8.1',
-        'numpy>=1.23',
+        # The oldest NumPy CI runs the suite with (.ci/run, Python 3.10).
+        'numpy>=1.26',
         'matplotlib>=3.5',
         'Pillow>=9.0',
         # oneDNN 3.2's CPU kernels (GNU OpenMP build, no Python code), which
@@ -133,8 +147,11 @@ setup(
         'dist': DIST,
         # The test suite exercises every optional feature and builds the docs.
         # SciPy is the tests' reference for the FID's matrix square root; pandas
-        # backs gan_trainer.logs.log_dataframe (optional for users).
-        'test': ['pytest>=7', 'ruff>=0.17,<0.18', 'scipy>=1.10', 'pandas>=1.5', *ONNX,
-                 *TENSORBOARD, *DOCS, *DIST],
+        # backs gan_trainer.logs.log_dataframe (optional for users); pytest-xdist
+        # runs the suite in several processes (`pytest -n 2`, as CI does).
+        # build and wheel: tests/test_packaging.py builds the sdist and, from
+        # it, the wheel, as `python -m build` does.
+        'test': ['pytest>=7', 'pytest-xdist>=3.5', 'ruff>=0.17,<0.18', 'scipy>=1.10',
+                 'pandas>=1.5', 'build>=1.0', 'wheel>=0.40', *ONNX, *TENSORBOARD, *DOCS, *DIST],
     },
 )

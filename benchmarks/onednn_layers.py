@@ -20,12 +20,23 @@ through :func:`gan_trainer.ops.convolution_2d` /
 Image layers (at most 4 channels on the written side) use ``nchw`` maps in
 both oneDNN settings. The last line is ``layers NET nhwc X any Y numpy Z ms``:
 the forward + backward sums over the layers.
+
+``--contention`` asks the question of the thread policy
+(:mod:`gan_trainer.ops.threads`) instead: per round, alone and then beside
+a second busy process (a Python loop that keeps one core busy, as a loader
+worker, a second MPI rank or another user's job would), the sum of the
+layers' forward + backward passes on the package's layout with oneDNN's
+OpenMP team at each size from the process's cores down to 1
+(``omp_set_num_threads``) and with the NumPy functions; the median of
+``--reps`` runs, since under contention the fastest run hides what the
+others cost. Its last lines are ``contention ROUND CONDITION SETTING X ms``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -62,17 +73,17 @@ def channel_last(shape, rng):
     return rng.standard_normal((n, h, w, c)).astype(numpy.float32).transpose(0, 3, 1, 2)
 
 
-def best(fn, reps: int) -> float:
+def best(fn, reps: int, stat=min) -> float:
     fn()
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
+    return 1e3 * stat(times)
 
 
-def time_layer(layer, batch: int, reps: int) -> tuple[float, float]:
+def time_layer(layer, batch: int, reps: int, stat=min) -> tuple[float, float]:
     kind, ci, co, side, act = layer
     rng = numpy.random.default_rng(0)
     x = channel_last((batch, ci, side, side), rng)
@@ -88,7 +99,49 @@ def time_layer(layer, batch: int, reps: int) -> tuple[float, float]:
         y.grad = gy
         y.backward()
 
-    return best(lambda: f(x, W, b, 2, 1, activation=act), reps), best(forward_backward, reps)
+    return (best(lambda: f(x, W, b, 2, 1, activation=act), reps, stat),
+            best(forward_backward, reps, stat))
+
+
+def layer_sums(net: str, batch: int, reps: int, stat) -> float:
+    """Forward + backward summed over ``net``'s layers, each the ``stat`` of ``reps`` runs."""
+    total = 0.0
+    for layer in layers(*NETS[net]):
+        total += time_layer(layer, batch, reps, stat)[1]
+    return total
+
+
+def contention(args) -> int:
+    import ctypes
+    import subprocess
+
+    from gan_trainer.ops import threads
+    gomp = ctypes.CDLL('libgomp.so.1')
+    cores = threads.available_cores()
+    settings = [f'onednn {n} threads' for n in range(cores, 0, -1)] + ['numpy']
+    print(f'# {args.net}, batch {args.batchsize}, median of {args.reps} runs per layer; '
+          f'{cores} cores; ms forward+backward summed over the layers')
+    lines = []
+    for r in range(1, args.rounds + 1):
+        for condition in ('alone', 'busy'):
+            busy = None
+            if condition == 'busy':
+                busy = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+            try:
+                for setting in settings:
+                    onednn = setting != 'numpy'
+                    if onednn:
+                        gomp.omp_set_num_threads(int(setting.split()[1]))
+                    with chainer.using_config(ops.ONEDNN_KEY, onednn):
+                        ms = layer_sums(args.net, args.batchsize, args.reps, statistics.median)
+                    lines.append(f'contention {r} {condition} {setting.replace(" ", "_")} '
+                                 f'{ms:.2f} ms')
+                    print(lines[-1], flush=True)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    return 0
 
 
 def main(argv=None) -> int:
@@ -96,11 +149,16 @@ def main(argv=None) -> int:
     p.add_argument('--net', choices=sorted(NETS), default='default')
     p.add_argument('--batchsize', type=int, default=64)
     p.add_argument('--reps', type=int, default=None, help='default: 20 (5 for dcgan64)')
+    p.add_argument('--contention', action='store_true',
+                   help='team sizes and NumPy, alone and beside a busy process (see above)')
+    p.add_argument('--rounds', type=int, default=2, help='with --contention')
     args = p.parse_args(argv)
-    reps = args.reps or (5 if args.net == 'dcgan64' else 20)
+    reps = args.reps = args.reps or (5 if args.net == 'dcgan64' else 20)
     if dnnl.library() is None:
         print('onednn_layers.py: error: oneDNN does not load here', file=sys.stderr)
         return 2
+    if args.contention:
+        return contention(args)
     totals = {'nhwc': 0.0, 'any': 0.0, 'numpy': 0.0}
     print(f'# {args.net}, batch {args.batchsize}, best of {reps}; ms forward / forward+backward')
     for layer in layers(*NETS[args.net]):

@@ -24,7 +24,11 @@ gan_trainer's samples), draws ``--n_samples`` images from a fixed z into
 ``--samples``.
 
 The last line is ``torch_train ITERATIONS iterations SECONDS s``: the
-training loop's wall time (imports, data and sampling not included).
+training loop's wall time (imports, data and sampling not included); the
+line before it gives the milliseconds per iteration from
+``--from_iteration`` on (past the first iterations' warm-up). ``--loss
+lsgan`` trains with the default run's least-squares loss instead of the
+example's cross-entropy.
 """
 
 from __future__ import annotations
@@ -49,45 +53,82 @@ def init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def networks(width: int):
+def networks(width: int, size: int = 28, channels: int = 1, stages: int = 2):
+    """G and D of gan_trainer.nets at base width ``width``: ``stages`` stride-2 stages
+    of widths ``width * 2**i`` (D order), G mirrored with a tanh output."""
     # Chainer's BN: eps 2e-5, running averages with decay 0.9 (momentum 0.1).
     def bn(c):
         return nn.BatchNorm2d(c, eps=2e-5, momentum=0.1)
 
-    gen = nn.Sequential(
-        nn.Linear(100, 2 * width * 7 * 7), nn.Unflatten(1, (2 * width, 7, 7)), bn(2 * width),
-        nn.ReLU(), nn.ConvTranspose2d(2 * width, width, 4, 2, 1), bn(width), nn.ReLU(),
-        nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh())
-    dis = nn.Sequential(
-        nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(width, 2 * width, 4, 2, 1),
-        bn(2 * width), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(2 * width * 7 * 7, 1))
+    widths = [width * 2**i for i in range(stages)]
+    s0 = size // 2**stages
+    g = widths[::-1] + [channels]
+    layers = [nn.Linear(100, g[0] * s0 * s0), nn.Unflatten(1, (g[0], s0, s0)), bn(g[0]),
+              nn.ReLU()]
+    for i in range(stages):
+        layers.append(nn.ConvTranspose2d(g[i], g[i + 1], 4, 2, 1))
+        layers += [bn(g[i + 1]), nn.ReLU()] if i < stages - 1 else [nn.Tanh()]
+    gen = nn.Sequential(*layers)
+    layers, c_in = [], channels
+    for i, c in enumerate(widths):
+        layers.append(nn.Conv2d(c_in, c, 4, 2, 1))
+        layers += [bn(c), nn.LeakyReLU(0.2)] if i else [nn.LeakyReLU(0.2)]
+        c_in = c
+    dis = nn.Sequential(*layers, nn.Flatten(), nn.Linear(widths[-1] * s0 * s0, 1))
     init(gen)
     init(dis)
     return gen, dis
 
 
+#: --net: (size, channels, stages, base width); ``default`` is the default run's.
+NETS = {'default': (28, 1, 2, 32), 'digits28': (28, 1, 2, 64), 'dcgan64': (64, 3, 4, 64)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--data', required=True, help='.npy of the training images (N, 1, 28, 28)')
+    p.add_argument('--data', required=True,
+                   help='.npy of the training images (N, 1, 28, 28); dcgan64 trains on '
+                        'random 64x64 RGB images in memory instead')
+    p.add_argument('--net', choices=sorted(NETS), default=None,
+                   help='default, digits28 (base width 64) or dcgan64; sets --base_width')
     p.add_argument('--samples', required=True, help='.npy to write the final samples to')
     p.add_argument('--iterations', type=int, default=2500)
     p.add_argument('--batchsize', type=int, default=64)
     p.add_argument('--base_width', type=int, default=32)
     p.add_argument('--n_samples', type=int, default=1000)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--loss', choices=('bce', 'lsgan'), default='bce',
+                   help="the D and G losses: BCEWithLogitsLoss (the example's), or "
+                        "least squares on the logits, 0.5 (D(x) - t)^2 (the default run's)")
+    p.add_argument('--threads', type=int, default=None,
+                   help="torch.set_num_threads (default: PyTorch's own, one per core)")
+    p.add_argument('--from_iteration', type=int, default=None,
+                   help='first iteration of the ms/iteration window (default: a fifth in)')
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
-    data = torch.from_numpy(numpy.load(args.data).astype(numpy.float32))
-    if data.ndim != 4 or data.shape[1:] != (1, 28, 28):
-        p.error(f'--data must hold (N, 1, 28, 28) images, got {tuple(data.shape)}')
-    gen, dis = networks(args.base_width)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size, channels, stages, width = NETS[args.net] if args.net else (28, 1, 2, args.base_width)
+    if size == 28:
+        data = torch.from_numpy(numpy.load(args.data).astype(numpy.float32))
+        if data.ndim != 4 or data.shape[1:] != (1, 28, 28):
+            p.error(f'--data must hold (N, 1, 28, 28) images, got {tuple(data.shape)}')
+    else:  # as whole_vs_torch.py gives gan_trainer: random images in memory
+        data = torch.from_numpy(numpy.random.RandomState(0).uniform(
+            -1, 1, (512, channels, size, size)).astype(numpy.float32))
+    gen, dis = networks(width, size, channels, stages)
     opt_d = torch.optim.Adam(dis.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    criterion = nn.BCEWithLogitsLoss()
+    if args.loss == 'bce':
+        criterion = nn.BCEWithLogitsLoss()
+    else:  # gan_trainer's lsgan: 0.5 mean((y - t)^2) on the logits, targets 1 and 0
+        def criterion(y, t):
+            return 0.5 * torch.mean((y - t) ** 2)
     b = args.batchsize
     print(f'# PyTorch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'{len(data)} images, batch {b}, {args.iterations} iterations')
     start = time.perf_counter()
+    stamps = []  # the time at the end of each iteration
     it = 0
     while it < args.iterations:
         order = torch.randperm(len(data))
@@ -110,6 +151,7 @@ def main(argv=None) -> int:
             err_g.backward()
             opt_g.step()
             it += 1
+            stamps.append(time.perf_counter())
             if it % 500 == 0:
                 print(f'iteration {it}: loss D {(err_real + err_fake).item():.3f} '
                       f'G {err_g.item():.3f}', flush=True)
@@ -119,6 +161,11 @@ def main(argv=None) -> int:
         z = torch.from_numpy(numpy.random.RandomState(args.seed).standard_normal(
             (args.n_samples, 100)).astype(numpy.float32))
         numpy.save(args.samples, gen(z).numpy())
+    first = args.iterations // 5 if args.from_iteration is None else args.from_iteration
+    window = stamps[first - 1:] if first >= 1 else [start, *stamps]
+    if len(window) > 1:
+        ms = 1e3 * (window[-1] - window[0]) / (len(window) - 1)
+        print(f'ms/iteration {ms:.2f} (iterations {first + 1}-{args.iterations})')
     print(f'torch_train {args.iterations} iterations {seconds:.1f} s')
     return 0
 

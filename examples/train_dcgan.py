@@ -19,6 +19,8 @@ flags -> :class:`gan_trainer.run.RunConfig` ->
 ``gan_trainer.cli.train`` for the exit statuses.
 """
 
+import os
+import shlex
 import sys
 
 from gan_trainer.cli.train import parse_config, run_config
@@ -28,7 +30,10 @@ PROG = 'train_dcgan.py'
 
 def main(argv=None) -> int:
     config = parse_config(argv, prog=PROG)  # flags -> RunConfig (bad input: one line, exit 2)
-    return run_config(config, prog=PROG)  # build_trainer(config).run(), one line per way it ends
+    # A stopped run prints the command that continues it: this interpreter and script.
+    again = shlex.join([sys.executable, os.path.relpath(__file__)])
+    # build_trainer(config).run(), one line per way it ends
+    return run_config(config, prog=PROG, command=again)
 
 
 if __name__ == '__main__':

@@ -107,13 +107,15 @@ def make_gif(
         durations[-1] = last_frame_ms
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(
-        out_path,
-        format='GIF',
-        save_all=True,
-        append_images=images[1:],
-        duration=durations,
-        loop=loop,
-        optimize=False,
-    )
+    # Atomically: a full disk leaves the old file (or none), never an empty one.
+    with files.atomic_write(out_path) as f:
+        images[0].save(
+            f,
+            format='GIF',
+            save_all=True,
+            append_images=images[1:],
+            duration=durations,
+            loop=loop,
+            optimize=False,
+        )
     return out_path

@@ -29,7 +29,7 @@ from chainer.training import extensions
 
 from gan_trainer.latent import Sampler, get_sampler, hidden_for
 from gan_trainer.losses import GANLoss, get_loss
-from gan_trainer.nets import call_net, read_outputs
+from gan_trainer.nets import call_net, dis_outputs
 
 
 class GANEvaluator(extensions.Evaluator):
@@ -101,12 +101,13 @@ class GANEvaluator(extensions.Evaluator):
         # Separate passes, as in training; in evaluation mode BatchNorm uses
         # running statistics, so this matches a concatenated pass anyway. A
         # loss of several fake batches (Cramér) gets as many, each its own z.
+        vectors = self.loss.dis_output == 'vector'
         y_fakes = []
         for _ in range(self.loss.n_fakes):
             z = device.send(hidden_for(gen, self.sampler, self._rng, batchsize, self.n_hidden))
-            y_fakes.append(read_outputs(call_net(dis, call_net(gen, z, t), t)))
+            y_fakes.append(dis_outputs(dis, call_net(gen, z, t), t, vectors=vectors))
         y_fake = y_fakes[0] if len(y_fakes) == 1 else tuple(y_fakes)
-        y_real = read_outputs(call_net(dis, x_real, t))
+        y_real = dis_outputs(dis, x_real, t, vectors=vectors)
         dis_loss, _, _ = self.loss.dis_loss(y_real, y_fake)
         chainer.report({'loss': self.loss.gen_loss(y_fake, y_real)}, gen)
         chainer.report({'loss': dis_loss}, dis)

@@ -14,7 +14,9 @@ are moved for them).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 import chainer
@@ -218,6 +220,33 @@ def _flatten_to_rgb_or_l(img: Image.Image) -> Image.Image:
     return img.convert('L' if img.mode == '1' else 'RGB')
 
 
+_NOT_REGULAR = {stat.S_IFIFO: 'a FIFO', stat.S_IFSOCK: 'a socket', stat.S_IFCHR: 'a device',
+                stat.S_IFBLK: 'a device', stat.S_IFDIR: 'a folder'}
+
+
+def open_regular_file(path: str | os.PathLike):
+    """Opens ``path`` for reading in binary, refusing anything but a regular file.
+
+    A FIFO named ``cat.png`` would block a reader for ever (until something
+    writes into it), and a device could stream without end; they are found
+    without blocking (``O_NONBLOCK``, then ``fstat`` of what was opened, so
+    the file cannot be swapped in between).
+
+    Raises:
+        OSError: When it cannot be opened, or is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _NOT_REGULAR.get(stat.S_IFMT(mode), 'not a file')
+            raise OSError(errno.EINVAL, f'not a regular file ({kind})')
+        return os.fdopen(fd, 'rb')
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_image(path: str | os.PathLike, *, size: int, gray: bool = False) -> np.ndarray:
     """Decodes one image file into a float32 ``(C, size, size)`` array.
 
@@ -238,7 +267,7 @@ def load_image(path: str | os.PathLike, *, size: int, gray: bool = False) -> np.
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f'load_image: size must be a positive integer, got {size!r}')
-    with Image.open(path) as opened:
+    with open_regular_file(path) as f, Image.open(f) as opened:
         # JPEG only: decode at 1/2, 1/4 or 1/8 scale when the result is still
         # at least size x size; much faster for photos, same final quality.
         opened.draft(None, (size, size))

@@ -3,46 +3,45 @@
 :func:`train_iterator` is the one place a training script gets its iterator:
 a ``SerialIterator`` that reads examples in the training process, or, for
 datasets that decode files on access (:class:`~gan_trainer.datasets.ImageFolderDataset`),
-a ``MultiprocessIterator`` whose worker processes decode the next batch
-while the current one trains. Both shuffle with a
-:class:`ResumableShuffleOrderSampler` and yield the same batches for the
-same seed, so a snapshot written with workers resumes without them and vice
-versa. Each saves its sampler's state with its own (``iterator:main/order_sampler``
-in a trainer snapshot; :data:`SAVES_ORDER` marks such iterators), so the
-updater never reaches into a sampler: an iterator that does not save its
-shuffling state cannot resume exactly, and the updater warns about it once.
+the same iterator with a :class:`~gan_trainer.loader.LoaderPool` whose
+worker processes decode the next batches while the current one trains. Both
+shuffle with a :class:`ResumableShuffleOrderSampler` and yield the same
+batches for the same seed, so a snapshot written with workers resumes
+without them and vice versa. Each saves its sampler's state with its own
+(``iterator:main/order_sampler`` in a trainer snapshot; :data:`SAVES_ORDER`
+marks such iterators), so the updater never reaches into a sampler: an
+iterator that does not save its shuffling state cannot resume exactly, and
+the updater warns about it once.
 
-Two things Chainer 7.8.1's ``MultiprocessIterator`` gets wrong for a GAN
-run that must resume bit for bit or fail in one line:
+Reading ahead means drawing the shuffled order of the next epoch early, so
+the order sampler's random state at a snapshot can be an epoch ahead of the
+batches trained on. The sampler here remembers its state after each epoch's
+draw and saves the one that matches the iterator's epoch (see
+:meth:`GANUpdater.serialize <gan_trainer.updater.GANUpdater.serialize>`).
 
-* Its prefetch thread runs ahead of training and draws the shuffled order of
-  the next epoch early, so the order sampler's random state at a snapshot is
-  one or more epochs ahead of the batches trained on. The sampler here
-  remembers its state after each epoch's draw and saves the one that matches
-  the iterator's epoch (see :meth:`GANUpdater.serialize
-  <gan_trainer.updater.GANUpdater.serialize>`).
-* An exception in a worker (an image deleted during training) kills the
-  prefetch thread and leaves training waiting forever. Here the worker
-  returns the exception and the training process raises it on the batch it
-  belongs to.
+Chainer 7.8.1's ``MultiprocessIterator`` is not used: an exception in one of
+its workers killed its prefetch thread, and a worker killed by a signal (the
+out-of-memory killer) lost its task, both leaving training waiting for ever
+(issue 25). The workers here return a read error, which ``next()`` raises
+on the batch it belongs to, and a dead worker is replaced and its examples
+read again (:mod:`gan_trainer.loader`).
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import pickle
-import signal
+import itertools
 import threading
-import warnings
 
 import chainer
 import numpy
+from chainer.iterators import _statemachine
 
 from gan_trainer.datasets import Dataset
+from gan_trainer.loader import Failure, LoaderPool
 
-# A prefetching iterator is at most ``n_prefetch + 1`` batches (2 here) ahead
-# of training, so it can draw only a few epochs' orders early unless a batch
+# A prefetching iterator is at most ``n_prefetch`` batches (2 here) ahead of
+# training, so it can draw only a few epochs' orders early unless a batch
 # spans many epochs; the history is kept that much longer.
 _HISTORY = 64
 
@@ -160,110 +159,79 @@ class _SerialIterator(chainer.iterators.SerialIterator):
         _serialize_sampler(self, serializer)
 
 
-class _Failure:
-    """What a worker returns instead of an example it could not read."""
+class _WorkerIterator(_SerialIterator):
+    """A ``SerialIterator`` whose examples are read by a :class:`~gan_trainer.loader.LoaderPool`.
 
-    def __init__(self, error: Exception) -> None:
-        try:
-            pickle.dumps(error)
-        except Exception:  # noqa: BLE001 - any unpicklable error still gets its line
-            error = RuntimeError(f'{type(error).__name__}: {error}')
-        self.error = error
-
-
-class _Catching:
-    """A dataset whose failed reads come back as :class:`_Failure` values."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        try:
-            return self.dataset[index]
-        except Exception as e:  # noqa: BLE001 - re-raised in the training process
-            return _Failure(e)
-
-
-class _WorkerIterator(chainer.iterators.MultiprocessIterator):
-    """``MultiprocessIterator`` that raises a worker's error instead of hanging.
-
-    It also saves its order sampler with itself, and its workers ignore
-    SIGINT and SIGTERM: Ctrl-C (and a cluster's SIGTERM) reaches every
-    process of the group, and the training process decides how to stop
-    (:class:`~gan_trainer.extensions.GracefulStop`), which needs the workers
-    for the batches of the iteration it finishes. They end when the run
-    ends (``finalize`` closes the pool, whose workers then exit), and a
-    worker whose training process was killed exits when its task pipe
-    closes.
+    The batches are those of ``SerialIterator`` over the same dataset and
+    order sampler, one for one: the indices of the next ``n_prefetch``
+    batches are computed here, in the training process, by Chainer's own
+    state machine, and their examples read by the workers while the current
+    batch trains. A snapshot holds exactly what a ``SerialIterator``'s
+    holds (the prefetched batches are read again after a resume), so a run
+    saved with workers resumes without them and vice versa. An error
+    reading an example (an image deleted during training) is raised by
+    ``next()`` on the batch it belongs to; a worker that dies is replaced
+    (see :mod:`gan_trainer.loader`), and ``finalize`` ends them all.
     """
 
     saves_order = True
 
+    def __init__(self, dataset, batch_size: int, *, n_processes: int, order_sampler,
+                 n_prefetch: int = 2) -> None:
+        self.n_processes, self.n_prefetch = n_processes, n_prefetch
+        self._pool = LoaderPool(dataset, n_processes)
+        self._ahead: collections.deque = collections.deque()  # (tags, state after)
+        self._tags = itertools.count()
+        super().__init__(dataset, batch_size, order_sampler=order_sampler)
+
     def __next__(self):
-        with warnings.catch_warnings():
-            # Python 3.12+ warns when a process with threads forks (here:
-            # BLAS's thread pool, Chainer's prefetch thread). The workers
-            # only read examples (PIL, NumPy) and take none of those
-            # threads' locks, and OpenBLAS resets itself in a forked child:
-            # the same fork a PyTorch DataLoader makes on Linux.
-            warnings.filterwarnings('ignore', message=r'This process .* is multi-threaded',
-                                    category=DeprecationWarning)
-            # Chainer 7.8.1's own prefetch thread, on Python 3.10+.
-            warnings.filterwarnings('ignore', message=r'setDaemon\(\) is deprecated',
-                                    category=DeprecationWarning)
-            # The pool is (re)started when there is no prefetch thread.
-            forks = self._prefetch_loop.thread is None
-            with _workers_ignore_stop_signals() if forks else contextlib.nullcontext():
-                batch = super().__next__()
+        self._fill()
+        tags, state = self._ahead.popleft()
+        if tags is None:
+            raise StopIteration
+        self._fill()  # the next batches are read while this one trains
+        self._previous_epoch_detail = self.epoch_detail
+        self._state = state
+        batch = [example for tag in tags for example in self._pool.get(tag)]
         for example in batch:
-            if isinstance(example, _Failure):
+            if isinstance(example, Failure):
                 raise example.error
         return batch
 
     next = __next__
 
+    def _fill(self) -> None:
+        state = self._ahead[-1][1] if self._ahead else self._state
+        while len(self._ahead) < self.n_prefetch:
+            state, indices = _statemachine.iterator_statemachine(
+                state, self.batch_size, self.repeat, self.order_sampler, len(self.dataset))
+            if indices is None:  # the end of a non-repeating iterator
+                self._ahead.append((None, state))
+                return
+            # One task per worker, so that a batch is read in parallel.
+            chunks = [c for c in numpy.array_split(numpy.asarray(indices), self.n_processes)
+                      if len(c)]
+            tags = [next(self._tags) for _ in chunks]
+            for tag, chunk in zip(tags, chunks):
+                self._pool.submit(tag, chunk.tolist())
+            self._ahead.append((tags, state))
+
     def serialize(self, serializer) -> None:
-        self._serialize_position(serializer)
-        _serialize_sampler(self, serializer)
-
-    def _serialize_position(self, serializer) -> None:
+        super().serialize(serializer)
         if isinstance(serializer, chainer.serializer.Deserializer):
-            super().serialize(serializer)
-            return
-        # The keys of Chainer's own version, which also restarts the
-        # prefetching when it saves: the prefetch thread would then draw the
-        # next epoch's order a second time, from a random state already past
-        # the first draw, and the run would continue on other batches.
-        serializer('current_position', self.current_position)
-        serializer('epoch', self.epoch)
-        serializer('is_new_epoch', self.is_new_epoch)
-        serializer('order', self._state.order.copy())
-        serializer('previous_epoch_detail', self._previous_epoch_detail)
+            # Read ahead from the state before: read again from the loaded one.
+            self._ahead.clear()
+            self._pool.forget()
 
+    def reset(self) -> None:
+        super().reset()
+        if hasattr(self, '_pool'):
+            self._ahead.clear()
+            self._pool.forget()
 
-#: The stop signals loader processes ignore (see :class:`_WorkerIterator`).
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def _workers_ignore_stop_signals():
-    """Lets processes forked inside the block inherit 'ignore' for SIGINT and SIGTERM.
-
-    The worker pool is forked at the first batch, from the main thread;
-    the training process's own handlers are put back right after.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    def finalize(self) -> None:
+        self._ahead.clear()
+        self._pool.close()
 
 
 def train_iterator(dataset: Dataset, batch_size: int, *, seed: int | None = None,
@@ -277,11 +245,12 @@ def train_iterator(dataset: Dataset, batch_size: int, *, seed: int | None = None
             on ``RandomState(seed)``); the same seed gives the same batches
             whatever ``n_processes`` is.
         n_processes: Worker processes that read the examples ahead of
-            training (a ``MultiprocessIterator``); 0 reads them in this
-            process (a ``SerialIterator``). Workers pay off when reading an
-            example costs time, as decoding an image file does; they are
-            forked at the first batch and stopped by ``finalize()``, which
-            Chainer's ``Trainer`` calls when the run ends.
+            training (a :class:`~gan_trainer.loader.LoaderPool`); 0 reads
+            them in this process (a plain ``SerialIterator``). Workers pay
+            off when reading an example costs time, as decoding an image
+            file does; they are forked at the first batch and stopped by
+            ``finalize()``, which Chainer's ``Trainer`` calls when the run
+            ends.
 
     Returns:
         The iterator. An error reading an example in a worker is raised by
@@ -292,5 +261,4 @@ def train_iterator(dataset: Dataset, batch_size: int, *, seed: int | None = None
     sampler = ResumableShuffleOrderSampler(numpy.random.RandomState(seed))
     if n_processes == 0:
         return _SerialIterator(dataset, batch_size, order_sampler=sampler)
-    return _WorkerIterator(_Catching(dataset), batch_size, n_processes=n_processes,
-                           order_sampler=sampler)
+    return _WorkerIterator(dataset, batch_size, n_processes=n_processes, order_sampler=sampler)

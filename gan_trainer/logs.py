@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from gan_trainer.files import atomic_write
+
 LOG_NAME = 'log'
 
 
@@ -120,6 +122,15 @@ def plot_log(
         raise LogError(
             f'none of {", ".join(keys)} is in the log; it has: {", ".join(available) or "nothing"}'
         )
+    return draw_curves({key: series(entries, key, x=x) for key in present}, out_path, x=x)
+
+
+def draw_curves(curves: dict, out_path: str | os.PathLike, *, x: str = 'iteration') -> Path:
+    """Draws ``{label: (xs, ys)}`` into an image file (the picture of :func:`plot_log`).
+
+    The run's ``loss.png`` (:class:`gan_trainer.extensions.LossPlot`) is
+    drawn by this function too.
+    """
     # A bare Figure with the Agg canvas: no display needed, and pyplot's
     # global backend (a notebook's, say) is left alone.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -128,13 +139,19 @@ def plot_log(
     fig = Figure(figsize=(6.4, 4.0))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for key in present:
-        ax.plot(*series(entries, key, x=x), label=key)
+    for key, (xs, ys) in curves.items():
+        ax.plot(xs, ys, label=key)
     ax.set_xlabel(x)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path)
+    kind = out_path.suffix.lstrip('.').lower() or 'png'
+    if kind not in fig.canvas.get_supported_filetypes():
+        raise LogError(f"cannot write a plot as '{out_path.name}': use one of "
+                       f"{', '.join(sorted(fig.canvas.get_supported_filetypes()))}")
+    # Atomically: a full disk leaves the old file (or none), never an empty one.
+    with atomic_write(out_path) as f:
+        fig.savefig(f, format=kind)
     return out_path

@@ -58,10 +58,15 @@ PRIORITIES: dict[str, tuple[int, str]] = {
     ),
     'LogReport': (PRIORITY_READER, "Chainer's reader: summarises the observation"),
     'PrintReport': (PRIORITY_READER - 1, 'prints the entry the log has just made'),
-    'PlotReport': (PRIORITY_READER - 1, 'draws the log'),
+    'PlotReport': (PRIORITY_READER - 1, 'draws the log (LossPlot)'),
     'tensorboard': (PRIORITY_READER - 2, 'reads the entry the log has just made'),
     'ProgressBar': (PRIORITY_READER - 3, 'redraws below what was printed'),
     'training_gif': (PRIORITY_READER - 4, 'does its work when training ends'),
+    'team_tuner': (
+        PRIORITY_READER - 5,
+        ("times the iteration and sets oneDNN's thread count; it changes no number, so "
+         'its place among the others does not matter'),
+    ),
     'snapshots': (
         -100,
         (

@@ -14,7 +14,7 @@ import chainer
 import numpy
 
 from gan_trainer.latent import Sampler, get_sampler, lerp, slerp
-from gan_trainer.nets import call_net
+from gan_trainer.nets import call_net, dis_outputs
 
 #: Interpolation modes of :func:`interpolation_grid`.
 INTERPOLATIONS = {'linear': lerp, 'spherical': slerp}
@@ -60,8 +60,7 @@ def score(dis: chainer.Link, images: numpy.ndarray, labels: numpy.ndarray | None
     out = []
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         for x_i, t_i in _batches(len(images), batchsize, dis.device, images, labels):
-            y = call_net(dis, x_i, t_i)
-            out.append(cpu.send(y.array).reshape(-1))
+            out.append(cpu.send(dis_outputs(dis, x_i, t_i).array))
     return numpy.concatenate(out)
 
 

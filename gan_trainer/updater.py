@@ -165,7 +165,7 @@ from gan_trainer.losses import (
     get_loss,
     soft_real,
 )
-from gan_trainer.nets import call_net, read_outputs
+from gan_trainer.nets import call_net, checked_outputs, dis_outputs
 from gan_trainer.ops import frozen
 
 ORDERS = ('dis_first', 'gen_first', 'simultaneous')
@@ -421,10 +421,11 @@ class GANUpdater(StandardUpdater):
         With ``features``, ``(outputs, features)`` from D's
         ``forward_with_features`` (DFM).
         """
+        vectors = self.loss.dis_output == 'vector'
         if features:
             y, f = self.dis.forward_with_features(x)
-            return read_outputs(y), f
-        return read_outputs(call_net(self.dis, x, t))
+            return checked_outputs(y, len(x), self.dis, vectors=vectors), f
+        return dis_outputs(self.dis, x, t, vectors=vectors)
 
     def augmented(self, x):
         """``x`` through :attr:`augment` (drawing from the updater's random state), or ``x``."""
@@ -558,6 +559,10 @@ class GANUpdater(StandardUpdater):
         fakes, z = self.make_fakes(batchsize, t, graph=keep_fakes or with_gen,
                                    train=not self.eval_fakes)
         x_fakes = [f.array for f in fakes]
+        if x_fakes[0].shape[1:] != x_real.shape[1:]:
+            raise ValueError(f'the generator ({type(self.gen).__name__}) makes images of shape '
+                             f'{tuple(x_fakes[0].shape[1:])}, and the data\'s are '
+                             f'{tuple(x_real.shape[1:])}')
         self._kept_fakes = (fakes, t, z) if keep_fakes else None
         self._kept_real = ((x_real, t) if self.loss.gen_needs_real and not with_gen
                            else None)

@@ -197,8 +197,10 @@ def test_a_signal_stops_at_the_iteration_with_a_snapshot_and_one_line(tmp_path, 
                         '(send it again to stop at once)')
     [snapshot] = snapshot_names(out)
     n = int(snapshot.split('_')[-1])
+    # (--no_progress: config.json does not keep it, so the command says it again.)
+    again = f'{sys.executable} examples/train_dcgan.py --resume auto --out {out} --no_progress'
     assert lines[-1] == (f'{PROG}: stopped by {name} at iteration {n}; snapshot: '
-                         f'{out}/{snapshot}; continue with: {PROG} --resume auto --out {out}')
+                         f'{out}/{snapshot}; continue with: {again}')
     assert len(lines) == 2
     assert (out / f'gen_iter_{n}.npz').exists() and (out / 'training.gif').exists()
     assert group_is_gone(proc.pid)  # no loader process outlives the run

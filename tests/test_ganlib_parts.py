@@ -100,9 +100,11 @@ def test_wide_outputs_and_features():
     np.testing.assert_allclose(dis.out(features).array, y.array, rtol=1e-6)
 
 
-@pytest.mark.parametrize('value', [0, -1, 1.5, True])
-def test_bad_discriminator_widths_are_one_line_errors(value):
-    with pytest.raises(ValueError, match='out_dim must be a positive integer'):
+@pytest.mark.parametrize('value, says', [(0, 'at least 1, got 0'), (-1, 'at least 1, got -1'),
+                                         (1.5, 'an integer, got 1.5'),
+                                         (True, 'an integer, got True')])
+def test_bad_discriminator_widths_are_one_line_errors(value, says):
+    with pytest.raises(ValueError, match=f'^out_dim must be {says}$'):
         Discriminator(size=8, widths=[4, 8], out_dim=value)
 
 

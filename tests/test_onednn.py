@@ -393,3 +393,168 @@ def test_a_backward_primitive_onednn_cannot_build_takes_chainers_gradients(monke
     _, g_ref = grads(ref, arrays, gy)
     for a, b in zip(g, g_ref):
         assert_close(a, b)
+
+
+# --- Inputs oneDNN cannot read as they are, and threads ------------------------------
+
+
+@needs_onednn
+@pytest.mark.parametrize('transposed', [False, True])
+@pytest.mark.parametrize('bias', ['strided', 'broadcast', 'flipped'])
+def test_a_bias_view_gives_chainers_values(transposed, bias):
+    # Found by the fault-injection pass: a strided view gave wrong outputs,
+    # a broadcast (0-stride) bias NaN.
+    rng = numpy.random.default_rng(11)
+    case = (2, 8, 16, 6, 6, 4, 2, 1)
+    x, W, b = inputs(case, transposed, 'nhwc', rng)
+    view = {'strided': numpy.repeat(b, 2)[::2],
+            'broadcast': numpy.broadcast_to(b[:1], b.shape),
+            'flipped': numpy.ascontiguousarray(b[::-1])[::-1]}[bias]
+    ours, ref = functions(transposed, 2, 1, 'relu')
+    y = ours(x, W, view)
+    assert isinstance(y.creator, onednn_conv.ConvolutionDNNL)
+    assert_close(y, ref(x, W, numpy.array(view)))
+    gy = rng.standard_normal(y.shape).astype(numpy.float32)
+    _, g = grads(ours, (x, W, view), gy)
+    _, g_ref = grads(ref, (x, W, numpy.array(view)), gy)
+    for a, b_ in zip(g, g_ref):
+        assert_close(a, b_)
+
+
+@pytest.mark.parametrize('transposed', [False, True])
+@pytest.mark.parametrize('onednn', [True, False])
+@pytest.mark.parametrize('bad', ['short bias', 'long bias', '2-d bias', 'channels', '3-d x'])
+def test_wrong_shapes_raise_chainers_error(transposed, onednn, bad):
+    # 5 floats for 16 channels were read past the buffer without an error.
+    rng = numpy.random.default_rng(12)
+    x, W, b = inputs((2, 8, 16, 6, 6, 4, 2, 1), transposed, 'nhwc', rng)
+    if bad == 'short bias':
+        b = b[:5].copy()
+    elif bad == 'long bias':
+        b = numpy.concatenate([b, b])
+    elif bad == '2-d bias':
+        b = b[None]
+    elif bad == 'channels':
+        x = numpy.concatenate([x, x], axis=1)
+    else:
+        x = x[0]
+    f = ops.deconvolution_2d if transposed else ops.convolution_2d
+    # Chainer's deconvolution checks the bias's length only when it adds it.
+    with chainer.using_config(ops.ONEDNN_KEY, onednn), pytest.raises(
+            (chainer.utils.type_check.InvalidType, ValueError)) as raised:
+        f(x, W, b, stride=2, pad=1)
+    with pytest.raises(raised.type):  # the same error as Chainer's own function
+        (F.deconvolution_2d if transposed else F.convolution_2d)(x, W, b, stride=2, pad=1)
+
+
+@needs_onednn
+@pytest.mark.parametrize('transposed', [False, True])
+@pytest.mark.parametrize('what', ['x flipped', 'x broadcast', 'W flipped', 'W strided',
+                                  'gy broadcast', 'gy flipped'])
+def test_odd_input_layouts_give_chainers_values(transposed, what):
+    rng = numpy.random.default_rng(13)
+    case = (2, 6, 8, 5, 5, 3, 1, 1)
+    x, W, b = inputs(case, transposed, 'nchw', rng)
+    if what == 'x flipped':
+        x = numpy.ascontiguousarray(x[:, :, ::-1])[:, :, ::-1]
+    elif what == 'x broadcast':
+        x = numpy.broadcast_to(x[:1], x.shape)
+    elif what == 'W flipped':
+        W = numpy.ascontiguousarray(W[..., ::-1])[..., ::-1]
+    elif what == 'W strided':
+        W = numpy.repeat(W, 2, axis=-1)[..., ::2]
+    ours, ref = functions(transposed, 1, 1, 'tanh')
+    y = ours(x, W, b)
+    assert isinstance(y.creator, onednn_conv.ConvolutionDNNL)
+    assert_close(y, ref(numpy.array(x), numpy.array(W), b))
+    gy = rng.standard_normal(y.shape[1:]).astype(numpy.float32)
+    if what == 'gy broadcast':  # as F.sum's gradient arrives
+        gy = numpy.broadcast_to(gy, y.shape)
+    else:
+        gy = numpy.broadcast_to(gy, y.shape).copy()
+        if what == 'gy flipped':
+            gy = numpy.ascontiguousarray(gy[..., ::-1])[..., ::-1]
+    _, g = grads(ours, (x, W, b), gy)
+    _, g_ref = grads(ref, (numpy.array(x), numpy.array(W), b), numpy.array(gy))
+    for a, b_ in zip(g, g_ref):
+        assert_close(a, b_)
+
+
+def test_readable_passes_layouts_it_can_read_and_copies_the_others():
+    a = numpy.arange(2 * 3 * 4 * 5, dtype=numpy.float32).reshape(2, 3, 4, 5)
+    for view in (a, a.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2), a[:, :, ::2], a[:1]):
+        assert onednn_conv.readable(view) is view
+    for view in (a[:, :, ::-1], numpy.broadcast_to(a[:1], a.shape),
+                 numpy.lib.stride_tricks.as_strided(a, (2, 3, 4, 5), (4, 4, 4, 4))):
+        copy = onednn_conv.readable(view)
+        assert copy is not view and copy.flags.c_contiguous
+        numpy.testing.assert_array_equal(copy, view)
+    assert onednn_conv.readable(a[0, 0, 0, ::2], contiguous=True).flags.c_contiguous
+
+
+@needs_onednn
+@pytest.mark.parametrize('transposed', [False, True])
+def test_threads_calling_one_convolution_get_their_own_results(transposed):
+    # Two threads calling the same convolution got 16 and 18 wrong outputs of
+    # 300 each: the primitive's memory objects were shared without a lock.
+    import threading
+    rng = numpy.random.default_rng(14)
+    x, W, b = inputs((4, 16, 16, 8, 8, 4, 2, 1), transposed, 'nhwc', rng)
+    ours, _ = functions(transposed, 2, 1, 'leaky_relu')
+    xs = [x * (i + 1) for i in range(4)]
+
+    def step(i):
+        xv = chainer.Variable(xs[i])
+        y = ours(xv, W, b)
+        y.grad = numpy.ones_like(y.array)
+        y.backward()
+        return y.array, xv.grad
+
+    expected = [step(i) for i in range(4)]
+    wrong = []
+
+    def work(i):
+        for _ in range(60):
+            y, gx = step(i)
+            if not (numpy.array_equal(y, expected[i][0]) and numpy.array_equal(gx, expected[i][1])):
+                wrong.append(i)
+
+    threads_ = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join()
+    assert wrong == []
+
+
+def test_team_size_divides_the_cores_among_the_processes():
+    assert threads.team_size(1, cores=2) == 2
+    assert threads.team_size(2, cores=2) == 1   # two ranks on two cores
+    assert threads.team_size(3, cores=2) == 1   # one rank and two loader workers
+    assert threads.team_size(3, cores=16) == 5
+    assert threads.team_size(0, cores=4) == 4
+    assert 1 <= threads.team_size() == threads.available_cores()
+
+
+SHARE_CORES = """
+import ctypes
+from gan_trainer.ops import dnnl, threads
+{before}
+dnnl.library()
+{after}
+print('team', threads.team, ctypes.CDLL('libgomp.so.1').omp_get_max_threads())
+"""
+
+
+@needs_onednn
+@pytest.mark.parametrize('when', ['before', 'after'])
+def test_share_cores_sizes_the_openmp_team_in_a_fresh_process(when):
+    call = 'threads.share_cores(ranks=2, loaders=1)'  # 6 processes' share: one thread
+    code = SHARE_CORES.format(before=call if when == 'before' else '',
+                              after=call if when == 'after' else '')
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['team', '1', '1']
+    # The user's OMP_NUM_THREADS decides.
+    user = run_python(code, OMP_NUM_THREADS='3')
+    assert user.stdout.split() == ['team', 'None', '3'], user.stderr

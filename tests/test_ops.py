@@ -36,7 +36,8 @@ from chainer import gradient_check
 from gan_trainer import GANUpdater, ops
 from gan_trainer.latent import global_seed
 from gan_trainer.nets import Discriminator, Generator
-from gan_trainer.ops import _common, activation, conv, normalization, pooling
+from gan_trainer.ops import _common, activation, blocks, conv, normalization, pooling
+from gan_trainer.ops.linear import LinearNumPy
 from gan_trainer.testing import fake_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,8 @@ FAST_NODES = (
     activation.LeakyReLU,
     pooling.MaxPooling2x2,
     pooling.AveragePooling2x2,
+    blocks.Block,
+    LinearNumPy,
 )
 
 
@@ -1089,9 +1092,12 @@ def test_gan_update_with_fast_ops_matches_chainer(monkeypatch):
     before, fast_after, fast_counts = one_update(True, counts)
     _, slow_after, slow_counts = one_update(False, counts)
     # The fast run used every fast node but pooling (the DCGAN nets have
-    # none; tests/test_recipe_nets.py runs the pooling D), the other none.
-    pooling_nodes = {pooling.MaxPooling2x2, pooling.AveragePooling2x2}
-    assert set(fast_counts) == {node.__name__ for node in FAST_NODES if node not in pooling_nodes}
+    # none; tests/test_recipe_nets.py runs the pooling D) and batch
+    # normalization on its own (inside blocks here; tests/test_blocks.py), the
+    # other none.
+    unused = {pooling.MaxPooling2x2, pooling.AveragePooling2x2,
+              normalization.BatchNormalizationNumPy}
+    assert set(fast_counts) == {node.__name__ for node in FAST_NODES if node not in unused}
     assert slow_counts == {}
     for net, first_layer in (('gen', 'deconvs/0/W'), ('dis', 'convs/0/W')):
         assert fast_after[net].keys() == slow_after[net].keys()
@@ -1336,3 +1342,22 @@ def test_batch_normalization_link_activation_in_evaluation_mode_and_bad_ones():
     for bad in ('tanh', 'elu'):
         with pytest.raises(ValueError, match='relu'):
             link(x, activation=bad)
+
+
+@pytest.mark.parametrize('name', ['max', 'average'])
+@pytest.mark.parametrize('shape', [(2, 3, 4), (2, 3, 1, 4)])
+def test_pooling_sends_what_it_cannot_pool_to_chainer(name, shape):
+    # The fast nodes skip Chainer's type check: their function decides first.
+    x = numpy.zeros(shape, numpy.float32)
+    ours = ops.max_pooling_2x2 if name == 'max' else ops.average_pooling_2x2
+    theirs = pooling.chainer_max_pooling_2x2 if name == 'max' else (
+        pooling.chainer_average_pooling_2x2)
+    try:
+        expected = theirs(x)
+    except Exception as e:  # noqa: BLE001 - whatever Chainer raises, ours raises too
+        with pytest.raises(type(e)):
+            ours(x)
+    else:
+        y = ours(x)
+        assert not isinstance(y.creator, FAST_NODES)
+        numpy.testing.assert_array_equal(y.array, expected.array)

@@ -4,6 +4,7 @@ end to end; conditional runs and labels."""
 import json
 
 import numpy
+import preset_nets
 import pytest
 from helpers import here, succeeded, train_here
 from PIL import Image
@@ -55,3 +56,13 @@ def test_conditional_on_an_unlabelled_folder_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count('\n') == 0
     assert 'conditional needs labelled data with at least 2 classes' in proc.stderr
+
+
+def test_every_presets_nets_are_bit_for_bit_the_recorded_ones():
+    # tests/preset_nets.py says what is recorded, and how to record a change that is meant.
+    recorded = json.loads(preset_nets.RECORD.read_text())
+    built = preset_nets.digests()
+    changed = sorted(case for case in built.keys() | recorded.keys()
+                     if built.get(case) != recorded.get(case))
+    assert not changed, (f'the nets of {", ".join(changed)} differ from tests/preset_nets.json; '
+                         'if that is meant, run: .venv/bin/python tests/preset_nets.py')

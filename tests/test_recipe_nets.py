@@ -460,12 +460,12 @@ def test_spectral_norm_covers_the_hidden_fc():
     (Generator, {'upsample': 'nearest', 'ksize': 4}, "ksize 4 does not fit upsample='nearest'"),
     (Generator, {'ksize': 7}, "ksize 7 does not fit upsample='deconv'"),
     (Generator, {'activation': 'sigmoid'}, "unknown activation 'sigmoid'"),
-    (Generator, {'fc_width': 0}, 'fc_width must be a positive integer or None, got 0'),
+    (Generator, {'fc_width': 0}, 'fc_width must be at least 1, got 0'),
     (Generator, {'project_norm': 'layer'}, "unknown project_norm 'layer'"),
-    (Generator, {'stage_norm': 1}, 'stage_norm must be True or False, got 1'),
+    (Generator, {'stage_norm': 1}, 'stage_norm must be true or false, got 1'),
     (Generator, {'init': 'he'}, "unknown init 'he'"),
     (Generator, {'bn_decay': 1.0}, r'bn_decay must be in \[0, 1\), got 1.0'),
-    (Discriminator, {'bn_eps': 0}, 'bn_eps must be a number > 0, got 0'),
+    (Discriminator, {'bn_eps': 0}, 'bn_eps must be a number above 0, got 0'),
     (Discriminator, {'padding': 'valid'}, "padding='valid' needs downsample='max_pool'"),
     (Discriminator, {'padding': 'full'}, "unknown padding 'full'"),
     (Discriminator, {'downsample': 'max_pool', 'ksize': 4},
@@ -474,9 +474,9 @@ def test_spectral_norm_covers_the_hidden_fc():
      "ksize 7 does not fit downsample='stride'"),
     (Discriminator, {'fc_activation': 'tanh'}, "fc_activation='tanh' needs fc_width"),
     (Discriminator, {'bn_gamma': False, 'norm': 'none'}, "bn_gamma=False needs norm='batch'"),
-    (Discriminator, {'bn_gamma': 0}, 'bn_gamma must be True or False, got 0'),
-    (Discriminator, {'noise_sigma': -0.1}, 'noise_sigma must be a number >= 0'),
-    (Discriminator, {'dropout': 1.0}, r'dropout must be a number in \[0, 1\), got 1.0'),
+    (Discriminator, {'bn_gamma': 0}, 'bn_gamma must be true or false, got 0'),
+    (Discriminator, {'noise_sigma': -0.1}, 'noise_sigma must be at least 0, got -0.1'),
+    (Discriminator, {'dropout': 1.0}, r'dropout must be in \[0, 1\), got 1.0'),
     (Discriminator, {'activation': 'swish'}, "unknown activation 'swish'"),
     (Discriminator, {'downsample': 'maxpool'}, "unknown downsample 'maxpool'"),
 ])
@@ -512,6 +512,10 @@ RECIPE_CONFIGS = [
                            'ksize': 3, 'padding': 'valid', 'init': 'glorot', 'fc_width': 6}),
     (build_generator, {'arch': 'conditional', 'n_classes': 2, 'mode': 'cbn', 'size': 8,
                        'n_hidden': 4, 'widths': [4, 8], 'project_norm': 'unit'}),
+    # The paper's deconvolutions and ReLU: bn0 per unit with the activation
+    # inside the BN node, the stages' ReLU inside the deconvolution node.
+    (build_generator, {'size': 8, 'n_hidden': 4, 'widths': [4, 8], 'project_norm': 'unit',
+                       'stage_norm': False}),
 ]
 
 
@@ -563,7 +567,8 @@ def test_ema_of_an_upsampling_generator():
     np.testing.assert_allclose(ema.target.fc.W.array, gen.fc.W.array - 0.5, rtol=1e-6)
 
 
-@pytest.mark.parametrize('build, config', RECIPE_CONFIGS[:2] + RECIPE_CONFIGS[3:5] + RECIPE_CONFIGS[7:10])
+@pytest.mark.parametrize('build, config', RECIPE_CONFIGS[:2] + RECIPE_CONFIGS[3:5]
+                         + RECIPE_CONFIGS[7:10] + RECIPE_CONFIGS[11:])
 def test_fast_cpu_functions_match_chainer_on_recipe_nets(build, config):
     # Without what draws anew at each call (noise, dropout, SN's power iteration).
     with global_seed(0):

@@ -141,11 +141,11 @@ def copy_run(short_run, tmp_path):
 def test_nan_stops_with_status_3_and_keeps_the_last_good_snapshot(short_run, tmp_path):
     out = copy_run(short_run, tmp_path)
     before = snapshots(out)
-    # Adam's step size is not part of a snapshot: resumed with 1e30, the
-    # first update (iteration 4) sends the weights past float32's range.
-    proc = train_here(
-        '--iteration', 6, '--snapshot_interval', 1, '--lr', 1e30, '--resume', 'auto', '--out', out
-    )
+    # Adam's step size is not part of a snapshot: resumed with 1e30 (a change
+    # of course, asked for by name), the first update (iteration 4) sends the
+    # weights past float32's range.
+    proc = train_here('--iteration', 6, '--snapshot_interval', 1, '--lr', 1e30,
+                      '--allow_change', 'lr', '--resume', 'auto', '--out', out)
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.splitlines()[0] == f'{PROG}: resuming from {out}/snapshot_iter_3'
     *others, last = stderr_lines(proc)

@@ -6,7 +6,7 @@
         --lock /tmp/gan_cpu.lock --picture docs/images/peer_keras_dcgan.png
     python benchmarks/peers/compare.py --recipe tf-gan --iterations 1200
     python benchmarks/peers/compare.py --recipe keras-dcgan --variant old \\
-        --flags='--gen_bn0 channel'               # the preset with other options
+        --flags='--gen_project_norm channel'      # the preset with other options
     python benchmarks/peers/compare.py --recipe keras-dcgan --table   # measure, train nothing
 
 For each seed, in turn and each under ``--lock``: the peer script

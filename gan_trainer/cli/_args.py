@@ -10,6 +10,7 @@ command's name too.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 
@@ -36,7 +37,14 @@ def _int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
+        pass
+    try:  # 1e6, 2.5e3: a whole number in exponent notation
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}')
+    return int(value)
 
 
 def positive_int(text: str) -> int:
@@ -81,16 +89,31 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def fail(prog: str, error: BaseException, flags: dict[str, str] | None = None) -> int:
-    """Prints ``error`` as one line under the command's name; returns exit status 2.
+    """Prints ``error`` as one line under the command's name; returns its exit status.
 
     Args:
         prog: The command's name.
         error: The exception; a :class:`ConfigError` is shown under its
             option's flag (``flags`` maps option names to flags).
         flags: Option name -> the flag that sets it.
+
+    Returns:
+        4 when the machine lacks a resource (a
+        :class:`~gan_trainer.run.ResourceError`, or a write that failed for
+        want of disk space or memory), else 2 (bad input).
     """
     print(f'{prog}: error: {describe(error, flags)}', file=sys.stderr)
-    return 2
+    return exit_status(error)
+
+
+def exit_status(error: BaseException) -> int:
+    """4 for a lack of disk space or memory, 2 for anything else (see :func:`fail`)."""
+    from gan_trainer.run.errors import EXIT_INPUT, EXIT_RESOURCE, NO_ROOM, ResourceError
+
+    if isinstance(error, (ResourceError, MemoryError)) or (
+            isinstance(error, OSError) and error.errno in NO_ROOM):
+        return EXIT_RESOURCE
+    return EXIT_INPUT
 
 
 def describe(error: BaseException, flags: dict[str, str] | None = None) -> str:
@@ -110,7 +133,7 @@ def run_command(argv, *, prog: str, description: str, add_arguments, run) -> int
         add_arguments: ``parser -> None``, the tool's flags.
         run: ``(args, prog) -> exit status``.
     """
-    from gan_trainer.run.errors import EXIT_RESOURCE, ResourceError
+    from gan_trainer.run.errors import NO_ROOM, ResourceError
 
     one_line_warnings(prog)
     parser = Parser(prog=prog, description=description)
@@ -118,6 +141,9 @@ def run_command(argv, *, prog: str, description: str, add_arguments, run) -> int
     args = parser.parse_args(argv)
     try:
         return run(args, prog)
-    except ResourceError as e:
-        fail(prog, e)
-        return EXIT_RESOURCE
+    except (ResourceError, MemoryError) as e:
+        return fail(prog, e)
+    except OSError as e:  # a tool's own write, outside its except clauses
+        if e.errno not in NO_ROOM:
+            raise
+        return fail(prog, e)

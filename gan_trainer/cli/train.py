@@ -33,7 +33,8 @@ from gan_trainer.cli._args import (
 from gan_trainer.run.config import RunConfig
 from gan_trainer.run.options import GROUPS, allowed, declared
 
-_TYPES = {'int': integer, 'float': number, 'str': str, 'ints': int_list, 'floats': str}
+_TYPES = {'int': integer, 'float': number, 'str': str, 'ints': int_list, 'floats': str,
+          'names': str}
 
 
 def flags_of_options() -> dict[str, str]:
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         group = groups[meta['group']]
         default = getattr(defaults, name)
-        shown = '' if default is None else f' (default {_shown(default)})'
+        shown = '' if default in (None, ()) else f' (default {_shown(default)})'
         help_text = meta['help'] + ('' if meta['kind'] == 'bool' else shown)
         if meta['preset']:
             help_text += '; set by --preset'
@@ -72,9 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                default=argparse.SUPPRESS, help=help_text)
             continue
         choices = allowed(field)
+        # A list of names may also be given a flag at a time.
+        repeated = {'action': 'append'} if meta['kind'] == 'names' else {}
         group.add_argument(*spellings, dest=name, type=_TYPES[meta['kind']],
                            choices=choices, default=argparse.SUPPRESS, help=help_text,
-                           metavar=None if choices else name.upper())
+                           metavar=None if choices else name.upper(), **repeated)
 
 
 def _shown(value) -> str:
@@ -112,7 +115,8 @@ def flag_reference() -> str:
             if meta['kind'] == 'bool' and not meta['negate']:
                 flags += [f'--no-{flag[2:]}' for flag in flags]
             value = getattr(dcgan, name)
-            default = '' if value is None or meta['kind'] == 'bool' else f'`{_shown(value)}`'
+            default = ('' if value in (None, ()) or meta['kind'] == 'bool'
+                       else f'`{_shown(value)}`')
             if default and meta['preset']:
                 default += ' (preset)'
             choices = allowed(field)
@@ -127,7 +131,13 @@ def flag_reference() -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The RunConfig of parsed flags: ``--config`` or ``--preset``, then the flags.
+    """The RunConfig of parsed flags: a base, then the flags given over it.
+
+    The base is ``--config``'s run; else, with ``--resume``, the run being
+    resumed (its ``config.json``: a resume is the same run, and the flags
+    given may only change what it allows, see
+    :func:`gan_trainer.run.resume.check_resumed_options`); else
+    ``--preset`` (``default`` when none is named).
 
     Raises:
         ConfigError: For a value an option cannot take.
@@ -138,19 +148,67 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     from gan_trainer.run.record import read_record
 
     explicit = {k: v for k, v in vars(args).items() if k != 'config'}
-    base = RunConfig()
-    if args.config is not None:
-        record = read_record(args.config)
-        if record.config is None:
+    base, path = RunConfig(), args.config
+    if path is None and explicit.get('resume'):
+        path = _resumed_config(explicit['resume'], explicit.get('out', base.out))
+    if path is not None:
+        record = read_record(path)
+        if record.config is None and args.config is None:
+            path = None  # an older run's record: the flags say what the run was
+        elif record.config is None:
             raise SnapshotError(
-                f"'{args.config}' was written by an older gan_trainer (config version "
+                f"'{path}' was written by an older gan_trainer (config version "
                 f'{record.version}): it holds the networks but not the run\'s options, so it '
                 'cannot be repeated; pass the flags of that run instead')
-        base = record.config
+        else:
+            base = record.config
     preset = explicit.pop('preset', None)
-    if preset is not None or args.config is None:
+    if path is None:
         return apply_preset(base, preset or base.preset, **explicit)
+    if preset is not None and preset != base.preset:
+        # Its settings over the run's: a resume then names the first one that differs.
+        return apply_preset(base, preset, **explicit)
     return base.replace(**explicit)
+
+
+def _resumed_config(resume: str, out: str) -> str | None:
+    """The ``config.json`` of the run ``--resume`` continues, when there is one."""
+    import os
+
+    from gan_trainer import files
+
+    folder = out if resume == 'auto' else os.path.dirname(os.path.abspath(resume))
+    path = os.path.join(folder, files.CONFIG)
+    return path if os.path.isfile(path) else None
+
+
+def continue_command(config: RunConfig, prog: str, *, processes: int = 1) -> str:
+    """The command line that continues a stopped run exactly: ``PROG --resume auto --out OUT``.
+
+    Every option the run's ``config.json`` keeps comes from there; the few
+    it does not keep (the device, TF32, the progress bar) are added when
+    they differ from their defaults. A data-parallel run is continued under
+    ``mpiexec -n PROCESSES``.
+    """
+    import shlex
+
+    words = [*shlex.split(prog), '--resume', 'auto', '--out', config.out]
+    defaults = RunConfig()
+    for name, field in declared(RunConfig).items():
+        meta = field.metadata
+        if meta['saved'] or not meta['cli'] or name in ('out', 'resume', 'allow_change'):
+            continue
+        value = getattr(config, name)
+        if value == getattr(defaults, name):
+            continue
+        flag = meta['negate'] or (meta['flags'] or (f'--{name}',))[0]
+        if meta['kind'] == 'bool':
+            words.append(flag if meta['negate'] or value else f'--no-{flag[2:]}')
+        else:
+            words += [flag, _shown(value)]
+    if processes > 1:
+        words = ['mpiexec', '-n', str(processes), *words]
+    return shlex.join(words)
 
 
 def build_parser(prog: str) -> Parser:
@@ -174,8 +232,16 @@ def parse_config(argv=None, *, prog: str = 'gan-trainer train') -> RunConfig:
 
 
 def run_config(config: RunConfig, *, prog: str = 'gan-trainer train', gen=None, dis=None,
-               data=None) -> int:
-    """Builds and runs ``config``; returns the exit status (see the module docstring)."""
+               data=None, command: str | None = None) -> int:
+    """Builds and runs ``config``; returns the exit status (see the module docstring).
+
+    Args:
+        config: The run.
+        prog: The command's name in its messages.
+        gen, dis, data: As for :func:`gan_trainer.run.build_trainer`.
+        command: How to start the command again, for the line that says how
+            to continue a stopped run (default ``prog``).
+    """
     from gan_trainer.distributed import world_rank
     from gan_trainer.run import ResourceError, Stopped, TrainingDiverged, build_trainer
 
@@ -198,7 +264,8 @@ def run_config(config: RunConfig, *, prog: str = 'gan-trainer train', gen=None, 
         trainer.run()
     except Stopped as e:
         if lead:
-            again = f'{prog} --resume auto --out {config.out}'
+            size = trainer.group.size if trainer is not None else 1
+            again = continue_command(config, command or prog, processes=size)
             tail = f'; continue with: {again}' if e.snapshot else ''
             print(f'{prog}: {e}{tail}', file=sys.stderr, flush=True)
         return e.exit_status
@@ -226,5 +293,5 @@ def main(argv=None, *, prog: str = 'gan-trainer train') -> int:
     return run_config(parse_config(argv, prog=prog), prog=prog)
 
 
-__all__ = ['add_arguments', 'build_parser', 'config_from_args',
+__all__ = ['add_arguments', 'build_parser', 'config_from_args', 'continue_command',
            'flags_of_options', 'main', 'parse_config', 'run_config']

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from gan_trainer.datasets._common import DatasetError, _check_size
-from gan_trainer.image import load_image
+from gan_trainer.image import load_image, open_regular_file
 
 #: Extensions (lower case) that :class:`ImageFolderDataset` picks up.
 IMAGE_EXTENSIONS = ('.bmp', '.jpeg', '.jpg', '.png', '.webp')
@@ -38,7 +38,7 @@ def _decode_error(path: str) -> tuple[str | None, bool]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always', Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
+            with open_regular_file(path) as f, Image.open(f) as img:
                 img.draft(None, (64, 64))
                 # verify() misses truncated JPEGs; only a real decode finds them.
                 img.load()

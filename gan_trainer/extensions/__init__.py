@@ -3,10 +3,12 @@
 Extensions read what they need from ``trainer.updater`` (its optimizers'
 targets and ``make_hidden``) and ``trainer.observation``, and write under
 ``trainer.out``; they never import the updater. Chainer's own ``LogReport``,
-``PrintReport``, ``ProgressBar``, ``PlotReport`` and
+``PrintReport``, ``ProgressBar`` and
 ``snapshot``/``snapshot_object`` (with ``n_retains``) are used as they are.
 
 * :class:`ImageGrid`: G(z) for a fixed z, saved during training.
+* :class:`LossPlot`: the loss curves (``loss.png``), Chainer's
+  ``PlotReport`` drawn at most every ``min_seconds``.
 * :class:`NaNGuard`: stops training (:class:`TrainingDiverged`) at the first
   NaN or infinity, before any snapshot of it is written.
 * :class:`DivergenceMonitor`: warns (:class:`DivergenceWarning`) when D wins
@@ -23,6 +25,8 @@ targets and ``make_hidden``) and ``trainer.observation``, and write under
   snapshot (:class:`Stopped`).
 * :class:`TrainingGif`: ``OUT/training.gif`` from the preview grids when
   training ends.
+* :class:`TeamTuner`: oneDNN's thread count at the fastest size for the
+  machine's load, where that changes no number.
 
 What they read from the updater is declared in :mod:`.protocol`.
 """
@@ -30,11 +34,13 @@ What they read from the updater is declared in :mod:`.protocol`.
 from gan_trainer.extensions.divergence import DivergenceMonitor, DivergenceWarning
 from gan_trainer.extensions.gif import TrainingGif
 from gan_trainer.extensions.image_grid import ImageGrid
+from gan_trainer.extensions.loss_plot import LossPlot
 from gan_trainer.extensions.mean_over_ranks import MeanOverRanks
 from gan_trainer.extensions.nan_guard import NaNGuard, TrainingDiverged
 from gan_trainer.extensions.quality import QualityReport
 from gan_trainer.extensions.snapshot import Snapshots
 from gan_trainer.extensions.stop import GracefulStop, Stopped
+from gan_trainer.extensions.team_tuner import TeamTuner
 from gan_trainer.extensions.tensorboard import TensorBoardReport
 
 __all__ = [
@@ -42,11 +48,13 @@ __all__ = [
     'DivergenceWarning',
     'GracefulStop',
     'ImageGrid',
+    'LossPlot',
     'MeanOverRanks',
     'NaNGuard',
     'QualityReport',
     'Snapshots',
     'Stopped',
+    'TeamTuner',
     'TensorBoardReport',
     'TrainingDiverged',
     'TrainingGif',

@@ -13,8 +13,11 @@ In a data-parallel run each process may see the signal at a different
 iteration; the processes agree every iteration (one tiny allreduce) so
 that all stop at the same one.
 
-The handlers are installed when training starts and the previous ones put
-back when it ends, so code around the trainer keeps its own handling.
+The handlers are installed when training starts (by a
+:class:`~gan_trainer.run.RunTrainer`, before it writes ``config.json``, so
+that a first signal while the extensions start is a graceful stop too, not
+taken for a second one) and the previous ones put back when it ends, so
+code around the trainer keeps its own handling.
 """
 
 from __future__ import annotations
@@ -78,12 +81,21 @@ class GracefulStop(training.Extension):
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    def initialize(self, trainer: training.Trainer) -> None:
+    def install(self) -> None:
+        """Installs the handlers now (once); ``finalize`` puts the previous ones back.
+
+        :class:`~gan_trainer.run.RunTrainer` calls it before it writes
+        ``config.json``: from the moment a run has a record on disk, a first
+        signal is a graceful stop, also while the other extensions start.
+        """
         # Signal handlers can only be set from the main thread.
-        if threading.current_thread() is not threading.main_thread():
+        if self._previous or threading.current_thread() is not threading.main_thread():
             return
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
+
+    def initialize(self, trainer: training.Trainer) -> None:
+        self.install()
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:  # the second one: stop now

@@ -6,7 +6,8 @@ a CLI can rebuild it with :func:`build_generator` /
 :func:`build_discriminator`; the optional ``'arch'`` key picks the pair
 (``'dcgan'`` when absent, which is how DCGAN configs are written;
 conditional configs carry ``'arch': 'conditional'``). Adding an
-architecture is one more dict entry.
+architecture is one more dict entry; the options of the DCGAN nets are
+declared once, in :mod:`gan_trainer.nets.options`.
 """
 
 import chainer
@@ -17,6 +18,7 @@ from gan_trainer.nets._layers import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
 from gan_trainer.nets.autoencoder import AutoencoderDiscriminator
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
+from gan_trainer.nets.options import DiscriminatorOptions, GeneratorOptions
 from gan_trainer.nets.resnet import ResNetDiscriminator, ResNetGenerator
 
 #: Architecture name -> (generator class, discriminator class).
@@ -41,6 +43,32 @@ def read_outputs(y):
     critic's ``(B, K)`` vectors stay as they are.
     """
     return y if y.ndim == 2 and y.shape[1] > 1 else F.flatten(y)
+
+
+def dis_outputs(dis: chainer.Link, x, t=None, *, vectors: bool = False):
+    """``D(x)`` (or ``D(x, t)``) for ``B`` images, checked, as the losses read them.
+
+    A discriminator returns one number per image, ``(B,)`` or ``(B, 1)``
+    (a logit, or BEGAN's reconstruction error), or, for a loss that
+    compares vectors (``vectors``: Cramér's critic), ``(B, K)``. Anything
+    else (``(B, 2)`` logits, a map ``(B, 1, 4, 4)``) would be flattened into
+    more numbers than images and trained on silently, against the wrong
+    targets. :func:`read_outputs` then reads them.
+
+    Raises:
+        ValueError: Naming D's class and the shape it returned.
+    """
+    return checked_outputs(call_net(dis, x, t), len(x), dis, vectors=vectors)
+
+
+def checked_outputs(y, n: int, dis: chainer.Link, *, vectors: bool = False):
+    """:func:`read_outputs` of ``y``, D's outputs for ``n`` images, after :func:`dis_outputs`' check."""
+    if not (y.shape in ((n,), (n, 1)) or (vectors and y.ndim == 2 and y.shape[0] == n)):
+        expected = f'({n},) or ({n}, 1)' + (f', or a vector per image ({n}, K)' if vectors else '')
+        raise ValueError(f'the discriminator ({type(dis).__name__}) returned outputs of shape '
+                         f'{tuple(y.shape)} for {n} images: it must return one number per '
+                         f'image, {expected}')
+    return read_outputs(y)
 
 
 def _lookup(config: dict) -> tuple[type, type, dict]:
@@ -97,13 +125,17 @@ __all__ = [
     'ConditionalDiscriminator',
     'ConditionalGenerator',
     'Discriminator',
+    'DiscriminatorOptions',
     'Generator',
+    'GeneratorOptions',
     'ResNetDiscriminator',
     'ResNetGenerator',
     'build_discriminator',
     'build_generator',
     'call_net',
+    'checked_outputs',
     'default_n_stages',
+    'dis_outputs',
     'read_outputs',
     'resolve_widths',
 ]

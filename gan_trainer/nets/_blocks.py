@@ -22,46 +22,35 @@ from collections.abc import Callable, Sequence
 
 import chainer
 import chainer.functions as F
-import chainer.links as L
 
 from gan_trainer import ops
 from gan_trainer.nets._common import (
-    BN_DECAY,
-    BN_EPS,
-    INITS,
     NORMS,
     WEIGHT_STD,
     add_spectral_norm,
     batch_norm,
-    check_bn,
     default_n_stages,
     resolve_widths,
     weight_initializer,
 )
 from gan_trainer.nets._layers import (
     ACTIVATIONS,
-    DOWNSAMPLES,
-    UPSAMPLES,
     Stochastic,
-    check_choice,
-    check_flag,
-    check_width,
     downsample,
     resolve_ksize,
     stage_pad,
     upsample_conv,
 )
 from gan_trainer.nets.minibatch import MinibatchDiscrimination
+from gan_trainer.nets.options import (
+    DiscriminatorOptions,
+    GeneratorOptions,
+    recorded_options,
+    set_options,
+)
 
 __all__ = [
-    'BN_DECAY',
-    'BN_EPS',
-    'DISCRIMINATOR_OPTIONS',
-    'GENERATOR_OPTIONS',
-    'INITS',
     'NORMS',
-    'PADDINGS',
-    'PROJECT_NORMS',
     'WEIGHT_STD',
     'DiscriminatorBase',
     'GeneratorBase',
@@ -70,55 +59,6 @@ __all__ = [
     'default_n_stages',
     'resolve_widths',
 ]
-
-
-def _options(net, defaults: dict) -> dict:
-    """The recipe options of ``net`` that differ from their defaults.
-
-    ``config()`` lists only these, so a default net's config (and the
-    ``config.json`` of its runs) is what it was before the options existed.
-    """
-    return {k: getattr(net, k) for k, d in defaults.items() if getattr(net, k) != d}
-
-
-#: G's recipe options and their defaults (the DCGAN paper's G).
-GENERATOR_OPTIONS = {'upsample': 'deconv', 'activation': 'relu', 'fc_width': None,
-                     'norm': 'batch', 'project_norm': 'channel', 'stage_norm': True,
-                     'init': 'normal', 'bn_decay': BN_DECAY, 'bn_eps': BN_EPS}
-
-#: How G's first normalization (``bn0``, after the linear projection) pools
-#: its statistics: per channel of the reshaped map, over the batch and the
-#: ``s0 x s0`` positions (the DCGAN paper's reference code, PyTorch's and
-#: Chainer's examples), or per unit of the projection, over the batch alone
-#: (Keras' ``BatchNormalization`` after a ``Dense`` layer: keras-dcgan and
-#: TensorFlow's DCGAN tutorial).
-PROJECT_NORMS = ('channel', 'unit')
-
-#: D's recipe options and their defaults (the DCGAN paper's D).
-DISCRIMINATOR_OPTIONS = {
-    'downsample': 'stride',
-    'activation': 'leaky_relu',
-    'fc_width': None,
-    'fc_activation': None,
-    'noise_sigma': 0.0,
-    'dropout': 0.0,
-    'bn_gamma': True,
-    'out_dim': 1,
-    'minibatch_kernels': None,
-    'minibatch_dim': 5,
-    'padding': 'same',
-    'init': 'normal',
-    'bn_decay': BN_DECAY,
-    'bn_eps': BN_EPS,
-}
-
-#: The padding of D's stride-1 convolutions before pooling: ``'same'`` keeps
-#: every side (2x2 pooling then halves it exactly); ``'valid'`` leaves the
-#: convolutions after the first unpadded (Keras' default padding, which
-#: keras-dcgan's second convolution keeps: 14 -> 10 -> pooled 5 for 5x5
-#: kernels on 28x28 digits, about half the positions of 'same' before D's
-#: hidden dense layer).
-PADDINGS = ('same', 'valid')
 
 
 #: The activations the package's conv and BN nodes apply inside themselves.
@@ -147,6 +87,22 @@ def _norm_then(norm: chainer.Link, h, norm_args, activation: str):
     return ACTIVATIONS[activation](norm(h, *norm_args))
 
 
+def _layer_norm_then(layer: chainer.Link, h, norm: chainer.Link, norm_args, activation: str,
+                     shape=None):
+    """``activation(norm(layer(h)))`` (``layer``'s output viewed as ``(B, *shape)``).
+
+    One node for the package's layers and batch norm (:func:`gan_trainer.ops.block`);
+    a conditional normalization (``norm_args``) or another activation runs as
+    separate functions.
+    """
+    if not norm_args and activation in _FUSED and isinstance(norm, ops.BatchNormalization):
+        return ops.block(layer, h, norm, activation=activation, slope=0.2, shape=shape)
+    h = layer(h)
+    if shape is not None:
+        h = F.reshape(h, (h.shape[0], *shape))
+    return _norm_then(norm, h, norm_args, activation)
+
+
 class GeneratorBase(chainer.Chain):
     """G's layers: an optional dense head, a linear projection, then upsampling stages.
 
@@ -162,23 +118,21 @@ class GeneratorBase(chainer.Chain):
     ``activation``; ``fc`` by the activation alone (keras-dcgan's Dense
     1024 + tanh); the output goes through tanh. ``project_norm='unit'``
     normalises the projection before the reshape, each of its units over
-    the batch (see :data:`PROJECT_NORMS`), so ``bn0`` has ``widths[-1] * s0
-    * s0`` entries instead of ``widths[-1]``; ``stage_norm=False`` leaves the
-    stages without normalization (no ``bns``), as keras-dcgan's G.
+    the batch, so ``bn0`` has ``widths[-1] * s0 * s0`` entries instead of
+    ``widths[-1]``; ``stage_norm=False`` leaves the stages without
+    normalization (no ``bns``), as keras-dcgan's G.
 
     Args:
-        size, channels, n_hidden, widths, base_width, ksize, upsample, activation, fc_width,
-            project_norm, stage_norm, init, bn_decay, bn_eps: As in
+        size, channels, n_hidden, widths, base_width, ksize: As in
             :class:`~gan_trainer.nets.Generator`.
         n_in (int): Input size of the first linear layer: ``n_hidden`` plus
             whatever the subclass concatenates to ``z``.
         make_norm (callable or None): ``width -> link``; the link is called
             as ``norm(h, *norm_args)`` with the ``norm_args`` given to
-            :meth:`generate`. ``None``: :func:`batch_norm` of ``init``,
-            ``bn_decay`` and ``bn_eps``.
-        norm (str): ``'batch'`` (``make_norm``'s links, the paper) or
-            ``'none'``: the normalization links pass ``h`` through
-            unchanged (BEGAN's and chainer-gan-lib's ``use_bn=False`` G).
+            :meth:`generate`. It is called once the options are set, so it
+            may read them from the net. ``None``: :meth:`batch_norm`.
+        **options: G's options (:class:`~gan_trainer.nets.options.GeneratorOptions`),
+            set as attributes of the same names.
     """
 
     def __init__(
@@ -192,32 +146,15 @@ class GeneratorBase(chainer.Chain):
         ksize: int | None,
         n_in: int,
         make_norm: Callable[[int], chainer.Link] | None = None,
-        upsample: str = 'deconv',
-        activation: str = 'relu',
-        fc_width: int | None = None,
-        project_norm: str = 'channel',
-        stage_norm: bool = True,
-        init: str = 'normal',
-        bn_decay: float = BN_DECAY,
-        bn_eps: float = BN_EPS,
-        norm: str = 'batch',
+        **options,
     ):
         super().__init__()
-        self.norm = check_choice('norm', norm, NORMS)
-        if norm == 'none':
+        set_options(self, GeneratorOptions, options)
+        if self.norm == 'none':
             make_norm = _no_norm
-        self.upsample = check_choice('upsample', upsample, UPSAMPLES)
-        self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
-        self.fc_width = check_width('fc_width', fc_width)
-        self.project_norm = check_choice('project_norm', project_norm, PROJECT_NORMS)
-        self.stage_norm = check_flag('stage_norm', stage_norm)
-        self.init = check_choice('init', init, INITS)
-        self.bn_decay, self.bn_eps = check_bn(bn_decay, bn_eps)
-        if make_norm is None:
-            def make_norm(width):
-                return batch_norm(width, init=self.init, decay=self.bn_decay, eps=self.bn_eps)
+        make_norm = make_norm or self.batch_norm
         strided = self.upsample == 'deconv'
-        self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={upsample!r}')
+        self.ksize = resolve_ksize(ksize, strided=strided, option=f'upsample={self.upsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
         self.widths = resolve_widths(size, widths, base_width=base_width)
         self.size = size
@@ -232,8 +169,8 @@ class GeneratorBase(chainer.Chain):
         # seeded nets stay the same across refactors: keep it.
         with self.init_scope():
             if self.fc_width is not None:
-                self.fc = L.Linear(n_in, self.fc_width, initialW=w)
-            self.project = L.Linear(
+                self.fc = ops.Linear(n_in, self.fc_width, initialW=w)
+            self.project = ops.Linear(
                 self.fc_width or n_in, g_widths[0] * self.start_side**2, initialW=w)
             per_unit = self.project_norm == 'unit'
             self.bn0 = make_norm(g_widths[0] * (self.start_side**2 if per_unit else 1))
@@ -260,6 +197,10 @@ class GeneratorBase(chainer.Chain):
                 self.convs = chainer.ChainList(*stages)
             self.bns = chainer.ChainList(*bns)
 
+    def batch_norm(self, width: int) -> chainer.Link:
+        """G's batch normalization of ``width`` entries, by its options (``init``, ``bn_*``)."""
+        return batch_norm(width, init=self.init, decay=self.bn_decay, eps=self.bn_eps)
+
     @property
     def stages(self) -> chainer.ChainList:
         """The upsampling stages: ``deconvs``, or ``convs`` after upsampling."""
@@ -268,7 +209,8 @@ class GeneratorBase(chainer.Chain):
     def config(self) -> dict:
         """Returns the JSON-able constructor kwargs of the layer stack.
 
-        The recipe options appear only where they differ from their defaults.
+        The options appear only where they differ from their defaults
+        (:func:`~gan_trainer.nets.options.recorded_options`).
         """
         return {
             'size': self.size,
@@ -276,7 +218,7 @@ class GeneratorBase(chainer.Chain):
             'n_hidden': self.n_hidden,
             'widths': list(self.widths),
             'ksize': self.ksize,
-            **_options(self, GENERATOR_OPTIONS),
+            **recorded_options(self, GeneratorOptions),
         }
 
     def check_z(self, z) -> chainer.Variable:
@@ -310,25 +252,25 @@ class GeneratorBase(chainer.Chain):
         s0 = self.start_side
         # (B, n_in) -> (B, widths[-1] * s0 * s0) -> (B, widths[-1], s0, s0).
         # By default the normalization runs after the reshape, per channel as
-        # in the conv layers; 'unit' normalises each unit before it, as Keras
+        # in the conv layers (and the TensorFlow DCGAN), not per each of the
+        # s0 * s0 positions; 'unit' normalises each unit before it, as Keras
         # does after a Dense layer (PROJECT_NORMS).
-        h = self.project(h)
+        shape = (self.project.out_size // s0**2, s0, s0)
         if self.project_norm == 'unit':
-            h = _norm_then(self.bn0, h, norm_args, self.activation)
-        h = F.reshape(h, (h.shape[0], -1, s0, s0))
-        if self.project_norm == 'channel':
-            h = _norm_then(self.bn0, h, norm_args, self.activation)
+            h = _layer_norm_then(self.project, h, self.bn0, norm_args, self.activation)
+            h = F.reshape(h, (h.shape[0], *shape))
+        else:
+            h = _layer_norm_then(self.project, h, self.bn0, norm_args, self.activation, shape)
         stages = self.stages
         for i, stage in enumerate(stages[:-1]):
-            if self.stage_norm:
-                h = _norm_then(self.bns[i], self._stage(stage, h), norm_args, self.activation)
-            elif self.activation in _CONV_FUSED:
-                h = self._stage(stage, h, self.activation)
+            if not self.stage_norm:  # the activation inside the conv node where it can be
+                h = (self._stage(stage, h, self.activation) if self.activation in _CONV_FUSED
+                     else ACTIVATIONS[self.activation](self._stage(stage, h)))
+            elif self.upsample == 'deconv':
+                h = _layer_norm_then(stage, h, self.bns[i], norm_args, self.activation)
             else:
-                h = ACTIVATIONS[self.activation](self._stage(stage, h))
-        if self.upsample == 'deconv':
-            return stages[-1](h, activation='tanh')  # tanh fused where oneDNN runs
-        return self._stage(stages[-1], h, 'tanh')
+                h = _norm_then(self.bns[i], self._stage(stage, h), norm_args, self.activation)
+        return self._stage(stages[-1], h, 'tanh')  # tanh fused where oneDNN runs
 
 
 def _in_dtype_of(x, weight: chainer.Parameter):
@@ -362,17 +304,16 @@ class DiscriminatorBase(chainer.Chain):
     ``self.spectral_norm`` is set. With ``padding='valid'`` (pooling only)
     the convolutions after the first are not padded, so each such stage
     shrinks the side by ``ksize - 1`` before pooling it (see
-    :data:`PADDINGS`); :attr:`start_side` is the side of the last map.
+    :data:`~gan_trainer.nets._layers.PADDINGS`); :attr:`start_side` is the
+    side of the last map.
 
     Args:
-        size, channels, widths, base_width, ksize, norm, spectral_norm: As in
-            :class:`~gan_trainer.nets.Discriminator`.
-        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma,
-            padding, init, bn_decay, bn_eps: As in :class:`~gan_trainer.nets.Discriminator`.
-        out_dim, minibatch_kernels, minibatch_dim: As in
+        size, channels, widths, base_width, ksize: As in
             :class:`~gan_trainer.nets.Discriminator`.
         in_channels (int): Channels of the first conv's input: ``channels``
             plus whatever the subclass concatenates to the images.
+        **options: D's options (:class:`~gan_trainer.nets.options.DiscriminatorOptions`),
+            set as attributes of the same names.
 
     Raises:
         ValueError: If an option is unknown or out of range, or two options
@@ -387,66 +328,25 @@ class DiscriminatorBase(chainer.Chain):
         widths: Sequence[int] | None,
         base_width: int,
         ksize: int | None,
-        norm: str,
-        spectral_norm: bool,
         in_channels: int,
-        downsample: str = 'stride',
-        activation: str = 'leaky_relu',
-        fc_width: int | None = None,
-        fc_activation: str | None = None,
-        noise_sigma: float = 0.0,
-        dropout: float = 0.0,
-        bn_gamma: bool = True,
-        padding: str = 'same',
-        init: str = 'normal',
-        bn_decay: float = BN_DECAY,
-        bn_eps: float = BN_EPS,
-        out_dim: int = 1,
-        minibatch_kernels: int | None = None,
-        minibatch_dim: int = 5,
+        **options,
     ):
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f'unknown norm {norm!r}; valid ones are {", ".join(NORMS)}')
-        self.downsample = check_choice('downsample', downsample, DOWNSAMPLES)
-        self.activation = check_choice('activation', activation, tuple(ACTIVATIONS))
-        self.fc_width = check_width('fc_width', fc_width)
-        if fc_activation is not None:
-            check_choice('fc_activation', fc_activation, tuple(ACTIVATIONS))
-            if self.fc_width is None:
-                raise ValueError(f'fc_activation={fc_activation!r} needs fc_width: '
-                                 'without it there is no hidden fully connected layer')
-        self.fc_activation = fc_activation
-        if type(bn_gamma) is not bool:
-            raise ValueError(f'bn_gamma must be True or False, got {bn_gamma!r}')
-        if not bn_gamma and norm != 'batch':
-            raise ValueError(f"bn_gamma=False needs norm='batch': norm={norm!r} has no "
-                             'batch normalization to drop the scale from')
-        self.bn_gamma = bn_gamma
-        self.padding = check_choice('padding', padding, PADDINGS)
-        self.init = check_choice('init', init, INITS)
-        self.bn_decay, self.bn_eps = check_bn(bn_decay, bn_eps)
-        self.out_dim = check_width('out_dim', out_dim)
-        self.minibatch_kernels = check_width('minibatch_kernels', minibatch_kernels)
-        self.minibatch_dim = check_width('minibatch_dim', minibatch_dim)
+        set_options(self, DiscriminatorOptions, options)
         strided = self.downsample == 'stride'
-        if strided and self.padding == 'valid':
-            raise ValueError("padding='valid' needs downsample='max_pool' or 'avg_pool': "
-                             'stride-2 stages are padded to halve the side exactly')
-        self.ksize = resolve_ksize(ksize, strided=strided, option=f'downsample={downsample!r}')
+        self.ksize = resolve_ksize(ksize, strided=strided,
+                                   option=f'downsample={self.downsample!r}')
         pad = stage_pad(self.ksize, strided=strided)
         self.widths = resolve_widths(size, widths, base_width=base_width)
         self.size = size
         self.channels = channels
-        self.norm = norm
-        self.spectral_norm = bool(spectral_norm)
         n = len(self.widths)
         # Stage i's padding; a 'valid' stage shrinks the side by ksize - 1 before
         # its pooling halves it (flooring an odd side, as Keras' pooling does).
         pads = [pad if i == 0 or self.padding == 'same' else 0 for i in range(n)]
         side = size
         for p in pads:
-            side = (side + 2 * p - self.ksize + 1) // 2 if not strided else side // 2
+            side = side // 2 if strided else (side + 2 * p - self.ksize + 1) // 2
             if side < 1:
                 raise ValueError(f"size {size} is too small for padding='valid' with ksize "
                                  f'{self.ksize} and {n} stages')
@@ -462,37 +362,35 @@ class DiscriminatorBase(chainer.Chain):
             ])
             # Empty without batch norm, so ``dis.bns`` always exists.
             self.bns = chainer.ChainList(*[
-                batch_norm(c, use_gamma=bn_gamma, init=self.init, decay=self.bn_decay,
+                batch_norm(c, use_gamma=self.bn_gamma, init=self.init, decay=self.bn_decay,
                            eps=self.bn_eps)
-                for c in self.widths[1:] if norm == 'batch'
+                for c in self.widths[1:] if self.norm == 'batch'
             ])
             if self.fc_width is not None:
-                self.fc = L.Linear(n_flat, self.fc_width, initialW=w)
+                self.fc = ops.Linear(n_flat, self.fc_width, initialW=w)
             n_read = (self.fc_width or n_flat) + (self.minibatch_kernels or 0)
-            self.out = L.Linear(n_read, self.out_dim, initialW=w)
+            self.out = ops.Linear(n_read, self.out_dim, initialW=w)
             # After `out`, so that a net without it gets the draws it always got.
             if self.minibatch_kernels is not None:
                 self.minibatch = MinibatchDiscrimination(
                     self.fc_width or n_flat, self.minibatch_kernels, self.minibatch_dim,
                     initialW=w)
         # After the weights, so that they get the draws they get without it.
-        self.stochastic = Stochastic(noise_sigma=noise_sigma, dropout=dropout)
-        self.noise_sigma = self.stochastic.noise_sigma
-        self.dropout = self.stochastic.dropout
+        self.stochastic = Stochastic(noise_sigma=self.noise_sigma, dropout=self.dropout)
 
     def config(self) -> dict:
         """Returns the JSON-able constructor kwargs of the layer stack.
 
-        The recipe options appear only where they differ from their defaults.
+        ``norm`` and ``spectral_norm`` always appear, the other options only
+        where they differ from their defaults
+        (:func:`~gan_trainer.nets.options.recorded_options`).
         """
         return {
             'size': self.size,
             'channels': self.channels,
             'widths': list(self.widths),
             'ksize': self.ksize,
-            'norm': self.norm,
-            'spectral_norm': self.spectral_norm,
-            **_options(self, DISCRIMINATOR_OPTIONS),
+            **recorded_options(self, DiscriminatorOptions),
         }
 
     @property
@@ -542,7 +440,7 @@ class DiscriminatorBase(chainer.Chain):
             if fused:
                 # (B, C, s, s) -> (B, C', s/2, s/2)
                 h = (conv(h, activation=self.activation, slope=0.2) if norm is None
-                     else _norm_then(norm, conv(h), (), self.activation))
+                     else _layer_norm_then(conv, h, norm, (), self.activation))
                 continue
             # (B, C, s, s) -> (B, C', s/2, s/2), or (B, C', s, s) before pooling
             if norm is None and not self.noise_sigma and self.activation in _CONV_FUSED:

@@ -30,6 +30,14 @@ _MIN_START_SIDE_EXPLICIT = 2
 #: SNGAN discriminators, which rely on spectral normalization alone).
 NORMS = ('batch', 'none')
 
+#: How G's first normalization (``bn0``, after the linear projection) pools
+#: its statistics: per channel of the reshaped map, over the batch and the
+#: ``s0 x s0`` positions (the DCGAN paper's reference code, PyTorch's and
+#: Chainer's examples), or per unit of the projection, over the batch alone
+#: (Keras' ``BatchNormalization`` after a ``Dense`` layer: keras-dcgan and
+#: TensorFlow's DCGAN tutorial).
+PROJECT_NORMS = ('channel', 'unit')
+
 # Links whose weight matrix spectral normalization rescales.
 _SN_LINKS = (L.Convolution2D, L.Linear, L.EmbedID)
 
@@ -98,16 +106,6 @@ def batch_norm(width: int, *, use_gamma: bool = True, init: str = 'normal',
         return ops.BatchNormalization(width, decay=decay, eps=eps)
     return ops.BatchNormalization(width, initial_gamma=NormalAroundOne(WEIGHT_STD),
                                   decay=decay, eps=eps)
-
-
-def check_bn(decay, eps) -> tuple[float, float]:
-    """Returns ``(decay, eps)`` if ``0 <= decay < 1`` and ``eps > 0``, else raises."""
-    for name, value, ok in (('bn_decay', decay, lambda v: 0 <= v < 1),
-                            ('bn_eps', eps, lambda v: v > 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            rule = 'in [0, 1)' if name == 'bn_decay' else 'a number > 0'
-            raise ValueError(f'{name} must be {rule}, got {value!r}')
-    return float(decay), float(eps)
 
 
 def default_n_stages(size: int) -> int:

@@ -19,8 +19,6 @@ hidden layers. This module holds those pieces, each chosen by name:
 
 from __future__ import annotations
 
-import math
-
 import chainer
 import chainer.functions as F
 import numpy
@@ -47,6 +45,14 @@ UPSAMPLES = ('deconv', 'nearest', 'bilinear')
 #: stride-1 convolution followed by 2x2 max- or average-pooling (keras-dcgan).
 DOWNSAMPLES = ('stride', 'max_pool', 'avg_pool')
 
+#: The padding of D's stride-1 convolutions before pooling: ``'same'`` keeps
+#: every side (2x2 pooling then halves it exactly); ``'valid'`` leaves the
+#: convolutions after the first unpadded (Keras' default padding, which
+#: keras-dcgan's second convolution keeps: 14 -> 10 -> pooled 5 for 5x5
+#: kernels on 28x28 digits, about half the positions of 'same' before D's
+#: hidden dense layer).
+PADDINGS = ('same', 'valid')
+
 # ksize -> padding of a stride-2 stage that exactly halves an even side (and,
 # with ``outsize``, makes a stride-2 deconvolution exactly double it). 4 is
 # the Chainer/PyTorch DCGAN choice, 5 the paper's and TensorFlow's, 3 the
@@ -56,13 +62,6 @@ _STRIDE_PADS = {3: 1, 4: 1, 5: 2}
 _SAME_KSIZES = (3, 5, 7)
 # The default kernel: 4 for strided stages, 3 for resampled ones.
 _DEFAULT_KSIZE = {True: 4, False: 3}
-
-
-def check_choice(name: str, value, valid) -> str:
-    """Returns ``value`` if it is one of ``valid``, else raises a one-line error."""
-    if value not in valid:
-        raise ValueError(f'unknown {name} {value!r}; valid ones are {", ".join(valid)}')
-    return value
 
 
 def resolve_ksize(ksize: int | None, *, strided: bool, option: str) -> int:
@@ -97,19 +96,16 @@ def stage_pad(ksize: int, *, strided: bool) -> int:
 
 
 def check_width(name: str, value) -> int | None:
-    """Returns ``value`` as an int if it is ``None`` or a positive integer."""
+    """Returns ``value`` as an int if it is ``None`` or a positive integer.
+
+    For a constructor argument that is not one of the declared options of
+    :mod:`gan_trainer.nets.options` (the autoencoder D's ``code_dim``).
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
         raise ValueError(f'{name} must be a positive integer or None, got {value!r}')
     return int(value)
-
-
-def check_flag(name: str, value) -> bool:
-    """Returns ``value`` if it is ``True`` or ``False`` (not 0, 1 or a string)."""
-    if type(value) is not bool:
-        raise ValueError(f'{name} must be True or False, got {value!r}')
-    return value
 
 
 def _double(x, axis: int) -> chainer.Variable:
@@ -222,15 +218,6 @@ def downsample(x, mode: str) -> chainer.Variable:
     return ops.average_pooling_2x2(x)
 
 
-def _check_rate(name: str, value, *, upper: float | None) -> float:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float, numpy.floating))
-          and math.isfinite(value) and value >= 0 and (upper is None or value < upper))
-    if not ok:
-        bound = f'in [0, {upper:g})' if upper is not None else '>= 0 and finite'
-        raise ValueError(f'{name} must be a number {bound}, got {value!r}')
-    return float(value)
-
-
 class Stochastic:
     """Training-only Gaussian noise and dropout for a discriminator.
 
@@ -249,14 +236,15 @@ class Stochastic:
     made on the CPU and sent to the array's device.
 
     Args:
-        noise_sigma: Standard deviation of the noise; 0 for none.
+        noise_sigma: Standard deviation of the noise; 0 for none (checked by
+            :class:`~gan_trainer.nets.options.DiscriminatorOptions`, as the dropout).
         dropout: Fraction of units dropped (the rest scaled by
             ``1 / (1 - dropout)``); 0 for none.
     """
 
     def __init__(self, *, noise_sigma: float, dropout: float):
-        self.noise_sigma = _check_rate('noise_sigma', noise_sigma, upper=None)
-        self.dropout = _check_rate('dropout', dropout, upper=1.0)
+        self.noise_sigma = float(noise_sigma)
+        self.dropout = float(dropout)
         self.rng = None
         if self.enabled:
             seed = numpy.random.randint(0, 2**31)

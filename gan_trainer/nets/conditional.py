@@ -46,13 +46,16 @@ from chainer import initializers
 
 from gan_trainer import ops
 from gan_trainer.nets._blocks import (
-    BN_DECAY,
-    BN_EPS,
     WEIGHT_STD,
     DiscriminatorBase,
     GeneratorBase,
     add_spectral_norm,
-    batch_norm,
+)
+from gan_trainer.nets._common import BN_DECAY, BN_EPS
+from gan_trainer.nets.options import (
+    DiscriminatorOptions,
+    GeneratorOptions,
+    refuse_unconditional,
 )
 
 #: How a label enters G: concatenated to z, or via conditional batch norm.
@@ -100,6 +103,8 @@ class ConditionalBatchNormalization(chainer.Chain):
     Args:
         size (int): Channels of the input.
         n_classes (int): Number of labels.
+        decay (float): The running averages' decay (G's ``bn_decay``).
+        eps (float): Added to the variance (G's ``bn_eps``).
     """
 
     def __init__(self, size: int, n_classes: int, *, decay: float = BN_DECAY,
@@ -145,10 +150,13 @@ class ConditionalGenerator(GeneratorBase):
             ``None`` means ``n_classes``, as many as a one-hot code, which
             is enough to keep every class apart and small next to ``z``
             (10 for MNIST against 100). Must be ``None`` for ``'cbn'``.
-        upsample, activation, fc_width, project_norm, stage_norm, init, bn_decay, bn_eps:
-            The recipe options of :class:`~gan_trainer.nets.Generator`.
+        **options: The options of G
+            (:class:`~gan_trainer.nets.options.GeneratorOptions`), as for
+            :class:`~gan_trainer.nets.Generator`.
 
     Raises:
+        TypeError: If an option is unknown, or one of the unconditional G's
+            only (``norm``).
         ValueError: If ``n_classes``, ``mode`` or ``n_embed`` is invalid, or
             ``size``, ``widths`` or ``ksize`` cannot work together.
     """
@@ -165,17 +173,11 @@ class ConditionalGenerator(GeneratorBase):
         ksize: int | None = None,
         mode: str = 'concat',
         n_embed: int | None = None,
-        upsample: str = 'deconv',
-        activation: str = 'relu',
-        fc_width: int | None = None,
-        project_norm: str = 'channel',
-        stage_norm: bool = True,
-        init: str = 'normal',
-        bn_decay: float = BN_DECAY,
-        bn_eps: float = BN_EPS,
+        **options,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, GENERATOR_MODES)
+        refuse_unconditional(type(self), GeneratorOptions, options)
         if mode == 'cbn' and n_embed is not None:
             raise ValueError(f"n_embed is for mode 'concat' only, got n_embed={n_embed!r}")
         if mode == 'concat':
@@ -184,11 +186,11 @@ class ConditionalGenerator(GeneratorBase):
                 raise ValueError(f'n_embed must be a positive integer, got {n_embed!r}')
             n_embed = int(n_embed)
 
-        def make_norm(width):
+        def make_norm(width):  # called by GeneratorBase once the options are set
             if mode == 'cbn':
-                return ConditionalBatchNormalization(width, n_classes, decay=bn_decay,
-                                                     eps=bn_eps)
-            return batch_norm(width, init=init, decay=bn_decay, eps=bn_eps)
+                return ConditionalBatchNormalization(width, n_classes, decay=self.bn_decay,
+                                                     eps=self.bn_eps)
+            return self.batch_norm(width)
 
         super().__init__(
             size=size,
@@ -199,14 +201,7 @@ class ConditionalGenerator(GeneratorBase):
             ksize=ksize,
             n_in=n_hidden + (n_embed or 0),
             make_norm=make_norm,
-            upsample=upsample,
-            activation=activation,
-            fc_width=fc_width,
-            project_norm=project_norm,
-            stage_norm=stage_norm,
-            init=init,
-            bn_decay=bn_decay,
-            bn_eps=bn_eps,
+            **options,
         )
         self.n_classes = n_classes
         self.mode = mode
@@ -266,17 +261,16 @@ class ConditionalDiscriminator(DiscriminatorBase):
         base_width (int): First width of the default ``widths``.
         ksize (int or None): Kernel side, as for
             :class:`~gan_trainer.nets.Discriminator`.
-        norm (str): ``'batch'`` or ``'none'``, as for
-            :class:`~gan_trainer.nets.Discriminator`.
-        spectral_norm (bool): Spectrally normalize every conv and linear
-            weight, and the projection's embedding too, as Miyato and
-            Koyama's SNGAN projection discriminator does.
         mode (str): ``'projection'`` or ``'concat'``, see above.
-        downsample, activation, fc_width, fc_activation, noise_sigma, dropout, bn_gamma,
-            padding, init, bn_decay, bn_eps: The recipe options of
-            :class:`~gan_trainer.nets.Discriminator`.
+        **options: The options of D
+            (:class:`~gan_trainer.nets.options.DiscriminatorOptions`), as
+            for :class:`~gan_trainer.nets.Discriminator`; ``spectral_norm``
+            normalizes the projection's embedding too, as Miyato and
+            Koyama's SNGAN projection discriminator does.
 
     Raises:
+        TypeError: If an option is unknown, or one of the unconditional D's
+            only (``out_dim``, minibatch discrimination).
         ValueError: If ``n_classes``, ``mode`` or ``norm`` is invalid, or
             ``size``, ``widths`` or ``ksize`` cannot work together.
     """
@@ -290,43 +284,20 @@ class ConditionalDiscriminator(DiscriminatorBase):
         widths: Sequence[int] | None = None,
         base_width: int = 64,
         ksize: int | None = None,
-        norm: str = 'batch',
-        spectral_norm: bool = False,
         mode: str = 'projection',
-        downsample: str = 'stride',
-        activation: str = 'leaky_relu',
-        fc_width: int | None = None,
-        fc_activation: str | None = None,
-        noise_sigma: float = 0.0,
-        dropout: float = 0.0,
-        bn_gamma: bool = True,
-        padding: str = 'same',
-        init: str = 'normal',
-        bn_decay: float = BN_DECAY,
-        bn_eps: float = BN_EPS,
+        **options,
     ):
         n_classes = _check_n_classes(n_classes)
         _check_mode(mode, DISCRIMINATOR_MODES)
+        refuse_unconditional(type(self), DiscriminatorOptions, options)
         super().__init__(
             size=size,
             channels=channels,
             widths=widths,
             base_width=base_width,
             ksize=ksize,
-            norm=norm,
-            spectral_norm=spectral_norm,
             in_channels=channels + (n_classes if mode == 'concat' else 0),
-            downsample=downsample,
-            activation=activation,
-            fc_width=fc_width,
-            fc_activation=fc_activation,
-            noise_sigma=noise_sigma,
-            dropout=dropout,
-            bn_gamma=bn_gamma,
-            padding=padding,
-            init=init,
-            bn_decay=bn_decay,
-            bn_eps=bn_eps,
+            **options,
         )
         self.n_classes = n_classes
         self.mode = mode

@@ -24,9 +24,12 @@ by its largest singular value (SNGAN; Miyato et al. 2018), usually with
 ``norm='none'``. The layer stacks themselves live in :mod:`._blocks`, shared
 with the class-conditional nets of :mod:`.conditional`.
 
-The recipes of the DCGAN write-ups are options too (:mod:`._layers`), each
-off by default, so the default nets are the paper's, parameter for
-parameter:
+The recipes of the DCGAN write-ups are options too (their layers in
+:mod:`._layers`), each off by default, so the default nets are the paper's,
+parameter for parameter. Every option is declared once, in
+:mod:`gan_trainer.nets.options` (``GeneratorOptions``,
+``DiscriminatorOptions``), which the run's options and the command's flags
+are made from too:
 
 * G ``upsample='nearest'`` or ``'bilinear'``: each stage upsamples 2x and
   then convolves (stride 1, odd ``ksize``, 'same' padding) instead of a
@@ -45,7 +48,15 @@ parameter:
   noise on the input and every hidden layer, in training only);
   ``dropout=0.3`` (TensorFlow's tutorial, in training only);
   ``bn_gamma=False`` (Chainer's example: batch normalization without its
-  learned scale).
+  learned scale); ``padding='valid'`` with pooling (keras-dcgan's unpadded
+  second convolution).
+* What Keras does by default, for the Keras and TensorFlow write-ups: G
+  ``project_norm='unit'`` (Keras' ``BatchNormalization`` after ``Dense``
+  normalises each unit of the projection, not each channel of its map;
+  keras-dcgan's G collapses without it), G ``stage_norm=False`` (keras-dcgan
+  normalises the projection only), and for both nets ``init='glorot'``
+  (Glorot-uniform weights, batch-norm scales 1), ``bn_decay=0.99`` and
+  ``bn_eps=1e-3`` (Keras' ``momentum`` and ``epsilon``).
 
 Example::
 
@@ -66,10 +77,6 @@ import chainer
 import chainer.functions as F
 
 from gan_trainer.nets._blocks import (
-    BN_DECAY,
-    BN_EPS,
-    DISCRIMINATOR_OPTIONS,
-    GENERATOR_OPTIONS,
     NORMS,
     WEIGHT_STD,
     DiscriminatorBase,
@@ -80,8 +87,6 @@ from gan_trainer.nets._blocks import (
 )
 
 __all__ = [
-    'DISCRIMINATOR_OPTIONS',
-    'GENERATOR_OPTIONS',
     'NORMS',
     'WEIGHT_STD',
     'Discriminator',
@@ -119,44 +124,16 @@ class Generator(GeneratorBase):
             1, the default), 5 (pad 2, the paper's) or 3 (pad 1); with
             upsampling an odd 3 (the default), 5 (keras-dcgan's) or 7,
             padded to keep the side. ``None`` picks the default.
-        upsample (str): How each stage doubles the side: ``'deconv'`` (a
-            stride-2 transposed convolution, the paper's), ``'nearest'`` or
-            ``'bilinear'`` (upsampling, then a stride-1 convolution
-            ``convs/i`` in place of ``deconvs/i``).
-        activation (str): Hidden-layer nonlinearity: ``'relu'`` (the
-            paper's), ``'elu'``, ``'tanh'`` or ``'leaky_relu'`` (slope 0.2).
-        fc_width (int or None): Width of a hidden fully connected layer
-            ``fc`` between ``z`` and the projection, followed by the
-            activation and no normalization (keras-dcgan: 1024 with tanh);
-            ``None`` for none (the paper).
-        project_norm (str): What ``bn0`` normalises: ``'channel'`` (the
-            paper's reference code: each channel of the reshaped
-            ``widths[-1] x s0 x s0`` map over the batch and the positions)
-            or ``'unit'`` (each unit of the projection over the batch
-            alone, before the reshape: Keras' ``BatchNormalization`` after
-            a ``Dense`` layer, as keras-dcgan and TensorFlow's tutorial
-            have it). With ``'unit'`` every unit varies over the batch
-            whatever its bias, so the map G builds on keeps depending on
-            ``z``.
-        stage_norm (bool): Whether the upsampling stages but the last are
-            batch-normalized (the paper); ``False`` leaves ``bn0`` as G's
-            only normalization, as keras-dcgan does.
-        init (str): ``'normal'`` (the paper's N(0, 0.02) weights and N(1,
-            0.02) batch-norm scales) or ``'glorot'`` (Keras' defaults:
-            Glorot-uniform weights, scales 1), see
-            :func:`~gan_trainer.nets._common.weight_initializer`.
-        bn_decay (float): The batch normalizations' running-average decay:
-            Chainer's 0.9 or, as Keras' ``momentum``, 0.99.
-        bn_eps (float): Added to their variance: Chainer's 2e-5, Keras'
-            1e-3.
-        norm (str): ``'batch'`` (the paper) or ``'none'``: no batch
-            normalization anywhere (BEGAN's G; chainer-gan-lib's
-            ``DCGANGenerator(use_bn=False)``).
+        **options: The options of
+            :class:`~gan_trainer.nets.options.GeneratorOptions` by name
+            (``upsample``, ``activation``, ...), each declared there with
+            its default, the paper's.
 
     Raises:
-        ValueError: If an option is unknown, or ``size``, ``widths``,
-            ``ksize`` and ``upsample`` cannot work together (the message
-            names them).
+        TypeError: If an option is unknown (the message names it).
+        ValueError: If an option's value is not allowed, or ``size``,
+            ``widths``, ``ksize`` and ``upsample`` cannot work together
+            (the message names them).
     """
 
     def __init__(
@@ -168,15 +145,7 @@ class Generator(GeneratorBase):
         widths: Sequence[int] | None = None,
         base_width: int = 64,
         ksize: int | None = None,
-        upsample: str = 'deconv',
-        activation: str = 'relu',
-        fc_width: int | None = None,
-        project_norm: str = 'channel',
-        stage_norm: bool = True,
-        init: str = 'normal',
-        bn_decay: float = BN_DECAY,
-        bn_eps: float = BN_EPS,
-        norm: str = 'batch',
+        **options,
     ):
         super().__init__(
             size=size,
@@ -186,15 +155,7 @@ class Generator(GeneratorBase):
             base_width=base_width,
             ksize=ksize,
             n_in=n_hidden,
-            upsample=upsample,
-            activation=activation,
-            fc_width=fc_width,
-            project_norm=project_norm,
-            stage_norm=stage_norm,
-            init=init,
-            bn_decay=bn_decay,
-            bn_eps=bn_eps,
-            norm=norm,
+            **options,
         )
 
     def config(self) -> dict:
@@ -203,9 +164,10 @@ class Generator(GeneratorBase):
         ``Generator(**gen.config())`` builds a net with the same parameter
         shapes (fresh weights); snapshots store this next to the weights.
         It has no ``'arch'`` key: :func:`~gan_trainer.nets.build_generator`
-        reads its absence as ``'dcgan'``. The recipe options appear only
-        when they differ from their defaults (:data:`GENERATOR_OPTIONS`),
-        so a default net's config is what it was before they existed.
+        reads its absence as ``'dcgan'``. The options of
+        :class:`~gan_trainer.nets.options.GeneratorOptions` appear only
+        when they differ from their defaults, so a default net's config is
+        what it was before they existed.
         """
         return super().config()
 
@@ -247,60 +209,17 @@ class Discriminator(DiscriminatorBase):
             Keras DCGAN notes'); with pooling an odd 3 (the default), 5
             (keras-dcgan's) or 7, padded to keep the side. ``None`` picks
             the default.
-        norm (str): ``'batch'`` (the paper) or ``'none'``: no batch
-            normalization, as WGAN-GP critics and SNGAN discriminators use.
-        spectral_norm (bool): Whether to spectrally normalize every conv
-            and linear weight (Miyato et al. 2018) with
-            :class:`chainer.link_hooks.SpectralNormalization`, one power
-            iteration per forward pass in train mode. The iteration's
-            vectors are persistent (``convs/i/W_u``, ``out/W_u``), so they
-            are saved and loaded with the weights.
-        downsample (str): How each stage halves the side: ``'stride'`` (a
-            stride-2 convolution, the paper's), ``'max_pool'`` or
-            ``'avg_pool'`` (a stride-1 convolution and its activation, then
-            2x2 pooling; keras-dcgan).
-        activation (str): Hidden-layer nonlinearity: ``'leaky_relu'``
-            (slope 0.2, the paper's), ``'tanh'`` (keras-dcgan), ``'relu'``
-            or ``'elu'``.
-        fc_width (int or None): Width of a hidden fully connected layer
-            ``fc`` between the last feature map and ``out`` (keras-dcgan:
-            1024; the Keras DCGAN notes: 2048); ``None`` for none (the
-            paper). It has no normalization.
-        fc_activation (str or None): ``fc``'s nonlinearity; ``None`` means
-            ``activation``. Needs ``fc_width``.
-        noise_sigma (float): Standard deviation of Gaussian noise added to
-            D's input and to every hidden layer before its activation, in
-            training only (Chainer's DCGAN example: 0.2); 0 for none. The
-            noise comes from the net's own random state, saved with it as
-            ``noise_rng`` (see :class:`~gan_trainer.nets._layers.Stochastic`).
-        dropout (float): Fraction of each hidden layer's units dropped
-            after its activation, in training only (TensorFlow's DCGAN
-            tutorial: 0.3); 0 for none. Same random state as the noise.
-        bn_gamma (bool): Whether D's batch normalizations learn a scale;
-            ``False`` keeps only their shift, as Chainer's DCGAN example
-            does. Needs ``norm='batch'``.
-        padding (str): With pooling, ``'same'`` (every convolution keeps
-            the side) or ``'valid'``: the convolutions after the first are
-            unpadded, as keras-dcgan's second one (Keras' default padding),
-            which shrinks the map D reads out (5x5 instead of 7x7 on 28x28
-            digits with 5x5 kernels).
-        init, bn_decay, bn_eps: As for :class:`Generator`.
-        out_dim (int): Outputs per image: 1 (a logit, shape ``(B,)``) or
-            more (shape ``(B, out_dim)``), the feature vector a Cramér GAN
-            critic compares (Bellemare et al. 2017; chainer-gan-lib: 256).
-        minibatch_kernels (int or None): With a number ``B``, minibatch
-            discrimination (Salimans et al. 2016,
-            :class:`~gan_trainer.nets.minibatch.MinibatchDiscrimination`)
-            appends ``B`` cross-batch closeness counts to what ``out``
-            reads (chainer-gan-lib: 100); ``None`` for none.
-        minibatch_dim (int): The dimension ``C`` of each minibatch kernel
-            (chainer-gan-lib: 5).
+        **options: The options of
+            :class:`~gan_trainer.nets.options.DiscriminatorOptions` by name
+            (``norm``, ``spectral_norm``, ``downsample``, ...), each
+            declared there with its default, the paper's.
 
     Raises:
-        ValueError: If an option is unknown or out of range, or ``size``,
-            ``widths``, ``ksize``, ``downsample``, ``norm``, ``bn_gamma``,
-            ``fc_width`` and ``fc_activation`` cannot work together (the
-            message names the options).
+        TypeError: If an option is unknown (the message names it).
+        ValueError: If an option is out of range, or ``size``, ``widths``,
+            ``ksize``, ``downsample``, ``norm``, ``bn_gamma``, ``fc_width``
+            and ``fc_activation`` cannot work together (the message names
+            the options).
     """
 
     def __init__(
@@ -311,22 +230,7 @@ class Discriminator(DiscriminatorBase):
         widths: Sequence[int] | None = None,
         base_width: int = 64,
         ksize: int | None = None,
-        norm: str = 'batch',
-        spectral_norm: bool = False,
-        downsample: str = 'stride',
-        activation: str = 'leaky_relu',
-        fc_width: int | None = None,
-        fc_activation: str | None = None,
-        noise_sigma: float = 0.0,
-        dropout: float = 0.0,
-        bn_gamma: bool = True,
-        padding: str = 'same',
-        init: str = 'normal',
-        bn_decay: float = BN_DECAY,
-        bn_eps: float = BN_EPS,
-        out_dim: int = 1,
-        minibatch_kernels: int | None = None,
-        minibatch_dim: int = 5,
+        **options,
     ):
         super().__init__(
             size=size,
@@ -334,23 +238,8 @@ class Discriminator(DiscriminatorBase):
             widths=widths,
             base_width=base_width,
             ksize=ksize,
-            norm=norm,
-            spectral_norm=spectral_norm,
             in_channels=channels,
-            downsample=downsample,
-            activation=activation,
-            fc_width=fc_width,
-            fc_activation=fc_activation,
-            noise_sigma=noise_sigma,
-            dropout=dropout,
-            bn_gamma=bn_gamma,
-            padding=padding,
-            init=init,
-            bn_decay=bn_decay,
-            bn_eps=bn_eps,
-            out_dim=out_dim,
-            minibatch_kernels=minibatch_kernels,
-            minibatch_dim=minibatch_dim,
+            **options,
         )
         if self.spectral_norm:
             add_spectral_norm(self)
@@ -363,8 +252,9 @@ class Discriminator(DiscriminatorBase):
         of a snapshot then reproduces the saved net exactly. Configs
         written before ``norm``, ``spectral_norm`` and the recipe options
         existed still build: the defaults are the old architecture, and the
-        recipe options appear only when they differ from their defaults
-        (:data:`DISCRIMINATOR_OPTIONS`).
+        options of :class:`~gan_trainer.nets.options.DiscriminatorOptions`
+        other than ``norm`` and ``spectral_norm`` appear only when they
+        differ from their defaults.
         """
         return super().config()
 

@@ -31,9 +31,13 @@ FAST_DTYPES = (numpy.float32, numpy.float64)
 #: Name of the Chainer config switch for the oneDNN kernels alone
 #: (``chainer.config.gan_trainer_onednn``; off: the NumPy functions run).
 ONEDNN_KEY = 'gan_trainer_onednn'
+#: Name of the Chainer config switch for the fused layer blocks alone
+#: (``chainer.config.gan_trainer_blocks``; off: each layer is a node of its own).
+BLOCKS_KEY = 'gan_trainer_blocks'
 _OFF = ('0', 'false', 'no', 'off')
 
-for _key, _env in ((CONFIG_KEY, 'GAN_TRAINER_FAST'), (ONEDNN_KEY, 'GAN_TRAINER_ONEDNN')):
+for _key, _env in ((CONFIG_KEY, 'GAN_TRAINER_FAST'), (ONEDNN_KEY, 'GAN_TRAINER_ONEDNN'),
+                   (BLOCKS_KEY, 'GAN_TRAINER_BLOCKS')):
     if not hasattr(chainer.global_config, _key):
         setattr(chainer.global_config, _key, os.environ.get(_env, '1').strip().lower() not in _OFF)
 
@@ -81,6 +85,11 @@ def keep_freed_memory() -> bool:
 def fast_enabled() -> bool:
     """Whether the fast CPU functions are switched on (see module docstring)."""
     return bool(getattr(chainer.config, CONFIG_KEY, True))
+
+
+def blocks_enabled() -> bool:
+    """Whether layers may run as fused blocks (``gan_trainer_blocks``, ``GAN_TRAINER_BLOCKS``)."""
+    return bool(getattr(chainer.config, BLOCKS_KEY, True))
 
 
 def onednn_enabled() -> bool:
@@ -147,6 +156,19 @@ def from_rows(rows: numpy.ndarray, shape: Sequence[int]) -> numpy.ndarray:
         return rows.reshape(shape)
     n, c = shape[:2]
     return numpy.moveaxis(rows.reshape((n, *shape[2:], c)), -1, 1)
+
+
+class FastNode(chainer.FunctionNode):
+    """A node whose public function has checked its inputs before applying it.
+
+    The drop-ins of this package send an input of the wrong rank, shape or
+    dtype to Chainer's own function (and its error) before they build a
+    node, so Chainer's per-call type check, which describes every input for
+    a ``check_type_forward`` these nodes do not define, is skipped.
+    """
+
+    def _check_data_type_forward(self, in_data):
+        pass
 
 
 def reference_backward(node: chainer.FunctionNode, indexes, grad_outputs,

@@ -17,10 +17,10 @@ import chainer
 import chainer.functions as F
 import numpy
 
-from gan_trainer.ops._common import reference_backward, use_fast, variables
+from gan_trainer.ops._common import FastNode, reference_backward, use_fast, variables
 
 
-class LeakyReLU(chainer.FunctionNode):
+class LeakyReLU(FastNode):
     """``max(x, slope * x)`` for ``0 < slope <= 1``."""
 
     def __init__(self, slope: float):

@@ -45,7 +45,7 @@ from chainer.utils import conv as conv_utils
 from numpy.lib.stride_tricks import as_strided
 
 from gan_trainer.ops import onednn_conv
-from gan_trainer.ops._common import reference_backward, use_fast, variables
+from gan_trainer.ops._common import FastNode, reference_backward, use_fast, variables
 from gan_trainer.ops.activation import activated, check_activation
 
 # One name for every matrix product here, so that a profiler (or the
@@ -273,7 +273,7 @@ def _deconv_phases(x, W, s, p, out_hw) -> numpy.ndarray:
     return y
 
 
-class _ChannelLastNode(chainer.FunctionNode):
+class _ChannelLastNode(FastNode):
     """What the two nodes share: inputs ``(x, W[, b])``, all retained for the
     backward pass, and an output stored channel-last.
 
@@ -290,17 +290,25 @@ class _ChannelLastNode(chainer.FunctionNode):
 
     def forward(self, inputs):
         self.retain_inputs(tuple(range(len(inputs))))
-        y = self._forward_nhwc(*inputs[:2])
-        if len(inputs) == 3:
-            y += inputs[2]
-        return _nchw(y),
+        return self.compute(*inputs),
+
+    def compute(self, x, W, b=None) -> numpy.ndarray:
+        """The forward pass on arrays, no graph (also the first part of a fused block)."""
+        y = self._forward_nhwc(x, W)
+        if b is not None:
+            y += b
+        return _nchw(y)
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
             return reference_backward(self, indexes, grad_outputs, self.reference)
         x, W = (v.array for v in self.get_retained_inputs()[:2])
-        grads = self._backward_nhwc(indexes, x, W, _nhwc(grad_outputs[0].array))
-        return variables(*(g for i, g in enumerate(grads) if i in indexes))
+        grads = self.gradients(indexes, x, W, True, grad_outputs[0].array)
+        return variables(*(grads[i] for i in indexes))
+
+    def gradients(self, indexes, x, W, has_bias: bool, gy) -> tuple:
+        """``(gx, gW, gb)`` on arrays; entries not in ``indexes`` may be None."""
+        return self._backward_nhwc(indexes, x, W, _nhwc(gy))
 
 
 class Convolution2DNumPy(_ChannelLastNode):
@@ -404,8 +412,63 @@ def _array(a):
     return a.array if isinstance(a, chainer.Variable) else a
 
 
+def _readable(x, W) -> tuple:
+    """``x`` and ``W`` as the oneDNN node will read them (the key of its primitives)."""
+    return onednn_conv.readable(_array(x)), onednn_conv.readable(_array(W))
+
+
+def _has_output(x, W, stride, pad) -> bool:
+    """Whether the convolution's output has at least one pixel (else Chainer's error)."""
+    return all(conv_utils.get_conv_outsize(size, k, s, p) >= 1 for size, k, s, p in zip(
+        x.shape[2:], W.shape[2:], _pair(stride), _pair(pad)))
+
+
 def _simple(dilate, groups) -> bool:
     return _pair(dilate) == (1, 1) and groups == 1
+
+
+def _fits(x, W, b, transposed: bool) -> bool:
+    """Whether the shapes are a convolution the fast nodes compute: 4-d ``x`` and
+    ``W`` with matching input channels, a bias of one value per output channel,
+    nothing empty. Anything else goes to Chainer's function, which raises its
+    own error where the call is wrong."""
+    if x.ndim != 4 or W.ndim != 4 or x.size == 0 or W.size == 0:
+        return False
+    ci, co = (W.shape[0], W.shape[1]) if transposed else (W.shape[1], W.shape[0])
+    return x.shape[1] == ci and (b is None or b.shape == (co,))
+
+
+def fast_node(transposed: bool, x, W, b, stride, pad, outsize=None, *, activation=None,
+              slope=0.2) -> chainer.FunctionNode | None:
+    """The fast node for this convolution (not yet applied), or None for Chainer's function.
+
+    A :class:`~.onednn_conv.ConvolutionDNNL` where oneDNN takes the call
+    (it applies ``activation`` itself); else the NumPy node, which leaves
+    the activation to the caller. The caller has checked ``dilate``,
+    ``groups`` and ``cover_all``.
+    """
+    if (not use_fast(x, W, b) or not _fits(x, W, b, transposed)
+            or not (transposed or _has_output(x, W, stride, pad))):
+        return None
+    if onednn_conv.available(x, W, b):
+        s, p = _pair(stride), _pair(pad)
+        size = deconv_outsize(x.shape[2:], W.shape[2:], s, p, outsize) if transposed else None
+        prob = onednn_conv.problem(transposed, *_readable(x, W), b is not None, s, p, size,
+                                   activation, slope)
+        if prob is not None:
+            return onednn_conv.ConvolutionDNNL(s, p, transposed=transposed, outsize=size,
+                                               activation=activation, slope=slope, problem=prob)
+    if transposed:
+        return Deconvolution2DNumPy(stride, pad, outsize)
+    keep = chainer.config.enable_backprop and getattr(W, 'requires_grad', False)
+    return Convolution2DNumPy(stride, pad, keep_cols=keep)
+
+
+def _apply(node, x, W, b, activation, slope):
+    y, = node.apply((x, W) if b is None else (x, W, b))
+    if isinstance(node, onednn_conv.ConvolutionDNNL):
+        return y
+    return activated(y, activation, slope)
 
 
 def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, groups=1,
@@ -415,9 +478,9 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, 
     Takes the fast path for NumPy float32/float64 inputs with ``dilate=1``,
     ``groups=1`` and ``cover_all=False``: oneDNN for float32 where it loads
     (:mod:`.onednn_conv`), else this module's NumPy node; otherwise calls
-    Chainer's function (so CuPy inputs get cuDNN). The output is stored
-    channel-last, which the package's other fast functions read without
-    copying.
+    Chainer's function (so CuPy inputs get cuDNN, and a wrong shape gets
+    Chainer's error). The output is stored channel-last, which the
+    package's other fast functions read without copying.
 
     Args:
         activation: None, or ``'relu'``, ``'leaky_relu'`` or ``'tanh'``
@@ -426,22 +489,14 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, *, cover_all=False, dilate=1, 
         slope: LeakyReLU's slope, ``0 < slope <= 1``.
     """
     check_activation(activation, slope)
-    if cover_all or not _simple(dilate, groups) or not use_fast(x, W, b):
+    node = None
+    if not cover_all and _simple(dilate, groups):
+        node = fast_node(False, x, W, b, stride, pad, activation=activation, slope=slope)
+    if node is None:
         y = F.convolution_2d(x, W, b, stride, pad, cover_all=cover_all,
                              dilate=dilate, groups=groups)
         return activated(y, activation, slope)
-    args = (x, W) if b is None else (x, W, b)
-    if onednn_conv.available(x, W, b):
-        s, p = _pair(stride), _pair(pad)
-        prob = onednn_conv.problem(False, _array(x), _array(W), b is not None, s, p, None,
-                                   activation, slope)
-        if prob is not None:
-            y, = onednn_conv.ConvolutionDNNL(s, p, activation=activation, slope=slope,
-                                             problem=prob).apply(args)
-            return y
-    keep = chainer.config.enable_backprop and getattr(W, 'requires_grad', False)
-    y, = Convolution2DNumPy(stride, pad, keep_cols=keep).apply(args)
-    return activated(y, activation, slope)
+    return _apply(node, x, W, b, activation, slope)
 
 
 def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, groups=1,
@@ -452,19 +507,10 @@ def deconvolution_2d(x, W, b=None, stride=1, pad=0, outsize=None, *, dilate=1, g
     ``(C_in, C_out, kh, kw)``.
     """
     check_activation(activation, slope)
-    if not _simple(dilate, groups) or not use_fast(x, W, b):
+    node = None
+    if _simple(dilate, groups):
+        node = fast_node(True, x, W, b, stride, pad, outsize, activation=activation, slope=slope)
+    if node is None:
         y = F.deconvolution_2d(x, W, b, stride, pad, outsize, dilate=dilate, groups=groups)
         return activated(y, activation, slope)
-    args = (x, W) if b is None else (x, W, b)
-    if onednn_conv.available(x, W, b):
-        s, p = _pair(stride), _pair(pad)
-        size = deconv_outsize(x.shape[2:], W.shape[2:], s, p, outsize)
-        prob = onednn_conv.problem(True, _array(x), _array(W), b is not None, s, p, size,
-                                   activation, slope)
-        if prob is not None:
-            y, = onednn_conv.ConvolutionDNNL(s, p, transposed=True, outsize=size,
-                                             activation=activation, slope=slope,
-                                             problem=prob).apply(args)
-            return y
-    y, = Deconvolution2DNumPy(stride, pad, outsize).apply(args)
-    return activated(y, activation, slope)
+    return _apply(node, x, W, b, activation, slope)

@@ -16,6 +16,17 @@ package's nodes need, with no compiler at install time:
 * :func:`cached` keeps primitives per key (the shapes, strides and
   options of a call), so a training step re-creates none of them.
 
+**Threads.** Python threads may call the nodes at the same time (a
+data-loading thread, a server answering requests with one generator). A
+primitive's memory objects are shared by every call of it, so
+:meth:`Primitive.run` sets their data handles and executes under the
+primitive's own lock (``ctypes`` releases the GIL during the call, so
+without the lock a second thread could swap the buffers of a running
+one); every thread executes on a stream of its own (oneDNN does not
+promise that one stream may be used by several threads at once); and
+loading the library and building a cached primitive happen under a
+module lock, once.
+
 Handles are opaque pointers: every function that takes or returns one has
 its ``argtypes``/``restype`` set (a pointer truncated to a C ``int``
 crashes the process). Only ``dnnl_dims_t`` (``int64_t[12]``) and
@@ -31,6 +42,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import threading
 import warnings
 
 import numpy
@@ -136,7 +148,7 @@ class DNNLError(RuntimeError):
 
 
 class _Library:
-    """The loaded ``libdnnl``, with one CPU engine and one stream."""
+    """The loaded ``libdnnl``, with one CPU engine and a stream per thread."""
 
     def __init__(self, path: str):
         self.path = path
@@ -145,9 +157,24 @@ class _Library:
             fn = getattr(self.cdll, name)
             fn.restype, fn.argtypes = restype, argtypes
             setattr(self, name[len('dnnl_'):], fn)
-        self.engine, self.stream = _p(), _p()
+        self.engine = _p()
         self.check(self.engine_create(ctypes.byref(self.engine), 1, 0), 'engine_create')  # cpu
-        self.check(self.stream_create(ctypes.byref(self.stream), self.engine, 1), 'stream_create')
+        self._local = threading.local()
+        self._local.stream = self._new_stream()  # a failure shows at load time
+
+    def _new_stream(self):
+        stream = _p()
+        self.check(self.stream_create(ctypes.byref(stream), self.engine, 1), 'stream_create')
+        return stream
+
+    @property
+    def stream(self):
+        """This thread's stream (created on its first use, kept for the thread's life)."""
+        try:
+            return self._local.stream
+        except AttributeError:
+            self._local.stream = stream = self._new_stream()
+            return stream
 
     def check(self, status: int, what: str) -> None:
         if status != SUCCESS:
@@ -156,6 +183,8 @@ class _Library:
 
 _LIB: _Library | None = None
 _TRIED = False
+# Held while the library loads and while a cached primitive is built.
+_LOCK = threading.RLock()
 
 
 def library_path() -> str | None:
@@ -183,11 +212,18 @@ def library() -> _Library | None:
     (on x86-64 Linux, where ``setup.py`` installs the wheel) one warning
     says so, once per process, and the NumPy functions run instead.
     """
-    global _LIB, _TRIED
     if _TRIED:
         return _LIB
-    _TRIED = True
+    with _LOCK:
+        return _load(stacklevel=3)
+
+
+def _load(stacklevel: int) -> _Library | None:
+    global _LIB, _TRIED
+    if _TRIED:  # another thread loaded it while this one waited
+        return _LIB
     if not supported_platform() or os.environ.get(ENV_SWITCH, '1').strip().lower() in _OFF:
+        _TRIED = True
         return None
     path = library_path()
     try:
@@ -197,10 +233,11 @@ def library() -> _Library | None:
         _LIB = _Library(path)
     except (OSError, AttributeError, DNNLError) as e:
         warnings.warn(f'gan_trainer.ops: oneDNN not used ({e}); the NumPy functions run instead',
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=stacklevel)
         _LIB = None
     else:
         threads.apply_after_load()
+    _TRIED = True
     return _LIB
 
 
@@ -270,7 +307,7 @@ class Primitive:
             *(_ExecArg(ARG[n], m.value) for n, m in zip(args, self.memories)))
         self._set = lib.memory_set_data_handle
         self._execute = lib.primitive_execute
-        self._stream = lib.stream
+        self._lock = threading.Lock()  # the memories are shared: see the module docstring
 
     def arg_desc(self, name: str):
         """The memory descriptor the primitive expects for argument ``name``."""
@@ -288,10 +325,16 @@ class Primitive:
         return s.value.decode()
 
     def run(self, *buffers) -> None:
-        """Executes on ``buffers`` (NumPy arrays in the layouts described, in ``args`` order)."""
-        for mem, buf in zip(self.memories, buffers):
-            self._set(mem, buf.ctypes.data)
-        status = self._execute(self.handle, self._stream, len(self.memories), self.exec_args)
+        """Executes on ``buffers`` (NumPy arrays in the layouts described, in ``args`` order).
+
+        The caller guarantees the layouts (the nodes build a primitive for
+        the strides they are given, and copy what oneDNN cannot read).
+        """
+        stream = _LIB.stream
+        with self._lock:
+            for mem, buf in zip(self.memories, buffers):
+                self._set(mem, buf.ctypes.data)
+            status = self._execute(self.handle, stream, len(self.memories), self.exec_args)
         if status != SUCCESS:
             _LIB.check(status, 'primitive_execute')
 
@@ -317,9 +360,12 @@ def cached(key, make):
         return _CACHE[key]
     except KeyError:
         pass
-    try:
-        value = make()
-    except DNNLError:
-        value = None
-    _CACHE[key] = value
+    with _LOCK:
+        if key in _CACHE:  # built by another thread meanwhile
+            return _CACHE[key]
+        try:
+            value = make()
+        except DNNLError:
+            value = None
+        _CACHE[key] = value
     return value

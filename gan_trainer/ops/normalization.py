@@ -38,6 +38,7 @@ import numpy
 from chainer.backends import cuda
 
 from gan_trainer.ops._common import (
+    FastNode,
     as_rows,
     from_rows,
     reference_backward,
@@ -54,7 +55,7 @@ from gan_trainer.ops.activation import (
 )
 
 
-class BatchNormalizationNumPy(chainer.FunctionNode):
+class BatchNormalizationNumPy(FastNode):
     """Training-mode batch normalization over all axes but axis 1, then
     ``activation`` (None, ``'relu'`` or ``'leaky_relu'``) in the same node."""
 
@@ -69,7 +70,16 @@ class BatchNormalizationNumPy(chainer.FunctionNode):
 
     def forward(self, inputs):
         self.retain_inputs((0, 1, 2))
-        x, gamma, beta = inputs
+        if self.activation is not None:
+            # The backward pass needs only this output (the activation's).
+            self.retain_outputs((0,))
+        return self.normalize(*inputs),
+
+    def normalize(self, x, gamma, beta) -> numpy.ndarray:
+        """The forward pass on arrays, no graph; keeps what :meth:`gradients` needs.
+
+        Also the second part of a fused block (:mod:`.blocks`).
+        """
         rows = as_rows(x)                      # (M, C)
         m = rows.shape[0]
         mean = rows.mean(axis=0)
@@ -80,10 +90,8 @@ class BatchNormalizationNumPy(chainer.FunctionNode):
         y = x_hat * gamma
         y += beta
         if self.activation is not None:
-            # In place: the separate node's pass and array are saved; the
-            # backward pass needs only this output.
+            # In place: the separate node's pass and array are saved.
             activate_in_place(y, self.activation, self.slope)
-            self.retain_outputs((0,))
         self.x_hat, self.inv_std = x_hat, inv_std
         if self.running_mean is not None:
             d = self.decay
@@ -91,31 +99,36 @@ class BatchNormalizationNumPy(chainer.FunctionNode):
             self.running_mean += (1 - d) * mean
             self.running_var *= d
             self.running_var += (1 - d) * (m / max(m - 1, 1)) * var
-        return from_rows(y, x.shape),
+        return from_rows(y, x.shape)
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
             return reference_backward(self, indexes, grad_outputs, self.reference)
         gamma = self.get_retained_inputs()[1].array
-        gy = grad_outputs[0].array
+        y = self.get_retained_outputs()[0].array if self.activation is not None else None
+        grads = self.gradients(gamma, grad_outputs[0].array, y, 0 in indexes)
+        return variables(*(grads[i] for i in indexes))
+
+    def gradients(self, gamma, gy, y, need_x: bool) -> tuple:
+        """``(gx, ggamma, gbeta)`` on arrays (``gx`` None unless ``need_x``); ``y`` is
+        the output, which the activation's derivative needs (None without one)."""
         if self.activation is not None:
-            gy = activation_grad(self.get_retained_outputs()[0].array, gy, self.activation,
-                                 self.slope)
+            gy = activation_grad(y, gy, self.activation, self.slope)
+        shape = gy.shape
         gy = as_rows(gy)
         x_hat = self.x_hat
         m = gy.shape[0]
         gbeta = gy.sum(axis=0)
         ggamma = numpy.einsum('ij,ij->j', gy, x_hat)
         gx = None
-        if 0 in indexes:
+        if need_x:
             # gx = gamma * inv_std * (gy - (x_hat * ggamma + gbeta) / m)
             gx = x_hat * (ggamma / -m)
             gx -= gbeta / m
             gx += gy
             gx *= gamma * self.inv_std
-            gx = from_rows(gx, grad_outputs[0].shape)
-        grads = {0: gx, 1: ggamma.astype(gamma.dtype, copy=False), 2: gbeta}
-        return variables(*(grads[i] for i in indexes))
+            gx = from_rows(gx, shape)
+        return gx, ggamma.astype(gamma.dtype, copy=False), gbeta
 
     def reference(self, x, gamma, beta):
         y = F.batch_normalization(x, gamma, beta, eps=self.eps)
@@ -235,10 +248,12 @@ def batch_normalization(x, gamma, beta, *, eps: float = 2e-5, running_mean=None,
     check_activation(activation, slope)
     if activation == 'tanh':
         raise ValueError("batch_normalization fuses 'relu' and 'leaky_relu' only")
-    if x.ndim >= 2 and use_fast_cupy(x, gamma, beta):
+    if x.ndim >= 2 and use_fast_cupy(x, gamma, beta) and gamma.shape == beta.shape == (
+            x.shape[1],):
         y, = BatchNormalizationCuPy(eps, running_mean, running_var, decay).apply((x, gamma, beta))
         return activated(y, activation, slope)
-    if not use_fast(x, gamma, beta) or x.ndim < 2:
+    if (not use_fast(x, gamma, beta) or x.ndim < 2
+            or not gamma.shape == beta.shape == (x.shape[1],)):  # Chainer's error
         y = F.batch_normalization(x, gamma, beta, eps=eps, running_mean=running_mean,
                                   running_var=running_var, decay=decay)
         return activated(y, activation, slope)

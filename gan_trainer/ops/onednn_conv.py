@@ -30,10 +30,23 @@ for:
 * **Cache.** Primitives are built once per shape, layout and option
   (:func:`.dnnl.cached`); a training step re-creates none.
 
+* **Inputs checked.** oneDNN reads an array through the strides it is
+  described with and checks nothing else, so a wrong length or layout
+  would be read past its end or as garbage. The public functions in
+  :mod:`.conv` send anything of the wrong rank, channel count, bias length
+  or dtype to Chainer's function (which raises its own error); here every
+  array a primitive reads (``x``, ``W``, ``b``, and the output gradient in
+  the backward pass) goes through :func:`readable`, which passes it
+  through when its strides can be read as they are and copies it
+  (C-contiguous) when they cannot: a broadcast (zero strides), a flipped
+  (negative strides), overlapping or misaligned view, and a bias that is
+  not contiguous (its descriptor is a plain vector).
+
 Double backprop (gradient penalties) differentiates Chainer's own
 functions at the retained inputs, as the NumPy nodes do. The public
 functions in :mod:`.conv` choose these nodes when :func:`available`; see
-there for the fallbacks.
+there for the fallbacks. Several threads may call them at once
+(:mod:`.dnnl`).
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ import numpy
 from chainer.utils import conv as conv_utils
 
 from gan_trainer.ops import dnnl
-from gan_trainer.ops._common import onednn_enabled, reference_backward, variables
+from gan_trainer.ops._common import FastNode, onednn_enabled, reference_backward, variables
 from gan_trainer.ops.activation import activate, activate_in_place, activation_grad
 
 
@@ -60,6 +73,45 @@ def available(*arrays) -> bool:
         if a.dtype != numpy.float32:
             return False
     return dnnl.library() is not None
+
+
+_READABLE: dict = {}  # (shape, strides, itemsize) -> bool; bounded below
+
+
+def _strides_readable(shape, strides, itemsize) -> bool:
+    """Positive whole-element strides, and no two elements at one address: the
+    axes, from the smallest stride, each step over the whole of the ones inside."""
+    extent = itemsize
+    for stride, size in sorted(zip(strides, shape)):
+        if stride <= 0 or stride % itemsize:
+            return False
+        if size > 1:
+            if stride < extent:
+                return False
+            extent = stride * size
+    return True
+
+
+def readable(a: numpy.ndarray, *, contiguous: bool = False) -> numpy.ndarray:
+    """``a`` if oneDNN can read it through its strides, else a C-contiguous copy.
+
+    Copied: an array with a zero (broadcast), negative (flipped) or
+    fractional stride, with elements that overlap, or with a misaligned
+    start; with ``contiguous``, anything not C-contiguous (the bias, whose
+    descriptor is a plain vector). Channel-last maps and other
+    permutations or strided slices of a buffer are read in place.
+    """
+    if a.flags.c_contiguous and a.flags.aligned:
+        return a
+    if contiguous or not a.flags.aligned:
+        return numpy.ascontiguousarray(a)
+    key = (a.shape, a.strides, a.itemsize)
+    ok = _READABLE.get(key)
+    if ok is None:
+        if len(_READABLE) > 4096:
+            _READABLE.clear()
+        ok = _READABLE[key] = _strides_readable(a.shape, a.strides, a.itemsize)
+    return a if ok else numpy.ascontiguousarray(a)
 
 
 def _eltwise(activation, slope):
@@ -253,7 +305,7 @@ def problem(transposed, x, W, has_bias, s, p, outsize, activation, slope):
                                              _eltwise(activation, slope)))
 
 
-class ConvolutionDNNL(chainer.FunctionNode):
+class ConvolutionDNNL(FastNode):
     """``activation(conv(x, W) + b)`` on oneDNN, output channel-last.
 
     Args:
@@ -275,11 +327,22 @@ class ConvolutionDNNL(chainer.FunctionNode):
         self._problem = problem
 
     def forward(self, inputs):
-        x, W = inputs[:2]
-        b = inputs[2] if len(inputs) == 3 else None
+        self.retain_inputs(tuple(range(len(inputs))))
+        y = self.compute(*inputs)
+        if self.activation is not None:
+            self.retain_outputs((0,))
+        return y,
+
+    def compute(self, x, W, b=None) -> numpy.ndarray:
+        """The forward pass on arrays, no graph: ``activation(conv(x, W) + b)``.
+
+        Also the first part of a fused block (:mod:`.blocks`), which then
+        calls :meth:`gradients` itself.
+        """
+        x, W = readable(x), readable(W)
+        b = None if b is None else readable(b, contiguous=True)
         prob = self._problem or problem(self.transposed, x, W, b is not None, self.s, self.p,
                                         self.outsize, self.activation, self.slope)
-        self.retain_inputs(tuple(range(len(inputs))))
         y = prob.new_output()
         xb = prob.fwd_x.into(x)
         self._x_blocked = xb if prob.fwd_x.reorder is not None else None
@@ -290,28 +353,34 @@ class ConvolutionDNNL(chainer.FunctionNode):
         if self.activation is not None and not prob.fused:
             activate_in_place(y, self.activation, self.slope)
         self._problem = prob
-        if self.activation is not None:
-            self.retain_outputs((0,))
-        return y,
+        return y
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
             return reference_backward(self, indexes, grad_outputs, self.reference)
-        try:
-            return self._backward(indexes, grad_outputs)
-        except dnnl.DNNLError:  # a backward primitive oneDNN cannot build: Chainer's way
-            with chainer.using_config('enable_backprop', True):
-                grads = reference_backward(self, indexes, grad_outputs, self.reference)
-            return variables(*(None if g is None else g.array for g in grads))
-
-    def _backward(self, indexes, grad_outputs):
         inputs = self.get_retained_inputs()
-        x, W = inputs[0].array, inputs[1].array
-        has_bias = len(inputs) == 3
         gy = grad_outputs[0].array
         if self.activation is not None:
             y = self.get_retained_outputs()[0].array
             gy = activation_grad(y, gy, self.activation, self.slope)
+        try:
+            grads = self.gradients(indexes, inputs[0].array, inputs[1].array, len(inputs) == 3,
+                                   gy)
+        except dnnl.DNNLError:  # a backward primitive oneDNN cannot build: Chainer's way
+            with chainer.using_config('enable_backprop', True):
+                grads = reference_backward(self, indexes, grad_outputs, self.reference)
+            return variables(*(None if g is None else g.array for g in grads))
+        return variables(*(grads[i] for i in indexes))
+
+    def gradients(self, indexes, x, W, has_bias: bool, gy) -> tuple:
+        """``(gx, gW, gb)`` on arrays from the gradient ``gy`` of the convolution's
+        output *before* the activation; an entry not in ``indexes`` is None.
+
+        Raises:
+            DNNLError: When oneDNN cannot build a backward primitive.
+        """
+        x, W = readable(x), readable(W)
+        gy = readable(gy.astype(numpy.float32, copy=False))
         prob = self._problem
         gx = gW = gb = None
         if 0 in indexes:
@@ -332,8 +401,7 @@ class ConvolutionDNNL(chainer.FunctionNode):
             prim.run(*args)
             op_gw.out(buf, gW)
         self._x_blocked = None
-        grads = {0: gx, 1: gW, 2: gb}
-        return variables(*(grads[i] for i in indexes))
+        return gx, gW, gb
 
     def reference(self, x, W, b=None):
         if self.transposed:
@@ -341,3 +409,52 @@ class ConvolutionDNNL(chainer.FunctionNode):
         else:
             y = F.convolution_2d(x, W, b, self.s, self.p)
         return activate(y, self.activation, self.slope)
+
+
+def _like(shape, strides, rng) -> numpy.ndarray:
+    """A float32 array of random values with exactly these strides (bytes)."""
+    extent = sum((d - 1) * st for d, st in zip(shape, strides)) // 4 + 1
+    base = rng.standard_normal(extent).astype(numpy.float32)
+    return numpy.lib.stride_tricks.as_strided(base, shape, strides)
+
+
+def team_independent(teams, set_team) -> bool:
+    """Whether every cached convolution gives the same bits with each team size.
+
+    oneDNN's kernels split their work among the OpenMP threads; whether a
+    gradient's sums are added in the same order whatever the number of
+    threads depends on the kernel (and so on the CPU and the shapes). This
+    runs each cached primitive's forward, backward-data and backward-weights
+    passes on random inputs in the layouts it was built for, once with each
+    team size (``set_team(n)``), and compares the results bit for bit.
+    :class:`gan_trainer.extensions.TeamTuner` changes the team during a run
+    only when this holds, so that its choice never changes a number.
+    """
+    problems = [(key, prob) for key, prob in list(dnnl._CACHE.items())
+                if key[0] == 'conv' and prob is not None]
+    if not problems:
+        return False
+    rng = numpy.random.default_rng(0)
+    for key, prob in problems:
+        _, _, transposed, x_shape, x_strides, w_shape, w_strides, has_bias, s, p, out_hw, \
+            act, slope = key
+        x = _like(x_shape, x_strides, rng)
+        W = _like(w_shape, w_strides, rng)
+        b = rng.standard_normal(prob.out_shape[1]).astype(numpy.float32) if has_bias else None
+        gy = rng.standard_normal(prob.out_shape).astype(numpy.float32)
+        results = []
+        for n in teams:
+            set_team(n)
+            node = ConvolutionDNNL(s, p, transposed=transposed, outsize=out_hw if transposed
+                                   else None, activation=act, slope=slope, problem=prob)
+            try:
+                y = node.compute(x, W, b)
+                grads = node.gradients((0, 1, 2), x, W, has_bias, gy)
+            except dnnl.DNNLError:
+                return False
+            results.append([y, *(g for g in grads if g is not None)])
+        first = results[0]
+        for other in results[1:]:
+            if not all(numpy.array_equal(a, c) for a, c in zip(first, other)):
+                return False
+    return True

@@ -25,7 +25,7 @@ import chainer
 import chainer.functions as F
 import numpy
 
-from gan_trainer.ops._common import reference_backward, use_fast, variables
+from gan_trainer.ops._common import FastNode, reference_backward, use_fast, variables
 
 #: The four corners of each 2x2 window, in the order of Chainer's argmax.
 _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
@@ -47,7 +47,7 @@ def _corners(x: numpy.ndarray) -> list[numpy.ndarray]:
     return [x[:, :, i:h:2, j:w:2] for i, j in _CORNERS]
 
 
-class MaxPooling2x2(chainer.FunctionNode):
+class MaxPooling2x2(FastNode):
     """``max`` over each 2x2 window, stride 2, no padding."""
 
     def forward(self, inputs):
@@ -82,7 +82,7 @@ class MaxPooling2x2(chainer.FunctionNode):
         return variables(gx)
 
 
-class AveragePooling2x2(chainer.FunctionNode):
+class AveragePooling2x2(FastNode):
     """The mean of each 2x2 window, stride 2, no padding."""
 
     def forward(self, inputs):
@@ -106,9 +106,14 @@ class AveragePooling2x2(chainer.FunctionNode):
         return variables(gx)
 
 
+def _fits(x) -> bool:
+    """Maps the fast nodes pool: NumPy float, 4-d, both sides at least 2 (else Chainer's)."""
+    return use_fast(x) and x.ndim == 4 and min(x.shape[2:]) >= 2
+
+
 def max_pooling_2x2(x):
     """Drop-in for ``F.max_pooling_2d(x, 2, stride=2, cover_all=False)``, fast on NumPy."""
-    if not use_fast(x):
+    if not _fits(x):
         return chainer_max_pooling_2x2(x)
     y, = MaxPooling2x2().apply((x,))
     return y
@@ -120,7 +125,7 @@ def average_pooling_2x2(x):
     For odd sides this floors like :func:`max_pooling_2x2`, where Chainer's
     average pooling (which has no ``cover_all`` of its own) also floors.
     """
-    if not use_fast(x):
+    if not _fits(x):
         return chainer_average_pooling_2x2(x)
     y, = AveragePooling2x2().apply((x,))
     return y

@@ -21,10 +21,21 @@ images per second. The policy, applied once, when oneDNN is first loaded
   linear layers, which gain little from a second thread and lose more to
   the hand-over.
 
+* OpenMP's team gets the cores the process may use (its CPU affinity),
+  divided among the processes of the run on this machine
+  (:func:`share_cores`: the data-parallel ranks, and the image-loader
+  workers of each): an OpenMP team waits at every barrier for its slowest
+  thread, so a team with more threads than the cores left to it runs a
+  layer slower than one thread would. :func:`~gan_trainer.run.build_trainer`
+  calls it once it knows both counts; a process that never calls it uses
+  all the cores it may.
+
 ``benchmarks/threads.py`` measures this against passive and active
 OpenMP waiting, two OpenBLAS threads, one thread each and both libraries'
-defaults on the default network, alternating (benchmarks/RESULTS.md: the
-defaults ran at less than half this policy's speed). A setting
+defaults on the default network, alternating, alone or beside a busy
+process (benchmarks/RESULTS.md: the defaults ran at less than half this
+policy's speed); ``benchmarks/onednn_layers.py --contention`` times the
+layers with each team size, alone and beside a busy process. A setting
 the user made (``OMP_WAIT_POLICY``, ``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``) is left as it is, and
 ``GAN_TRAINER_THREADS=0`` leaves everything alone.
@@ -32,6 +43,7 @@ the user made (``OMP_WAIT_POLICY``, ``OPENBLAS_NUM_THREADS``,
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 #: Environment variable that turns the policy off (``0``).
@@ -40,6 +52,9 @@ _BLAS_VARS = ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')
 
 #: What :func:`apply_after_load` did to BLAS (None: nothing yet), for reports.
 blas_limited_to: int | None = None
+#: OpenMP threads :func:`share_cores` asked for (None: not called, or left alone).
+team: int | None = None
+_LOADED = False  # oneDNN (and so libgomp) is loaded: a team size applies at once
 
 
 def enabled() -> bool:
@@ -57,13 +72,72 @@ def apply_before_load() -> None:
         os.environ.setdefault('GOMP_SPINCOUNT', SPINCOUNT)
 
 
-def apply_after_load(blas_threads: int = 1) -> None:
-    """Limits OpenBLAS (and any BLAS NumPy loaded) to ``blas_threads`` threads.
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity mask; the CPU count without one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
-    Does nothing when the policy is off, when the user set a BLAS thread
-    count in the environment, or without ``threadpoolctl``.
+
+def team_size(processes: int = 1, cores: int | None = None) -> int:
+    """OpenMP threads for one of ``processes`` busy processes sharing ``cores``
+    (this process's available cores by default): at least 1."""
+    cores = available_cores() if cores is None else cores
+    return max(1, cores // max(1, processes))
+
+
+def share_cores(*, ranks: int = 1, loaders: int = 0) -> int | None:
+    """Sizes oneDNN's OpenMP team for a run's processes on this machine.
+
+    Args:
+        ranks: Processes of a data-parallel run on this machine (MPI ranks).
+        loaders: Image-loader worker processes of each rank.
+
+    Returns:
+        The team size asked for, or None when the user's ``OMP_NUM_THREADS``
+        (or ``GAN_TRAINER_THREADS=0``) decides.
     """
-    global blas_limited_to
+    global team
+    if not enabled() or 'OMP_NUM_THREADS' in os.environ:
+        return None
+    team = team_size(ranks * (1 + loaders))
+    if _LOADED:
+        _set_omp_threads(team)
+    return team
+
+
+def onednn_loaded() -> bool:
+    """Whether oneDNN (and with it libgomp) is loaded in this process."""
+    return _LOADED
+
+
+def set_team(n: int) -> None:
+    """Sets oneDNN's OpenMP team to ``n`` threads from now on (once oneDNN is loaded;
+    :class:`gan_trainer.extensions.TeamTuner` uses it). Leaves :data:`team` as it is."""
+    if _LOADED:
+        _set_omp_threads(n)
+
+
+def _set_omp_threads(n: int) -> None:
+    # The libgomp oneDNN was loaded with (the same soname: dlopen returns it).
+    try:
+        ctypes.CDLL('libgomp.so.1').omp_set_num_threads(int(n))
+    except (OSError, AttributeError):  # pragma: no cover - oneDNN loaded it
+        pass
+
+
+def apply_after_load(blas_threads: int = 1) -> None:
+    """Applies the OpenMP team size (:func:`share_cores`) and limits OpenBLAS
+    (and any BLAS NumPy loaded) to ``blas_threads`` threads.
+
+    The BLAS limit is not set when the policy is off, when the user set a
+    BLAS thread count in the environment, or without ``threadpoolctl``.
+    """
+    global blas_limited_to, _LOADED
+    _LOADED = True
+    if team is not None:
+        _set_omp_threads(team)
     if not enabled() or any(v in os.environ for v in _BLAS_VARS):
         return
     try:

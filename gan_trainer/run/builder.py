@@ -17,8 +17,10 @@ has passed (``config.json`` is written by ``run()``):
    remains of interrupted writes removed) and the snapshot to resume
    (``resume='auto'``: the newest complete one, damaged ones moved aside);
 2. the data (``Data``), its size against the machine's memory, and a
-   resumed run's ``config.json`` against this config: options that change
-   the networks or the data must match;
+   resumed run's ``config.json`` against this config: a resume is the same
+   run, so only the options declared ``resume='free'`` may differ, and
+   those declared ``'ask'`` when ``allow_change`` names them (see
+   :func:`~gan_trainer.run.resume.check_resumed_options`);
 3. the networks, their moving average, the optimizers, the iterators
    (loader processes for folders of images) and the
    :class:`~gan_trainer.GANUpdater`;
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Callable
@@ -49,6 +52,7 @@ from gan_trainer.device import get_device
 from gan_trainer.ema import GeneratorEMA, generator_to_show
 from gan_trainer.iterators import train_iterator
 from gan_trainer.nets import default_n_stages
+from gan_trainer.ops.threads import share_cores
 from gan_trainer.penalties import get_penalty
 from gan_trainer.run import memory
 from gan_trainer.run.config import ConfigError, RunConfig
@@ -70,7 +74,7 @@ from gan_trainer.run.parts import (
     z_sampler,
 )
 from gan_trainer.run.record import RunRecord
-from gan_trainer.run.resume import check_same_networks, previous_record, resume_point
+from gan_trainer.run.resume import check_resumed_options, previous_record, resume_point
 from gan_trainer.run.trainer import RunTrainer
 
 #: Where a message line goes: the command prefixes its name; the default prints it.
@@ -103,8 +107,7 @@ def build_trainer(config: RunConfig, *, gen: chainer.Link | None = None,
             folder): exit status 2 in the command.
         ResourceError: Not enough memory or disk for the run: exit status 4.
     """
-    if (gen is None) != (dis is None):
-        raise ValueError('build_trainer needs both gen and dis, or neither')
+    _check_arguments(config, gen, dis, data, comm, log)
     say = log or (lambda line: None)
     if comm is None and config.communicator is not None:
         comm = _start_distributed(config)
@@ -160,6 +163,7 @@ class _RunData:
     test: Any
     quality: Any  # (reference images, feature network) for the quality report, or None
     resumed_at: int
+    changes: tuple  # the options resumes changed, for config.json
 
 
 def _data(config, group, resume, *, gen, data, say) -> tuple[RunConfig, _RunData]:
@@ -167,9 +171,11 @@ def _data(config, group, resume, *, gen, data, say) -> tuple[RunConfig, _RunData
     with group.agreeing():
         resumed_at = snapshot_iteration(resume) if resume else 0
         previous = previous_record(resume)
+        changes = ()
         if previous is not None:
-            check_same_networks(config, previous.config, resume,
-                                previous.gen.get('size'))
+            changes = previous.changes + check_resumed_options(
+                config, previous.config, resume, side=previous.gen.get('size'),
+                iteration=resumed_at)
         if data is None and group.lead:
             memory.require(memory.data_bytes(config), _named(config, 'size', 'dataset'),
                            'use a smaller --size')
@@ -202,7 +208,7 @@ def _data(config, group, resume, *, gen, data, say) -> tuple[RunConfig, _RunData
                           f'training images; using {len(train)}', RunWarning, stacklevel=3)
         config = config.replace(batchsize=len(train))
     say(_summary(facts, len(train) * group.size, len(test) * group.size))
-    return config, _RunData(facts, train, test, quality, resumed_at)
+    return config, _RunData(facts, train, test, quality, resumed_at, changes)
 
 
 def _networks(config, group, device, facts, *, gen, dis):
@@ -240,8 +246,10 @@ def _updater(config, group, device, run_data, gen, dis, ema):
         seed = rank_seed(config.seed, group.rank)  # each process its own z and data order
     else:
         seed = config.seed
-    train_iter = train_iterator(run_data.train, config.batchsize, seed=seed,
-                                n_processes=loader_processes(config, run_data.facts, group))
+    loaders = loader_processes(config, run_data.facts, group)
+    train_iter = train_iterator(run_data.train, config.batchsize, seed=seed, n_processes=loaders)
+    # The run's processes on this machine share its cores (oneDNN's team).
+    share_cores(ranks=group.comm.intra_size if group.parallel else 1, loaders=loaders)
     updater = GANUpdater(
         train_iter, optimizers, device=device, loss=make_loss(config), n_dis=config.n_dis,
         order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,
@@ -262,7 +270,8 @@ def _trainer(config, group, folder, run_data, updater, net_configs, *, say) -> R
         iterations = math.ceil(config.epoch * len(train) / (config.batchsize * config.n_dis))
     record = RunRecord.of(config, *net_configs, classes=facts['class_names'], data={
                               'name': facts['name'], 'train': len(train) * group.size,
-                              'test': len(test) * group.size, 'shape': list(facts['shape'])})
+                              'test': len(test) * group.size, 'shape': list(facts['shape'])},
+                          changes=run_data.changes)
     return RunTrainer(updater, (iterations, 'iteration'), folder=folder, record=record,
                       group=group, resumed_at=run_data.resumed_at, log=say)
 
@@ -298,6 +307,55 @@ def _resume(trainer, folder, group, resume, later) -> None:
 
 
 # ------------------------------------------------------------------ steps
+
+
+def _check_arguments(config, gen, dis, data, comm, log) -> None:
+    """One line for an argument of the wrong kind, before anything is touched.
+
+    Raises:
+        TypeError: For an argument of the wrong type (naming it).
+        ValueError: For gen without dis, or data that has no images.
+    """
+    def wrong(name, expected, value):
+        raise TypeError(f'build_trainer: {name} must be {expected}, got '
+                        f'{type(value).__name__} {_short(value)}')
+
+    if not isinstance(config, RunConfig):
+        wrong('config', 'a gan_trainer.run.RunConfig', config)
+    if (gen is None) != (dis is None):
+        raise ValueError('build_trainer needs both gen and dis, or neither')
+    for name, net in (('gen', gen), ('dis', dis)):
+        if net is not None and not isinstance(net, chainer.Link):
+            wrong(name, 'a chainer.Link (a Chain of your own)', net)
+    if gen is not None and getattr(gen, 'n_hidden', None) is None and (
+            not hasattr(gen, 'make_hidden')):
+        raise ValueError(f'build_trainer: gen ({type(gen).__name__}) needs an n_hidden attribute '
+                         '(the dimension of z) or a make_hidden(batchsize) method')
+    if data is not None:
+        if not isinstance(data, Data):
+            wrong('data', 'a gan_trainer.datasets.Data (wrap your datasets with '
+                          'Data.of(train, test))', data)
+        for part in ('train', 'test'):
+            dataset = getattr(data, part)
+            if not (hasattr(dataset, '__len__') and hasattr(dataset, '__getitem__')):
+                wrong(f'data.{part}', 'a dataset (len() and [i])', dataset)
+            if len(dataset) == 0:
+                raise DatasetError(f'build_trainer: data.{part} is empty')
+        shape = data.shape
+        if not (isinstance(shape, tuple) and len(shape) == 3 and all(
+                isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0
+                for d in shape)):
+            raise DatasetError(f'build_trainer: data.shape must be (C, H, W) of positive '
+                               f'integers, got {shape!r}')
+    if comm is not None and not hasattr(comm, 'mpi_comm'):
+        wrong('comm', 'a ChainerMN communicator', comm)
+    if log is not None and not callable(log):
+        wrong('log', 'a function of one line, or None', log)
+
+
+def _short(value) -> str:
+    text = ' '.join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + '...'
 
 
 def _start_distributed(config: RunConfig):

@@ -9,6 +9,8 @@ nets, each network's optimizer settings must belong to its optimizer.
 
 from __future__ import annotations
 
+from gan_trainer.nets import DiscriminatorOptions, GeneratorOptions
+from gan_trainer.nets.options import run_names
 from gan_trainer.run.options import ConfigError, declared
 
 #: The settings an optimizer may have (:data:`gan_trainer.optimizers.SETTINGS`).
@@ -35,6 +37,8 @@ def check_combinations(config) -> None:
         raise ConfigError('arch', "resnet takes labels by conditional BatchNorm in G and "
                                   "projection in D: use gen_cond 'cbn' and dis_cond "
                                   "'projection'")
+    if config.allow_change and not config.resume:
+        raise ConfigError('allow_change', 'is for a resumed run (resume)')
     _check_schedules(config)
     if config.mnbn and config.communicator is None:
         raise ConfigError('mnbn', 'needs communicator (a data-parallel run under mpiexec)')
@@ -62,11 +66,7 @@ def _check_recipes(config) -> None:
 
     if config.arch == 'resnet':
         defaults = type(config)()
-        for name in ('gen_upsample', 'gen_activation', 'gen_fc', 'gen_project_norm',
-                     'gen_stage_norm', 'init', 'bn_decay', 'bn_eps', 'dis_padding',
-                     'dis_downsample',
-                     'dis_activation', 'dis_fc', 'dis_fc_activation', 'dis_noise',
-                     'dis_dropout', 'dis_bn_gamma', 'ksize', *_DCGAN_ONLY):
+        for name in _NOT_RESNET:
             if getattr(config, name) != getattr(defaults, name):
                 raise ConfigError(name, "is an option of the DCGAN nets, not of arch "
                                         "'resnet'")
@@ -104,13 +104,31 @@ def _check_recipes(config) -> None:
             raise ConfigError(f'{net}_optimizer' if getattr(config, f'{net}_optimizer')
                               else 'optimizer', f'for {net}: {e}') from None
 
-#: Options of the package's (unconditional) DCGAN nets only.
-_DCGAN_ONLY = ('gen_norm', 'dis_out_dim', 'minibatch_discrimination', 'dfm')
+def _run_names(*declared: type, conditional: bool | None = None) -> tuple[str, ...]:
+    """The run names of the nets' declared options (:mod:`gan_trainer.nets.options`), once each."""
+    return tuple(dict.fromkeys(name for cls in declared
+                               for name in run_names(cls, conditional=conditional).values()))
 
-#: Options of the DCGAN discriminator that BEGAN's autoencoder D does not have.
-_NOT_AUTOENCODER = ('spectral_norm', 'dis_downsample', 'dis_activation', 'dis_fc',
-                    'dis_fc_activation', 'dis_noise', 'dis_dropout', 'dis_bn_gamma',
-                    'dis_out_dim', 'minibatch_discrimination', 'dfm')
+
+#: What a run turns into options of the unconditional DCGAN D (build_networks).
+_MADE_INTO_DIS_OPTIONS = ('dis_out_dim', 'minibatch_discrimination', 'dfm')
+
+#: Options of the package's unconditional DCGAN nets only: those declared so, and
+#: those a run makes D's options of.
+_DCGAN_ONLY = (*_run_names(GeneratorOptions, DiscriminatorOptions, conditional=False),
+               *_MADE_INTO_DIS_OPTIONS)
+
+#: Options of the DCGAN nets that the ResNet nets do not have: every declared one
+#: but ``spectral_norm``, which the ResNet D takes too, and ``dis_norm``, which it
+#: has no use for (no BatchNorm in SNGAN's D) but the presets set; and ksize.
+_NOT_RESNET = (*(n for n in _run_names(GeneratorOptions, DiscriminatorOptions)
+                 if n not in ('spectral_norm', 'dis_norm')), 'ksize', *_MADE_INTO_DIS_OPTIONS)
+
+#: Options of the DCGAN discriminator that BEGAN's autoencoder D does not have:
+#: every declared one but ``dis_norm`` (the presets set it), and those a run makes
+#: D's options of.
+_NOT_AUTOENCODER = (*(n for n in _run_names(DiscriminatorOptions) if n != 'dis_norm'),
+                    *_MADE_INTO_DIS_OPTIONS)
 
 #: The losses whose D outputs are not logits: no accuracy, no ADA, no soft labels.
 _NOT_LOGITS = ('began', 'cramer')

@@ -26,22 +26,21 @@ checks again, so a config is valid wherever it is seen::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 from gan_trainer.latent import SAMPLERS
 from gan_trainer.losses import loss_names
-from gan_trainer.nets import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
+from gan_trainer.nets import DiscriminatorOptions, GeneratorOptions
 from gan_trainer.penalties import PENALTIES
+from gan_trainer.rules import above, at_least, between, finite, nonempty
 from gan_trainer.run.checks import check_combinations, optimizer_spec, with_optimizer_settings
 from gan_trainer.run.options import (
     ConfigError,
-    above,
-    at_least,
-    between,
     check_value,
     declared,
-    finite,
     option,
+    resume_rule,
 )
 
 #: Bounds of a NumPy ``RandomState`` seed.
@@ -79,9 +78,20 @@ def _augment_policy(value: str) -> str | None:
     return None
 
 
+def _changeable(names: tuple[str, ...]) -> str | None:
+    fields = declared(RunConfig)
+    for name in names:
+        if name not in fields:
+            return f'{name!r} is not an option of a run'
+        if resume_rule(fields[name]) == 'keep':
+            return (f'{name} shapes the networks, the data or the snapshots, which a resumed '
+                    'run keeps (start a new run in another --out to change it)')
+    return None
+
+
 def _override(net: str, setting: str, checks, *, kind: str = 'float'):
     """A per-network optimizer setting: ``--gen_lr`` (also spelled ``--lr_gen``)."""
-    return option(None, kind=kind, group='optimizer', preset=True, checks=checks,
+    return option(None, kind=kind, group='optimizer', resume='ask', preset=True, checks=checks,
                   flags=(f'--{net}_{setting}', f'--{setting}_{net}'),
                   help=f'{setting} of {"G" if net == "gen" else "D"} only')
 
@@ -99,7 +109,47 @@ PRESET_NAMES = ('default', 'dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 
 DEFAULT_PRESET = 'default'
 
 
+def _network_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """RunConfig's fields for the nets' options: run name -> (annotation, field).
+
+    One per ``run`` name of :class:`~gan_trainer.nets.GeneratorOptions` and
+    :class:`~gan_trainer.nets.DiscriminatorOptions`, in their order, with
+    their default, rule and help; every one changes the networks and is a
+    preset's to set. A name both nets declare (an option they share) is
+    one field.
+    """
+    fields = {}
+    for declared_by in (GeneratorOptions, DiscriminatorOptions):
+        for net_field in dataclasses.fields(declared_by):
+            meta = net_field.metadata
+            if meta['run'] is None or meta['run'] in fields:
+                continue
+            fields[meta['run']] = (net_field.type, option(
+                net_field.default, kind=meta['kind'], group='networks', networks=True,
+                preset=True, choices=meta['choices'], checks=meta['checks'],
+                flags=meta['flags'], help=meta['help']))
+    return fields
+
+
+def _with_network_options(cls):
+    """Puts :func:`_network_fields` into the class body, after ``ksize``.
+
+    Applied before ``dataclass``, so they are fields like the others, in
+    the place the help and ``config.json`` list them.
+    """
+    annotations = {}
+    for name, annotation in inspect.get_annotations(cls).items():
+        annotations[name] = annotation
+        if name == 'ksize':
+            for field_name, (field_annotation, field) in _network_fields().items():
+                annotations[field_name] = field_annotation
+                setattr(cls, field_name, field)
+    cls.__annotations__ = annotations
+    return cls
+
+
 @dataclasses.dataclass(frozen=True)
+@_with_network_options
 class RunConfig:
     """The options of one training run (see the module docstring).
 
@@ -111,7 +161,7 @@ class RunConfig:
 
     # ------------------------------------------------------------ data
     dataset: str = option(
-        'digits', kind='str', group='data', networks=True,
+        'digits', kind='str', group='data', networks=True, checks=[nonempty],
         help="'digits' (built in), 'mnist', 'cifar10' (downloads) or a folder of images")
     size: int | None = option(
         None, kind='int', group='data', networks=True, checks=[at_least(1)],
@@ -119,7 +169,8 @@ class RunConfig:
     gray: bool = option(False, kind='bool', group='data', networks=True,
                         help='convert folder images to one channel')
     loaderjob: int | None = option(
-        None, kind='int', group='data', checks=[at_least(0)], flags=('--loaderjob', '-j'),
+        None, kind='int', group='data', resume='free', checks=[at_least(0)],
+        flags=('--loaderjob', '-j'),
         help='processes that decode folder images ahead of training (default 2, at most '
              'the CPU count); 0 decodes them in the training process')
 
@@ -143,76 +194,10 @@ class RunConfig:
         None, kind='int', group='networks', networks=True, preset=True, choices=(3, 4, 5, 7),
         help='convolution kernel size (default 4 for strided stages, 3 around up- or '
              'downsampling)')
-    gen_upsample: str = option('deconv', kind='str', group='networks', networks=True,
-                               preset=True, choices=UPSAMPLES,
-                               help="how G doubles the side: 'deconv' (transposed "
-                                    "convolution), or 'nearest'/'bilinear' upsampling and a "
-                                    'convolution (no checkerboard artefacts, Odena et al. 2016)')
-    gen_activation: str = option('relu', kind='str', group='networks', networks=True,
-                                 preset=True, choices=tuple(ACTIVATIONS),
-                                 help="G's hidden activation")
-    gen_fc: int | None = option(None, kind='int', group='networks', networks=True,
-                                preset=True, checks=[at_least(1)],
-                                help="a hidden fully connected layer of this width before G's "
-                                     "projection (keras-dcgan's Dense 1024)")
-    gen_project_norm: str = option(
-        'channel', kind='str', group='networks', networks=True, preset=True,
-        choices=('channel', 'unit'),
-        help="what G's first BatchNorm normalises: each channel of the projection's map "
-             "(the DCGAN paper's code) or each unit of the projection over the batch "
-             "(Keras' BatchNormalization after Dense: keras-dcgan, TensorFlow's tutorial)")
-    gen_stage_norm: bool = option(True, kind='bool', group='networks', networks=True,
-                                  preset=True,
-                                  help="BatchNorm after G's upsampling stages (--no-gen_stage_norm: "
-                                       "after the projection only, as keras-dcgan)")
-    gen_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
-                           choices=('batch', 'none'),
-                           help="normalisation in G ('none': BEGAN's G, without BatchNorm)")
-    dis_downsample: str = option('stride', kind='str', group='networks', networks=True,
-                                 preset=True, choices=DOWNSAMPLES,
-                                 help="how D halves the side: 'stride' (stride-2 convolution), "
-                                      "or a stride-1 convolution and 'max_pool'/'avg_pool'")
-    dis_activation: str = option('leaky_relu', kind='str', group='networks', networks=True,
-                                 preset=True, choices=tuple(ACTIVATIONS),
-                                 help="D's hidden activation")
-    dis_fc: int | None = option(None, kind='int', group='networks', networks=True,
-                                preset=True, checks=[at_least(1)],
-                                help="a hidden fully connected layer of this width before D's "
-                                     'logit')
-    dis_fc_activation: str | None = option(
-        None, kind='str', group='networks', networks=True, preset=True,
-        choices=tuple(ACTIVATIONS),
-        help="the activation of D's hidden fully connected layer (default: D's activation)")
-    dis_noise: float = option(0.0, kind='float', group='networks', networks=True, preset=True,
-                              checks=[at_least(0), finite],
-                              help="sigma of Gaussian noise added to D's input and hidden layers "
-                                   "in training (Chainer's DCGAN example: 0.2)")
-    dis_dropout: float = option(0.0, kind='float', group='networks', networks=True,
-                                preset=True, checks=[between(0, 1)],
-                                help="dropout rate after D's hidden activations, in training")
-    dis_bn_gamma: bool = option(True, kind='bool', group='networks', networks=True,
-                                preset=True,
-                                help="a learned scale in D's BatchNorm (--no-dis_bn_gamma: none, "
-                                     "as Chainer's DCGAN example)")
-    dis_padding: str = option('same', kind='str', group='networks', networks=True,
-                              preset=True, choices=('same', 'valid'),
-                              help="with a pooling D: 'valid' leaves its convolutions after the "
-                                   "first unpadded (Keras' default; keras-dcgan's second conv)")
-    init: str = option('normal', kind='str', group='networks', networks=True, preset=True,
-                       choices=('normal', 'glorot'),
-                       help="initial weights: 'normal', the DCGAN paper's N(0, 0.02), or "
-                            "'glorot', Keras' defaults (Glorot-uniform, BatchNorm scales 1)")
-    bn_decay: float = option(0.9, kind='float', group='networks', networks=True, preset=True,
-                             checks=[between(0, 1)],
-                             help="BatchNorm's running-average decay (Keras' momentum: 0.99)")
-    bn_eps: float = option(2e-5, kind='float', group='networks', networks=True, preset=True,
-                           checks=[above(0)],
-                           help="BatchNorm's epsilon (Keras: 1e-3)")
-    dis_norm: str = option('batch', kind='str', group='networks', networks=True, preset=True,
-                           choices=('batch', 'none'), help='normalisation in D')
-    spectral_norm: bool = option(False, kind='bool', group='networks', networks=True,
-                                 preset=True, flags=('--spectral_norm', '--sn'),
-                                 help="spectral normalisation of D's layers")
+    # Here follow G's and D's own options (gen_upsample, ..., dis_norm,
+    # spectral_norm): one field per declaration of gan_trainer.nets.options,
+    # added by _with_network_options. Then the options a run turns into
+    # several of theirs (build_networks).
     dis_out_dim: int | None = option(
         None, kind='int', group='networks', networks=True, preset=True, checks=[at_least(1)],
         help="D's outputs per image: 1 (a logit), or a vector for --loss cramer (default 256, "
@@ -233,78 +218,78 @@ class RunConfig:
                                 'one-hot channels')
 
     # ------------------------------------------------------------ loop
-    loss: str = option('lsgan', kind='str', group='loop', preset=True,
+    loss: str = option('lsgan', kind='str', group='loop', resume='ask', preset=True,
                        choices=lambda: loss_names(), help='GAN loss')
-    penalty: str = option('none', kind='str', group='loop', preset=True,
+    penalty: str = option('none', kind='str', group='loop', resume='ask', preset=True,
                           checks=[_penalty_names],
                           help="gradient penalty on D: 'none', "
                                f"{', '.join(sorted(PENALTIES))}, or several joined by commas "
                                '(r1,r2: R3GAN)')
     penalty_weight: float | None = option(
-        None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
         help='lambda of wgan-gp and dragan, or gamma of r1 and r2 (default 10)')
     penalty_weight_end: float | None = option(
-        None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
         help='the penalty weight at the last iteration, reached along a cosine from '
              '--penalty_weight (R3GAN)')
-    penalty_every: int = option(1, kind='int', group='loop', preset=True,
+    penalty_every: int = option(1, kind='int', group='loop', resume='ask', preset=True,
                                 checks=[at_least(1), _not_absurd],
                                 help='compute the penalty every k-th D step only, times k '
                                      '(lazy regularization, StyleGAN2: 16)')
-    lecam: float = option(0.0, kind='float', group='loop', preset=True,
+    lecam: float = option(0.0, kind='float', group='loop', resume='ask', preset=True,
                           checks=[at_least(0), finite],
                           help="weight of LeCam regularization of D's outputs (Tseng et al. "
                                '2021; 0.01 to 0.3); 0 is off')
-    bcr: float = option(0.0, kind='float', group='loop', preset=True,
+    bcr: float = option(0.0, kind='float', group='loop', resume='ask', preset=True,
                         checks=[at_least(0), finite],
                         help='weight of balanced consistency regularization of D under '
                              'translations (Zhao et al. 2021: 10); 0 is off')
     began_gamma: float | None = option(
-        None, kind='float', group='loop', preset=True, checks=[between(0, 1, high_open=False,
-                                                                       low_open=True)],
+        None, kind='float', group='loop', resume='ask', preset=True,
+        checks=[between(0, 1, high_open=False, low_open=True)],
         help="--loss began's diversity ratio gamma (default 0.5, chainer-gan-lib's)")
     dfm: bool = option(False, kind='bool', group='loop', networks=True, preset=True,
                        help='denoising feature matching (Warde-Farley & Bengio 2017): a '
                             "denoiser of D's features, trained beside D, guides G")
     dfm_weight: float | None = option(
-        None, kind='float', group='loop', preset=True, checks=[at_least(0), finite],
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
         help="the weight of DFM's term in G's loss (default 0.03, chainer-gan-lib's)")
     dfm_width: int | None = option(
         None, kind='int', group='loop', networks=True, preset=True, checks=[at_least(1)],
         help="units per hidden layer of DFM's 10-layer denoiser (default 512; chainer-gan-lib: "
              "2048, its D's feature count)")
-    n_dis: int = option(1, kind='int', group='loop', preset=True, checks=[at_least(1)],
-                        help='D steps per G step')
-    order: str = option('dis_first', kind='str', group='loop', preset=True,
+    n_dis: int = option(1, kind='int', group='loop', resume='ask', preset=True,
+                        checks=[at_least(1)], help='D steps per G step')
+    order: str = option('dis_first', kind='str', group='loop', resume='ask', preset=True,
                         choices=('dis_first', 'gen_first', 'simultaneous'),
                         help="which step comes first; 'simultaneous': G's and D's losses on "
                              "one forward pass, G updated then D (chainer-gan-lib's step)")
-    eval_fakes: bool = option(False, kind='bool', group='loop', preset=True,
+    eval_fakes: bool = option(False, kind='bool', group='loop', resume='ask', preset=True,
                               help="make the D step's fakes with G in evaluation mode "
                                    "(BatchNorm's running averages), as Keras' g.predict in "
                                    'keras-dcgan')
-    reuse_fakes: bool = option(True, kind='bool', group='loop', preset=True,
+    reuse_fakes: bool = option(True, kind='bool', group='loop', resume='ask', preset=True,
                                help="train G on the last D step's fakes (PyTorch's DCGAN "
                                     'loop: one G forward per iteration)')
-    z_dist: str = option('normal', kind='str', group='loop', preset=True,
+    z_dist: str = option('normal', kind='str', group='loop', resume='ask', preset=True,
                          choices=lambda: sorted(SAMPLERS), help='distribution of z')
     z_threshold: float | None = option(
-        None, kind='float', group='loop', preset=True, checks=[above(0)],
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[above(0)],
         help="with --z_dist truncated_normal: the bound in standard deviations (default 2)")
     real_label: tuple[float, ...] | None = option(
-        None, kind='floats', group='loop', preset=True,
+        None, kind='floats', group='loop', resume='ask', preset=True,
         help="D's target for real images: a number (one-sided label smoothing, e.g. 0.9) or "
              'lo,hi drawn per image (noisy labels); for nonsaturating, minimax, lsgan')
     separate_batches: bool = option(
-        True, kind='bool', group='loop', preset=True, negate='--concat_batches',
+        True, kind='bool', group='loop', resume='ask', preset=True, negate='--concat_batches',
         help='feed real and fake to D in one batch (breaks BatchNorm; for comparison)')
-    ema: float | None = option(None, kind='float', group='loop',
+    ema: float | None = option(None, kind='float', group='loop', resume='ask',
                                checks=[between(0, 1, low_open=True)],
                                help='keep a moving average of G with this decay, e.g. 0.999')
-    ema_start: int = option(0, kind='int', group='loop', checks=[at_least(0)],
+    ema_start: int = option(0, kind='int', group='loop', resume='ask', checks=[at_least(0)],
                             help='iteration from which the average starts')
     ema_rampup: float | None = option(
-        None, kind='float', group='loop', checks=[above(0), _not_absurd],
+        None, kind='float', group='loop', resume='ask', checks=[above(0), _not_absurd],
         help="grow the average's half-life with the run: at most this fraction of the "
              'iterations so far (StyleGAN2: 0.05)')
     augment: str = option('none', kind='str', group='loop', networks=True,
@@ -316,33 +301,36 @@ class RunConfig:
         None, kind='float', group='loop', networks=True, checks=[between(0, 1, low_open=True)],
         help="ADA's target for E[sign(D(real))] (default 0.6 with --augment ada; with a "
              'policy it makes that policy adaptive)')
-    ada_speed: float = option(25_000.0, kind='float', group='loop', checks=[above(0)],
+    ada_speed: float = option(25_000.0, kind='float', group='loop', resume='ask', checks=[above(0)],
                               help="ADA's speed: real images over which the probability can go "
                                    'from 0 to 1')
 
     # ------------------------------------------------------- optimizer
-    optimizer: str = option('adam', kind='str', group='optimizer', preset=True,
+    optimizer: str = option('adam', kind='str', group='optimizer', resume='ask', preset=True,
                             choices=('adam', 'sgd', 'rmsprop'),
                             help='the optimizer of both networks (see gan_trainer.optimizers)')
-    lr: float | None = option(None, kind='float', group='optimizer', preset=True,
+    lr: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                               checks=[above(0)],
                               help='learning rate (adam 2e-4, sgd and rmsprop 0.01)')
-    beta1: float | None = option(None, kind='float', group='optimizer', preset=True,
+    beta1: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                                  checks=[between(0, 1)], help='Adam beta1 (0.5)')
-    beta2: float | None = option(None, kind='float', group='optimizer', preset=True,
+    beta2: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                                  checks=[between(0, 1)], help='Adam beta2 (0.999)')
-    eps: float | None = option(None, kind='float', group='optimizer', preset=True,
+    eps: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                                checks=[above(0)], help='Adam and RMSprop epsilon (1e-8)')
-    momentum: float | None = option(None, kind='float', group='optimizer', preset=True,
+    momentum: float | None = option(None, kind='float', group='optimizer', resume='ask',
+                                    preset=True,
                                     checks=[between(0, 1)], help='SGD momentum (0)')
-    nesterov: bool | None = option(None, kind='bool', group='optimizer', preset=True,
+    nesterov: bool | None = option(None, kind='bool', group='optimizer', resume='ask', preset=True,
                                    help='SGD with Nesterov momentum (Keras and PyTorch)')
-    rho: float | None = option(None, kind='float', group='optimizer', preset=True,
+    rho: float | None = option(None, kind='float', group='optimizer', resume='ask', preset=True,
                                checks=[between(0, 1)], help='RMSprop decay (0.99)')
-    weight_decay: float | None = option(None, kind='float', group='optimizer', preset=True,
+    weight_decay: float | None = option(None, kind='float', group='optimizer', resume='ask',
+                                        preset=True,
                                         checks=[at_least(0), finite],
                                         help='L2 weight decay of every parameter (0)')
-    gen_optimizer: str | None = option(None, kind='str', group='optimizer', preset=True,
+    gen_optimizer: str | None = option(None, kind='str', group='optimizer', resume='ask',
+                                       preset=True,
                                        choices=('adam', 'sgd', 'rmsprop'),
                                        flags=('--gen_optimizer', '--optimizer_gen'),
                                        help="G's optimizer, when it differs")
@@ -354,7 +342,8 @@ class RunConfig:
     gen_nesterov: bool | None = _override('gen', 'nesterov', [], kind='bool')
     gen_rho: float | None = _override('gen', 'rho', [between(0, 1)])
     gen_weight_decay: float | None = _override('gen', 'weight_decay', [at_least(0), finite])
-    dis_optimizer: str | None = option(None, kind='str', group='optimizer', preset=True,
+    dis_optimizer: str | None = option(None, kind='str', group='optimizer', resume='ask',
+                                       preset=True,
                                        choices=('adam', 'sgd', 'rmsprop'),
                                        flags=('--dis_optimizer', '--optimizer_dis'),
                                        help="D's optimizer, when it differs")
@@ -367,87 +356,102 @@ class RunConfig:
     dis_rho: float | None = _override('dis', 'rho', [between(0, 1)])
     dis_weight_decay: float | None = _override('dis', 'weight_decay', [at_least(0), finite])
 
-    lr_schedule: str = option('none', kind='str', group='optimizer', preset=True,
+    lr_schedule: str = option('none', kind='str', group='optimizer', resume='ask', preset=True,
                               choices=('none', 'linear', 'cosine'),
                               help='decay of both learning rates to --lr_floor at the last '
                                    'iteration')
-    lr_floor: float = option(0.0, kind='float', group='optimizer', preset=True,
+    lr_floor: float = option(0.0, kind='float', group='optimizer', resume='ask', preset=True,
                              checks=[between(0, 1, high_open=False)],
                              help='the learning rate at the end of the decay, as a fraction '
                                   'of its start')
-    lr_decay_start: float = option(0.0, kind='float', group='optimizer', preset=True,
+    lr_decay_start: float = option(0.0, kind='float', group='optimizer', resume='ask', preset=True,
                                    checks=[between(0, 1)],
                                    help='the fraction of the run after which the decay begins')
-    lr_warmup: int = option(0, kind='int', group='optimizer', preset=True,
+    lr_warmup: int = option(0, kind='int', group='optimizer', resume='ask', preset=True,
                             checks=[at_least(0), _not_absurd],
                             help='iterations of linear learning-rate warm-up from 0')
     beta2_start: float | None = option(
-        None, kind='float', group='optimizer', preset=True, checks=[between(0, 1)],
+        None, kind='float', group='optimizer', resume='ask', preset=True, checks=[between(0, 1)],
         help="Adam's beta2 at the first iteration, reached --beta2 along a cosine (R3GAN: "
              '0.9 to 0.99)')
 
     # -------------------------------------------------------- schedule
-    batchsize: int = option(64, kind='int', group='schedule', preset=True, checks=[at_least(1)],
+    batchsize: int = option(64, kind='int', group='schedule', resume='ask', preset=True,
+                            checks=[at_least(1)],
                             flags=('--batchsize', '-b'), help='images per batch')
-    iteration: int = option(3000, kind='int', group='schedule', checks=[at_least(1)],
+    iteration: int = option(3000, kind='int', group='schedule', resume='free', checks=[at_least(1)],
                             help='G updates to train')
-    epoch: int | None = option(None, kind='int', group='schedule', checks=[at_least(1)],
+    epoch: int | None = option(None, kind='int', group='schedule', resume='free',
+                               checks=[at_least(1)],
                                flags=('--epoch', '-e'),
                                help='train this many passes over the data instead')
-    seed: int = option(0, kind='int', group='schedule', checks=[_SEED],
+    seed: int = option(0, kind='int', group='schedule', resume='ask', checks=[_SEED],
                        help='seed of the weights, z and the data order')
-    snapshot_interval: int = option(500, kind='int', group='schedule', checks=[at_least(1)],
+    snapshot_interval: int = option(500, kind='int', group='schedule', resume='free',
+                                    checks=[at_least(1)],
                                     help='iterations between snapshots')
-    display_interval: int = option(50, kind='int', group='schedule', checks=[at_least(1)],
+    display_interval: int = option(50, kind='int', group='schedule', resume='free',
+                                   checks=[at_least(1)],
                                    help='iterations between log lines')
-    preview_interval: int = option(100, kind='int', group='schedule', checks=[at_least(1)],
+    preview_interval: int = option(100, kind='int', group='schedule', resume='free',
+                                   checks=[at_least(1)],
                                    help='iterations between preview grids')
-    eval_interval: int = option(500, kind='int', group='schedule', checks=[at_least(1)],
+    eval_interval: int = option(500, kind='int', group='schedule', resume='free',
+                                checks=[at_least(1)],
                                 help='iterations between validations on held-out images')
-    keep: int = option(3, kind='int', group='schedule', checks=[at_least(1)],
+    keep: int = option(3, kind='int', group='schedule', resume='free', checks=[at_least(1)],
                        help='snapshots of each kind to keep')
 
     # --------------------------------------------------------- quality
-    fid_interval: int = option(0, kind='int', group='quality', checks=[at_least(0)],
+    fid_interval: int = option(0, kind='int', group='quality', resume='free', checks=[at_least(0)],
                                help='iterations between FID/KID/precision/recall '
                                     'measurements; 0 is off')
-    fid_samples: int = option(1000, kind='int', group='quality', checks=[at_least(4)],
+    fid_samples: int = option(1000, kind='int', group='quality', resume='ask', checks=[at_least(4)],
                               help='images generated per measurement')
-    fid_weights: str | None = option(None, kind='str', group='quality',
+    fid_weights: str | None = option(None, kind='str', group='quality', resume='ask',
                                      help='Inception-v3 as an ONNX file, for datasets other '
                                           'than digits')
 
     # ---------------------------------------------------------- output
-    out: str = option('result', kind='str', group='output', flags=('--out', '-o'),
+    out: str = option('result', kind='str', group='output', resume='free', checks=[nonempty],
+                      flags=('--out', '-o'),
                       saved=False, help='output folder')
-    resume: str | None = option(None, kind='str', group='output', flags=('--resume', '-r'),
+    resume: str | None = option(None, kind='str', group='output', resume='free',
+                                flags=('--resume', '-r'),
                                 saved=False,
                                 help="trainer snapshot to continue from, or 'auto': the "
                                      'newest complete one in --out')
-    gpu: int = option(-1, kind='int', group='output', checks=[at_least(-1)],
+    allow_change: tuple[str, ...] = option(
+        (), kind='names', group='output', resume='free', saved=False, checks=[_changeable],
+        help="with --resume: options the resumed run may change from its iteration on (a "
+             "resume is the same run, and refuses other values otherwise), comma-separated, "
+             "e.g. lr,n_dis; config.json records each change with its iteration")
+    gpu: int = option(-1, kind='int', group='output', resume='free', checks=[at_least(-1)],
                       flags=('--gpu', '-g'), saved=False, help='GPU id; -1 is the CPU')
     dtype: str = option('float32', kind='str', group='output', networks=True,
                         choices=('float32', 'mixed16'),
                         help='numbers: float32, or mixed16 (float16 weights and arithmetic, '
                              'BatchNorm in float32, dynamic loss scaling; for GPUs with tensor '
                              'cores, slow on a CPU)')
-    tf32: bool = option(True, kind='bool', group='output', saved=False,
+    tf32: bool = option(True, kind='bool', group='output', resume='free', saved=False,
                         help='TF32 tensor-core float32 products on GPUs of compute capability '
                              '8.0+ (about 1e-3 relative difference; --no-tf32 or '
                              'GAN_TRAINER_TF32=0 turns it off)')
-    preset: str = option(DEFAULT_PRESET, kind='str', group='output', choices=PRESET_NAMES,
+    preset: str = option(DEFAULT_PRESET, kind='str', group='output', resume='ask',
+                         choices=PRESET_NAMES,
                          help="the settings of a paper (see gan_trainer.run.presets); "
                               'options given explicitly override it')
-    progress: bool = option(True, kind='bool', group='output', negate='--no_progress',
+    progress: bool = option(True, kind='bool', group='output', resume='free',
+                            negate='--no_progress',
                             saved=False, help='no progress bar (for logs and CI)')
-    tensorboard: bool = option(False, kind='bool', group='output',
+    tensorboard: bool = option(False, kind='bool', group='output', resume='free',
                                help='also write TensorBoard events to OUT/tensorboard')
 
     # -------------------------------------------------------- parallel
     communicator: str | None = option(
-        None, kind='str', group='parallel',
+        None, kind='str', group='parallel', resume='keep',
         help="data-parallel training under mpiexec: 'naive' (CPU) or 'pure_nccl' (GPUs)")
-    mnbn: bool = option(False, kind='bool', group='parallel',
+    mnbn: bool = option(False, kind='bool', group='parallel', resume='ask',
                         help='with --communicator: BatchNorm over the global batch')
 
     def __post_init__(self) -> None:

@@ -24,25 +24,29 @@ from gan_trainer.extensions import (
     DivergenceMonitor,
     GracefulStop,
     ImageGrid,
+    LossPlot,
     MeanOverRanks,
     NaNGuard,
     QualityReport,
     Snapshots,
+    TeamTuner,
     TrainingGif,
 )
 from gan_trainer.priorities import PRIORITIES
 from gan_trainer.run.errors import RunWarning
 from gan_trainer.run.parts import make_schedule
+from gan_trainer.run.triggers import AnyOf, Every
 
 
-def every(interval: int, last: int) -> training.triggers.ManualScheduleTrigger:
+def every(interval: int, last: int) -> Every:
     """Fires every ``interval`` iterations and at the ``last`` one.
 
     So a run always ends with a snapshot, a grid and a log entry of its
-    final state, even when it is shorter than the interval.
+    final state, even when it is shorter than the interval. The points are
+    computed, not listed (:mod:`gan_trainer.run.triggers`): a run of 10**13
+    iterations costs what one of 300 does.
     """
-    points = [*range(interval, last, interval), last]
-    return training.triggers.ManualScheduleTrigger(points, 'iteration')
+    return Every(interval, last)
 
 
 class _PlainOutput:
@@ -124,21 +128,12 @@ def _add_agreement_and_guard(add, config, group, nets, iterations) -> None:
         from gan_trainer.distributed import average_persistents
 
         add('mean_over_ranks', MeanOverRanks(group.comm), shared=False)
-        moments = sorted(
-            {
-                point
-                for interval in (
-                    config.snapshot_interval,
-                    config.eval_interval,
-                    config.preview_interval,
-                )
-                for point in every(interval, iterations).points
-            }
-        )
+        moments = AnyOf(*(every(interval, iterations) for interval in (
+            config.snapshot_interval, config.eval_interval, config.preview_interval)))
         add(
             'average_persistents',
             average_persistents(group.comm, list(nets.values())),
-            training.triggers.ManualScheduleTrigger(moments, 'iteration'),
+            moments,
             shared=False,
         )
     add('nan_guard', NaNGuard(), shared=False)
@@ -205,11 +200,11 @@ def _add_reports(add, config, iterations, quality) -> None:
         ),
     )
     if extensions.PlotReport.available():
+        # Named as Chainer's PlotReport was (snapshots keep its points under the name).
         add(
             'PlotReport',
-            extensions.PlotReport(
+            LossPlot(
                 ['gen/loss', 'dis/loss', 'validation/gen/loss', 'validation/dis/loss'],
-                'iteration',
                 trigger=every(config.display_interval, iterations),
                 filename=files.LOSS_PLOT,
             ),
@@ -229,6 +224,7 @@ def _add_reports(add, config, iterations, quality) -> None:
 def _add_endings(add, config, folder, group, nets, iterations) -> None:
     """The GIF at the end, the snapshots, and the graceful stop after them."""
     add('training_gif', TrainingGif())
+    add('team_tuner', TeamTuner(), shared=False)  # each process times its own iterations
     snapshots = Snapshots(folder, nets if group.lead else {}, keep=config.keep)
     add('snapshots', snapshots, every(config.snapshot_interval, iterations), shared=False)
     # Its notice is a warning: one line on stderr, from the lead process.

@@ -8,8 +8,15 @@ data (which a resumed run must not do). The ``gan-trainer train`` command
 builds its flags from these declarations, so a new option is one field, not
 a field plus a flag plus a check in three files.
 
-The checks are small functions ``value -> message or None`` (:func:`at_least`,
-:func:`between`, :func:`one_of`, ...), combined by listing several.
+Every option also declares what a resumed run may do with it
+(``resume=``, one of :data:`RESUME_RULES`): a resume is the same run, so
+only what cannot change the trained numbers may differ freely; a test
+checks that every option says.
+
+The checks are small functions ``value -> message or None``
+(:func:`~gan_trainer.rules.at_least`, :func:`~gan_trainer.rules.between`,
+...), combined by listing several; they and the kinds of values live in
+:mod:`gan_trainer.rules`, which the networks' options read too.
 """
 
 from __future__ import annotations
@@ -19,11 +26,22 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-#: A check: the message saying what is wrong with a value, or None when it is fine.
-Check = Callable[[Any], 'str | None']
+# The kinds of values and the checks are shared with the networks' options.
+from gan_trainer.rules import KIND_WORDS, Check, convert
 
 #: What an option belongs to, for help sections: in the order the help lists them.
 GROUPS = ('data', 'networks', 'loop', 'optimizer', 'schedule', 'quality', 'output', 'parallel')
+
+
+#: What a resumed run may do with an option: its ``resume=`` declaration.
+RESUME_RULES = {
+    'free': 'may change when a run is resumed: the end, the intervals, --keep, progress and '
+            'logging, the device and the loader processes (none changes the trained numbers)',
+    'ask': "changes the run's course (the loss, the optimizer, the batch, the seed, ...): a "
+           'resume with another value is refused unless --allow_change names it, and the '
+           'change is recorded in config.json with its iteration',
+    'keep': 'shapes the networks, the data or the snapshots: a resumed run keeps it, always',
+}
 
 
 class ConfigError(ValueError):
@@ -53,6 +71,7 @@ def option(
     cli: bool = True,
     saved: bool = True,
     negate: str | None = None,
+    resume: str | None = None,
 ):
     """A ``dataclasses.field`` of :class:`~gan_trainer.run.RunConfig` with its declaration.
 
@@ -61,8 +80,9 @@ def option(
             "not set": the option is optional or derived).
         help: One line for ``--help`` and the docs.
         kind: ``'int'``, ``'float'``, ``'str'``, ``'bool'``, ``'ints'``
-            (comma-separated positive integers) or ``'floats'`` (one or two
-            comma-separated numbers); how a flag's text is read.
+            (comma-separated positive integers), ``'floats'`` (one or two
+            comma-separated numbers) or ``'names'`` (comma-separated words);
+            how a flag's text is read.
         group: One of :data:`GROUPS`.
         checks: Rules the value must pass (skipped for ``None``).
         flags: Command-line spellings; ``('--NAME',)`` by default. Short
@@ -78,9 +98,20 @@ def option(
         negate: For a bool whose flag turns it *off* (``--no_progress``
             sets ``progress`` to False): that flag; ``help`` then says what
             the flag does.
+        resume: What a resumed run may do with it: ``'free'``, ``'ask'``
+            or ``'keep'`` (:data:`RESUME_RULES`); ``networks`` options are
+            ``'keep'`` without saying so. Every option must declare it (a
+            test checks); an undeclared one is treated as ``'ask'``.
     """
     if group not in GROUPS:
         raise ValueError(f'unknown option group {group!r}')
+    if networks:
+        if resume not in (None, 'keep'):
+            raise ValueError(f"an option that changes the networks is resume='keep', not "
+                             f'{resume!r}')
+        resume = 'keep'
+    if resume is not None and resume not in RESUME_RULES:
+        raise ValueError(f'unknown resume rule {resume!r}; one of {", ".join(RESUME_RULES)}')
     meta = {
         'help': help,
         'kind': kind,
@@ -93,6 +124,7 @@ def option(
         'cli': cli,
         'saved': saved,
         'negate': negate,
+        'resume': resume,
     }
     if isinstance(default, (list, dict, set)):
         raise TypeError('option defaults must be immutable (use a tuple)')
@@ -102,6 +134,11 @@ def option(
 def declared(cls) -> dict[str, dataclasses.Field]:
     """The options of a config class, by name, in declaration order."""
     return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def resume_rule(field: dataclasses.Field) -> str:
+    """The field's :data:`RESUME_RULES` key; ``'ask'`` for one that declares none."""
+    return field.metadata.get('resume') or 'ask'
 
 
 def allowed(field: dataclasses.Field) -> tuple | None:
@@ -124,65 +161,47 @@ def check_value(field: dataclasses.Field, value: Any) -> Any:
     """
     name, meta = field.name, field.metadata
     if value is None:
+        if field.default is not None:
+            # None is "not set" only where the default is; elsewhere it would
+            # reach the networks or the loop as a TypeError.
+            raise ConfigError(name, f'needs a value (leave it out for the default, '
+                                    f'{_shown(field.default)}), got None')
         return None
     kind = meta['kind']
     try:
-        value = _convert(kind, value)
-    except (TypeError, ValueError):
-        raise ConfigError(name, f'expected {_KIND_WORDS[kind]}, got {value!r}') from None
+        value = convert(kind, value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(name, f'expected {KIND_WORDS[kind]}, got {value!r}') from None
     choices = allowed(field)
     if choices is not None and value not in choices:
         raise ConfigError(name, f'must be one of {", ".join(map(str, choices))}; got {value!r}')
-    for check in meta['checks']:
+    for check in meta['checks'] + _KIND_CHECKS.get(kind, ()):
         message = check(value)
         if message:
             raise ConfigError(name, f'{message}, got {_shown(value)}')
     return value
 
 
-_KIND_WORDS = {
-    'int': 'an integer',
-    'float': 'a number',
-    'str': 'a string',
-    'bool': 'true or false',
-    'ints': 'a list of positive integers',
-    'floats': 'one number or two, comma-separated',
+def _fits_int64(value: int) -> str | None:
+    # Iterations, seeds and counts are saved as 64-bit integers in snapshots.
+    return None if -2**63 <= value < 2**63 else 'must fit a 64-bit integer'
+
+
+def _all_finite(value) -> str | None:
+    values = value if isinstance(value, tuple) else (value,)
+    return None if all(math.isfinite(v) for v in values) else 'must be a finite number'
+
+
+def _no_nul(value: str) -> str | None:
+    return None if '\x00' not in value else 'must not hold a NUL character'
+
+
+#: Rules every option of a kind obeys, after its own checks (whose messages
+#: are the more specific ones).
+_KIND_CHECKS: dict[str, tuple[Check, ...]] = {
+    'int': (_fits_int64,), 'float': (_all_finite,), 'floats': (_all_finite,),
+    'str': (_no_nul,),
 }
-
-
-def _convert(kind: str, value: Any) -> Any:
-    if kind == 'bool':
-        if not isinstance(value, bool):
-            raise TypeError
-        return value
-    if kind == 'int':
-        if isinstance(value, bool) or int(value) != value:
-            raise TypeError
-        return int(value)
-    if kind == 'float':
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError
-        return float(value)
-    if kind == 'str':
-        if not isinstance(value, str):
-            raise TypeError
-        return value
-    if kind == 'floats':
-        if isinstance(value, str):
-            value = [float(v) for v in value.split(',') if v.strip()]
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        values = tuple(float(v) for v in value)
-        if not values or any(isinstance(v, bool) for v in value):
-            raise ValueError
-        return values
-    if kind == 'ints':
-        if isinstance(value, str):
-            value = [int(v) for v in value.split(',') if v.strip()]
-        if not value or any(isinstance(v, bool) or int(v) != v or v < 1 for v in value):
-            raise ValueError
-        return tuple(int(v) for v in value)
-    raise ValueError(f'unknown kind {kind!r}')
 
 
 def _shown(value: Any) -> str:
@@ -190,40 +209,3 @@ def _shown(value: Any) -> str:
         return ','.join(map(str, value))
     return repr(value) if isinstance(value, str) else str(value)
 
-
-# ------------------------------------------------------------------ checks
-
-
-def at_least(low: float) -> Check:
-    """``value >= low`` (and not NaN)."""
-
-    def check(value):
-        return None if value >= low else f'must be at least {low}'
-
-    return check
-
-
-def above(low: float) -> Check:
-    """``value > low`` and finite."""
-
-    def check(value):
-        return None if value > low and math.isfinite(value) else f'must be a number above {low}'
-
-    return check
-
-
-def between(low: float, high: float, *, high_open: bool = True, low_open: bool = False) -> Check:
-    """``low <= value < high`` (the ends open or closed as given)."""
-    lo, hi = ('(' if low_open else '['), (')' if high_open else ']')
-
-    def check(value):
-        ok_low = value > low if low_open else value >= low
-        ok_high = value < high if high_open else value <= high
-        return None if ok_low and ok_high else f'must be in {lo}{low}, {high}{hi}'
-
-    return check
-
-
-def finite(value) -> str | None:
-    """A finite number."""
-    return None if math.isfinite(value) else 'must be a finite number'

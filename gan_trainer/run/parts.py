@@ -17,7 +17,13 @@ import warnings
 import chainer
 
 from gan_trainer.latent import get_sampler, global_seed
-from gan_trainer.nets import build_discriminator, build_generator
+from gan_trainer.nets import (
+    DiscriminatorOptions,
+    GeneratorOptions,
+    build_discriminator,
+    build_generator,
+)
+from gan_trainer.nets.options import run_options
 from gan_trainer.optimizers import make_optimizer
 from gan_trainer.run.config import RunConfig
 from gan_trainer.run.errors import RunWarning
@@ -38,21 +44,14 @@ def build_networks(config: RunConfig, shape, n_classes: int = 1):
         if config.conditional:
             gen_config['n_classes'] = dis_config['n_classes'] = n_classes
     else:
+        # The shape every architecture takes, then each net's own options,
+        # which the run declares by their names in nets.options.
         common = {'size': size, 'channels': channels, 'widths': config.widths,
                   'base_width': config.base_width, 'ksize': config.ksize}
-        gen_config = dict(common, n_hidden=config.n_hidden, upsample=config.gen_upsample,
-                          activation=config.gen_activation, fc_width=config.gen_fc,
-                          project_norm=config.gen_project_norm,
-                          stage_norm=config.gen_stage_norm, init=config.init,
-                          bn_decay=config.bn_decay, bn_eps=config.bn_eps)
-        if config.gen_norm != 'batch':
-            gen_config['norm'] = config.gen_norm
-        dis_config = dict(common, norm=config.dis_norm, spectral_norm=config.spectral_norm,
-                          downsample=config.dis_downsample, activation=config.dis_activation,
-                          fc_width=config.dis_fc, fc_activation=config.dis_fc_activation,
-                          noise_sigma=config.dis_noise, dropout=config.dis_dropout,
-                          bn_gamma=config.dis_bn_gamma, padding=config.dis_padding,
-                          init=config.init, bn_decay=config.bn_decay, bn_eps=config.bn_eps)
+        gen_config = dict(common, n_hidden=config.n_hidden,
+                          **run_options(GeneratorOptions, config))
+        dis_config = dict(common, **run_options(DiscriminatorOptions, config))
+        # What a run sets from options of its own.
         if dis_outputs(config) != 1:
             dis_config['out_dim'] = dis_outputs(config)
         if config.minibatch_discrimination:

@@ -4,21 +4,27 @@
 newest every process has, in a data-parallel run); an explicit snapshot is
 checked to be this process's file. Either way the folder must not hold
 snapshots the resumed run would overwrite, or (for a new run) any snapshot
-at all. :func:`check_same_networks` compares the options with the
-``config.json`` of the run being resumed: those that shape the networks or
-the data must be the same, or the snapshot could not be loaded (or, worse,
-would load into different networks).
+at all. :func:`check_resumed_options` compares the options with the
+``config.json`` of the run being resumed: a resume is the same run, so
+only what cannot change the trained numbers may differ (the end, the
+intervals, logging); a change of course (the learning rate, the loss) must
+be asked for by name, and what shapes the networks or the data can never
+change (the snapshot could not be loaded, or, worse, would load into
+different networks).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 from gan_trainer.checkpoint import SnapshotError
 from gan_trainer.nets import resolve_widths
-from gan_trainer.run.config import ConfigError, RunConfig, network_options, preset_options
+from gan_trainer.run.config import ConfigError, RunConfig, preset_options
+from gan_trainer.run.errors import RunWarning
 from gan_trainer.run.folder import RunFolder
 from gan_trainer.run.group import Group
+from gan_trainer.run.options import declared, resume_rule
 from gan_trainer.run.record import RunRecord, record_beside
 
 
@@ -67,33 +73,87 @@ def previous_record(resume: str | None) -> RunRecord | None:
         return None  # an older or copied snapshot: the load itself will check the shapes
 
 
-def check_same_networks(config: RunConfig, previous: RunConfig | None, snapshot: str,
-                        side: int | None = None) -> None:
-    """Refuses to resume with options that would change the networks or the data.
+def check_resumed_options(config: RunConfig, previous: RunConfig | None, snapshot: str, *,
+                          side: int | None = None, iteration: int = 0) -> tuple[dict, ...]:
+    """Whether ``config`` may continue the run of ``previous``; the changes it makes.
+
+    A resume is the same run. Each option declares what a resume may do
+    with it (:data:`~gan_trainer.run.options.RESUME_RULES`): ``'free'``
+    options (the end, intervals, ``keep``, logging) may differ; ``'ask'``
+    options (the loss, the optimizer, the batch, the seed, ...) only when
+    ``config.allow_change`` names them; ``'keep'`` options (the networks,
+    the data, the processes) never.
 
     Args:
         config: The options of this run.
-        previous: Those of the run being resumed (from its ``config.json``).
+        previous: Those of the run being resumed (from its ``config.json``);
+            None when it has none (nothing can be compared).
         snapshot: The snapshot being resumed, for the message.
         side: The image side of the run being resumed, to compare the
             widths that ``widths`` or ``base_width`` give.
+        iteration: The iteration of ``snapshot``: where the changes start.
+
+    Returns:
+        One ``{'iteration', 'option', 'from', 'to'}`` per allowed change,
+        as ``config.json`` records them.
 
     Raises:
-        ConfigError: Naming the first option that differs, with both values.
+        ConfigError: Naming the first option that differs and may not,
+            with both values.
     """
     if previous is None:
+        return ()
+    _check_kept(config, previous, snapshot, side)
+    changes = []
+    for name, field in declared(RunConfig).items():
+        if not field.metadata['saved'] or resume_rule(field) != 'ask':
+            continue
+        new, old = getattr(config, name), getattr(previous, name)
+        if new == old:
+            continue
+        if name not in config.allow_change:
+            raise ConfigError(name, f'is {_shown(new)}{_from_preset(config, previous, name)}, '
+                                    f'but the run being resumed ({snapshot}) has {_shown(old)}: '
+                                    'a resume continues the same run; resume with its value, '
+                                    f'pass --allow_change {name} to change it from iteration '
+                                    f'{iteration} on, or start a new run in another --out')
+        changes.append({'iteration': iteration, 'option': name, 'from': _json(old),
+                        'to': _json(new)})
+    _warn_if_the_end_moves_a_schedule(config, previous, iteration)
+    return tuple(changes)
+
+
+#: Options whose values follow a curve to the run's last iteration, so that
+#: a new end reshapes them from the resumed iteration on.
+_TO_THE_END = {'lr_schedule': 'none', 'penalty_weight_end': None, 'beta2_start': None}
+
+
+def _warn_if_the_end_moves_a_schedule(config: RunConfig, previous: RunConfig,
+                                      iteration: int) -> None:
+    if (config.iteration, config.epoch) == (previous.iteration, previous.epoch):
         return
+    scheduled = [name for name, off in _TO_THE_END.items()
+                 if getattr(config, name, off) != off]
+    if scheduled:
+        warnings.warn(f'the run ends elsewhere now, so {", ".join(scheduled)} follow a curve to '
+                      f'the new end from iteration {iteration} on (an uninterrupted run to that '
+                      'end would have followed it from the start)', RunWarning, stacklevel=3)
+
+
+def _check_kept(config: RunConfig, previous: RunConfig, snapshot: str,
+                side: int | None) -> None:
+    """Refuses to resume with options that would change the networks, the data or the processes."""
 
     def refuse(name, new, old, verb='is'):
-        preset = (f' (from preset {config.preset})' if config.preset != previous.preset
-                  and name in preset_options() else '')
-        raise ConfigError(name, f'{verb} {_shown(new)}{preset}, but the run being resumed '
-                                f'({snapshot}) has {_shown(old)}: resume with its value, or '
-                                'start a new run in another --out')
+        raise ConfigError(name, f'{verb} {_shown(new)}{_from_preset(config, previous, name)}, '
+                                f'but the run being resumed ({snapshot}) has {_shown(old)}: '
+                                'resume with its value, or start a new run in another --out')
 
     # The DCGAN rule resolves widths from base_width: compare what they give.
     resolved = side is not None and config.arch == previous.arch == 'dcgan'
-    for name in network_options():
+    for name, field in declared(RunConfig).items():
+        if resume_rule(field) != 'keep' or not field.metadata['saved']:
+            continue
         if resolved and name in ('widths', 'base_width'):
             continue
         new, old = getattr(config, name), getattr(previous, name)
@@ -112,6 +172,15 @@ def check_same_networks(config: RunConfig, previous: RunConfig | None, snapshot:
         raise ConfigError('ema', f'is {_shown(config.ema)}, but the run being resumed '
                                  f'({snapshot}) has {_shown(previous.ema)}: a moving average '
                                  'cannot be added to or dropped from a run')
+
+
+def _from_preset(config: RunConfig, previous: RunConfig, name: str) -> str:
+    return (f' (from preset {config.preset})' if config.preset != previous.preset
+            and name in preset_options() else '')
+
+
+def _json(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _shown(value) -> str:

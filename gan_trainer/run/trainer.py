@@ -8,12 +8,14 @@ adds what turns a training loop into a run:
   (it says so, writes nothing, and returns);
 * ``config.json`` written (atomically) before the first iteration, once
   every check of the build has passed, so a failed start leaves an earlier
-  run's file as it was;
+  run's file as it was; the graceful stop's signal handlers are installed
+  just before it, so a signal from then on stops the run with a snapshot;
 * one exception per way of ending, each with one line to say:
   :class:`~gan_trainer.extensions.TrainingDiverged` (naming the newest
   snapshot kept), :class:`~gan_trainer.extensions.Stopped` (a signal),
   :class:`~gan_trainer.run.errors.ResourceError` (a full disk or any other
-  failed write, or no memory, naming the newest complete snapshot);
+  failed write, no memory, or a loader process that died and could not be
+  replaced, naming the newest complete snapshot);
 * the folder's lock released when the run ends.
 """
 
@@ -26,6 +28,7 @@ from chainer import training
 
 from gan_trainer.checkpoint import SnapshotError, load_params
 from gan_trainer.extensions import Stopped, TrainingDiverged
+from gan_trainer.loader import LoaderDied
 from gan_trainer.run.errors import ResourceError
 
 # What Chainer's triggers say when a snapshot of an earlier version lacks
@@ -87,14 +90,24 @@ class RunTrainer(training.Trainer):
                           f'{self.updater.iteration} of {self.last_iteration}: nothing to do '
                           '(pass a larger --iteration to train further)')
                 return
-            if self.group.lead:
-                self._write(lambda: self.record.write(self.folder.path))
-            self._train(show_loop_exception_msg)
+            stop = self._extensions.get('graceful_stop')
+            stop = stop.extension if stop is not None else None
+            if stop is not None:
+                # Before config.json: from here on a first signal is a
+                # graceful stop, also while the extensions start.
+                stop.install()
+            try:
+                self._train(show_loop_exception_msg)
+            finally:
+                if stop is not None:
+                    stop.finalize()
         finally:
             self.folder.unlock()
 
     def _train(self, show_loop_exception_msg: bool) -> None:
         try:
+            if self.group.lead:
+                self._write(lambda: self.record.write(self.folder.path))
             super().run(show_loop_exception_msg=show_loop_exception_msg)
         except KeyboardInterrupt:
             # A second signal: the graceful stop let it through to stop at once.
@@ -106,7 +119,7 @@ class RunTrainer(training.Trainer):
             kept = self.folder.newest_complete()
             kept = f'newest snapshot kept: {kept}' if kept else 'no snapshot was taken before it'
             raise TrainingDiverged(f'{e} ({kept})') from None
-        except (OSError, MemoryError) as e:
+        except (OSError, MemoryError, LoaderDied) as e:
             raise self._resource_error(e) from None
 
     def _write(self, write) -> None:
@@ -119,6 +132,8 @@ class RunTrainer(training.Trainer):
         at = f'at iteration {self.updater.iteration}'
         if isinstance(error, MemoryError):
             what = f'ran out of memory {at}'
+        elif isinstance(error, LoaderDied):
+            what = f'{error} ({at})'
         else:
             target = f"'{error.filename}'" if getattr(error, 'filename', None) else 'a file'
             what = f'could not write {target} {at} ({error.strerror or error})'

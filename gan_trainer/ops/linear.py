@@ -1,0 +1,106 @@
+"""A linear layer as one node, its backward pass without new nodes (NumPy).
+
+Chainer's :func:`~chainer.functions.linear` on an ``(N, C, H, W)`` map is
+two nodes (a reshape to ``(N, C*H*W)``, then the product), and its backward
+pass applies three more (``LinearGradData``, ``LinearGradWeight`` and a
+``Sum`` for the bias), each with the graph bookkeeping of a node, so that a
+second derivative could be taken through them. A DCGAN has two linear
+layers (G's projection of z, D's read-out), and D's runs three times per
+iteration. :class:`LinearNumPy` is the same arithmetic, NumPy call for
+NumPy call (the results are Chainer's bit for bit; ``tests/test_ops.py``
+compares them), in one node whose backward pass is plain NumPy; under
+double backprop (a gradient penalty) it differentiates Chainer's own
+function instead, as the package's other fast nodes do.
+"""
+
+from __future__ import annotations
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy
+
+from gan_trainer.ops._common import FastNode, reference_backward, use_fast, variables
+
+
+def _c_or_f(a: numpy.ndarray) -> numpy.ndarray:
+    # Chainer's own guard before ``dot`` (a strided array with a unit axis).
+    if not (a.flags.c_contiguous or a.flags.f_contiguous) and 1 in a.shape:
+        return numpy.ascontiguousarray(a)
+    return a
+
+
+class LinearNumPy(FastNode):
+    """``x.reshape(N, -1) @ W.T + b`` for an ``x`` of any rank, output ``(N, M)``."""
+
+    def forward(self, inputs):
+        self.retain_inputs(tuple(range(len(inputs))))
+        return self.compute(*inputs),
+
+    def compute(self, x, W, b=None) -> numpy.ndarray:
+        """The forward pass on arrays, no graph (also the first part of a fused block)."""
+        x2 = _c_or_f(x.reshape(len(x), -1))
+        self.x_shape, self.x2 = x.shape, x2  # the flattened x: W's gradient needs it
+        y = numpy.empty((len(x2), W.shape[0]), x.dtype)
+        numpy.dot(x2, W.T, out=y)
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, indexes, grad_outputs):
+        if chainer.config.enable_backprop:
+            return reference_backward(self, indexes, grad_outputs, self.reference)
+        inputs = self.get_retained_inputs()
+        grads = self.gradients(indexes, inputs[0].array, inputs[1].array, len(inputs) == 3,
+                               grad_outputs[0].array)
+        return variables(*(grads[i] for i in indexes))
+
+    def gradients(self, indexes, x, W, has_bias: bool, gy) -> tuple:
+        """``(gx, gW, gb)`` on arrays; entries not in ``indexes`` are None."""
+        gy = _c_or_f(gy)
+        gx = gW = gb = None
+        if 0 in indexes:
+            gx = gy.dot(W).astype(gy.dtype, copy=False).reshape(self.x_shape)
+        if 1 in indexes:
+            gW = gy.T.dot(self.x2).astype(W.dtype, copy=False)
+        if 2 in indexes:
+            gb = gy.sum(axis=0)
+        return gx, gW, gb
+
+    def reference(self, x, W, b=None):
+        return F.linear(x, W, b)
+
+
+def fast_node(x, W, b) -> LinearNumPy | None:
+    """The fast node for ``linear(x, W, b)`` (not yet applied), or None for Chainer's."""
+    if not use_fast(x, W, b) or x.ndim < 2 or W.ndim != 2 or x.size == 0:
+        return None
+    if x.size // len(x) != W.shape[1] or (b is not None and b.shape != (W.shape[0],)):
+        return None  # Chainer's function raises its own error
+    return LinearNumPy()
+
+
+def linear(x, W, b=None, n_batch_axes: int = 1):
+    """Drop-in for :func:`chainer.functions.linear`, one node on NumPy.
+
+    NumPy float32/float64 inputs with ``n_batch_axes=1`` take
+    :class:`LinearNumPy`; anything else (CuPy, float16, more batch axes, a
+    shape Chainer would refuse) goes to Chainer's function.
+    """
+    node = fast_node(x, W, b) if n_batch_axes == 1 else None
+    if node is None:
+        return F.linear(x, W, b, n_batch_axes=n_batch_axes)
+    y, = node.apply((x, W) if b is None else (x, W, b))
+    return y
+
+
+class Linear(L.Linear):
+    """:class:`chainer.links.Linear` using :func:`~gan_trainer.ops.linear`.
+
+    Same constructor, parameters and saved names; snapshots load either way.
+    """
+
+    def forward(self, x, n_batch_axes: int = 1):
+        if self.W.array is None:
+            self._initialize_params(int(numpy.prod(x.shape[n_batch_axes:])))
+        return linear(x, self.W, self.b, n_batch_axes=n_batch_axes)

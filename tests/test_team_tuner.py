@@ -1,0 +1,147 @@
+"""TeamTuner: the fastest OpenMP team for the load, and never a changed number."""
+
+import types
+
+import chainer
+import numpy
+import pytest
+
+from gan_trainer import GANUpdater, ops
+from gan_trainer.extensions import TeamTuner, team_tuner
+from gan_trainer.latent import global_seed
+from gan_trainer.nets import Discriminator, Generator
+from gan_trainer.ops import dnnl, onednn_conv, threads
+from gan_trainer.testing import fake_images
+
+needs_onednn = pytest.mark.skipif(dnnl.library() is None, reason='oneDNN does not load here')
+
+
+def test_candidates():
+    assert team_tuner.candidates(1) == [1]
+    assert team_tuner.candidates(2) == [2, 1]
+    assert team_tuner.candidates(3) == [3, 1]
+    assert team_tuner.candidates(8) == [8, 4, 1]
+
+
+class FakeMachine:
+    """Iterations whose duration depends on the team: ms[team]."""
+
+    def __init__(self, ms, monkeypatch):
+        self.ms, self.now, self.team, self.sets = ms, 0.0, 2, []
+        monkeypatch.setattr(threads, 'team', 2)
+        monkeypatch.setattr(threads, 'set_team', self.set_team)
+        monkeypatch.setattr(team_tuner.time, 'perf_counter', lambda: self.now)
+        monkeypatch.setattr(threads, 'onednn_loaded', lambda: True)
+
+    def set_team(self, n):
+        self.team = n
+        self.sets.append(n)
+
+    def run(self, tuner, first, last):
+        trainer = types.SimpleNamespace(updater=types.SimpleNamespace(iteration=0))
+        for it in range(first, last + 1):
+            self.now += self.ms[self.team] / 1e3
+            trainer.updater.iteration = it
+            tuner(trainer)
+
+
+def test_the_faster_team_is_kept_and_the_load_is_measured_again(monkeypatch):
+    monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: True)
+    machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)  # a busy machine: 1 thread wins
+    tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
+    machine.run(tuner, 1, 40)
+    assert tuner.enabled and tuner.choices == [(23, 1)] and machine.team == 1
+    machine.ms = {2: 5.0, 1: 6.0}  # quiet again: two threads win at the next exploration
+    machine.run(tuner, 41, 140)
+    assert tuner.choices[-1] == (123, 2) and machine.team == 2
+
+
+def test_a_smaller_team_must_be_clearly_faster(monkeypatch):
+    monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: True)
+    machine = FakeMachine({2: 10.0, 1: 9.8}, monkeypatch)  # 2% faster: not enough
+    tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
+    machine.run(tuner, 1, 40)
+    assert tuner.choices == [(23, 2)] and machine.team == 2
+
+
+def test_no_tuning_where_the_team_changes_the_bits(monkeypatch):
+    monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: False)
+    machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
+    tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
+    machine.run(tuner, 1, 40)
+    assert tuner.enabled is False and tuner.choices == [] and set(machine.sets) <= {2}
+
+
+def test_no_tuning_without_a_team_to_share(monkeypatch):
+    machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
+    monkeypatch.setattr(threads, 'team', None)  # the user's OMP_NUM_THREADS, or no share_cores
+    tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
+    machine.run(tuner, 1, 40)
+    assert tuner.enabled is False and machine.sets == []
+
+
+@needs_onednn
+def test_team_independent_compares_real_primitives(monkeypatch):
+    rng = numpy.random.default_rng(0)
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    x = rng.standard_normal((4, 8, 8, 8)).astype(numpy.float32)
+    ops.convolution_2d(x, rng.standard_normal((16, 8, 4, 4)).astype(numpy.float32),
+                       numpy.zeros(16, numpy.float32), 2, 1, activation='leaky_relu')
+    teams = []
+    assert onednn_conv.team_independent([2, 1], teams.append) in (True, False)
+    assert teams == [2, 1]
+    # A kernel whose sums depend on the team is caught.
+    compute = onednn_conv.ConvolutionDNNL.compute
+    monkeypatch.setattr(onednn_conv.ConvolutionDNNL, 'compute',
+                        lambda self, *a: compute(self, *a) + len(teams))
+    assert not onednn_conv.team_independent([2, 1], teams.append)
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    assert not onednn_conv.team_independent([2, 1], teams.append)  # nothing to check
+
+
+def train(tuned: bool, monkeypatch):
+    with global_seed(0):
+        gen = Generator(size=16, channels=1, widths=[8, 16])
+        dis = Discriminator(size=16, channels=1, widths=[8, 16])
+    optimizers = {}
+    for name, net in (('gen', gen), ('dis', dis)):
+        optimizers[name] = ops.Adam(2e-4, beta1=0.5)
+        optimizers[name].setup(net)
+    iterator = chainer.iterators.SerialIterator(fake_images(32, size=16), 16, shuffle=False)
+    updater = GANUpdater(iterator, optimizers, device=-1, seed=0, loss='lsgan', reuse_fakes=True)
+    trainer = chainer.training.Trainer(updater, (16, 'iteration'))
+    tuner = TeamTuner(window=2, rounds=2, explore_every=8, warmup=1)
+    if tuned:
+        trainer.extend(tuner)
+    trainer.run()
+    serializer = chainer.serializers.DictionarySerializer()
+    serializer.save(updater)
+    return tuner, {k: numpy.array(v) for k, v in serializer.target.items()}
+
+
+@needs_onednn
+def test_a_tuned_run_is_the_untuned_run_bit_for_bit(monkeypatch):
+    monkeypatch.setattr(threads, 'team', 2)
+    sets = []
+    set_team = threads.set_team
+    monkeypatch.setattr(threads, 'set_team', lambda n: sets.append(n) or set_team(n))
+    tuner, tuned = train(True, monkeypatch)
+    _, plain = train(False, monkeypatch)
+    for key, value in plain.items():
+        numpy.testing.assert_array_equal(tuned[key], value, err_msg=key)
+    if tuner.enabled:  # the kernels here give the same bits with either team: it tuned
+        assert 1 in sets and len(tuner.choices) >= 1
+    else:
+        assert set(sets) <= {2}
+    set_team(threads.available_cores())
+
+
+def test_a_steady_machine_is_explored_less_and_less(monkeypatch):
+    monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: True)
+    machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
+    tuner = TeamTuner(window=2, rounds=1, explore_every=10, max_every=40, warmup=5)
+    machine.run(tuner, 1, 180)
+    # Explorations start at 7, 17, 27, 47, 87, 127, 167 (the interval doubles up to 40
+    # once a choice repeats) and end 4 iterations later.
+    assert [it for it, _ in tuner.choices] == [11, 21, 31, 51, 91, 131, 171]
+    assert {team for _, team in tuner.choices} == {1}
