@@ -4,7 +4,7 @@ import json
 
 import numpy
 import pytest
-from test_examples import succeeded, train
+from helpers import succeeded, train
 
 from gan_trainer.dfm import Denoiser
 from gan_trainer.nets import AutoencoderDiscriminator

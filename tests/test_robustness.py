@@ -333,17 +333,17 @@ def test_pillows_bomb_limits_warn_then_skip(tmp_path, monkeypatch):
 
 def test_a_file_that_cannot_be_opened_is_skipped_and_listed(tmp_path, monkeypatch):
     # Tests run as root, which reads anything; a PermissionError is
-    # simulated where Pillow opens the file.
+    # simulated where the file is opened (os.open, as the kernel would refuse).
     for name in ('locked.png', 'open.png'):
         Image.new('L', (4, 4), 0).save(tmp_path / name)
-    real_open = Image.open
+    real_open = os.open
 
     def guarded_open(path, *args, **kwargs):
-        if os.path.basename(path) == 'locked.png':
-            raise PermissionError(13, 'Permission denied', str(path))
+        if os.path.basename(os.fspath(path)) == 'locked.png':
+            raise PermissionError(13, 'Permission denied', os.fspath(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Image, 'open', guarded_open)
+    monkeypatch.setattr(os, 'open', guarded_open)
     with pytest.warns(SkippedFilesWarning, match=r'skipped 1 .*: locked\.png \(PermissionError'):
         dataset = ImageFolderDataset(tmp_path, size=4)
     assert dataset.skipped[0][1].startswith('PermissionError')
