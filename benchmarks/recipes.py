@@ -164,6 +164,30 @@ CANDIDATES: dict[str, dict] = {
                      'lr': 4e-4},
     'cos-batch32': {'preset': 'default', 'lr_schedule': 'cosine', 'batchsize': 32},
     'cos-width48': {'preset': 'default', 'lr_schedule': 'cosine', 'base_width': 48},
+    # Round 2: in the first round everything that slowed G against D lost (a
+    # decay to 0, two D steps, the TTUR that favours D); so G's step larger,
+    # D's smaller, both larger, D's outputs regularized. (Results:
+    # benchmarks/RESULTS.md, "Issue 24's sweep".)
+    'dlr1e-4': {'preset': 'default', 'dis_lr': 1e-4},
+    'glr4e-4': {'preset': 'default', 'gen_lr': 4e-4},
+    'glr4e-4-dlr1e-4': {'preset': 'default', 'gen_lr': 4e-4, 'dis_lr': 1e-4},
+    'lr4e-4-d': {'preset': 'default', 'lr': 4e-4},
+    'glr4e-4-ema': {'preset': 'default', 'gen_lr': 4e-4, 'ema': 0.999, 'ema_rampup': 0.05},
+    'dis-noise': {'preset': 'default', 'dis_noise': 0.1},
+    'r1-lazy': {'preset': 'default', 'penalty': 'r1', 'penalty_weight': 1.0,
+                'penalty_every': 4},
+    # Round 3: G's larger step won round 2; how far it goes, and with what.
+    'glr8e-4': {'preset': 'default', 'gen_lr': 8e-4},
+    'glr6e-4': {'preset': 'default', 'gen_lr': 6e-4},
+    'glr4e-4-b0': {'preset': 'default', 'gen_lr': 4e-4, 'gen_beta1': 0.0},
+    'glr4e-4-lecam': {'preset': 'default', 'gen_lr': 4e-4, 'lecam': 0.1},
+    'glr4e-4-drop': {'preset': 'default', 'gen_lr': 4e-4, 'dis_dropout': 0.3},
+    # Round 4: 8e-4 beat 4e-4; further, and with D's regularizers.
+    'glr1.2e-3': {'preset': 'default', 'gen_lr': 1.2e-3},
+    'glr1.6e-3': {'preset': 'default', 'gen_lr': 1.6e-3},
+    'glr8e-4-lecam': {'preset': 'default', 'gen_lr': 8e-4, 'lecam': 0.1},
+    'glr8e-4-b0': {'preset': 'default', 'gen_lr': 8e-4, 'gen_beta1': 0.0},
+    'glr8e-4-drop': {'preset': 'default', 'gen_lr': 8e-4, 'dis_dropout': 0.3},
     # The SNGAN ResNet nets with their paper's loss and spectral norm.
     'resnet16': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 16},
     'resnet32': {'preset': 'sngan', 'arch': 'resnet', 'base_width': 32},
@@ -269,18 +293,18 @@ class Lock:
             self.fd = None
 
 
-def train(script: str, flags: list[str], out: str, lock: Lock, *, nice: bool = False) -> dict:
+def train(script: str, flags: list[str], out: str, lock: Lock, *, nice: int = 0) -> dict:
     """Runs one training process into ``out``; returns its log, wall time and load.
 
     Args:
-        nice: Run it at the lowest CPU priority (``--runs_unlocked``).
+        nice: Run it at this CPU niceness (``--runs_unlocked``: ``--nice``, 19).
 
     Raises:
         Failure: For a non-zero exit, with the last line of its stderr.
     """
     if os.path.exists(out):
         shutil.rmtree(out)  # an interrupted earlier attempt
-    cmd = [*(['nice', '-n', '19'] if nice else []), sys.executable, script, *flags,
+    cmd = [*(['nice', '-n', str(nice)] if nice else []), sys.executable, script, *flags,
            '--no_progress', '--out', out]
     with lock:
         load = os.getloadavg()[0]
@@ -328,7 +352,8 @@ def measure(name: str, flags: list[str], iterations: int, seed: int, args, lock:
     result = train(args.script, [*flags, '--iteration', str(iterations), '--seed', str(seed),
                                  '--fid_interval', str(iterations),
                                  '--fid_samples', str(args.fid_samples)], out,
-                   Lock(None) if args.runs_unlocked else lock, nice=args.runs_unlocked)
+                   Lock(None) if args.runs_unlocked else lock,
+                   nice=args.nice if args.runs_unlocked else 0)
     last = result['log'][-1]
     run = {'seed': seed, 'iteration': last['iteration'], 'elapsed': last['elapsed_time'],
            'wall': result['wall'], 'load': result['load'], 'command': result['command'],
@@ -475,6 +500,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--runs_unlocked', action='store_true',
                    help='with --lock: lock the calibrations only; the runs train beside other '
                         'work at nice 19 (their results are the same, their times are not)')
+    p.add_argument('--nice', type=int, default=19, choices=range(20), metavar='N',
+                   help='with --runs_unlocked: the runs\' niceness (default 19)')
     p.add_argument('--candidates', default=','.join(FINAL),
                    help="comma-separated names (see --list), or 'all' (default: every preset "
                         'and the best recipes)')
