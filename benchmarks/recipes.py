@@ -59,6 +59,7 @@ their ``train s`` and ``wall s`` then measure the machine, not the recipe.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import fcntl
 import itertools
@@ -500,6 +501,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--runs_unlocked', action='store_true',
                    help='with --lock: lock the calibrations only; the runs train beside other '
                         'work at nice 19 (their results are the same, their times are not)')
+    p.add_argument('--jobs', type=positive_int, default=1,
+                   help="a candidate's seeds trained this many at a time (with --runs_unlocked "
+                        'or without --lock; give each process one thread: OMP_NUM_THREADS=1); '
+                        'their results are those of one at a time, their times are not')
     p.add_argument('--nice', type=int, default=19, choices=range(20), metavar='N',
                    help='with --runs_unlocked: the runs\' niceness (default 19)')
     p.add_argument('--candidates', default=','.join(FINAL),
@@ -545,6 +550,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f'--subset must be a multiple of 10 up to 4500, got {args.subset}')
     if args.grids and not args.table:
         p.error('--grids needs --table (it draws the runs already made)')
+    if args.jobs > 1 and args.lock and not args.runs_unlocked:
+        p.error('--jobs: the runs would wait for each other on --lock; add --runs_unlocked')
     if args.fid_samples < 4:
         p.error(f'--fid_samples must be at least 4, got {args.fid_samples}')
     try:
@@ -657,16 +664,18 @@ def main(argv=None) -> int:
             if entry.get('error'):
                 continue
             done = {run['seed'] for run in entry['runs']}
-            for seed in range(args.seeds):
-                if seed in done:
-                    continue
-                run = measure(name, args.flags[name], entry['iterations'], seed, args, lock)
-                entry['runs'].append(run)
-                entry['runs'].sort(key=lambda r: r['seed'])
-                save(path, state)
-                print(f'  seed {seed}: FID {run["fid"]:.1f}, {run["iteration"]} iterations, '
-                      f'{run["elapsed"]:.0f} s training, {run["wall"]:.0f} s wall, '
-                      f'load {run["load"]:.2f}', flush=True)
+            todo = [seed for seed in range(args.seeds) if seed not in done]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                runs = [pool.submit(measure, name, args.flags[name], entry['iterations'], seed,
+                                    args, lock) for seed in todo]
+                for future in concurrent.futures.as_completed(runs):
+                    run = future.result()
+                    entry['runs'].append(run)
+                    entry['runs'].sort(key=lambda r: r['seed'])
+                    save(path, state)
+                    print(f'  seed {run["seed"]}: FID {run["fid"]:.1f}, {run["iteration"]} '
+                          f'iterations, {run["elapsed"]:.0f} s training, {run["wall"]:.0f} s '
+                          f'wall, load {run["load"]:.2f}', flush=True)
         except Failure as e:
             failure(name, e)
     save(path, state)

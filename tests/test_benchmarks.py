@@ -349,3 +349,30 @@ def test_recipes_with_runs_unlocked_calibrates_everything_first_under_the_lock(t
     assert [ln.split(':')[0].strip() for ln in lines] == ['ema', 'dcgan', 'seed 0', 'seed 0']
     saved = json.loads((out / 'recipes.json').read_text())['candidates']
     assert all(len(saved[n]['runs']) == 1 for n in ('ema', 'dcgan'))
+
+
+def test_recipes_jobs_trains_seeds_side_by_side_as_one_at_a_time(tmp_path):
+    # Two seeds at once (--jobs 2) give the runs that one at a time gives.
+    quick = [*RECIPES_QUICK[2:], '--seeds', '2', '--budget', '0.2']
+    together = recipes('--candidates', 'dcgan', '--out', str(tmp_path / 'a'), '--jobs', '2',
+                       *quick)
+    assert together.returncode == 0, together.stdout + together.stderr
+    # One at a time, with the first sweep's calibration (so the same iterations).
+    one = recipes('--candidates', 'dcgan', '--out', str(tmp_path / 'b'), '--calibrations',
+                  str(tmp_path / 'a'), *quick)
+    assert one.returncode == 0, one.stdout + one.stderr
+    runs = [json.loads((tmp_path / d / 'recipes.json').read_text())['candidates']['dcgan']
+            for d in 'ab']
+    assert runs[0]['iterations'] == runs[1]['iterations']
+    assert [r['seed'] for r in runs[0]['runs']] == [0, 1]
+    # Same seeds, same iterations: the same samples, so the same FID.
+    assert [r['fid'] for r in runs[0]['runs']] == [r['fid'] for r in runs[1]['runs']]
+    assert sorted(ln.split(':')[0].strip() for ln in together.stdout.splitlines()
+                  if ln.startswith('  seed')) == ['seed 0', 'seed 1']
+
+
+def test_recipes_jobs_with_a_lock_needs_runs_unlocked(tmp_path):
+    proc = recipes('--candidates', 'dcgan', '--out', str(tmp_path), '--jobs', '2',
+                   '--lock', str(tmp_path / 'l'), *RECIPES_QUICK)
+    assert proc.returncode == 2
+    assert '--jobs: the runs would wait for each other on --lock' in proc.stderr.splitlines()[-1]
