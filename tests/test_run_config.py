@@ -119,13 +119,16 @@ def test_combinations_that_cannot_work_are_refused(changes, option):
 
 
 def test_each_network_gets_the_shared_optimizer_settings_and_its_own():
-    config = RunConfig(lr=2e-4, beta1=0.5, dis_lr=1e-5, dis_beta1=0.1, weight_decay=1e-4)
+    # gen_lr=None: G follows lr (RunConfig's own default is the default recipe's 1.6e-3).
+    config = RunConfig(lr=2e-4, beta1=0.5, dis_lr=1e-5, dis_beta1=0.1, weight_decay=1e-4,
+                       gen_lr=None)
     assert config.optimizer_spec('gen').settings() == {
         'name': 'adam', 'lr': 2e-4, 'beta1': 0.5, 'beta2': 0.999, 'eps': 1e-8,
         'weight_decay': 1e-4}
     assert config.optimizer_spec('dis').settings() == {
         'name': 'adam', 'lr': 1e-5, 'beta1': 0.1, 'beta2': 0.999, 'eps': 1e-8,
         'weight_decay': 1e-4}
+    assert RunConfig(lr=1e-3).optimizer_spec('gen').settings()['lr'] == 1.6e-3
     mixed = RunConfig(dis_optimizer='sgd', dis_momentum=0.9, beta1=0.5)
     assert mixed.optimizer_spec('dis').settings()['name'] == 'sgd'
     assert mixed.optimizer_spec('gen').settings()['beta1'] == 0.5
@@ -235,7 +238,15 @@ def parse(*argv):
 
 @pytest.mark.parametrize('argv, expected', [
     ([], {'loss': 'lsgan', 'penalty': 'none', 'spectral_norm': False, 'n_dis': 1,
-          'lr': 2e-4, 'preset': 'default', 'reuse_fakes': True, 'iteration': 3000}),
+          'lr': 2e-4, 'gen_lr': 1.6e-3, 'dis_lr': None, 'preset': 'default', 'reuse_fakes': True,
+          'iteration': 3000}),
+    # A shared setting given alone is both networks': the default's own G rate gives way.
+    (['--lr', '1e-3'], {'lr': 1e-3, 'gen_lr': None, 'dis_lr': None}),
+    (['--lr', '1e-3', '--gen_lr', '5e-4'], {'lr': 1e-3, 'gen_lr': 5e-4}),
+    (['--optimizer', 'sgd'], {'optimizer': 'sgd', 'gen_lr': None}),
+    (['--beta1', '0.0'], {'lr': 2e-4, 'gen_lr': 1.6e-3, 'beta1': 0.0}),
+    (['--dis_lr', '1e-4'], {'gen_lr': 1.6e-3, 'dis_lr': 1e-4}),
+    (['--preset', 'lsgan'], {'lr': 2e-4, 'gen_lr': None}),
     (['--preset', 'dcgan'], {'loss': 'nonsaturating', 'preset': 'dcgan'}),
     (['--preset', 'keras-dcgan', '--optimizer', 'adam'], {'optimizer': 'adam', 'lr': 5e-4,
                                                           'momentum': None, 'batchsize': 128}),

@@ -89,11 +89,19 @@ def _changeable(names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _override(net: str, setting: str, checks, *, kind: str = 'float'):
+def _override(net: str, setting: str, checks, *, kind: str = 'float', default=None,
+              note: str = ''):
     """A per-network optimizer setting: ``--gen_lr`` (also spelled ``--lr_gen``)."""
-    return option(None, kind=kind, group='optimizer', resume='ask', preset=True, checks=checks,
-                  flags=(f'--{net}_{setting}', f'--{setting}_{net}'),
-                  help=f'{setting} of {"G" if net == "gen" else "D"} only')
+    return option(default, kind=kind, group='optimizer', resume='ask', preset=True,
+                  nullable=True, checks=checks, flags=(f'--{net}_{setting}', f'--{setting}_{net}'),
+                  help=f'{setting} of {"G" if net == "gen" else "D"} only{note}')
+
+
+#: G's learning rate in the default recipe: eight times D's 2e-4. In issue 24's
+#: sweep a larger step for G was the one lever that clearly improved the default
+#: run's samples in its iterations (benchmarks/recipes.py; RESULTS.md, "Issue
+#: 24's sweep"); the other presets leave G's rate to ``lr``.
+DEFAULT_GEN_LR = 1.6e-3
 
 
 #: The names of the presets (:mod:`gan_trainer.run.presets`, whose values are
@@ -157,6 +165,12 @@ class RunConfig:
     prints them by group). Options a preset sets are marked in
     :func:`preset_options`; options that change the networks or the data
     in :func:`network_options`.
+
+    The defaults are the ``default`` preset's, G's learning rate included:
+    ``gen_lr`` is 1.6e-3 (:data:`DEFAULT_GEN_LR`) unless given, so
+    ``RunConfig(lr=1e-3)`` changes D's rate only; ``gen_lr=None`` makes G
+    follow ``lr`` (as every other preset does, and as ``--lr`` without
+    ``--gen_lr`` does on the command line).
     """
 
     # ------------------------------------------------------------ data
@@ -334,7 +348,10 @@ class RunConfig:
                                        choices=('adam', 'sgd', 'rmsprop'),
                                        flags=('--gen_optimizer', '--optimizer_gen'),
                                        help="G's optimizer, when it differs")
-    gen_lr: float | None = _override('gen', 'lr', [above(0)])
+    gen_lr: float | None = _override(
+        'gen', 'lr', [above(0)], default=DEFAULT_GEN_LR,
+        note=f' (the default recipe: {DEFAULT_GEN_LR:g}; other presets: --lr; --lr without '
+             '--gen_lr sets both)')
     gen_beta1: float | None = _override('gen', 'beta1', [between(0, 1)])
     gen_beta2: float | None = _override('gen', 'beta2', [between(0, 1)])
     gen_eps: float | None = _override('gen', 'eps', [above(0)])

@@ -72,6 +72,7 @@ def option(
     saved: bool = True,
     negate: str | None = None,
     resume: str | None = None,
+    nullable: bool = False,
 ):
     """A ``dataclasses.field`` of :class:`~gan_trainer.run.RunConfig` with its declaration.
 
@@ -102,6 +103,8 @@ def option(
             or ``'keep'`` (:data:`RESUME_RULES`); ``networks`` options are
             ``'keep'`` without saying so. Every option must declare it (a
             test checks); an undeclared one is treated as ``'ask'``.
+        nullable: ``None`` is a value it may take although its default is
+            not ``None`` (G's learning rate: ``None`` follows ``lr``).
     """
     if group not in GROUPS:
         raise ValueError(f'unknown option group {group!r}')
@@ -125,6 +128,7 @@ def option(
         'saved': saved,
         'negate': negate,
         'resume': resume,
+        'nullable': nullable,
     }
     if isinstance(default, (list, dict, set)):
         raise TypeError('option defaults must be immutable (use a tuple)')
@@ -161,7 +165,7 @@ def check_value(field: dataclasses.Field, value: Any) -> Any:
     """
     name, meta = field.name, field.metadata
     if value is None:
-        if field.default is not None:
+        if field.default is not None and not meta.get('nullable'):
             # None is "not set" only where the default is; elsewhere it would
             # reach the networks or the loop as a TypeError.
             raise ConfigError(name, f'needs a value (leave it out for the default, '

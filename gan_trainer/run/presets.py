@@ -7,21 +7,21 @@ given explicitly overrides it (:func:`apply_preset`). Every preset trains
 with the same :class:`~gan_trainer.GANUpdater` loop; only these options
 differ.
 
-=========== ============= ========== ==== ===== ====== ===== ===== =======
-preset      loss          penalty    SN   D BN  n_dis  lr    beta1 beta2
-=========== ============= ========== ==== ===== ====== ===== ===== =======
-default     lsgan         none       no   yes   1      2e-4  0.5   0.999
-dcgan       nonsaturating none       no   yes   1      2e-4  0.5   0.999
-wgan-gp     wasserstein   wgan-gp 10 no   no    5      1e-4  0.0   0.9
-sngan       hinge         none       yes  no    1      2e-4  0.5   0.999
-lsgan       lsgan         none       no   yes   1      2e-4  0.5   0.999
-dragan      nonsaturating dragan 10  no   no    2      1e-4  0.0   0.9
-began       began         none       no   no    1      2e-4  0.0   0.9
-cramer      cramer        wgan-gp 10 no   no    5      1e-4  0.5   0.9
-dfm         nonsaturating none       no   yes   1      1e-4  0.5   0.9
-=========== ============= ========== ==== ===== ====== ===== ===== =======
+=========== ============= ========== ==== ===== ====== ============ ===== =======
+preset      loss          penalty    SN   D BN  n_dis  lr           beta1 beta2
+=========== ============= ========== ==== ===== ====== ============ ===== =======
+default     lsgan         none       no   yes   1      1.6e-3/2e-4  0.5   0.999
+dcgan       nonsaturating none       no   yes   1      2e-4         0.5   0.999
+wgan-gp     wasserstein   wgan-gp 10 no   no    5      1e-4         0.0   0.9
+sngan       hinge         none       yes  no    1      2e-4         0.5   0.999
+lsgan       lsgan         none       no   yes   1      2e-4         0.5   0.999
+dragan      nonsaturating dragan 10  no   no    2      1e-4         0.0   0.9
+began       began         none       no   no    1      2e-4         0.0   0.9
+cramer      cramer        wgan-gp 10 no   no    5      1e-4         0.5   0.9
+dfm         nonsaturating none       no   yes   1      1e-4         0.5   0.9
+=========== ============= ========== ==== ===== ====== ============ ===== =======
 
-Sources: DCGAN, Radford et al. 2016 (Adam 2e-4, beta1 0.5); WGAN-GP,
+(``default``: G's rate / D's.) Sources: DCGAN, Radford et al. 2016 (Adam 2e-4, beta1 0.5); WGAN-GP,
 Gulrajani et al. 2017, Algorithm 1 (lambda 10, n_critic 5, Adam 1e-4,
 betas 0/0.9, and no BatchNorm in the critic because the penalty is per
 example); SN-GAN, Miyato et al. 2018 with the hinge loss and their
@@ -61,13 +61,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from gan_trainer.run.config import PRESET_NAMES, ConfigError, RunConfig, preset_options
+from gan_trainer.run.checks import OPTIMIZER_SETTINGS
+from gan_trainer.run.config import (
+    DEFAULT_GEN_LR,
+    PRESET_NAMES,
+    ConfigError,
+    RunConfig,
+    preset_options,
+)
 
 #: The preset names, in the order of the table (checked against PRESETS by a test).
 NAMES = PRESET_NAMES
 
 _DCGAN = RunConfig(preset='dcgan', loss='nonsaturating', reuse_fakes=False,
-                   lr=2e-4, beta1=0.5, beta2=0.999)
+                   lr=2e-4, beta1=0.5, beta2=0.999, gen_lr=None)
 
 #: The settings every chainer-gan-lib line shares (its train.py): Adam 2e-4/0/0.9, a 128-d
 #: uniform z, batch 64, the cross-entropy loss, and its step (G's and D's losses on the
@@ -77,7 +84,8 @@ _GANLIB = _DCGAN.replace(preset='dcgan', n_hidden=128, z_dist='uniform', order='
 
 #: Preset name -> the run it describes (see the module docstring's table).
 PRESETS: dict[str, RunConfig] = {
-    'default': _DCGAN.replace(preset='default', loss='lsgan', reuse_fakes=True),
+    'default': _DCGAN.replace(preset='default', loss='lsgan', reuse_fakes=True,
+                              gen_lr=DEFAULT_GEN_LR),
     'dcgan': _DCGAN,
     'wgan-gp': _DCGAN.replace(preset='wgan-gp', loss='wasserstein', penalty='wgan-gp',
                               penalty_weight=10.0, dis_norm='none', n_dis=5, lr=1e-4,
@@ -126,8 +134,8 @@ PRESETS: dict[str, RunConfig] = {
 DESCRIPTIONS: dict[str, str] = {
     'default': "the default run: the DCGAN nets and optimizers with LSGAN's least-squares "
                "loss, G trained on the D step's fakes (one G forward per iteration, so more "
-               "iterations in the same time); the best FID of benchmarks/recipes.py in the "
-               "default run's time",
+               "iterations in the same time) at eight times D's learning rate (1.6e-3); the "
+               "best three-seed FID of benchmarks/recipes.py in the default run's time",
     'dcgan': 'Radford et al. 2016: Adam 2e-4/0.5, BatchNorm in G and D, transposed '
              'convolutions',
     'wgan-gp': 'Gulrajani et al. 2017, Algorithm 1: the critic without BatchNorm, a gradient '
@@ -208,9 +216,19 @@ def preset_settings(name: str) -> dict[str, Any]:
 def apply_preset(config: RunConfig, name: str, **explicit: Any) -> RunConfig:
     """``config`` with preset ``name``'s settings, then the ``explicit`` options over them.
 
-    ``explicit`` values that are ``None`` count as not given.
+    ``explicit`` values that are ``None`` count as not given. A shared
+    optimizer setting given explicitly (``--lr 1e-3``) is both networks'
+    unless a network's own is given too: the preset's own value for one
+    network (the default recipe's ``gen_lr``) gives way to it, as it does to
+    another optimizer (``--optimizer sgd``: SGD's defaults for both).
     """
     settings = preset_settings(name)
+    new_optimizer = explicit.get('optimizer') not in (None, settings.get('optimizer'))
+    for setting in OPTIMIZER_SETTINGS:
+        if new_optimizer or explicit.get(setting) is not None:
+            for net in ('gen', 'dis'):
+                if explicit.get(f'{net}_{setting}') is None:
+                    settings[f'{net}_{setting}'] = None
     merged = dataclasses.replace(config, **settings)
     return merged.replace(**explicit)
 
