@@ -376,3 +376,15 @@ def test_recipes_jobs_with_a_lock_needs_runs_unlocked(tmp_path):
                    '--lock', str(tmp_path / 'l'), *RECIPES_QUICK)
     assert proc.returncode == 2
     assert '--jobs: the runs would wait for each other on --lock' in proc.stderr.splitlines()[-1]
+
+
+def test_snapshot_write_times_stored_and_deflated_files_of_the_same_arrays():
+    proc = subprocess.run([sys.executable, 'benchmarks/snapshot_write.py', '--repeats', '1'],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {tuple(line.split()[:2]): float(line.split()[2])
+            for line in proc.stdout.splitlines()[1:]}
+    assert set(rows) == {(n, w) for n in ('trainer', 'gen') for w in ('stored', 'deflated')}
+    # The trainer holds both networks and their optimizers' state.
+    assert rows['trainer', 'stored'] > 2 * rows['gen', 'stored'] > 0
+    assert rows['gen', 'deflated'] <= rows['gen', 'stored']
