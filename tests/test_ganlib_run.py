@@ -4,7 +4,7 @@ import json
 
 import numpy
 import pytest
-from helpers import succeeded, train
+from helpers import succeeded, train_here
 
 from gan_trainer.dfm import Denoiser
 from gan_trainer.nets import AutoencoderDiscriminator
@@ -76,7 +76,7 @@ def test_combinations_that_make_no_sense_are_one_line_errors(options, flag, word
 
 def test_a_began_run_logs_k_t_and_its_measure(tmp_path):
     out = tmp_path / 'began'
-    succeeded(train('--preset', 'began', '--out', out))
+    succeeded(train_here('--preset', 'began', '--out', out))
     log = json.loads((out / 'log').read_text())
     assert {'dis/k_t', 'dis/measure'} <= set(log[-1]) and 'dis/acc_real' not in log[-1]
     assert all(0 <= e['dis/k_t'] <= 1 and numpy.isfinite(e['dis/measure']) for e in log)
