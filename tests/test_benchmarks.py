@@ -7,8 +7,6 @@ that the per-phase split adds up to the timed window, and that the last line
 is exactly ``throughput NET DEVICE X img/s``.
 """
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from helpers import script_here
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -338,13 +337,7 @@ def recipes_here(*args):
     """recipes.py's ``main(argv)`` in this process: a CompletedProcess like :func:`recipes`'s."""
     import recipes as script
 
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            status = script.main([str(a) for a in args])
-        except SystemExit as e:
-            status = e.code
-    return subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
+    return script_here(script.main, *args)
 
 
 @pytest.mark.parametrize('args, message', [
