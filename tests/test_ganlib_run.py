@@ -6,7 +6,7 @@ import chainer
 import chainer.functions as F
 import numpy
 import pytest
-from helpers import succeeded, train
+from helpers import succeeded, train_here
 
 from gan_trainer.datasets import get_digits
 from gan_trainer.dfm import Denoiser
@@ -104,7 +104,7 @@ def test_the_began_presets_d_learns_to_reconstruct_real_digits():
 
 def test_a_began_run_logs_k_t_and_its_measure(tmp_path):
     out = tmp_path / 'began'
-    succeeded(train('--preset', 'began', '--out', out))
+    succeeded(train_here('--preset', 'began', '--out', out))
     log = json.loads((out / 'log').read_text())
     assert {'dis/k_t', 'dis/measure'} <= set(log[-1]) and 'dis/acc_real' not in log[-1]
     assert all(0 <= e['dis/k_t'] <= 1 and numpy.isfinite(e['dis/measure']) for e in log)
