@@ -1,0 +1,99 @@
+"""Issue 28, part 2: why does the ``began`` preset's G draw one grey square?
+
+Builds the preset's run (:func:`gan_trainer.run.build_trainer`, no
+extensions), calls its updater ``--steps`` times and every ``--interval``
+steps prints, for 64 fixed uniform z: G's output spread over z (the
+pixel-wise standard deviation across the 64 images, averaged), its mean, the
+fakes' reconstruction error ``L_fake``, the mean of D's reconstruction of
+the fakes, G's gradient norm, ``k_t``, and the direction in which G's loss
+pushes the fake pixels (the share of pixels whose gradient step makes them
+darker). Two levers that the run's flags do not have can be tried:
+``--gen_he GAIN`` redraws G's weights from N(0, GAIN / fan_in) (He et al.
+2015 for GAIN 2; fan_in counts the inputs one output reads: a stride-2 4x4
+transposed convolution reads a 2x2 patch of each input channel) and
+``--lambda_k`` sets BEGAN's ``k_t`` rate (the paper's 0.001). Other
+arguments go to the run's flags::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/began_g_probe.py --steps 300
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/began_g_probe.py --gen_he 2 -- --gen_norm batch
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+import chainer
+import chainer.functions as F
+import numpy as np
+
+from gan_trainer.cli.train import parse_config
+from gan_trainer.run.builder import build_trainer
+
+
+def redraw_he(gen: chainer.Link, gain: float, seed: int = 0) -> None:
+    """G's weights from N(0, gain / fan_in), fan_in as the module docstring says."""
+    rng = np.random.RandomState(seed)
+    for name, param in sorted(gen.namedparams()):
+        if not name.endswith('/W'):
+            continue
+        w = param.array
+        if w.ndim == 2:  # Linear: (out, in)
+            fan_in = w.shape[1]
+        else:  # Deconvolution2D: (in, out, kh, kw); stride 2 for 4x4, 1 for 3x3
+            stride = 2 if w.shape[2] == 4 else 1
+            fan_in = w.shape[0] * (w.shape[2] // stride) * (w.shape[3] // stride)
+        w[...] = rng.normal(0, np.sqrt(gain / fan_in), w.shape)
+
+
+def probe(gen, dis, z) -> dict[str, float]:
+    """G's spread over z, D's view of the fakes, and G's gradients, for the fixed ``z``."""
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        x = gen(z).array
+        rec = dis.reconstruct(x).array
+    gen.cleargrads()
+    loss = F.mean(dis(gen(z)))
+    loss.backward()
+    grad_g = float(np.sqrt(sum(float((p.grad ** 2).sum()) for p in gen.params()
+                               if p.grad is not None)))
+    xv = chainer.Variable(x)
+    F.mean(dis(xv)).backward()
+    gen.cleargrads()
+    dis.cleargrads()
+    return {'spread_z': float(x.std(axis=0).mean()), 'mean': float(x.mean()),
+            'L_fake': float(loss.array), 'rec_mean': float(rec.mean()), 'grad_G': grad_g,
+            'darker': float((xv.grad > 0).mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--steps', type=int, default=300)
+    parser.add_argument('--interval', type=int, default=50)
+    parser.add_argument('--gen_he', type=float, default=None, metavar='GAIN')
+    parser.add_argument('--lambda_k', type=float, default=None)
+    parser.add_argument('flags', nargs='*', help="the run's flags after --")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as out:
+        config = parse_config(['--preset', 'began', '--seed', '0', '--out', out,
+                               '--iteration', str(args.steps), *args.flags])
+        trainer = build_trainer(config, log=None)
+        updater = trainer.updater
+        gen, dis = updater.gen, updater.dis
+        if args.gen_he is not None:
+            redraw_he(gen, args.gen_he)
+        if args.lambda_k is not None:
+            updater.loss.state.lambda_k = args.lambda_k
+        z = np.random.RandomState(1).uniform(-1, 1, (64, gen.n_hidden)).astype(np.float32)
+        print('step spread_z   mean  L_fake rec_mean   grad_G darker   k_t')
+        for step in range(args.steps + 1):
+            if step:
+                updater.update()
+            if step % args.interval == 0:
+                p = probe(gen, dis, z)
+                print(f"{step:4d} {p['spread_z']:8.4f} {p['mean']:+.3f} {p['L_fake']:7.4f} "
+                      f"{p['rec_mean']:+8.3f} {p['grad_G']:8.2e} {p['darker']:6.3f} "
+                      f'{updater.loss.state.k:.4f}', flush=True)
+
+
+if __name__ == '__main__':
+    main()
