@@ -7,7 +7,8 @@ pixel-wise standard deviation across the 64 images, averaged), its mean, the
 fakes' reconstruction error ``L_fake``, the mean of D's reconstruction of
 the fakes, G's gradient norm, ``k_t``, and the direction in which G's loss
 pushes the fake pixels (the share of pixels whose gradient step makes them
-darker). Two levers that the run's flags do not have can be tried:
+darker), the share of G's first-layer units that are dead (at most 0 for all
+64 z) and of the fake pixels in tanh's tail (beyond 0.99). Two levers that the run's flags do not have can be tried:
 ``--gen_he GAIN`` redraws G's weights from N(0, GAIN / fan_in) (He et al.
 2015 for GAIN 2; fan_in counts the inputs one output reads: a stride-2 4x4
 transposed convolution reads a 2x2 patch of each input channel) and
@@ -49,6 +50,7 @@ def redraw_he(gen: chainer.Link, gain: float, seed: int = 0) -> None:
 def probe(gen, dis, z) -> dict[str, float]:
     """G's spread over z, D's view of the fakes, and G's gradients, for the fixed ``z``."""
     with chainer.using_config('train', False), chainer.no_backprop_mode():
+        hidden = gen.project(z).array  # G's first layer, before its ReLU
         x = gen(z).array
         rec = dis.reconstruct(x).array
     gen.cleargrads()
@@ -61,6 +63,8 @@ def probe(gen, dis, z) -> dict[str, float]:
     gen.cleargrads()
     dis.cleargrads()
     return {'spread_z': float(x.std(axis=0).mean()), 'mean': float(x.mean()),
+            'dead': float((hidden.max(axis=0) <= 0).mean()),
+            'saturated': float((np.abs(x) > 0.99).mean()),
             'L_fake': float(loss.array), 'rec_mean': float(rec.mean()), 'grad_G': grad_g,
             'darker': float((xv.grad > 0).mean())}
 
@@ -84,7 +88,7 @@ def main() -> None:
         if args.lambda_k is not None:
             updater.loss.state.lambda_k = args.lambda_k
         z = np.random.RandomState(1).uniform(-1, 1, (64, gen.n_hidden)).astype(np.float32)
-        print('step spread_z   mean  L_fake rec_mean   grad_G darker   k_t')
+        print('step spread_z   mean  L_fake rec_mean   grad_G darker   k_t  dead   sat')
         for step in range(args.steps + 1):
             if step:
                 updater.update()
@@ -92,7 +96,8 @@ def main() -> None:
                 p = probe(gen, dis, z)
                 print(f"{step:4d} {p['spread_z']:8.4f} {p['mean']:+.3f} {p['L_fake']:7.4f} "
                       f"{p['rec_mean']:+8.3f} {p['grad_G']:8.2e} {p['darker']:6.3f} "
-                      f'{updater.loss.state.k:.4f}', flush=True)
+                      f"{updater.loss.state.k:.4f} {p['dead']:.3f} {p['saturated']:.3f}",
+                      flush=True)
 
 
 if __name__ == '__main__':
