@@ -153,14 +153,24 @@ def write_json(path: str | os.PathLike, data: Any) -> str:
     return os.fspath(path)
 
 
-def save_npz(path: str | os.PathLike, obj) -> str:
+def save_npz(path: str | os.PathLike, obj, compression: int = zipfile.ZIP_STORED) -> str:
     """Chainer's ``save_npz`` of ``obj`` (a Link, an optimizer, a trainer), atomically.
 
-    The file is what ``chainer.serializers.save_npz`` writes (a compressed
-    npz of the object's serialized arrays), written here with a zip archive
-    that is closed even when a write fails: NumPy's ``savez`` leaves its
-    archive open on an error, and its late ``__del__`` then prints a
-    traceback of its own when the process exits (seen on a full disk).
+    The file holds what ``chainer.serializers.save_npz`` writes (an npz of
+    the object's serialized arrays, which ``chainer.serializers.load_npz``
+    and ``numpy.load`` read), written here with a zip archive that is
+    closed even when a write fails: NumPy's ``savez`` leaves its archive
+    open on an error, and its late ``__del__`` then prints a traceback of
+    its own when the process exits (seen on a full disk).
+
+    Members are stored, not deflated (``compression``, a ``zipfile``
+    constant, says otherwise): trained float32 weights and Adam's moments
+    are close to random bits, so deflate saves a tenth of the size and
+    costs seconds per file on a CPU, every snapshot, in the training
+    process (a ``keras-dcgan`` run's 100 MB trainer snapshot; measured by
+    ``benchmarks/snapshot_write.py``, figures in ``benchmarks/RESULTS.md``).
+    Every member keeps its CRC, so :func:`gan_trainer.checkpoint.damage`
+    finds a damaged file either way.
     """
     import chainer
     import numpy
@@ -168,7 +178,7 @@ def save_npz(path: str | os.PathLike, obj) -> str:
     serializer = chainer.serializers.DictionarySerializer()
     serializer.save(obj)
     with atomic_write(path) as f, zipfile.ZipFile(
-            f, mode='w', compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            f, mode='w', compression=compression, allowZip64=True) as archive:
         for key, value in serializer.target.items():
             with archive.open(key + '.npy', 'w', force_zip64=True) as member:
                 numpy.lib.format.write_array(member, numpy.asanyarray(value), allow_pickle=True)

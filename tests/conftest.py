@@ -4,9 +4,13 @@ Markers (declared in setup.cfg):
 
 * ``process``: the test needs a fresh Python process of its own (signals,
   exit statuses, ``flock`` between processes, MPI, the start-up hook, a
-  command as a user starts it). CI's first stack runs every test; the
-  other stacks, there to prove the package on other Python and NumPy
-  versions, skip these: ``-m 'not process or every_stack'``.
+  command as a user starts it, a script in another framework's Python:
+  the peers' TensorFlow and PyTorch scripts). CI's first stack runs every
+  test; the other stacks, there to prove the package on other Python and
+  NumPy versions, skip these: ``-m 'not process or every_stack'``. What a
+  process test proves does not depend on the stack's Python and NumPy (the
+  proof of the in-process code under them is the in-process tests', which
+  every stack runs).
 * ``every_stack``: a fresh-process test that every stack runs anyway: the
   compatibility fixes (what differs between the stacks) and one short
   real training.

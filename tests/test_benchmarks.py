@@ -7,9 +7,12 @@ that the per-phase split adds up to the timed window, and that the last line
 is exactly ``throughput NET DEVICE X img/s``.
 """
 
+import contextlib
+import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'benchmarks'))  # recipes.py's main(argv), in this process
 # Every test runs a benchmark script as its user does, in a process of its own.
 pytestmark = pytest.mark.process
 LAST_LINE = re.compile(r'^throughput (digits28|dcgan64|default) (cpu|gpu) (\d+\.\d) img/s$')
@@ -225,10 +229,21 @@ def recipes(*args, cwd=REPO):
                           cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_recipes_trains_for_the_budget_and_tables_the_runs_it_saves(tmp_path):
-    out = tmp_path / 'sweep'
+@pytest.fixture(scope='module')
+def ema_sweep(tmp_path_factory):
+    """One quick sweep of the ``ema`` candidate (budget 0.2 s): (its --out, the process).
+
+    Tests that read it (or pass it to ``--merge`` and ``--calibrations``)
+    share it and never write into it.
+    """
+    out = tmp_path_factory.mktemp('recipes') / 'sweep'
     proc = recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(out), *RECIPES_QUICK)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc
+
+
+def test_recipes_trains_for_the_budget_and_tables_the_runs_it_saves(ema_sweep):
+    out, proc = ema_sweep
     saved = json.loads((out / 'recipes.json').read_text())
     entry = saved['candidates']['ema']
     assert saved['budget'] == 0.2 and entry['flags'][:4] == ['--preset', 'dcgan', '--ema', '0.999']
@@ -272,10 +287,9 @@ def test_recipes_on_a_subset_measures_against_every_training_digit(tmp_path):
     assert 'FID seen' in proc.stdout
 
 
-def test_recipes_merges_earlier_sweeps_into_one_table(tmp_path):
+def test_recipes_merges_earlier_sweeps_into_one_table(tmp_path, ema_sweep):
     first = tmp_path / 'first'
-    assert recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(first),
-                   *RECIPES_QUICK).returncode == 0
+    shutil.copytree(ema_sweep[0], first)  # this test deletes a grid of it
     merged = recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(tmp_path / 'all'),
                      '--merge', str(first), '--table', *RECIPES_QUICK)
     assert merged.returncode == 0 and 'seed 0: FID' not in merged.stdout
@@ -302,10 +316,8 @@ def test_recipes_merges_earlier_sweeps_into_one_table(tmp_path):
     assert lost.returncode == 2 and '--grids: no sample grid for ema' in lost.stderr
 
 
-def test_recipes_reuses_calibrations_for_another_budget(tmp_path):
-    first = tmp_path / 'first'
-    assert recipes('--candidates', 'ema', '--budget', '0.2', '--out', str(first),
-                   *RECIPES_QUICK).returncode == 0
+def test_recipes_reuses_calibrations_for_another_budget(tmp_path, ema_sweep):
+    first = ema_sweep[0]
     calibration = json.loads((first / 'recipes.json').read_text())['candidates']['ema'][
         'calibration']
     # Other calibration settings too: the reused measurement is kept as it was.
@@ -321,16 +333,33 @@ def test_recipes_reuses_calibrations_for_another_budget(tmp_path):
     assert 'seed 0: FID' not in proc.stdout
 
 
+def recipes_here(*args):
+    """recipes.py's ``main(argv)`` in this process: a CompletedProcess like :func:`recipes`'s."""
+    import recipes as script
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            status = script.main([str(a) for a in args])
+        except SystemExit as e:
+            status = e.code
+    return subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
+
+
 @pytest.mark.parametrize('args, message', [
-    (['--candidates', 'dcgan,nope'], '--candidates: unknown nope; known: default, dcgan,'),
+    # One case as a user runs the script (every test of this module is
+    # marked process), the others through the same main(argv) in this process.
+    pytest.param(['--candidates', 'dcgan,nope'],
+                 '--candidates: unknown nope; known: default, dcgan,', id='process'),
     (['--budget', '0'], 'argument --budget: must be a number of seconds above 0, got 0'),
     (['--options', 'widths'], "--options: 'widths' is not KEY=VALUE with KEY a run option"),
     (['--options', 'base_width=x'], "argument --base_width: expected an integer, got 'x'"),
     (['--subset', '25'], '--subset must be a multiple of 10 up to 4500, got 25'),
     (['--grids', 'x.png'], '--grids needs --table (it draws the runs already made)'),
 ])
-def test_recipes_rejects_bad_flags_in_one_line(tmp_path, args, message):
-    proc = recipes(*args, '--out', str(tmp_path / 'never'))
+def test_recipes_rejects_bad_flags_in_one_line(tmp_path, args, message, request):
+    command = recipes if request.node.callspec.id == 'process' else recipes_here
+    proc = command(*args, '--out', str(tmp_path / 'never'))
     assert proc.returncode == 2 and proc.stdout == ''
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith('recipes.py: error: ') and message in line
@@ -376,6 +405,18 @@ def test_recipes_jobs_with_a_lock_needs_runs_unlocked(tmp_path):
                    '--lock', str(tmp_path / 'l'), *RECIPES_QUICK)
     assert proc.returncode == 2
     assert '--jobs: the runs would wait for each other on --lock' in proc.stderr.splitlines()[-1]
+
+
+def test_snapshot_write_times_stored_and_deflated_files_of_the_same_arrays():
+    proc = subprocess.run([sys.executable, 'benchmarks/snapshot_write.py', '--repeats', '1'],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {tuple(line.split()[:2]): float(line.split()[2])
+            for line in proc.stdout.splitlines()[1:]}
+    assert set(rows) == {(n, w) for n in ('trainer', 'gen') for w in ('stored', 'deflated')}
+    # The trainer holds both networks and their optimizers' state.
+    assert rows['trainer', 'stored'] > 2 * rows['gen', 'stored'] > 0
+    assert rows['gen', 'deflated'] <= rows['gen', 'stored']
 
 
 def test_fid_of_a_run_draws_z_from_the_runs_own_distribution(tmp_path):

@@ -107,6 +107,23 @@ def test_save_npz_writes_a_loadable_snapshot(tmp_path):
     assert os.listdir(tmp_path) == ['gen_iter_1.npz']
 
 
+def test_save_npz_stores_its_members_and_chainer_and_numpy_read_both_ways(tmp_path):
+    import zipfile
+
+    gen = tiny_generator(seed=3)
+    stored = files.save_npz(tmp_path / 'stored.npz', gen)
+    deflated = files.save_npz(tmp_path / 'deflated.npz', gen, compression=zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(stored) as a, zipfile.ZipFile(deflated) as b:
+        assert {m.compress_type for m in a.infolist()} == {zipfile.ZIP_STORED}
+        assert {m.compress_type for m in b.infolist()} == {zipfile.ZIP_DEFLATED}
+        assert sorted(a.namelist()) == sorted(b.namelist())
+    for path in (stored, deflated):
+        other = load_params(path, tiny_generator(seed=4))
+        numpy.testing.assert_array_equal(other.project.W.array, gen.project.W.array)
+    with numpy.load(stored) as a, numpy.load(deflated) as b:
+        assert all(numpy.array_equal(a[k], b[k]) for k in a.files)
+
+
 def test_write_json_is_readable_json(tmp_path):
     import json
 

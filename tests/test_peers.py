@@ -9,6 +9,8 @@ peer written here on ``peer_io`` with NumPy alone (so the protocol between
 the two sides is exercised, not mocked).
 """
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -118,6 +120,7 @@ def run_compare(*args):
                           capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.process
 def test_compare_trains_both_sides_measures_them_alike_and_draws_them(tmp_path):
     peer = tmp_path / 'numpy_peer.py'
     peer.write_text(FAKE_PEER.format(peers=str(PEERS)))
@@ -159,16 +162,31 @@ def test_compare_trains_both_sides_measures_them_alike_and_draws_them(tmp_path):
     assert again.returncode == 0 and json.loads((folder / 'results.json').read_text()) == results
 
 
+def compare_here(*args):
+    """compare.py's ``main(argv)`` in this process: a CompletedProcess like :func:`run_compare`'s."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            status = compare.main([str(a) for a in args])
+        except SystemExit as e:
+            status = e.code
+    return subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
+
+
 @pytest.mark.parametrize('args, message', [
-    (['--recipe', 'keras-dcgan', '--flags=--lr 1'], '--flags needs --variant NAME'),
+    # One case as a user runs the script (its exit status and stderr), the
+    # others through the same main(argv).
+    pytest.param(['--recipe', 'keras-dcgan', '--flags=--lr 1'], '--flags needs --variant NAME',
+                 marks=pytest.mark.process, id='process'),
     (['--recipe', 'keras-dcgan', '--variant', 'peer'], "--variant must not be 'peer'"),
     (['--recipe', 'keras-dcgan', '--seeds', 'a'], '--seeds must be comma-separated integers'),
     (['--recipe', 'keras-dcgan', '--peer_python', '/nowhere/python'],
      "--peer_python '/nowhere/python' does not exist"),
     (['--recipe', 'nope'], "argument --recipe: invalid choice: 'nope'"),
 ])
-def test_compare_rejects_bad_flags_in_one_line(tmp_path, args, message):
-    proc = run_compare(*args, '--out', str(tmp_path / 'never'))
+def test_compare_rejects_bad_flags_in_one_line(tmp_path, args, message, request):
+    command = run_compare if 'process' in request.node.keywords else compare_here
+    proc = command(*args, '--out', str(tmp_path / 'never'))
     assert proc.returncode == 2 and proc.stdout == ''
     assert message in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / 'never').exists()
@@ -182,6 +200,7 @@ def _peer_python():
     return python if proc.returncode == 0 else None
 
 
+@pytest.mark.process
 @pytest.mark.skipif(_peer_python() is None, reason='no Python with keras (PEER_PYTHON)')
 @pytest.mark.parametrize('script', sorted(compare.RECIPES.values()))
 def test_each_peer_trains_and_hands_back_its_files(tmp_path, script):

@@ -160,6 +160,7 @@ def _torch_python():
     return python if ok else None
 
 
+@pytest.mark.process
 @pytest.mark.skipif(_torch_python() is None, reason='no Python with torch (TORCH_PYTHON)')
 def test_recipe_steps_times_the_presets_nets_in_pytorch_with_as_many_parameters():
     # recipe_steps.py itself fails when PyTorch's nets have other parameter
@@ -176,6 +177,7 @@ def test_recipe_steps_times_the_presets_nets_in_pytorch_with_as_many_parameters(
         'dcgan', 'keras-dcgan', 'keras-dcgan-notes', 'chainer-example', 'tf-gan']
 
 
+@pytest.mark.process
 def test_torch_presets_refuses_what_it_cannot_build_in_one_line():
     python = _torch_python()
     if python is None:
