@@ -4,7 +4,7 @@ import json
 
 import numpy
 import pytest
-from helpers import assert_one_line_error, succeeded, train, weights
+from helpers import assert_one_line_error, succeeded, train, train_here, weights
 
 from gan_trainer import cramer, files
 from gan_trainer.datasets import Data
@@ -141,9 +141,9 @@ def test_cramer_penalty_is_recorded_and_a_resume_keeps_it_bit_for_bit(tmp_path, 
 
 def test_cramer_penalty_on_the_command_line(tmp_path):
     out = tmp_path / 'cramer'
-    succeeded(train('--preset', 'cramer', '--n_dis', '1', '--cramer_penalty', 'exact',
-                    '--out', out))
+    succeeded(train_here('--preset', 'cramer', '--n_dis', '1', '--cramer_penalty', 'exact',
+                         '--out', out))
     assert json.loads((out / files.CONFIG).read_text())['run']['cramer_penalty'] == 'exact'
-    assert_one_line_error(train('--cramer_penalty', 'exact', '--out', tmp_path / 'lsgan'),
+    assert_one_line_error(train_here('--cramer_penalty', 'exact', '--out', tmp_path / 'lsgan'),
                           "--cramer_penalty: is the Cramér GAN's: needs loss 'cramer'", 'train_dcgan.py')
     assert not (tmp_path / 'lsgan').exists()
