@@ -665,17 +665,24 @@ def main(argv=None) -> int:
                 continue
             done = {run['seed'] for run in entry['runs']}
             todo = [seed for seed in range(args.seeds) if seed not in done]
+            errors = []
             with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
                 runs = [pool.submit(measure, name, args.flags[name], entry['iterations'], seed,
                                     args, lock) for seed in todo]
                 for future in concurrent.futures.as_completed(runs):
-                    run = future.result()
+                    try:
+                        run = future.result()
+                    except Failure as e:  # the seeds still training are kept when they end
+                        errors.append(e)
+                        continue
                     entry['runs'].append(run)
                     entry['runs'].sort(key=lambda r: r['seed'])
                     save(path, state)
                     print(f'  seed {run["seed"]}: FID {run["fid"]:.1f}, {run["iteration"]} '
                           f'iterations, {run["elapsed"]:.0f} s training, {run["wall"]:.0f} s '
                           f'wall, load {run["load"]:.2f}', flush=True)
+            if errors:
+                raise errors[0]
         except Failure as e:
             failure(name, e)
     save(path, state)

@@ -106,6 +106,22 @@ def here(script, *args):
                                        stderr.getvalue())
 
 
+def script_here(main, *args):
+    """A benchmark script's ``main(argv)`` in this process: a CompletedProcess of its answer.
+
+    For the bad-flag cases of scripts that are not commands (``recipes.py``,
+    ``compare.py``): the exit status (argparse's ``sys.exit`` included) and
+    what the script printed.
+    """
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as e:
+            status = e.code
+    return subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
+
+
 def gan_trainer(*args):
     """``gan-trainer ARGS`` as installed, in a fresh process (``python -m gan_trainer.cli``)."""
     return subprocess.run([sys.executable, '-m', 'gan_trainer.cli', *map(str, args)], cwd=REPO,

@@ -7,18 +7,18 @@ that the per-phase split adds up to the timed window, and that the last line
 is exactly ``throughput NET DEVICE X img/s``.
 """
 
-import contextlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy
 import pytest
+from helpers import script_here
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -337,13 +337,7 @@ def recipes_here(*args):
     """recipes.py's ``main(argv)`` in this process: a CompletedProcess like :func:`recipes`'s."""
     import recipes as script
 
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            status = script.main([str(a) for a in args])
-        except SystemExit as e:
-            status = e.code
-    return subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
+    return script_here(script.main, *args)
 
 
 @pytest.mark.parametrize('args, message', [
@@ -417,6 +411,34 @@ def test_snapshot_write_times_stored_and_deflated_files_of_the_same_arrays():
     # The trainer holds both networks and their optimizers' state.
     assert rows['trainer', 'stored'] > 2 * rows['gen', 'stored'] > 0
     assert rows['gen', 'deflated'] <= rows['gen', 'stored']
+
+
+def test_recipes_jobs_keeps_the_seeds_that_end_well_when_one_fails(tmp_path, monkeypatch):
+    # Seed 0 fails at once while seed 1 still trains: seed 1's run is saved,
+    # the candidate is marked failed, and the exit status says so.
+    import threading
+
+    import recipes as script
+
+    started = threading.Event()
+
+    def measure(name, flags, iterations, seed, args, lock):
+        if seed == 0:
+            started.wait(10)
+            raise script.Failure('seed 0 broke')
+        started.set()
+        time.sleep(0.5)  # still training when seed 0 fails
+        return {'seed': seed, 'iteration': iterations, 'elapsed': 1.0, 'wall': 1.0, 'load': 0.0,
+                'command': 'fake', 'grid': '', 'class_kl': 0.0, 'is': 1.0,
+                **dict.fromkeys(script.METRICS, 1.0)}
+
+    monkeypatch.setattr(script, 'calibrate', lambda *a: {'seconds_per_iteration': 0.1})
+    monkeypatch.setattr(script, 'measure', measure)
+    proc = recipes_here('--candidates', 'dcgan', '--seeds', '2', '--jobs', '2', '--budget', '1',
+                        '--out', tmp_path)
+    assert proc.returncode == 1 and 'dcgan failed: seed 0 broke' in proc.stdout
+    entry = json.loads((tmp_path / 'recipes.json').read_text())['candidates']['dcgan']
+    assert [run['seed'] for run in entry['runs']] == [1] and entry['error'] == 'seed 0 broke'
 
 
 def test_fid_of_a_run_draws_z_from_the_runs_own_distribution(tmp_path):

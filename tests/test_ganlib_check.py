@@ -33,6 +33,7 @@ def test_scripted_draws_do_not_depend_on_the_order_of_kinds_and_sizes():
     assert numpy.random.uniform is not a.uniform  # restored
 
 
+@pytest.mark.process
 def test_a_folder_that_is_not_chainer_gan_lib_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, 'benchmarks/ganlib_check.py', '--ganlib', str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=False)

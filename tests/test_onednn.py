@@ -547,6 +547,7 @@ print('team', threads.team, ctypes.CDLL('libgomp.so.1').omp_get_max_threads())
 
 
 @needs_onednn
+@pytest.mark.process
 @pytest.mark.parametrize('when', ['before', 'after'])
 def test_share_cores_sizes_the_openmp_team_in_a_fresh_process(when):
     call = 'threads.share_cores(ranks=2, loaders=1)'  # 6 processes' share: one thread

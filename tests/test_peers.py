@@ -9,8 +9,6 @@ peer written here on ``peer_io`` with NumPy alone (so the protocol between
 the two sides is exercised, not mocked).
 """
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from helpers import script_here
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,13 +163,7 @@ def test_compare_trains_both_sides_measures_them_alike_and_draws_them(tmp_path):
 
 def compare_here(*args):
     """compare.py's ``main(argv)`` in this process: a CompletedProcess like :func:`run_compare`'s."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            status = compare.main([str(a) for a in args])
-        except SystemExit as e:
-            status = e.code
-    return subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
+    return script_here(compare.main, *args)
 
 
 @pytest.mark.parametrize('args, message', [

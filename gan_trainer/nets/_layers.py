@@ -182,12 +182,11 @@ def upsample_conv(conv: chainer.Link, x, mode: str, *,
     DCGAN deconv's shape) the stage costs ``(k + 1)**2`` instead of ``4
     k**2`` multiply-adds per input pixel and channel pair (2.8x fewer for
     ``k = 5``, 2.25x for ``k = 3``) and never builds the upsampled map.
-    Measured forward and backward at batch 64 on the 2-core AVX-512 AMD EPYC
-    (``benchmarks/recipe_steps.py --stages``, both forms alternating): 3.1x
-    faster for keras-dcgan's 128 -> 64 stage, 2.1x for the notes' 3x3 one,
-    20x for keras-dcgan's 64 -> 1 output stage (which becomes the cheap
-    scatter routine of :mod:`gan_trainer.ops.conv`); at batch 2 folding the
-    kernel costs more than it saves. The folding is linear in ``conv.W``, so
+    ``benchmarks/recipe_steps.py --stages`` times each preset's stages both
+    ways (figures in ``benchmarks/RESULTS.md``): the fold wins most on the
+    output stage of keras-dcgan (64 -> 1), which becomes the cheap scatter
+    routine of :mod:`gan_trainer.ops.conv`, and at tiny batches folding the
+    kernel can cost more than it saves. The folding is linear in ``conv.W``, so
     the gradients reach the same parameters, and the results equal the
     unfused ones up to float rounding (tested). It is taken where
     :mod:`gan_trainer.ops`' fast path applies (NumPy float32 and float64);

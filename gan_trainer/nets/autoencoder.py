@@ -17,9 +17,24 @@ side halves), a linear layer to a ``code_dim`` code (chainer-gan-lib: 128),
 a linear layer back, the mirrored stride-2 4x4 transposed convolutions and
 a 3x3 transposed convolution to the image channels with tanh (the images
 are in [-1, 1]). LeakyReLU(0.2) everywhere else, no normalization, weights
-from N(0, 0.02). The paper's own nets differ (ELU, nearest-neighbour
+from N(0, 0.02) (``init='normal'``, chainer-gan-lib's) or Glorot-uniform
+(``init='glorot'``). The paper's own nets differ (ELU, nearest-neighbour
 upsampling, repeated 3x3 convolutions, no tanh); chainer-gan-lib's are the
 ones the comparison in ``benchmarks/ganlib_check.py`` runs.
+
+Why the ``began`` preset starts from Glorot-uniform weights (issue 28): with
+N(0, 0.02) each of the ten layers of a narrow net (the digits' widths 32
+and 64, against chainer-gan-lib's 64 to 512 on CIFAR-10) shrinks what it
+passes on, so at the start D's reconstruction is the same image whatever
+the input. Three quarters of a digit's pixels are exactly -1, tanh's
+bound, and the L1 error's gradient there keeps its full size however close
+the output comes, so the first steps push the output into tanh's flat
+tail, where every gradient dies before the encoder's signal has grown: D
+stays at the error of a constant image, k_t at 0, and G learns to draw a
+flat square. Glorot-uniform weights pass the input through from the first
+step and D learns to reconstruct. ``benchmarks/began_digits.py`` trains
+D alone both ways, and ``tests/test_ganlib_run.py`` holds the preset's D
+to it.
 """
 
 from __future__ import annotations
@@ -29,10 +44,9 @@ from collections.abc import Sequence
 import chainer
 import chainer.functions as F
 import chainer.links as L
-from chainer import initializers
 
 from gan_trainer import ops
-from gan_trainer.nets._common import WEIGHT_STD, resolve_widths
+from gan_trainer.nets._common import INITS, resolve_widths, weight_initializer
 from gan_trainer.nets._layers import check_width
 
 __all__ = ['AutoencoderDiscriminator']
@@ -52,10 +66,14 @@ class AutoencoderDiscriminator(chainer.Chain):
         base_width (int): First width of the default ``widths``.
         code_dim (int): Size of the code between encoder and decoder
             (BEGAN's ``h``; chainer-gan-lib: 128).
+        init (str): The weights' initialization, one of
+            :data:`~gan_trainer.nets._common.INITS`: ``'normal'``,
+            chainer-gan-lib's N(0, 0.02), or ``'glorot'`` (Glorot-uniform),
+            which the ``began`` preset uses: see the module docstring.
 
     Raises:
-        ValueError: If ``size`` and ``widths`` cannot work together, or a
-            width is not a positive integer.
+        ValueError: If ``size`` and ``widths`` cannot work together, a
+            width is not a positive integer, or ``init`` is unknown.
     """
 
     #: What the updater and the losses read: D's output is a per-image
@@ -64,15 +82,18 @@ class AutoencoderDiscriminator(chainer.Chain):
 
     def __init__(self, *, size: int = 28, channels: int = 1,
                  widths: Sequence[int] | None = None, base_width: int = 64,
-                 code_dim: int = 128) -> None:
+                 code_dim: int = 128, init: str = 'normal') -> None:
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f'init must be one of {", ".join(INITS)}, got {init!r}')
+        self.init = init
         self.widths = resolve_widths(size, widths, base_width=base_width)
         self.size = size
         self.channels = channels
         self.code_dim = check_width('code_dim', code_dim)
         n = len(self.widths)
         self.start_side = size // 2**n
-        w = initializers.Normal(WEIGHT_STD)
+        w = weight_initializer(init)
         first = max(1, self.widths[0] // 2)
         ins = (first,) + self.widths[:-1]
         n_flat = self.widths[-1] * self.start_side**2
@@ -92,7 +113,7 @@ class AutoencoderDiscriminator(chainer.Chain):
     def config(self) -> dict:
         """The JSON-able constructor kwargs, with ``'arch': 'autoencoder'``."""
         return {'arch': 'autoencoder', 'size': self.size, 'channels': self.channels,
-                'widths': list(self.widths), 'code_dim': self.code_dim}
+                'widths': list(self.widths), 'code_dim': self.code_dim, 'init': self.init}
 
     def reconstruct(self, x) -> chainer.Variable:
         """D's reconstruction of ``x``: ``(B, channels, size, size)`` in [-1, 1]."""

@@ -125,9 +125,9 @@ _NOT_RESNET = (*(n for n in _run_names(GeneratorOptions, DiscriminatorOptions)
                  if n not in ('spectral_norm', 'dis_norm')), 'ksize', *_MADE_INTO_DIS_OPTIONS)
 
 #: Options of the DCGAN discriminator that BEGAN's autoencoder D does not have:
-#: every declared one but ``dis_norm`` (the presets set it), and those a run makes
-#: D's options of.
-_NOT_AUTOENCODER = (*(n for n in _run_names(DiscriminatorOptions) if n != 'dis_norm'),
+#: every declared one but ``dis_norm`` (the presets set it) and ``init`` (the
+#: autoencoder's weights start as either), and those a run makes D's options of.
+_NOT_AUTOENCODER = (*(n for n in _run_names(DiscriminatorOptions) if n not in ('dis_norm', 'init')),
                     *_MADE_INTO_DIS_OPTIONS)
 
 #: The losses whose D outputs are not logits: no accuracy, no ADA, no soft labels.

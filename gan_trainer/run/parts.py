@@ -58,7 +58,8 @@ def build_networks(config: RunConfig, shape, n_classes: int = 1):
             dis_config.update(minibatch_kernels=MINIBATCH_KERNELS, minibatch_dim=MINIBATCH_DIM)
         if config.loss == 'began':  # BEGAN's D is an autoencoder (nets.autoencoder)
             dis_config = {'arch': 'autoencoder', 'size': size, 'channels': channels,
-                          'widths': config.widths, 'base_width': config.base_width}
+                          'widths': config.widths, 'base_width': config.base_width,
+                          'init': config.init}
         if config.conditional:
             gen_config.update(arch='conditional', n_classes=n_classes, mode=config.gen_cond)
             dis_config.update(arch='conditional', n_classes=n_classes, mode=config.dis_cond)

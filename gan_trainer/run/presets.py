@@ -119,7 +119,12 @@ PRESETS: dict[str, RunConfig] = {
     # chainer-gan-lib's example.sh lines, on its loop (order 'simultaneous').
     'dragan': _GANLIB.replace(preset='dragan', penalty='dragan', penalty_weight=10.0,
                               dis_norm='none', n_dis=2, lr=1e-4),
-    'began': _GANLIB.replace(preset='began', loss='began', began_gamma=0.5, gen_norm='none'),
+    # init='glorot': with chainer-gan-lib's N(0, 0.02) weights the digits' narrow
+    # autoencoder D starts as a constant function of its input, and L1 drives the
+    # background (exactly -1) into tanh's flat tail before the input's signal grows:
+    # D never reconstructs the reals and G gets no signal (issue 28, RESULTS.md).
+    'began': _GANLIB.replace(preset='began', loss='began', began_gamma=0.5, gen_norm='none',
+                             init='glorot'),
     'cramer': _GANLIB.replace(preset='cramer', loss='cramer', dis_out_dim=256,
                               penalty='wgan-gp', penalty_weight=10.0, cramer_penalty='ganlib',
                               dis_norm='none', n_dis=5, lr=1e-4, beta1=0.5),
@@ -177,7 +182,9 @@ DESCRIPTIONS: dict[str, str] = {
               'forward pass), 128-d uniform z',
     'began': "chainer-gan-lib's began line (Berthelot et al. 2017): an autoencoder D whose "
              'reconstruction error is its output, gamma 0.5 (k_t and the convergence measure '
-             'in the log), G without BatchNorm, Adam 2e-4/0/0.9; its step, 128-d uniform z',
+             'in the log), G without BatchNorm, Adam 2e-4/0/0.9; its step, 128-d uniform z. '
+             'Differs: Glorot-uniform weights (chainer-gan-lib: N(0, 0.02), with which the '
+             "digits' narrow autoencoder never learns to reconstruct)",
     'cramer': "chainer-gan-lib's cramer line (Bellemare et al. 2017): a critic of 256 outputs, "
               'the energy distance over two fake batches, the gradient penalty of 10 on the '
               'critic, differentiated as chainer-gan-lib does (df/dh held constant; the exact '
