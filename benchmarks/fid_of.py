@@ -6,8 +6,8 @@
     python benchmarks/fid_of.py --run result               # G of a run's last gen_iter_*.npz
 
 ``--run`` draws ``--n_samples`` images from G in evaluation mode with a
-fixed z (``--seed``), as :class:`~gan_trainer.extensions.QualityReport`
-does. The reference is what ``train_dcgan.py --fid_interval`` measures
+fixed z (``--seed``, drawn from the run's ``z_dist``), as
+:class:`~gan_trainer.extensions.QualityReport` does. The reference is what ``train_dcgan.py --fid_interval`` measures
 against: the digits classifier's features of the 4,500 training digits
 (:class:`gan_trainer.metrics.RealStatistics`). ``benchmarks/whole_run.sh``
 scores both its runs with this script. The last line is ``fid VALUE``.
@@ -50,8 +50,11 @@ def main(argv=None) -> int:
         path = RunFolder(args.run).latest_net('gen')
         if path is None:
             p.error(f'--run: no gen_iter_N.npz in {args.run}')
-        gen, _ = load_generator(path)
-        images = generate(gen, draw_hidden(args.n_samples, gen.n_hidden, seed=args.seed))
+        gen, record = load_generator(path)
+        # z from the run's own distribution (a uniform-z preset scored on normal z
+        # would be scored on inputs G never saw).
+        images = generate(gen, draw_hidden(args.n_samples, gen.n_hidden, z_dist=record.sampler,
+                                           seed=args.seed))
     real = RealStatistics(load_digits_classifier().embed, train)
     print(f'fid {real.measure(images)["fid"]:.2f}')
     return 0

@@ -68,9 +68,10 @@ from gan_trainer.penalties import DRAGAN, WGANGP
 
 ALGORITHMS = ('dcgan', 'minibatch_discrimination', 'wgan_gp', 'dragan', 'cramer', 'began', 'dfm')
 
-#: ``--algorithms`` may also name this: the Cramér GAN with the penalty's ``df/dh`` held
-#: constant at the interpolates, as chainer-gan-lib's hand-written backward pass holds it.
-CRAMER_AS_GANLIB = 'cramer-dfdh-constant'
+#: ``--algorithms`` may also name this: the Cramér GAN with the penalty differentiated
+#: exactly (``get_loss('cramer', penalty='exact')``), where ``cramer`` is the package's
+#: default, chainer-gan-lib's penalty (``df/dh`` held constant at the interpolates).
+CRAMER_EXACT = 'cramer-exact'
 
 
 class ScriptedRandom:
@@ -239,13 +240,11 @@ def setup(name: str, lib) -> dict:
         alpha, beta1, beta2 = 1e-4, 0.0, 0.9
         ref_args = {'n_dis': 2, 'lam': 10.0}
         ours = {'loss': 'nonsaturating', 'n_dis': 2, 'penalty': DRAGAN(10.0)}
-    elif name in ('cramer', CRAMER_AS_GANLIB):
+    elif name in ('cramer', CRAMER_EXACT):
         dis = net.WGANDiscriminator(output_dim=256)
         alpha, beta1, beta2 = 1e-4, 0.5, 0.9
         ref_args = {'n_dis': 5, 'lam': 10.0}
-        loss = get_loss('cramer')
-        if name == CRAMER_AS_GANLIB:
-            loss = loss._replace(critic=_dfdh_constant)
+        loss = get_loss('cramer', penalty='exact' if name == CRAMER_EXACT else 'ganlib')
         ours = {'loss': loss, 'n_dis': 5, 'penalty': WGANGP(10.0)}
     elif name == 'began':
         gen = net.DCGANGenerator(ch=128, use_bn=False)
@@ -265,23 +264,6 @@ def setup(name: str, lib) -> dict:
         raise ValueError(f'unknown algorithm {name!r}')
     return {'gen': gen, 'dis': dis, 'ours_dis': ours_dis, 'extra': extra,
             'adam': (alpha, beta1, beta2), 'ref_args': ref_args, 'ours': ours}
-
-
-def _dfdh_constant(h, y_fakes):
-    """The Cramér critic with ``df/dh`` at ``h`` held constant: ``sum(c * h)``.
-
-    Its value is not ``f``'s, but its gradient in the image is ``J^T c``,
-    the gradient chainer-gan-lib's penalty measures, and differentiating
-    that gradient with respect to D's weights leaves ``c`` out, as its
-    ``differentiable_backward`` does.
-    """
-    from gan_trainer.cramer import NORM_EPS
-
-    a, o = h.array, y_fakes[1].array
-    d = a - o
-    c = (d / numpy.sqrt((d**2).sum(axis=1, keepdims=True) + NORM_EPS)
-         - a / numpy.sqrt((a**2).sum(axis=1, keepdims=True) + NORM_EPS))
-    return F.sum(h * c, axis=1)
 
 
 def adam(link, hyper):
@@ -304,7 +286,7 @@ def run_reference(name, lib, parts, images, batchsize, steps, seed):
     for key, optimizer in optimizers.items():
         recording(optimizer, logs[key], after=after[key])
     iterator = chainer.iterators.SerialIterator(images, batchsize, shuffle=False)
-    module = 'cramer' if name == CRAMER_AS_GANLIB else name
+    module = 'cramer' if name == CRAMER_EXACT else name
     updater = lib[f'{module}.updater'].Updater(
         iterator={'main': iterator}, optimizer=optimizers, models=models, device=-1,
         **parts['ref_args'])
@@ -414,13 +396,13 @@ def load_ganlib(path: str) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--ganlib', required=True, help='a checkout of pfnet-research/chainer-gan-lib')
-    p.add_argument('--algorithms', default=','.join((*ALGORITHMS, CRAMER_AS_GANLIB)))
+    p.add_argument('--algorithms', default=','.join((*ALGORITHMS, CRAMER_EXACT)))
     p.add_argument('--steps', type=int, default=3, help='iterations per algorithm')
     p.add_argument('--batchsize', type=int, default=8)
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
     names = args.algorithms.split(',')
-    unknown = [n for n in names if n not in (*ALGORITHMS, CRAMER_AS_GANLIB)]
+    unknown = [n for n in names if n not in (*ALGORITHMS, CRAMER_EXACT)]
     if unknown:
         p.error(f'--algorithms: unknown {", ".join(unknown)}; known: {", ".join(ALGORITHMS)}')
     lib = load_ganlib(args.ganlib)

@@ -55,7 +55,10 @@ The losses in :data:`LOSSES`:
   each image to a vector (``out_dim=256``); G minimises the energy distance
   between real and fake vectors, estimated with two independent fake
   batches, and D maximises a surrogate of it, with WGAN-GP's penalty on its
-  critic (``--penalty wgan-gp``).
+  critic (``--penalty wgan-gp``). How that penalty is differentiated is an
+  option, ``get_loss('cramer', penalty='ganlib')`` (the default:
+  chainer-gan-lib's, ``df/dh`` held constant) or ``penalty='exact'``
+  (:mod:`gan_trainer.cramer` says why the default is chainer-gan-lib's).
 * ``'began'`` (Berthelot et al. 2017, :mod:`gan_trainer.began`): D is an
   autoencoder whose outputs are reconstruction errors; the equilibrium
   variable ``k_t`` is the loss's own state, so :func:`get_loss` makes a new
@@ -300,12 +303,28 @@ LSGAN = GANLoss(dis_real=least_squares_real, dis_fake=least_squares_fake, gen=le
 RPGAN = GANLoss(dis_real=None, dis_fake=None, gen=relativistic_gen, dis=relativistic_dis,
                 gen_needs_real=True)
 
-#: The Cramér GAN (Bellemare et al. 2017, :mod:`gan_trainer.cramer`): a critic of
-#: several outputs, the energy distance over two fake batches; pair it with the
-#: WGAN-GP penalty, which then differentiates the critic ``f``.
-CRAMER = GANLoss(dis_real=None, dis_fake=None, gen=cramer.gen_loss, dis=cramer.dis_loss,
-                 gen_needs_real=True, boundary=None, dis_output='vector', n_fakes=2,
-                 critic=cramer.penalty_critic)
+def cramer_loss(penalty: str = 'ganlib') -> GANLoss:
+    """The Cramér GAN's loss (Bellemare et al. 2017, :mod:`gan_trainer.cramer`).
+
+    A critic of several outputs, the energy distance over two fake batches;
+    pair it with the WGAN-GP penalty, which then differentiates the critic
+    ``f``. ``penalty`` says how (a key of
+    :data:`gan_trainer.cramer.PENALTY_CRITICS`): ``'ganlib'``,
+    chainer-gan-lib's, ``df/dh`` held constant (trains on the digits), or
+    ``'exact'``, double backpropagation through ``f`` (diverges there).
+    """
+    try:
+        critic = cramer.PENALTY_CRITICS[penalty]
+    except (KeyError, TypeError):
+        raise ValueError(f"the cramer loss's penalty must be one of "
+                         f"{', '.join(cramer.PENALTY_CRITICS)}, got {penalty!r}") from None
+    return GANLoss(dis_real=None, dis_fake=None, gen=cramer.gen_loss, dis=cramer.dis_loss,
+                   gen_needs_real=True, boundary=None, dis_output='vector', n_fakes=2,
+                   critic=critic)
+
+
+#: The Cramér GAN with its default penalty (:func:`cramer_loss`).
+CRAMER = cramer_loss()
 
 #: Wasserstein GAN (Arjovsky et al. 2017); pair it with a gradient penalty.
 WASSERSTEIN = GANLoss(dis_real=critic_real, dis_fake=critic_fake, gen=gen_linear)
@@ -341,6 +360,12 @@ LOSS_MAKERS: dict[str, Callable[..., GANLoss]] = {
     'began': began,
 }
 
+#: Losses of :data:`LOSSES` that also take options (name -> function of them):
+#: without options :func:`get_loss` returns the shared loss of :data:`LOSSES`.
+LOSS_OPTIONS: dict[str, Callable[..., GANLoss]] = {
+    'cramer': cramer_loss,
+}
+
 
 def loss_names() -> list[str]:
     """Every loss name :func:`get_loss` accepts (``--loss``), sorted."""
@@ -353,7 +378,8 @@ def get_loss(loss: str | GANLoss, **options) -> GANLoss:
     Args:
         loss: A name of :func:`loss_names`, or a loss.
         options: The options of a loss of :data:`LOSS_MAKERS` (``began``'s
-            ``gamma``); such a loss is made anew at every call.
+            ``gamma``), made anew at every call, or of :data:`LOSS_OPTIONS`
+            (``cramer``'s ``penalty``).
 
     Raises:
         ValueError: for an unknown name (the message lists the valid ones),
@@ -363,6 +389,8 @@ def get_loss(loss: str | GANLoss, **options) -> GANLoss:
         return loss
     if loss in LOSS_MAKERS:
         return LOSS_MAKERS[loss](**options)
+    if options and loss in LOSS_OPTIONS:
+        return LOSS_OPTIONS[loss](**options)
     if options:
         raise ValueError(f'the {loss} loss takes no options, got {", ".join(options)}')
     try:
@@ -390,6 +418,8 @@ def soft_real(loss: str | GANLoss) -> SoftLossFn | None:
 def _loss_name(loss: GANLoss) -> str:
     if isinstance(loss.state, BEGANEquilibrium):
         return 'began'
+    if loss.dis is cramer.dis_loss:
+        return 'cramer'
     return next((name for name, value in LOSSES.items() if value is loss), 'given')
 
 

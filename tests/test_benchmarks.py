@@ -439,3 +439,26 @@ def test_recipes_jobs_keeps_the_seeds_that_end_well_when_one_fails(tmp_path, mon
     assert proc.returncode == 1 and 'dcgan failed: seed 0 broke' in proc.stdout
     entry = json.loads((tmp_path / 'recipes.json').read_text())['candidates']['dcgan']
     assert [run['seed'] for run in entry['runs']] == [1] and entry['error'] == 'seed 0 broke'
+
+
+def test_fid_of_a_run_draws_z_from_the_runs_own_distribution(tmp_path):
+    from gan_trainer.datasets import get_digits
+    from gan_trainer.metrics import RealStatistics, load_digits_classifier
+    from gan_trainer.metrics.quality import real_images
+    from gan_trainer.run import RunConfig, build_trainer, load_generator
+    from gan_trainer.sampling import draw_hidden, generate
+
+    out = tmp_path / 'uniform'
+    build_trainer(RunConfig(z_dist='uniform', base_width=4, batchsize=8, iteration=2,
+                            snapshot_interval=2, display_interval=2, preview_interval=2,
+                            eval_interval=2, progress=False, out=str(out)), log=None).run()
+    proc = run_script('benchmarks/fid_of.py', '--run', str(out), '--n_samples', '200')
+    assert proc.returncode == 0, proc.stderr
+    printed = float(proc.stdout.strip().splitlines()[-1].split()[1])
+    gen, _ = load_generator(str(out / 'gen_iter_2.npz'))
+    real = RealStatistics(load_digits_classifier().embed, real_images(get_digits('train')))
+    fids = {dist: real.measure(generate(gen, draw_hidden(200, gen.n_hidden, z_dist=dist,
+                                                          seed=0)))['fid']
+            for dist in ('uniform', 'normal')}
+    assert printed == pytest.approx(fids['uniform'], abs=0.006)
+    assert abs(fids['normal'] - fids['uniform']) > 0.05  # the test tells the two apart

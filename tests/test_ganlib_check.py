@@ -45,6 +45,6 @@ def test_a_folder_that_is_not_chainer_gan_lib_is_one_line(tmp_path):
 @pytest.mark.skipif(not os.environ.get('GANLIB_DIR'), reason='GANLIB_DIR: no chainer-gan-lib')
 def test_every_update_equals_chainer_gan_libs_at_the_same_weights():
     lib = ganlib_check.load_ganlib(os.environ['GANLIB_DIR'])
-    for name in ('dcgan', 'began', 'dfm', 'dragan', ganlib_check.CRAMER_AS_GANLIB):
+    for name in ('dcgan', 'began', 'dfm', 'dragan', 'cramer'):
         result = ganlib_check.check(name, lib, batchsize=4, steps=2, seed=0)
         assert result['grad synced'] < 1e-5, result

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from chainer import training
 
-from gan_trainer import GANUpdater
+from gan_trainer import GANUpdater, cramer
 from gan_trainer.dfm import Denoiser, DenoisingFeatureMatching
 from gan_trainer.iterators import train_iterator
 from gan_trainer.losses import get_loss
@@ -220,11 +220,18 @@ def _critic(h, o):
     return _norm(h - o) - _norm(h)
 
 
-def test_cramer_two_fake_batches_its_penalty_and_energy_distance_by_hand():
+def _critic_gradient(h, o):
+    """df/dh of the critic, by formula."""
+    return (h - o) / _norm(h - o)[:, None] - h / _norm(h)[:, None]
+
+
+@pytest.mark.parametrize('penalty_kind', ['exact', 'ganlib'])
+def test_cramer_two_fake_batches_its_penalty_and_energy_distance_by_hand(penalty_kind):
     x, z = data(), zs(4)
     v0 = np.random.RandomState(3).randn(3, 4) * 0.5
     dis = LinearD(v0)
-    updater, logs = make(QueueG(W0, z), dis, x, loss='cramer', penalty=WGANGP(2.0))
+    loss = 'cramer' if penalty_kind == 'ganlib' else get_loss('cramer', penalty='exact')
+    updater, logs = make(QueueG(W0, z), dis, x, loss=loss, penalty=WGANGP(2.0))
     seen = observe(updater)
     real = flat(x[:B])
     f1, f2 = z[0] @ W0.T, z[1] @ W0.T
@@ -232,20 +239,30 @@ def test_cramer_two_fake_batches_its_penalty_and_energy_distance_by_hand():
     np.testing.assert_allclose(dis.calls[2], f2.reshape(B, 1, 2, 2))
     x_hat = flat(dis.calls[3])  # the penalty's interpolates, between reals and the first fakes
     o = f2 @ v0.T  # the second fakes' outputs: a constant in the penalty's critic
+    c0 = _critic_gradient(x_hat @ v0.T, o)  # df/dh at the interpolates, at D's weights v0
 
     def dis_loss(v):
         return -np.mean(_critic(real @ v.T, f2 @ v.T) - _critic(f1 @ v.T, f2 @ v.T))
 
-    def penalty(v):
-        h = x_hat @ v.T
-        c = (h - o) / _norm(h - o)[:, None] - h / _norm(h)[:, None]  # df/dh
+    def penalty(v, c=None):
+        """The penalty at weights v; with c given, df/dh held at c (chainer-gan-lib's)."""
+        c = _critic_gradient(x_hat @ v.T, o) if c is None else c
         grad_x = c @ v  # (B, pixels): the critic's gradient in the image
         return 2.0 * np.mean((np.sqrt((grad_x**2).sum(axis=1) + 1e-12) - 1) ** 2)
 
+    # The value is the same either way: only its gradient w.r.t. D's weights differs.
     np.testing.assert_allclose(seen['dis/penalty'], penalty(v0), rtol=1e-10)
     np.testing.assert_allclose(seen['dis/loss'], dis_loss(v0) + penalty(v0), rtol=1e-10)
-    np.testing.assert_allclose(logs['dis'][0]['/V'],
-                               numeric_grad(lambda v: dis_loss(v) + penalty(v), v0),
+    exact = numeric_grad(penalty, v0)
+    # chainer-gan-lib's, by formula: d/dV 2 mean_i (n_i - 1)^2 with g_i = V^T c_i, c constant,
+    # n_i = ||g_i||, is 2 * (2 / B) sum_i (n_i - 1) / n_i c_i g_i^T.
+    g = c0 @ v0
+    n = np.sqrt((g**2).sum(axis=1) + 1e-12)
+    held = 2.0 * 2 / B * np.einsum('i,ik,ip->kp', (n - 1) / n, c0, g)
+    np.testing.assert_allclose(held, numeric_grad(lambda v: penalty(v, c0), v0), rtol=1e-6)
+    assert np.abs(held - exact).max() > 0.1 * np.abs(exact).max()  # the two differ here
+    expected = exact if penalty_kind == 'exact' else held
+    np.testing.assert_allclose(logs['dis'][0]['/V'], numeric_grad(dis_loss, v0) + expected,
                                rtol=1e-6, atol=1e-9)
     # G's step: two fresh fake batches against the updated D, whose outputs on the
     # D step's real batch are constants.
@@ -260,6 +277,32 @@ def test_cramer_two_fake_batches_its_penalty_and_energy_distance_by_hand():
     np.testing.assert_allclose(seen['gen/loss'], gen_loss(W0), rtol=1e-10)
     np.testing.assert_allclose(logs['gen'][0]['/W'], numeric_grad(gen_loss, W0),
                                rtol=1e-6, atol=1e-9)
+
+
+def test_cramer_linearised_critic_keeps_f_value_and_input_gradient():
+    """The linearised critic is f to first order: f's value and df/dh, and no curvature."""
+    rng = np.random.RandomState(5)
+    a, o = rng.randn(3, 4), rng.randn(3, 4)
+    h = chainer.Variable(a.copy())
+    value = cramer.linearised_critic(h, (None, o))
+    np.testing.assert_allclose(value.array, _critic(a, o), rtol=1e-12)
+    (grad,) = chainer.grad([F.sum(value)], [h], enable_double_backprop=True)
+    np.testing.assert_allclose(grad.array, _critic_gradient(a, o), rtol=1e-12)
+    # The exact critic's gradient moves with h; the linearised one's is a constant.
+    (second,) = chainer.grad([F.sum(grad * grad)], [h])
+    assert second is None or not np.any(second.array)
+    exact = cramer.penalty_critic(h, (None, chainer.Variable(o)))
+    (grad,) = chainer.grad([F.sum(exact)], [h], enable_double_backprop=True)
+    (second,) = chainer.grad([F.sum(grad * grad)], [h])
+    assert np.abs(second.array).max() > 0.01
+
+
+def test_cramer_penalty_option_is_checked():
+    assert get_loss('cramer').critic is cramer.linearised_critic  # chainer-gan-lib's, the default
+    assert get_loss('cramer', penalty='exact').critic is cramer.penalty_critic
+    with pytest.raises(ValueError, match="cramer loss's penalty must be one of ganlib, exact, "
+                                         "got 'exakt'"):
+        get_loss('cramer', penalty='exakt')
 
 
 def test_cramer_needs_vector_outputs():
@@ -398,6 +441,9 @@ def _algorithms():
             'order': 'simultaneous'},
         'cramer': lambda: {'gen': gen(), 'dis': dis(norm='none', out_dim=4), 'loss': 'cramer',
                            'penalty': WGANGP(10.0), 'n_dis': 2},
+        'cramer-exact': lambda: {'gen': gen(), 'dis': dis(norm='none', out_dim=4),
+                                 'loss': get_loss('cramer', penalty='exact'),
+                                 'penalty': WGANGP(10.0), 'n_dis': 2},
         'dragan': lambda: {'gen': gen(), 'dis': dis(norm='none'), 'loss': 'nonsaturating',
                            'penalty': DRAGAN(10.0), 'n_dis': 2, 'order': 'simultaneous'},
         'dfm': lambda: {'gen': gen(), 'dis': dis(), 'loss': 'nonsaturating',
@@ -428,7 +474,8 @@ def _trainer(updater, stop, out, snapshot_at=None):
     return trainer
 
 
-@pytest.mark.parametrize('name', ['began', 'cramer', 'dragan', 'dfm', 'minibatch'])
+@pytest.mark.parametrize('name', ['began', 'cramer', 'cramer-exact', 'dragan', 'dfm',
+                                  'minibatch'])
 def test_interrupted_and_resumed_equals_uninterrupted(name, tmp_path):
     straight = _resumable(name, seed=0, shuffle_seed=1, net_seed=0)
     _trainer(straight, 6, tmp_path / 'a').run()

@@ -6,14 +6,16 @@ import chainer
 import chainer.functions as F
 import numpy
 import pytest
-from helpers import succeeded, train_here
+from helpers import assert_one_line_error, succeeded, train_here, weights
 
-from gan_trainer.datasets import get_digits
+from gan_trainer import cramer, files
+from gan_trainer.datasets import Data, get_digits
 from gan_trainer.dfm import Denoiser
 from gan_trainer.nets import AutoencoderDiscriminator
-from gan_trainer.run import PRESETS, RunConfig, build_trainer
+from gan_trainer.run import PRESETS, RunConfig, build_trainer, read_record
 from gan_trainer.run.options import ConfigError
 from gan_trainer.run.parts import build_networks, make_denoiser, make_loss
+from gan_trainer.testing import fake_images
 
 
 @pytest.mark.parametrize('name, expected', [
@@ -24,7 +26,8 @@ from gan_trainer.run.parts import build_networks, make_denoiser, make_loss
     ('began', {'lr': 2e-4, 'beta1': 0.0, 'beta2': 0.9, 'n_dis': 1, 'loss': 'began',
                'began_gamma': 0.5, 'gen_norm': 'none'}),
     ('cramer', {'lr': 1e-4, 'beta1': 0.5, 'beta2': 0.9, 'n_dis': 5, 'loss': 'cramer',
-                'dis_out_dim': 256, 'penalty': 'wgan-gp', 'penalty_weight': 10.0}),
+                'dis_out_dim': 256, 'penalty': 'wgan-gp', 'penalty_weight': 10.0,
+                'cramer_penalty': 'ganlib'}),
     ('dfm', {'lr': 1e-4, 'beta1': 0.5, 'beta2': 0.9, 'n_dis': 1, 'dfm': True}),
     ('minibatch-discrimination', {'lr': 1e-4, 'beta1': 0.0, 'beta2': 0.9, 'n_dis': 1,
                                   'minibatch_discrimination': True, 'dis_bn_gamma': False}),
@@ -58,6 +61,9 @@ def test_the_networks_each_option_builds():
     ({'loss': 'began', 'spectral_norm': True}, 'spectral_norm', 'uses the autoencoder D'),
     ({'loss': 'began', 'dfm': True}, 'dfm', 'uses the autoencoder D'),
     ({'began_gamma': 0.4}, 'began_gamma', "needs loss 'began'"),
+    ({'cramer_penalty': 'exact'}, 'cramer_penalty', "needs loss 'cramer'"),
+    ({'loss': 'cramer', 'cramer_penalty': 'exakt'}, 'cramer_penalty',
+     "must be one of ganlib, exact; got 'exakt'"),
     ({'loss': 'cramer', 'dis_out_dim': 1}, 'dis_out_dim', "must be above 1 for loss 'cramer'"),
     ({'dis_out_dim': 8}, 'dis_out_dim', "8 outputs are for loss 'cramer'"),
     ({'loss': 'cramer', 'separate_batches': False}, 'separate_batches', 'three batches'),
@@ -124,3 +130,47 @@ def test_a_dfm_run_trains_the_denoiser_and_keeps_it_in_snapshots(tmp_path):
     snapshot = numpy.load(tmp_path / 'dfm' / 'snapshot_iter_2')
     assert any(k.startswith('updater/model:den/') for k in snapshot.files)
     assert any(k.startswith('updater/optimizer:den/') for k in snapshot.files)
+
+
+#: A Cramér run of a few seconds: the preset on tiny nets and 8x8 images.
+_CRAMER_TINY = {'widths': (4, 8), 'batchsize': 4, 'n_dis': 2, 'iteration': 4,
+                'snapshot_interval': 2, 'display_interval': 2, 'preview_interval': 2,
+                'eval_interval': 2, 'progress': False}
+_DATA = Data.of(fake_images(16, channels=1, size=8, seed=1), fake_images(4, channels=1, size=8))
+
+
+@pytest.mark.parametrize('choice', [None, 'exact'])
+def test_cramer_penalty_is_recorded_and_a_resume_keeps_it_bit_for_bit(tmp_path, choice):
+    options = {} if choice is None else {'cramer_penalty': choice}
+    config = PRESETS['cramer'].replace(**_CRAMER_TINY, **options)
+    straight, out = tmp_path / 'straight', tmp_path / 'run'
+    build_trainer(config.replace(out=str(straight)), data=_DATA, log=None).run()
+    build_trainer(config.replace(out=str(out), iteration=2), data=_DATA, log=None).run()
+    record = json.loads((out / files.CONFIG).read_text())
+    assert record['run']['cramer_penalty'] == (choice or 'ganlib')  # the preset's
+    resumed = build_trainer(read_record(str(out)).config.replace(
+        out=str(out), iteration=4, resume='auto'), data=_DATA, log=None)
+    expected = cramer.PENALTY_CRITICS[choice or 'ganlib']
+    assert resumed.updater.loss.critic is expected
+    resumed.run()
+    for net in ('gen', 'dis'):
+        a, b = weights(straight / f'{net}_iter_4.npz'), weights(out / f'{net}_iter_4.npz')
+        assert a.keys() == b.keys()
+        for key in a:
+            numpy.testing.assert_array_equal(a[key], b[key], err_msg=f'{net}{key}')
+    # Another penalty is another run: refused by name unless asked for.
+    other = 'ganlib' if choice == 'exact' else 'exact'
+    with pytest.raises(ConfigError) as refused:
+        build_trainer(read_record(str(out)).config.replace(
+            out=str(out), iteration=6, resume='auto', cramer_penalty=other), data=_DATA, log=None)
+    assert refused.value.option == 'cramer_penalty' and '--allow_change' in str(refused.value)
+
+
+def test_cramer_penalty_on_the_command_line(tmp_path):
+    out = tmp_path / 'cramer'
+    succeeded(train_here('--preset', 'cramer', '--n_dis', '1', '--cramer_penalty', 'exact',
+                         '--out', out))
+    assert json.loads((out / files.CONFIG).read_text())['run']['cramer_penalty'] == 'exact'
+    assert_one_line_error(train_here('--cramer_penalty', 'exact', '--out', tmp_path / 'lsgan'),
+                          "--cramer_penalty: is the Cramér GAN's: needs loss 'cramer'", 'train_dcgan.py')
+    assert not (tmp_path / 'lsgan').exists()

@@ -143,6 +143,8 @@ def _check_ganlib(config) -> None:
                                     'conditional ones')
     if config.began_gamma is not None and config.loss != 'began':
         raise ConfigError('began_gamma', "is BEGAN's: needs loss 'began'")
+    if config.cramer_penalty is not None and config.loss != 'cramer':
+        raise ConfigError('cramer_penalty', "is the Cramér GAN's: needs loss 'cramer'")
     for name in ('dfm_weight', 'dfm_width'):
         if getattr(config, name) is not None and not config.dfm:
             raise ConfigError(name, 'is a setting of dfm: needs dfm')

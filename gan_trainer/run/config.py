@@ -63,6 +63,12 @@ def _penalty_names(value: str) -> str | None:
     return None
 
 
+def _cramer_penalties():
+    from gan_trainer.cramer import PENALTY_CRITICS
+
+    return PENALTY_CRITICS
+
+
 def _augment_policy(value: str) -> str | None:
     if value in ('none', 'ada'):
         return None
@@ -262,6 +268,12 @@ class RunConfig:
         None, kind='float', group='loop', resume='ask', preset=True,
         checks=[between(0, 1, high_open=False, low_open=True)],
         help="--loss began's diversity ratio gamma (default 0.5, chainer-gan-lib's)")
+    cramer_penalty: str | None = option(
+        None, kind='str', group='loop', resume='ask', preset=True,
+        choices=lambda: tuple(_cramer_penalties()),
+        help="how --loss cramer's gradient penalty is differentiated: as chainer-gan-lib, "
+             'df/dh held constant (the default), or exactly by double backprop (diverges on '
+             'the digits)')
     dfm: bool = option(False, kind='bool', group='loop', networks=True, preset=True,
                        help='denoising feature matching (Warde-Farley & Bengio 2017): a '
                             "denoiser of D's features, trained beside D, guides G")

@@ -110,11 +110,14 @@ def make_dfm(config: RunConfig):
 
 
 def make_loss(config: RunConfig):
-    """The run's :class:`~gan_trainer.losses.GANLoss` (BEGAN's with its gamma and own ``k_t``)."""
+    """The run's :class:`~gan_trainer.losses.GANLoss` (BEGAN's with its gamma and own ``k_t``,
+    the Cramér GAN's with its penalty's critic)."""
     from gan_trainer.losses import get_loss
 
     if config.loss == 'began' and config.began_gamma is not None:
         return get_loss('began', gamma=config.began_gamma)
+    if config.loss == 'cramer' and config.cramer_penalty is not None:
+        return get_loss('cramer', penalty=config.cramer_penalty)
     return get_loss(config.loss)
 
 

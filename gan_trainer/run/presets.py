@@ -126,8 +126,8 @@ PRESETS: dict[str, RunConfig] = {
     'began': _GANLIB.replace(preset='began', loss='began', began_gamma=0.5, gen_norm='none',
                              init='glorot'),
     'cramer': _GANLIB.replace(preset='cramer', loss='cramer', dis_out_dim=256,
-                              penalty='wgan-gp', penalty_weight=10.0, dis_norm='none', n_dis=5,
-                              lr=1e-4, beta1=0.5),
+                              penalty='wgan-gp', penalty_weight=10.0, cramer_penalty='ganlib',
+                              dis_norm='none', n_dis=5, lr=1e-4, beta1=0.5),
     'dfm': _GANLIB.replace(preset='dfm', dfm=True, lr=1e-4, beta1=0.5),
     'minibatch-discrimination': _GANLIB.replace(
         preset='minibatch-discrimination', minibatch_discrimination=True, dis_bn_gamma=False,
@@ -187,8 +187,9 @@ DESCRIPTIONS: dict[str, str] = {
              "digits' narrow autoencoder never learns to reconstruct)",
     'cramer': "chainer-gan-lib's cramer line (Bellemare et al. 2017): a critic of 256 outputs, "
               'the energy distance over two fake batches, the gradient penalty of 10 on the '
-              'critic, 5 D steps per G step, Adam 1e-4/0.5/0.9; its step, 128-d uniform z. '
-              'Differs: the penalty is differentiated exactly (chainer-gan-lib drops a term)',
+              'critic, differentiated as chainer-gan-lib does (df/dh held constant; the exact '
+              'gradient diverges on the digits: --cramer_penalty exact), 5 D steps per G '
+              'step, Adam 1e-4/0.5/0.9; its step, 128-d uniform z',
     'dfm': "chainer-gan-lib's dfm line (Warde-Farley & Bengio 2017): a 10-layer denoiser of D's "
            "features trained beside D guides G (weight 0.03, noise 1), Adam 1e-4/0.5/0.9; its "
            'step, 128-d uniform z. Differs: the denoiser is 512 wide (chainer-gan-lib: '
