@@ -35,7 +35,10 @@ WAYS = {'stored': zipfile.ZIP_STORED, 'deflated': zipfile.ZIP_DEFLATED}
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--preset', default='default', help='the run whose trainer is written')
+    from gan_trainer.run import PRESETS
+
+    p.add_argument('--preset', default='default', choices=list(PRESETS),
+                   help='the run whose trainer is written')
     p.add_argument('--repeats', type=int, default=3)
     args = p.parse_args(argv)
     if args.repeats < 1:

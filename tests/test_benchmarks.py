@@ -462,3 +462,11 @@ def test_fid_of_a_run_draws_z_from_the_runs_own_distribution(tmp_path):
             for dist in ('uniform', 'normal')}
     assert printed == pytest.approx(fids['uniform'], abs=0.006)
     assert abs(fids['normal'] - fids['uniform']) > 0.05  # the test tells the two apart
+
+
+def test_snapshot_write_refuses_an_unknown_preset_in_one_line():
+    proc = subprocess.run([sys.executable, 'benchmarks/snapshot_write.py', '--preset', 'nope'],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stdout == ''
+    assert "argument --preset: invalid choice: 'nope'" in proc.stderr.strip().splitlines()[-1]
+    assert 'Traceback' not in proc.stderr
