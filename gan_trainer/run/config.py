@@ -196,10 +196,11 @@ class RunConfig:
 
     # -------------------------------------------------------- networks
     arch: str = option('dcgan', kind='str', group='networks', networks=True,
-                       choices=('dcgan', 'resnet'),
-                       help="the networks: 'dcgan' (Radford et al.) or 'resnet' (the SNGAN "
+                       choices=('dcgan', 'resnet', 'began'),
+                       help="the networks: 'dcgan' (Radford et al.), 'resnet' (the SNGAN "
                             'ResNet of Miyato et al., for 28 to 128 pixels; use it with --sn '
-                            'or --preset sngan, as the paper)')
+                            "or --preset sngan, as the paper) or 'began' (the BEGAN paper's "
+                            "G and autoencoder D, for --loss began; --base_width is its n)")
     n_hidden: int = option(100, kind='int', group='networks', preset=True, networks=True,
                            checks=[at_least(1)], flags=('--n_hidden', '-n'),
                            help='dimension of z')

@@ -33,7 +33,13 @@ from gan_trainer.run.group import Group
 def build_networks(config: RunConfig, shape, n_classes: int = 1):
     """G and D of ``config`` for images of ``shape`` ``(C, H, W)``, seeded with ``config.seed``."""
     channels, size, _ = shape
-    if config.arch == 'resnet':
+    if config.arch == 'began':
+        # BEGAN's own nets (nets.began): base_width is the paper's n.
+        common = {'arch': 'began', 'size': size, 'channels': channels,
+                  'width': config.base_width, 'init': config.init}
+        gen_config = dict(common, n_hidden=config.n_hidden)
+        dis_config = dict(common)
+    elif config.arch == 'resnet':
         # The ResNet nets take no kernel size or normalisation option; their
         # widths follow base_width unless D's are given.
         gen_config = {'arch': 'resnet', 'size': size, 'channels': channels,
