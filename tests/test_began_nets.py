@@ -20,7 +20,7 @@ from gan_trainer.nets import (
 from gan_trainer.nets.began import n_scales
 from gan_trainer.run import PRESETS, RunConfig, build_trainer, read_record
 from gan_trainer.run.options import ConfigError
-from gan_trainer.run.parts import build_networks
+from gan_trainer.run.parts import build_networks, make_loss
 from gan_trainer.testing import fake_images
 
 
@@ -156,3 +156,19 @@ def test_a_run_of_the_papers_nets_resumes_bit_for_bit(tmp_path):
             np.testing.assert_array_equal(a[key], b[key], err_msg=f'{net}{key}')
     log = json.loads((out / 'log').read_text())
     assert all(0 <= e['dis/k_t'] <= 1 for e in log)
+
+
+def test_k0_and_lambda_k_reach_the_loss_and_need_loss_began():
+    loss = make_loss(RunConfig(loss='began', began_k0=0.25, began_lambda_k=0.01))
+    assert (loss.state.k, loss.state.lambda_k, loss.state.gamma) == (0.25, 0.01, 0.5)
+    # One observed D step from k0: k + lambda_k (gamma L(x) - L(G(z))), by hand.
+    assert loss.state.observe(np.array([0.4]), np.array([0.1]))['k_t'] == pytest.approx(
+        0.25 + 0.01 * (0.5 * 0.4 - 0.1))
+    assert make_loss(RunConfig(loss='began')).state.k == 0.0
+    for options, flag, words in [({'began_k0': 0.1}, 'began_k0', "needs loss 'began'"),
+                                 ({'began_lambda_k': 0.1}, 'began_lambda_k', "needs loss 'began'"),
+                                 ({'loss': 'began', 'began_k0': 1.5}, 'began_k0',
+                                  'must be in [0, 1]')]:
+        with pytest.raises(ConfigError) as error:
+            RunConfig(**options)
+        assert error.value.option == flag and words in str(error.value)

@@ -158,8 +158,9 @@ def _check_ganlib(config) -> None:
     if config.conditional and given:
         raise ConfigError(given[0], 'is an option of the unconditional DCGAN nets, not of '
                                     'conditional ones')
-    if config.began_gamma is not None and config.loss != 'began':
-        raise ConfigError('began_gamma', "is BEGAN's: needs loss 'began'")
+    for name in ('began_gamma', 'began_k0', 'began_lambda_k'):
+        if getattr(config, name) is not None and config.loss != 'began':
+            raise ConfigError(name, "is BEGAN's: needs loss 'began'")
     if config.cramer_penalty is not None and config.loss != 'cramer':
         raise ConfigError('cramer_penalty', "is the Cramér GAN's: needs loss 'cramer'")
     for name in ('dfm_weight', 'dfm_width'):

@@ -269,6 +269,14 @@ class RunConfig:
         None, kind='float', group='loop', resume='ask', preset=True,
         checks=[between(0, 1, high_open=False, low_open=True)],
         help="--loss began's diversity ratio gamma (default 0.5, chainer-gan-lib's)")
+    began_k0: float | None = option(
+        None, kind='float', group='loop', resume='ask', preset=True,
+        checks=[between(0, 1, high_open=False)],
+        help="--loss began's starting k_t (default 0, the paper's); a resumed run continues "
+             'from its saved k_t')
+    began_lambda_k: float | None = option(
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
+        help="--loss began's k_t rate lambda_k (default 0.001, the paper's)")
     cramer_penalty: str | None = option(
         None, kind='str', group='loop', resume='ask', preset=True,
         choices=lambda: tuple(_cramer_penalties()),

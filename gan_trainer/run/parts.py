@@ -120,8 +120,11 @@ def make_loss(config: RunConfig):
     the Cramér GAN's with its penalty's critic)."""
     from gan_trainer.losses import get_loss
 
-    if config.loss == 'began' and config.began_gamma is not None:
-        return get_loss('began', gamma=config.began_gamma)
+    if config.loss == 'began':
+        given = {'gamma': config.began_gamma, 'lambda_k': config.began_lambda_k,
+                 'k0': config.began_k0}
+        options = {name: value for name, value in given.items() if value is not None}
+        return get_loss('began', **options) if options else get_loss('began')
     if config.loss == 'cramer' and config.cramer_penalty is not None:
         return get_loss('cramer', penalty=config.cramer_penalty)
     return get_loss(config.loss)
