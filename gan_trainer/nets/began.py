@@ -25,8 +25,14 @@ Why the package has them beside chainer-gan-lib's autoencoder
 (:class:`~gan_trainer.nets.AutoencoderDiscriminator` with the DCGAN G, the
 ``began`` preset's nets before issue 28's second part): on the built-in
 digits chainer-gan-lib's nets train G into one grey square for every ``z``
-(``benchmarks/began_g_probe.py``; the measurements, with these nets, in
-``benchmarks/RESULTS.md``).
+(``benchmarks/began_g_probe.py``). These nets alone do not cure it: with
+``k_t`` starting at 0 and moving by ``lambda_k = 0.001`` a step, D attends
+to the fakes too little, too late, and G learns one black image instead
+(with a tanh on G's output, deep in its flat tail). A starting ``k_t``
+above 0 (``--began_k0``) makes D push the fakes away from the first step,
+and G's images depend on ``z`` from then on. The probes, their flags and
+their figures are in ``benchmarks/RESULTS.md`` ("BEGAN's G on the digits,
+part 3").
 
 Example::
 
