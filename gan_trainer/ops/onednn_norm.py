@@ -43,11 +43,6 @@ import numpy
 from gan_trainer.ops import dnnl
 from gan_trainer.ops._common import onednn_enabled
 
-#: oneDNN 3.2's normalization flags and its workspace argument (dnnl_types.h).
-USE_SCALE, USE_SHIFT, FUSE_NORM_RELU = dnnl.USE_SCALE, dnnl.USE_SHIFT, 0x8
-ARG_WORKSPACE = 64
-dnnl.ARG.setdefault('workspace', ARG_WORKSPACE)
-
 #: False sends every normalization to the NumPy arithmetic while the
 #: convolutions stay on oneDNN (``benchmarks/profile_run.py --ab bn`` compares
 #: the two in one process); the users' switches are the package's (``gan_trainer_onednn``).
@@ -83,7 +78,7 @@ class Problem:
         lib = dnnl.library()
         self.shape, self.eps, self.relu = tuple(shape), eps, relu
         md = dnnl.memory_desc(self.shape, [self.shape[1], 1])
-        flags = USE_SCALE | USE_SHIFT | (FUSE_NORM_RELU if relu else 0)
+        flags = dnnl.USE_SCALE | dnnl.USE_SHIFT | (dnnl.FUSE_NORM_RELU if relu else 0)
         ws = ['workspace'] if relu else []
         fwd_pd = dnnl.create_pd('batch_normalization_forward', lib.engine,
                                 dnnl.FORWARD_TRAINING, md, md, eps, flags, None)
