@@ -354,22 +354,19 @@ def began(gamma: float = 0.5, *, lambda_k: float = 0.001) -> GANLoss:
                    dis_output='reconstruction_error', state=state)
 
 
-#: Losses with a state of their own, made anew for each run by :func:`get_loss`
-#: (name -> function of the loss's options).
+#: Losses made from options (name -> function of them), one table: a name
+#: that is also in :data:`LOSSES` (``cramer``) gives that shared loss when
+#: asked for without options; one that is not (``began``, whose ``k_t`` is
+#: the state of one run) is made anew at every call of :func:`get_loss`.
 LOSS_MAKERS: dict[str, Callable[..., GANLoss]] = {
     'began': began,
-}
-
-#: Losses of :data:`LOSSES` that also take options (name -> function of them):
-#: without options :func:`get_loss` returns the shared loss of :data:`LOSSES`.
-LOSS_OPTIONS: dict[str, Callable[..., GANLoss]] = {
     'cramer': cramer_loss,
 }
 
 
 def loss_names() -> list[str]:
     """Every loss name :func:`get_loss` accepts (``--loss``), sorted."""
-    return sorted([*LOSSES, *LOSS_MAKERS])
+    return sorted({*LOSSES, *LOSS_MAKERS})
 
 
 def get_loss(loss: str | GANLoss, **options) -> GANLoss:
@@ -378,8 +375,7 @@ def get_loss(loss: str | GANLoss, **options) -> GANLoss:
     Args:
         loss: A name of :func:`loss_names`, or a loss.
         options: The options of a loss of :data:`LOSS_MAKERS` (``began``'s
-            ``gamma``), made anew at every call, or of :data:`LOSS_OPTIONS`
-            (``cramer``'s ``penalty``).
+            ``gamma``, ``cramer``'s ``penalty``).
 
     Raises:
         ValueError: for an unknown name (the message lists the valid ones),
@@ -387,18 +383,13 @@ def get_loss(loss: str | GANLoss, **options) -> GANLoss:
     """
     if isinstance(loss, GANLoss):
         return loss
+    if loss in LOSSES and not options:
+        return LOSSES[loss]
     if loss in LOSS_MAKERS:
         return LOSS_MAKERS[loss](**options)
-    if options and loss in LOSS_OPTIONS:
-        return LOSS_OPTIONS[loss](**options)
-    if options:
+    if loss in LOSSES:
         raise ValueError(f'the {loss} loss takes no options, got {", ".join(options)}')
-    try:
-        return LOSSES[loss]
-    except KeyError:
-        raise ValueError(
-            f'unknown loss {loss!r}; valid losses: {", ".join(loss_names())}'
-        ) from None
+    raise ValueError(f'unknown loss {loss!r}; valid losses: {", ".join(loss_names())}')
 
 
 #: D's loss on real images (a ``GANLoss.dis_real``) -> its version with soft

@@ -328,10 +328,13 @@ def test_retraining_reproduces_the_shipped_accuracy():
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    retrained = next(re.match(r'seed 0: held-out accuracy ([\d.]+)%', x) for x in lines
-                     if x.startswith('seed 0:'))
-    shipped = next(re.search(r'held-out accuracy ([\d.]+)% stored', x) for x in lines
-                   if x.startswith('shipped '))
+    # The first match of each line, or None: a changed output format fails the assertion
+    # below with the script's output, not a StopIteration.
+    retrained = next((m for x in lines if (m := re.match(r'seed 0: held-out accuracy ([\d.]+)%', x))),
+                     None)
+    shipped = next((m for x in lines
+                    if x.startswith('shipped ') and (m := re.search(r'held-out accuracy ([\d.]+)% stored', x))),
+                   None)
     assert retrained and shipped, proc.stdout
     assert abs(float(retrained[1]) - float(shipped[1])) / 100 <= RETRAIN_TOLERANCE
 

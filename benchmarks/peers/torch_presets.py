@@ -55,9 +55,9 @@ class Noise(nn.Module):
 class ShiftOnlyBatchNorm(nn.Module):
     """Batch normalization with a learned shift and no scale (``bn_gamma=False``)."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, **kwargs):
         super().__init__()
-        self.bn = nn.BatchNorm2d(width, affine=False)
+        self.bn = nn.BatchNorm2d(width, affine=False, **kwargs)
         self.beta = nn.Parameter(torch.zeros(1, width, 1, 1))
 
     def forward(self, x):
@@ -70,10 +70,16 @@ def _check(config: dict, known: set, net: str) -> None:
         raise Refused(f'{net} option {extra[0]}={config[extra[0]]!r} is not built here')
 
 
+def _bn(c: dict) -> dict:
+    """PyTorch's BatchNorm arguments for the config's ``bn_decay`` and ``bn_eps`` (Chainer's
+    ``decay`` is 1 - PyTorch's ``momentum``)."""
+    return {'eps': c.get('bn_eps', 2e-5), 'momentum': 1 - c.get('bn_decay', 0.9)}
+
+
 def generator(c: dict) -> nn.Module:
     """The package's Generator from its config (DCGAN nets, the write-ups' options)."""
     _check(c, {'size', 'channels', 'n_hidden', 'widths', 'ksize', 'upsample', 'activation',
-               'fc_width', 'project_norm', 'stage_norm', 'init'}, 'G')
+               'fc_width', 'project_norm', 'stage_norm', 'init', 'bn_decay', 'bn_eps'}, 'G')
     act = ACTIVATIONS[c.get('activation', 'relu')]
     widths, k = c['widths'], c['ksize']
     s0 = c['size'] // 2 ** len(widths)
@@ -84,9 +90,10 @@ def generator(c: dict) -> nn.Module:
         n_in = c['fc_width']
     layers.append(nn.Linear(n_in, g[0] * s0 * s0))
     if c.get('project_norm', 'channel') == 'unit':
-        layers += [nn.BatchNorm1d(g[0] * s0 * s0), act(), nn.Unflatten(1, (g[0], s0, s0))]
+        layers += [nn.BatchNorm1d(g[0] * s0 * s0, **_bn(c)), act(),
+                   nn.Unflatten(1, (g[0], s0, s0))]
     else:
-        layers += [nn.Unflatten(1, (g[0], s0, s0)), nn.BatchNorm2d(g[0]), act()]
+        layers += [nn.Unflatten(1, (g[0], s0, s0)), nn.BatchNorm2d(g[0], **_bn(c)), act()]
     for i in range(len(widths)):
         if c.get('upsample', 'deconv') == 'deconv':
             pad = {3: 1, 4: 1, 5: 2}[k]
@@ -99,7 +106,7 @@ def generator(c: dict) -> nn.Module:
             raise Refused(f"G option upsample={c['upsample']!r} is not built here")
         if i < len(widths) - 1:
             if c.get('stage_norm', True):
-                layers.append(nn.BatchNorm2d(g[i + 1]))
+                layers.append(nn.BatchNorm2d(g[i + 1], **_bn(c)))
             layers.append(act())
     return nn.Sequential(*layers, nn.Tanh())
 
@@ -108,7 +115,7 @@ def discriminator(c: dict) -> nn.Module:
     """The package's Discriminator from its config (no spectral norm)."""
     _check(c, {'size', 'channels', 'widths', 'ksize', 'norm', 'spectral_norm', 'downsample',
                'activation', 'fc_width', 'fc_activation', 'dropout', 'padding', 'init',
-               'noise_sigma', 'bn_gamma'}, 'D')
+               'noise_sigma', 'bn_gamma', 'bn_decay', 'bn_eps'}, 'D')
     if c.get('spectral_norm'):
         raise Refused('D option spectral_norm=True is not built here')
     act = ACTIVATIONS[c.get('activation', 'leaky_relu')]
@@ -127,8 +134,8 @@ def discriminator(c: dict) -> nn.Module:
             layers.append(nn.Conv2d(c_in, width, k, 1, pad))
             side = (side + 2 * pad - k + 1) // 2
         if i and c.get('norm', 'batch') == 'batch':
-            layers.append(nn.BatchNorm2d(width) if c.get('bn_gamma', True)
-                          else ShiftOnlyBatchNorm(width))
+            layers.append(nn.BatchNorm2d(width, **_bn(c)) if c.get('bn_gamma', True)
+                          else ShiftOnlyBatchNorm(width, **_bn(c)))
         layers += [*noise(), act()]
         if pool != 'stride':
             layers.append(nn.MaxPool2d(2) if pool == 'max_pool' else nn.AvgPool2d(2))

@@ -92,16 +92,20 @@ PRESETS: dict[str, RunConfig] = {
                               beta1=0.0, beta2=0.9),
     'sngan': _DCGAN.replace(preset='sngan', loss='hinge', spectral_norm=True, dis_norm='none'),
     'lsgan': _DCGAN.replace(preset='lsgan', loss='lsgan'),
-    # gen_project_norm='unit': the original's BatchNorm after its Dense 6272
-    # normalises each unit over the batch; per channel, G collapsed by
-    # iteration 600 (benchmarks/RESULTS.md). dis_lr: D's loss here is the sum
-    # of the real and the fake mean, twice the original's one mean over the
-    # 256 images, and SGD's step is linear in the gradient, so half the
-    # learning rate gives D the original's updates.
+    # The original as Keras builds it (benchmarks/peers/keras_dcgan.py; issue 27):
+    # Glorot-uniform weights, one BatchNorm in G (after the Dense 6272, each
+    # unit over the batch: per channel, G collapsed by iteration 600), Keras'
+    # BatchNorm momentum 0.99 and epsilon 1e-3, D's second convolution
+    # 'valid', the D step's fakes from G in inference mode (g.predict).
+    # dis_lr: D's loss here is the sum of the real and the fake mean, twice
+    # the original's one mean over the 256 images, and SGD's step is linear
+    # in the gradient, so half the learning rate gives D the original's updates.
     'keras-dcgan': _DCGAN.replace(
         preset='keras-dcgan', batchsize=128, z_dist='uniform', widths=(64, 128), ksize=5,
         gen_upsample='nearest', gen_activation='tanh', gen_fc=1024, gen_project_norm='unit',
+        gen_stage_norm=False, init='glorot', bn_decay=0.99, bn_eps=1e-3,
         dis_downsample='max_pool', dis_activation='tanh', dis_fc=1024, dis_norm='none',
+        dis_padding='valid', eval_fakes=True,
         separate_batches=False, optimizer='sgd', lr=5e-4, dis_lr=2.5e-4, momentum=0.9,
         nesterov=True),
     'keras-dcgan-notes': _DCGAN.replace(
@@ -151,11 +155,13 @@ DESCRIPTIONS: dict[str, str] = {
     'keras-dcgan': 'jacobgil/keras-dcgan: Dense 1024 + tanh and 128x7x7 in G, nearest '
                    'upsampling + 5x5 convs with tanh; D of 5x5 convs + tanh + 2x2 max-pooling '
                    'and a Dense 1024, one real+fake batch (no BatchNorm in D); SGD with '
-                   'Nesterov momentum 0.9, lr 5e-4, batch 128, uniform z. Corrected: D is '
-                   'frozen in the G step by ops.frozen (Keras froze it only through the '
-                   'order of two compile calls), fakes are made in training mode (predict() '
-                   'used inference-mode BatchNorm), the cross-entropy takes logits (not clipped '
-                   "sigmoids); its noisy labels up to 1.2 (--real_label) are capped at 1",
+                   'Nesterov momentum 0.9, lr 5e-4, batch 128, uniform z; as Keras builds '
+                   "it: Glorot-uniform weights, G's one BatchNorm per unit after the Dense "
+                   "6272 (momentum 0.99, epsilon 1e-3), D's second conv 'valid', the D "
+                   "step's fakes from G in inference mode (predict()). Differs only where "
+                   'the step is the same: D is frozen in the G step by ops.frozen (Keras '
+                   'froze it through the order of two compile calls), the cross-entropy '
+                   'takes logits (not clipped sigmoids)',
     'keras-dcgan-notes': 'the Keras DCGAN notes: 3x3 convs, ELU and nearest upsampling in G; '
                          'strided 3x3 convs without BatchNorm (the author dropped it after it '
                          'collapsed his runs) and a Dense 2048 in D; Adam 2e-4/0.5 for G and '
