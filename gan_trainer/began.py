@@ -57,6 +57,8 @@ class BEGANEquilibrium:
             raise ValueError(f'BEGAN gamma must be in (0, 1], got {gamma}')
         if not lambda_k >= 0:
             raise ValueError(f'BEGAN lambda_k must be >= 0, got {lambda_k}')
+        if not 0 <= k <= 1:
+            raise ValueError(f'BEGAN k (the starting k_t) must be in [0, 1], got {k}')
         self.gamma = float(gamma)
         self.lambda_k = float(lambda_k)
         self.k = float(k)

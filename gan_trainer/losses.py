@@ -341,15 +341,17 @@ LOSSES: dict[str, GANLoss] = {
 }
 
 
-def began(gamma: float = 0.5, *, lambda_k: float = 0.001) -> GANLoss:
+def began(gamma: float = 0.5, *, lambda_k: float = 0.001, k0: float = 0.0) -> GANLoss:
     """BEGAN's loss (Berthelot et al. 2017) with an equilibrium ``k_t`` of its own.
 
     D's outputs are reconstruction errors (an autoencoder D,
-    :class:`~gan_trainer.nets.AutoencoderDiscriminator`): D minimises
-    ``mean L(x) - k_t mean L(G(z))``, G ``mean L(G(z))``, and ``k_t`` follows
-    ``gamma`` (:class:`~gan_trainer.began.BEGANEquilibrium`).
+    :class:`~gan_trainer.nets.AutoencoderDiscriminator` or
+    :class:`~gan_trainer.nets.BEGANDiscriminator`): D minimises
+    ``mean L(x) - k_t mean L(G(z))``, G ``mean L(G(z))``, and ``k_t``, from
+    ``k0`` (the paper: 0), follows ``gamma`` at the rate ``lambda_k``
+    (:class:`~gan_trainer.began.BEGANEquilibrium`).
     """
-    state = BEGANEquilibrium(gamma, lambda_k=lambda_k)
+    state = BEGANEquilibrium(gamma, lambda_k=lambda_k, k=k0)
     return GANLoss(dis_real=mean_error, dis_fake=state.dis_fake, gen=mean_error, boundary=None,
                    dis_output='reconstruction_error', state=state)
 

@@ -57,7 +57,7 @@ def test_the_networks_each_option_builds():
 
 
 @pytest.mark.parametrize('options, flag, words', [
-    ({'loss': 'began', 'arch': 'resnet'}, 'loss', 'began needs its autoencoder D'),
+    ({'loss': 'began', 'arch': 'resnet'}, 'loss', 'began needs an autoencoder D'),
     ({'loss': 'began', 'spectral_norm': True}, 'spectral_norm', 'uses the autoencoder D'),
     ({'loss': 'began', 'dfm': True}, 'dfm', 'uses the autoencoder D'),
     ({'began_gamma': 0.4}, 'began_gamma', "needs loss 'began'"),

@@ -224,7 +224,7 @@ def test_build_unknown_arch(build):
     with pytest.raises(ValueError, match=r"unknown arch 'nope'.*dcgan"):
         build(config)
     assert config == {'arch': 'nope', 'size': 8}  # not mutated
-    assert set(NETS) == {'dcgan', 'conditional', 'resnet', 'autoencoder'}
+    assert set(NETS) == {'dcgan', 'conditional', 'resnet', 'autoencoder', 'began'}
 
 
 @pytest.mark.parametrize('ksize', [4, 5])

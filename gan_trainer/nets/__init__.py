@@ -16,6 +16,7 @@ import chainer.functions as F
 from gan_trainer.nets._blocks import default_n_stages, resolve_widths
 from gan_trainer.nets._layers import ACTIVATIONS, DOWNSAMPLES, UPSAMPLES
 from gan_trainer.nets.autoencoder import AutoencoderDiscriminator
+from gan_trainer.nets.began import BEGANDiscriminator, BEGANGenerator
 from gan_trainer.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan_trainer.nets.dcgan import Discriminator, Generator
 from gan_trainer.nets.options import DiscriminatorOptions, GeneratorOptions
@@ -28,6 +29,8 @@ NETS = {
     'resnet': (ResNetGenerator, ResNetDiscriminator),
     # BEGAN: the DCGAN G (usually with norm='none') and an autoencoder D.
     'autoencoder': (Generator, AutoencoderDiscriminator),
+    # BEGAN's own nets (the paper's Fig. 1): ELU, repeated 3x3 convs, nearest upsampling.
+    'began': (BEGANGenerator, BEGANDiscriminator),
 }
 
 
@@ -122,6 +125,8 @@ __all__ = [
     'NETS',
     'UPSAMPLES',
     'AutoencoderDiscriminator',
+    'BEGANDiscriminator',
+    'BEGANGenerator',
     'ConditionalDiscriminator',
     'ConditionalGenerator',
     'Discriminator',

@@ -70,6 +70,15 @@ def _check_recipes(config) -> None:
             if getattr(config, name) != getattr(defaults, name):
                 raise ConfigError(name, "is an option of the DCGAN nets, not of arch "
                                         "'resnet'")
+    if config.arch == 'began':
+        if config.loss != 'began':
+            raise ConfigError('arch', "'began' (the BEGAN paper's nets, an autoencoder D) "
+                                      f"needs loss 'began', not {config.loss!r}")
+        defaults = type(config)()
+        for name in _NOT_BEGAN:
+            if getattr(config, name) != getattr(defaults, name):
+                raise ConfigError(name, "is an option of the DCGAN nets, not of arch 'began' "
+                                        '(its one width is base_width, the paper\'s n)')
     if config.dis_padding == 'valid' and config.dis_downsample == 'stride':
         raise ConfigError('dis_padding', "'valid' needs --dis_downsample max_pool or "
                                          'avg_pool (stride-2 convolutions are padded to halve '
@@ -124,6 +133,14 @@ _DCGAN_ONLY = (*_run_names(GeneratorOptions, DiscriminatorOptions, conditional=F
 _NOT_RESNET = (*(n for n in _run_names(GeneratorOptions, DiscriminatorOptions)
                  if n not in ('spectral_norm', 'dis_norm')), 'ksize', *_MADE_INTO_DIS_OPTIONS)
 
+#: Options of the DCGAN nets that BEGAN's own nets (arch 'began') do not have: every
+#: declared one but ``init`` (they start as either) and the normalisations, which
+#: the ``began`` preset sets for its DCGAN G (the paper's nets have none); widths
+#: and ksize (the paper's nets take one width, ``base_width``, and 3x3 kernels).
+_NOT_BEGAN = (*(n for n in _run_names(GeneratorOptions, DiscriminatorOptions)
+                if n not in ('init', 'gen_norm', 'dis_norm')), 'widths', 'ksize',
+              *_MADE_INTO_DIS_OPTIONS)
+
 #: Options of the DCGAN discriminator that BEGAN's autoencoder D does not have:
 #: every declared one but ``dis_norm`` (the presets set it) and ``init`` (the
 #: autoencoder's weights start as either), and those a run makes D's options of.
@@ -141,17 +158,19 @@ def _check_ganlib(config) -> None:
     if config.conditional and given:
         raise ConfigError(given[0], 'is an option of the unconditional DCGAN nets, not of '
                                     'conditional ones')
-    if config.began_gamma is not None and config.loss != 'began':
-        raise ConfigError('began_gamma', "is BEGAN's: needs loss 'began'")
+    for name in ('began_gamma', 'began_k0', 'began_lambda_k'):
+        if getattr(config, name) is not None and config.loss != 'began':
+            raise ConfigError(name, "is BEGAN's: needs loss 'began'")
     if config.cramer_penalty is not None and config.loss != 'cramer':
         raise ConfigError('cramer_penalty', "is the Cramér GAN's: needs loss 'cramer'")
     for name in ('dfm_weight', 'dfm_width'):
         if getattr(config, name) is not None and not config.dfm:
             raise ConfigError(name, 'is a setting of dfm: needs dfm')
     if config.loss == 'began':
-        if config.arch != 'dcgan' or config.conditional:
-            raise ConfigError('loss', "began needs its autoencoder D, which is built for the "
-                                      "unconditional DCGAN nets (arch 'dcgan')")
+        if config.arch not in ('dcgan', 'began') or config.conditional:
+            raise ConfigError('loss', "began needs an autoencoder D: chainer-gan-lib's, built "
+                                      "for the unconditional DCGAN nets (arch 'dcgan'), or "
+                                      "the paper's (arch 'began')")
         for name in _NOT_AUTOENCODER:
             if getattr(config, name) != defaults[name]:
                 raise ConfigError(name, "is an option of the DCGAN discriminator; loss 'began' "

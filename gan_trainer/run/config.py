@@ -196,10 +196,11 @@ class RunConfig:
 
     # -------------------------------------------------------- networks
     arch: str = option('dcgan', kind='str', group='networks', networks=True,
-                       choices=('dcgan', 'resnet'),
-                       help="the networks: 'dcgan' (Radford et al.) or 'resnet' (the SNGAN "
+                       choices=('dcgan', 'resnet', 'began'),
+                       help="the networks: 'dcgan' (Radford et al.), 'resnet' (the SNGAN "
                             'ResNet of Miyato et al., for 28 to 128 pixels; use it with --sn '
-                            'or --preset sngan, as the paper)')
+                            "or --preset sngan, as the paper) or 'began' (the BEGAN paper's "
+                            "G and autoencoder D, for --loss began; --base_width is its n)")
     n_hidden: int = option(100, kind='int', group='networks', preset=True, networks=True,
                            checks=[at_least(1)], flags=('--n_hidden', '-n'),
                            help='dimension of z')
@@ -268,6 +269,14 @@ class RunConfig:
         None, kind='float', group='loop', resume='ask', preset=True,
         checks=[between(0, 1, high_open=False, low_open=True)],
         help="--loss began's diversity ratio gamma (default 0.5, chainer-gan-lib's)")
+    began_k0: float | None = option(
+        None, kind='float', group='loop', resume='ask', preset=True,
+        checks=[between(0, 1, high_open=False)],
+        help="--loss began's starting k_t (default 0, the paper's); a resumed run continues "
+             'from its saved k_t')
+    began_lambda_k: float | None = option(
+        None, kind='float', group='loop', resume='ask', preset=True, checks=[at_least(0), finite],
+        help="--loss began's k_t rate lambda_k (default 0.001, the paper's)")
     cramer_penalty: str | None = option(
         None, kind='str', group='loop', resume='ask', preset=True,
         choices=lambda: tuple(_cramer_penalties()),

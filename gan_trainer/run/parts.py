@@ -33,7 +33,13 @@ from gan_trainer.run.group import Group
 def build_networks(config: RunConfig, shape, n_classes: int = 1):
     """G and D of ``config`` for images of ``shape`` ``(C, H, W)``, seeded with ``config.seed``."""
     channels, size, _ = shape
-    if config.arch == 'resnet':
+    if config.arch == 'began':
+        # BEGAN's own nets (nets.began): base_width is the paper's n.
+        common = {'arch': 'began', 'size': size, 'channels': channels,
+                  'width': config.base_width, 'init': config.init}
+        gen_config = dict(common, n_hidden=config.n_hidden)
+        dis_config = dict(common)
+    elif config.arch == 'resnet':
         # The ResNet nets take no kernel size or normalisation option; their
         # widths follow base_width unless D's are given.
         gen_config = {'arch': 'resnet', 'size': size, 'channels': channels,
@@ -114,8 +120,11 @@ def make_loss(config: RunConfig):
     the Cramér GAN's with its penalty's critic)."""
     from gan_trainer.losses import get_loss
 
-    if config.loss == 'began' and config.began_gamma is not None:
-        return get_loss('began', gamma=config.began_gamma)
+    if config.loss == 'began':
+        given = {'gamma': config.began_gamma, 'lambda_k': config.began_lambda_k,
+                 'k0': config.began_k0}
+        options = {name: value for name, value in given.items() if value is not None}
+        return get_loss('began', **options) if options else get_loss('began')
     if config.loss == 'cramer' and config.cramer_penalty is not None:
         return get_loss('cramer', penalty=config.cramer_penalty)
     return get_loss(config.loss)
