@@ -21,6 +21,14 @@ Image layers (at most 4 channels on the written side) use ``nchw`` maps in
 both oneDNN settings. The last line is ``layers NET nhwc X any Y numpy Z ms``:
 the forward + backward sums over the layers.
 
+``--bn`` times the batch normalizations of ``--net`` instead (with the
+activation each fuses: ReLU in G, LeakyReLU in D; G's projection as the
+``nchw`` map a linear layer writes, the others channel-last), through
+:func:`gan_trainer.ops.batch_normalization` with oneDNN (:mod:`gan_trainer.ops.onednn_norm`)
+and with the NumPy arithmetic, alternating per repetition; the best of
+``--reps`` forward and forward + backward passes. Its last line is
+``bn NET onednn X numpy Y ms``: the forward + backward sums over the layers.
+
 ``--contention`` asks the question of the thread policy
 (:mod:`gan_trainer.ops.threads`) instead: per round, alone and then beside
 a second busy process (a Python loop that keeps one core busy, as a loader
@@ -66,6 +74,74 @@ def layers(size: int, channels: int, base: int):
         out.append(('deconv', g[i], g[i + 1], side, 'tanh' if i == n - 1 else None))
         side *= 2
     return out
+
+
+def bn_layers(size: int, channels: int, base: int):
+    """``(name, channels, side, layout, activation)`` of the nets' batch normalizations."""
+    n = 2 if size == 28 else 4
+    widths = [base * 2 ** i for i in range(n)]
+    s0 = size // 2 ** n
+    out = [('G projection', widths[-1], s0, 'nchw', 'relu')]
+    side = s0
+    for w in widths[::-1][1:]:  # G's deconvolutions but the image layer
+        side *= 2
+        out.append(('G deconv', w, side, 'nhwc', 'relu'))
+    side = size
+    for i, w in enumerate(widths):  # D's convolutions but the first
+        side //= 2
+        if i > 0:
+            out.append(('D conv', w, side, 'nhwc', 'leaky_relu'))
+    return out
+
+
+def time_bn(layer, batch: int, reps: int) -> dict:
+    """``{setting: (forward ms, forward+backward ms)}``, settings alternating per rep."""
+    _, c, side, layout, act = layer
+    rng = numpy.random.default_rng(0)
+    shape = (batch, c, side, side)
+    x = channel_last(shape, rng) if layout == 'nhwc' else rng.standard_normal(shape).astype(
+        numpy.float32)
+    gamma = numpy.ones(c, numpy.float32)
+    beta = numpy.zeros(c, numpy.float32)
+    gy = channel_last(shape, rng)
+    mean, var = numpy.zeros(c, numpy.float32), numpy.ones(c, numpy.float32)
+
+    def forward():
+        return ops.batch_normalization(x, gamma, beta, running_mean=mean, running_var=var,
+                                       activation=act)
+
+    def both():
+        xv, gv, bv = (chainer.Variable(a) for a in (x, gamma, beta))
+        y = ops.batch_normalization(xv, gv, bv, running_mean=mean, running_var=var,
+                                    activation=act)
+        y.grad = gy
+        y.backward()
+
+    times = {s: ([], []) for s in ('onednn', 'numpy')}
+    for rep in range(reps + 1):
+        for setting, (fwd, fb) in times.items():
+            with chainer.using_config(ops.ONEDNN_KEY, setting == 'onednn'):
+                for fn, out in ((forward, fwd), (both, fb)):
+                    start = time.perf_counter()
+                    fn()
+                    if rep:  # the first builds the primitives
+                        out.append(1e3 * (time.perf_counter() - start))
+    return {s: (min(f), min(b)) for s, (f, b) in times.items()}
+
+
+def bn(args) -> int:
+    totals = {'onednn': 0.0, 'numpy': 0.0}
+    print(f'# {args.net}, batch {args.batchsize}, best of {args.reps}; '
+          'ms forward / forward+backward')
+    for layer in bn_layers(*NETS[args.net]):
+        result = time_bn(layer, args.batchsize, args.reps)
+        name, c, side, layout, act = layer
+        for setting, (_, both) in result.items():
+            totals[setting] += both
+        print(f'{name:12s} {c:3d} ch {side:2d}x{side:<2d} {layout} {act:10s} '
+              + '   '.join(f'{k} {f:6.3f} / {b:6.3f}' for k, (f, b) in result.items()))
+    print('bn {} {} ms'.format(args.net, ' '.join(f'{k} {v:.3f}' for k, v in totals.items())))
+    return 0
 
 
 def channel_last(shape, rng):
@@ -152,6 +228,8 @@ def main(argv=None) -> int:
     p.add_argument('--contention', action='store_true',
                    help='team sizes and NumPy, alone and beside a busy process (see above)')
     p.add_argument('--rounds', type=int, default=2, help='with --contention')
+    p.add_argument('--bn', action='store_true',
+                   help='the batch normalizations, oneDNN against NumPy (see above)')
     args = p.parse_args(argv)
     reps = args.reps = args.reps or (5 if args.net == 'dcgan64' else 20)
     if dnnl.library() is None:
@@ -159,6 +237,8 @@ def main(argv=None) -> int:
         return 2
     if args.contention:
         return contention(args)
+    if args.bn:
+        return bn(args)
     totals = {'nhwc': 0.0, 'any': 0.0, 'numpy': 0.0}
     print(f'# {args.net}, batch {args.batchsize}, best of {reps}; ms forward / forward+backward')
     for layer in layers(*NETS[args.net]):

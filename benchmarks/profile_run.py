@@ -37,9 +37,10 @@ iteration (where oneDNN builds its primitives) are printed apart.
 The last line is ``profile ITERATION_MS ms/iteration`` (the plain windows'
 mean).
 
-``--ab blocks|onednn|threads`` compares instead of profiling: the odd
+``--ab blocks|onednn|bn|threads`` compares instead of profiling: the odd
 windows switch the fused layer blocks off, oneDNN off (NumPy functions),
-or OpenMP's team from all cores to one thread, in the same process, so
+the batch normalizations alone from oneDNN to NumPy, or OpenMP's team
+from all cores to one thread, in the same process, so
 both settings see the same load as it drifts (on a shared machine a
 second process's figures are not comparable with the first's). The last
 line is ``ab NAME B / A RATIO``: the median, over the odd windows, of
@@ -285,6 +286,9 @@ class Timeline(chainer.training.Extension):
 
 def ab_switch(name: str):
     """``switch(on)`` for ``--ab NAME``: the odd windows run with NAME's second setting."""
+    if name == 'bn':
+        from gan_trainer.ops import onednn_norm
+        return lambda on: setattr(onednn_norm, 'ENABLED', not on)
     if name in ('blocks', 'onednn'):
         key = {'blocks': 'gan_trainer_blocks', 'onednn': 'gan_trainer_onednn'}[name]
         return lambda on: setattr(chainer.global_config, key, not on)
@@ -298,6 +302,7 @@ def ab_switch(name: str):
 
 #: --ab NAME: (even windows, odd windows), as the report names them.
 AB = {'blocks': ('blocks', 'separate layers'), 'onednn': ('oneDNN', 'NumPy'),
+      'bn': ('BN on oneDNN', 'BN on NumPy'),
       'threads': ('all cores', '1 thread')}
 
 
@@ -316,9 +321,9 @@ def main(argv=None) -> int:
                    help="keep the run's preview, validation and snapshot intervals")
     p.add_argument('--nodes', action='store_true', help='also print node counts by class')
     p.add_argument('--ab', choices=sorted(AB),
-                   help='no profile: the odd windows switch the fused blocks, oneDNN or '
-                        "OpenMP's team (all cores / 1 thread) instead, for a comparison "
-                        'under the same load')
+                   help='no profile: the odd windows switch the fused blocks, oneDNN, '
+                        "the BN alone (oneDNN / NumPy) or OpenMP's team (all cores / 1 "
+                        'thread) instead, for a comparison under the same load')
     args = p.parse_args(argv)
     total = args.warmup + args.iterations
     with tempfile.TemporaryDirectory() as out:

@@ -470,3 +470,21 @@ def test_snapshot_write_refuses_an_unknown_preset_in_one_line():
     assert proc.returncode == 2 and proc.stdout == ''
     assert "argument --preset: invalid choice: 'nope'" in proc.stderr.strip().splitlines()[-1]
     assert 'Traceback' not in proc.stderr
+
+
+def test_onednn_layers_bn_times_each_normalization_on_both_paths():
+    from gan_trainer.ops import dnnl
+    if dnnl.library() is None:
+        pytest.skip('oneDNN does not load here')
+    proc = subprocess.run(
+        [sys.executable, 'benchmarks/onednn_layers.py', '--bn', '--net', 'dcgan64',
+         '--batchsize', '2', '--reps', '1'],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    # G's projection and three deconvolutions, D's three convolutions but the first.
+    rows = lines[1:-1]
+    assert [r.split()[0] for r in rows] == ['G'] * 4 + ['D'] * 3
+    assert ' nchw relu ' in rows[0] and ' nhwc leaky_relu ' in rows[-1]
+    last = re.match(r'^bn dcgan64 onednn (\d+\.\d{3}) numpy (\d+\.\d{3}) ms$', lines[-1])
+    assert last and all(float(v) > 0 for v in last.groups())

@@ -117,8 +117,8 @@ def test_enum_values_are_the_librarys():
     assert [lib.alg_kind2str(dnnl.ELTWISE[a]) for a in ('relu', 'tanh', 'logistic')] == [
         b'eltwise_relu', b'eltwise_tanh', b'eltwise_logistic']
     assert [lib.prop_kind2str(v) for v in (dnnl.FORWARD_TRAINING, dnnl.BACKWARD_DATA,
-                                           dnnl.BACKWARD_WEIGHTS)] == [
-        b'forward_training', b'backward_data', b'backward_weights']
+                                           dnnl.BACKWARD_WEIGHTS, dnnl.BACKWARD)] == [
+        b'forward_training', b'backward_data', b'backward_weights', b'backward']
 
 
 @needs_onednn

@@ -59,11 +59,11 @@ BACKWARD = 128
 CONVOLUTION_DIRECT = 0x1
 DECONVOLUTION_DIRECT = 0xa
 ELTWISE = {'relu': 0x20, 'tanh': 0x21, 'logistic': 0x29}
-USE_SCALE, USE_SHIFT = 0x2, 0x4
+USE_SCALE, USE_SHIFT, FUSE_NORM_RELU = 0x2, 0x4, 0x8
 ARG = {
     'src': 1, 'dst': 17, 'weights': 33, 'bias': 41, 'mean': 49, 'variance': 50,
-    'scale': 51, 'shift': 52, 'diff_src': 129, 'diff_dst': 145, 'diff_weights': 161,
-    'diff_bias': 169, 'diff_scale': 255, 'diff_shift': 256,
+    'scale': 51, 'shift': 52, 'workspace': 64, 'diff_src': 129, 'diff_dst': 145,
+    'diff_weights': 161, 'diff_bias': 169, 'diff_scale': 255, 'diff_shift': 256,
 }
 QUERY_IMPL_INFO_STR = 8
 QUERY_EXEC_ARG_MD = 255

@@ -7,7 +7,10 @@ strided reductions and temporaries. Here the map is viewed as rows
 ``(N*H*W, C)`` (free for the channel-last maps the fast convolutions make),
 so every reduction is a contiguous column sum and every broadcast a row
 vector; the normalized ``x_hat`` is kept for the backward pass, which is
-then three column sums and two row-vector products.
+then three column sums and two row-vector products. Float32 rows go to
+oneDNN's kernel instead where it is loaded and switched on
+(:mod:`.onednn_norm`: fewer passes, all threads, ReLU fused); the NumPy
+arithmetic stays for float64, the switch off, and what oneDNN refuses.
 
 **CuPy** (:class:`BatchNormalizationCuPy`). CuPy 14 dropped cuDNN, so
 Chainer 7's GPU batch normalization computes the batch statistics with
@@ -37,6 +40,7 @@ import chainer.functions as F
 import numpy
 from chainer.backends import cuda
 
+from gan_trainer.ops import onednn_norm
 from gan_trainer.ops._common import (
     FastNode,
     as_rows,
@@ -67,6 +71,7 @@ class BatchNormalizationNumPy(FastNode):
         self.decay = decay
         self.activation = activation
         self.slope = slope
+        self._onednn = None  # (problem, rows, mean, var, workspace) of a oneDNN forward
 
     def forward(self, inputs):
         self.retain_inputs((0, 1, 2))
@@ -78,21 +83,34 @@ class BatchNormalizationNumPy(FastNode):
     def normalize(self, x, gamma, beta) -> numpy.ndarray:
         """The forward pass on arrays, no graph; keeps what :meth:`gradients` needs.
 
-        Also the second part of a fused block (:mod:`.blocks`).
+        Also the second part of a fused block (:mod:`.blocks`). Float32
+        maps go to oneDNN where it is loaded and switched on
+        (:mod:`.onednn_norm`), the rest to the NumPy arithmetic below.
         """
         rows = as_rows(x)                      # (M, C)
         m = rows.shape[0]
-        mean = rows.mean(axis=0)
-        x_hat = rows - mean
-        var = numpy.einsum('ij,ij->j', x_hat, x_hat) / m
-        inv_std = 1 / numpy.sqrt(var + self.eps)
-        x_hat *= inv_std
-        y = x_hat * gamma
-        y += beta
-        if self.activation is not None:
-            # In place: the separate node's pass and array are saved.
-            activate_in_place(y, self.activation, self.slope)
-        self.x_hat, self.inv_std = x_hat, inv_std
+        self._onednn = None
+        prob = (onednn_norm.problem(rows.shape, self.eps, self.activation == 'relu')
+                if onednn_norm.available(x, gamma, beta) else None)
+        if prob is not None:
+            rows = onednn_norm.rows_for(rows)
+            gamma, beta = numpy.ascontiguousarray(gamma), numpy.ascontiguousarray(beta)
+            y, mean, var, ws = prob.forward(rows, gamma, beta)
+            if self.activation == 'leaky_relu':  # oneDNN fuses ReLU only (see there)
+                activate_in_place(y, self.activation, self.slope)
+            self._onednn = (prob, rows, mean, var, ws)
+        else:
+            mean = rows.mean(axis=0)
+            x_hat = rows - mean
+            var = numpy.einsum('ij,ij->j', x_hat, x_hat) / m
+            inv_std = 1 / numpy.sqrt(var + self.eps)
+            x_hat *= inv_std
+            y = x_hat * gamma
+            y += beta
+            if self.activation is not None:
+                # In place: the separate node's pass and array are saved.
+                activate_in_place(y, self.activation, self.slope)
+            self.x_hat, self.inv_std = x_hat, inv_std
         if self.running_mean is not None:
             d = self.decay
             self.running_mean *= d
@@ -112,6 +130,8 @@ class BatchNormalizationNumPy(FastNode):
     def gradients(self, gamma, gy, y, need_x: bool) -> tuple:
         """``(gx, ggamma, gbeta)`` on arrays (``gx`` None unless ``need_x``); ``y`` is
         the output, which the activation's derivative needs (None without one)."""
+        if self._onednn is not None:
+            return self._onednn_gradients(gamma, gy, y, need_x)
         if self.activation is not None:
             gy = activation_grad(y, gy, self.activation, self.slope)
         shape = gy.shape
@@ -129,6 +149,16 @@ class BatchNormalizationNumPy(FastNode):
             gx *= gamma * self.inv_std
             gx = from_rows(gx, shape)
         return gx, ggamma.astype(gamma.dtype, copy=False), gbeta
+
+    def _onednn_gradients(self, gamma, gy, y, need_x: bool) -> tuple:
+        prob, rows, mean, var, ws = self._onednn
+        if self.activation == 'leaky_relu':  # ReLU's mask is in the workspace
+            gy = activation_grad(y, gy, self.activation, self.slope)
+        shape = gy.shape
+        gx, ggamma, gbeta = prob.backward(rows, mean, var, ws,
+                                          onednn_norm.rows_for(as_rows(gy)),
+                                          numpy.ascontiguousarray(gamma))
+        return (from_rows(gx, shape) if need_x else None), ggamma, gbeta
 
     def reference(self, x, gamma, beta):
         y = F.batch_normalization(x, gamma, beta, eps=self.eps)

@@ -56,7 +56,7 @@ import chainer.functions as F
 import numpy
 from chainer.utils import conv as conv_utils
 
-from gan_trainer.ops import dnnl
+from gan_trainer.ops import dnnl, onednn_norm
 from gan_trainer.ops._common import FastNode, onednn_enabled, reference_backward, variables
 from gan_trainer.ops.activation import activate, activate_in_place, activation_grad
 
@@ -426,7 +426,9 @@ def team_independent(teams, set_team) -> bool:
     threads depends on the kernel (and so on the CPU and the shapes). This
     runs each cached primitive's forward, backward-data and backward-weights
     passes on random inputs in the layouts it was built for, once with each
-    team size (``set_team(n)``), and compares the results bit for bit.
+    team size (``set_team(n)``), and compares the results bit for bit; the
+    cached batch normalizations too (:func:`.onednn_norm.team_independent`).
+    False when no convolution is cached (nothing to go by yet).
     :class:`gan_trainer.extensions.TeamTuner` changes the team during a run
     only when this holds, so that its choice never changes a number.
     """
@@ -457,4 +459,4 @@ def team_independent(teams, set_team) -> bool:
         for other in results[1:]:
             if not all(numpy.array_equal(a, c) for a, c in zip(first, other)):
                 return False
-    return True
+    return onednn_norm.team_independent(teams, set_team)
