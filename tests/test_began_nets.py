@@ -7,7 +7,7 @@ import chainer.functions as F
 import numpy as np
 import pytest
 from chainer import gradient_check
-from helpers import weights
+from helpers import assert_same_weights
 
 from gan_trainer import files
 from gan_trainer.datasets import Data
@@ -150,10 +150,7 @@ def test_a_run_of_the_papers_nets_resumes_bit_for_bit(tmp_path):
     assert isinstance(resumed.updater.dis, BEGANDiscriminator)
     resumed.run()
     for net in ('gen', 'dis'):
-        a, b = weights(straight / f'{net}_iter_4.npz'), weights(out / f'{net}_iter_4.npz')
-        assert a.keys() == b.keys()
-        for key in a:
-            np.testing.assert_array_equal(a[key], b[key], err_msg=f'{net}{key}')
+        assert_same_weights(straight / f'{net}_iter_4.npz', out / f'{net}_iter_4.npz')
     log = json.loads((out / 'log').read_text())
     assert all(0 <= e['dis/k_t'] <= 1 for e in log)
 
