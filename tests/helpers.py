@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import chainer
+import chainer.functions as F
 import numpy
 import pytest
 from chainer import training
@@ -185,6 +186,16 @@ def grid_side(n, side):
 def weights(path):
     with numpy.load(path) as f:
         return {k: f[k] for k in f.files}
+
+
+def input_gradient_penalty(y, x):
+    """A gradient penalty through the function that made ``y`` from ``x``: the value of
+    ``sum((d sum(tanh(y)) / dx) ** 2)``, backpropagated (double backprop) into every
+    variable that made ``y``, whose ``.grad`` the caller then compares."""
+    gx, = chainer.grad([F.sum(F.tanh(y))], [x], enable_double_backprop=True)
+    penalty = F.sum(gx * gx)
+    penalty.backward()
+    return penalty.array
 
 
 def assert_same_weights(a, b):

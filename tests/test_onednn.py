@@ -25,6 +25,7 @@ import chainer.functions as F
 import numpy
 import pytest
 from chainer import gradient_check
+from helpers import input_gradient_penalty
 
 from gan_trainer import ops
 from gan_trainer.ops import activation, conv, dnnl, onednn_conv, threads
@@ -216,11 +217,7 @@ def test_double_backprop_matches_chainer(transposed):
     results = []
     for fn in functions(transposed, s, p, 'leaky_relu'):
         x, W, b = (chainer.Variable(a) for a in arrays)
-        y = fn(x, W, b)
-        gx, = chainer.grad([F.sum(F.tanh(y))], [x], enable_double_backprop=True)
-        penalty = F.sum(gx * gx)
-        penalty.backward()
-        results.append((penalty.array, W.grad))
+        results.append((input_gradient_penalty(fn(x, W, b), x), W.grad))
     # Second derivatives through tanh: each value sums products of float32
     # first derivatives, so its rounding is relative to the largest of them
     # (seen: 6e-4 relative in 1 of 8,192 weights on an AVX2 machine).
