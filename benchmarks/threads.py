@@ -3,6 +3,7 @@
 
     python benchmarks/threads.py                  # default network, 2 rounds
     python benchmarks/threads.py --net digits28 --rounds 3
+    python benchmarks/threads.py --busy --policies package,one_thread,numpy
 
 Runs ``benchmarks/throughput.py --reuse_fakes`` once per policy and round,
 in a fresh process each (the policies are environment variables, read when
@@ -18,7 +19,13 @@ of each round. The policies:
 * ``blas2``: the package's OpenMP setting, OpenBLAS 2 threads;
 * ``one_thread``: one thread for each (``OMP_NUM_THREADS=1``);
 * ``untouched``: neither set (``GAN_TRAINER_THREADS=0``): libgomp's and
-  OpenBLAS's own defaults.
+  OpenBLAS's own defaults;
+* ``numpy``: no oneDNN (``GAN_TRAINER_ONEDNN=0``): the NumPy functions.
+
+``--busy`` starts a second process that keeps one core busy (a Python
+loop, as another user's job would) before each run and stops it after:
+the question of issue 25 (is oneDNN, with the team the package or the
+user chose, ever slower than NumPy on shared cores?).
 
 The last line is ``threads best POLICY``: the policy with the highest
 median over all rounds.
@@ -41,19 +48,27 @@ POLICIES = {
     'blas2': {'OPENBLAS_NUM_THREADS': '2'},
     'one_thread': {'OMP_NUM_THREADS': '1'},
     'untouched': {'GAN_TRAINER_THREADS': '0'},
+    'numpy': {'GAN_TRAINER_ONEDNN': '0'},
 }
 _CLEARED = ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS',
-            'MKL_NUM_THREADS', 'GAN_TRAINER_THREADS')
+            'MKL_NUM_THREADS', 'GAN_TRAINER_THREADS', 'GAN_TRAINER_ONEDNN')
 
 
-def run(policy: str, net: str, windows: int) -> tuple[float, float]:
-    """(median, fastest window) in img/s of one throughput.py run under ``policy``."""
+def run(policy: str, net: str, windows: int, busy: bool = False) -> tuple[float, float]:
+    """(median, fastest window) in img/s of one throughput.py run under ``policy``
+    (beside a busy process with ``busy``)."""
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
     env.update(POLICIES[policy])
-    out = subprocess.run(
-        [sys.executable, os.path.join(HERE, 'throughput.py'), '--net', net, '--reuse_fakes',
-         '--windows', str(windows)],
-        env=env, capture_output=True, text=True, check=True).stdout
+    neighbour = subprocess.Popen([sys.executable, '-c', 'while True: pass']) if busy else None
+    try:
+        out = subprocess.run(
+            [sys.executable, os.path.join(HERE, 'throughput.py'), '--net', net, '--reuse_fakes',
+             '--windows', str(windows)],
+            env=env, capture_output=True, text=True, check=True).stdout
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
     m = re.search(r'^median ([\d.]+) img/s, range ([\d.]+) \.\. ([\d.]+)', out, re.MULTILINE)
     return float(m.group(1)), float(m.group(3))
 
@@ -63,6 +78,7 @@ def main(argv=None) -> int:
     p.add_argument('--net', default='default', choices=('default', 'digits28', 'dcgan64'))
     p.add_argument('--rounds', type=int, default=2)
     p.add_argument('--windows', type=int, default=5)
+    p.add_argument('--busy', action='store_true', help='beside a busy process (see above)')
     p.add_argument('--policies', default=','.join(POLICIES),
                    help='comma-separated subset of: ' + ', '.join(POLICIES))
     args = p.parse_args(argv)
@@ -73,7 +89,7 @@ def main(argv=None) -> int:
     medians = {name: [] for name in policies}
     for r in range(args.rounds):
         for name in policies:
-            median, fastest = run(name, args.net, args.windows)
+            median, fastest = run(name, args.net, args.windows, args.busy)
             medians[name].append(median)
             print(f'round {r + 1} {name:10s} median {median:8.1f} img/s  fastest window '
                   f'{fastest:8.1f} img/s', flush=True)

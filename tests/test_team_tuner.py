@@ -1,13 +1,14 @@
 """TeamTuner: the fastest OpenMP team for the load, and never a changed number."""
 
 import types
+import warnings
 
 import chainer
 import numpy
 import pytest
 
 from gan_trainer import GANUpdater, ops
-from gan_trainer.extensions import TeamTuner, team_tuner
+from gan_trainer.extensions import TeamTuner, ThreadsWarning, team_tuner
 from gan_trainer.latent import global_seed
 from gan_trainer.nets import Discriminator, Generator
 from gan_trainer.ops import dnnl, onednn_conv, threads
@@ -66,10 +67,51 @@ def test_a_smaller_team_must_be_clearly_faster(monkeypatch):
 
 def test_no_tuning_where_the_team_changes_the_bits(monkeypatch):
     monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: False)
+    monkeypatch.setattr(onednn_conv, 'team_times', lambda teams, set_team: {2: 10.0, 1: 9.0})
     machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
     tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
-    machine.run(tuner, 1, 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # 1 thread only 10% faster: no warning
+        machine.run(tuner, 1, 40)
     assert tuner.enabled is False and tuner.choices == [] and set(machine.sets) <= {2}
+    assert tuner.timed == {2: 10.0, 1: 9.0} and tuner.advice is None
+
+
+def test_a_clearly_faster_smaller_team_is_advised_not_switched(monkeypatch):
+    monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: False)
+    monkeypatch.setattr(onednn_conv, 'team_times', lambda teams, set_team: {2: 38.0, 1: 23.0})
+    machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
+    tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
+    with pytest.warns(ThreadsWarning, match=r'1\.7x faster with 1 thread.*OMP_NUM_THREADS=1'):
+        machine.run(tuner, 1, 40)
+    assert tuner.advice == 1 and tuner.choices == [] and machine.team == 2
+
+
+def test_only_a_long_run_is_advised():
+    def trainer(*length):
+        return types.SimpleNamespace(stop_trigger=chainer.training.triggers.IntervalTrigger(*length))
+    assert not team_tuner.long_run(trainer(100, 'iteration'), 500)
+    assert team_tuner.long_run(trainer(500, 'iteration'), 500)
+    assert team_tuner.long_run(trainer(1, 'epoch'), 500)
+    assert team_tuner.long_run(types.SimpleNamespace(), 500)  # an unknown stop: long
+
+
+@needs_onednn
+def test_team_times_runs_each_teams_own_primitives(monkeypatch):
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((8, 8, 8, 8)).astype(numpy.float32)
+    ops.convolution_2d(x, rng.standard_normal((16, 8, 4, 4)).astype(numpy.float32), None, 2, 1)
+    sets = []
+    try:
+        ms = onednn_conv.team_times([2, 1], lambda n: sets.append(n) or threads.set_team(n))
+        assert set(ms) == {1, 2} and all(v > 0 for v in ms.values()) and sets == [2, 1]
+        if threads.onednn_loaded():
+            assert sorted(key[-1] for key in dnnl._CACHE if key[0] == 'conv') == [1, 2]
+    finally:
+        threads.set_team(threads.available_cores())
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    assert onednn_conv.team_times([2, 1], threads.set_team) == {}  # nothing cached
 
 
 def test_no_tuning_without_a_team_to_share(monkeypatch):
@@ -92,11 +134,29 @@ def test_team_independent_compares_real_primitives(monkeypatch):
     assert teams == [2, 1]
     # A kernel whose sums depend on the team is caught.
     compute = onednn_conv.ConvolutionDNNL.compute
+    calls = []  # each call's output shifted by its number: the second team's differs
     monkeypatch.setattr(onednn_conv.ConvolutionDNNL, 'compute',
-                        lambda self, *a: compute(self, *a) + len(teams))
+                        lambda self, *a: calls.append(1) or compute(self, *a) + len(calls))
     assert not onednn_conv.team_independent([2, 1], teams.append)
     monkeypatch.setattr(dnnl, '_CACHE', {})
     assert not onednn_conv.team_independent([2, 1], teams.append)  # nothing to check
+
+
+@needs_onednn
+def test_a_primitive_runs_the_team_it_is_built_with(monkeypatch):
+    """dnnl.cached keeps primitives per team size: after a team change a call
+    builds its own (a primitive built for 2 threads would go on running 2)."""
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((4, 8, 8, 8)).astype(numpy.float32)
+    W = rng.standard_normal((16, 8, 4, 4)).astype(numpy.float32)
+    try:
+        for n in (2, 1, 2):
+            threads.set_team(n)
+            ops.convolution_2d(x, W, None, 2, 1)
+        assert sorted(key[-1] for key in dnnl._CACHE if key[0] == 'conv') == [1, 2]
+    finally:
+        threads.set_team(threads.available_cores())
 
 
 def train(tuned: bool, monkeypatch):
@@ -131,8 +191,8 @@ def test_a_tuned_run_is_the_untuned_run_bit_for_bit(monkeypatch):
         numpy.testing.assert_array_equal(tuned[key], value, err_msg=key)
     if tuner.enabled:  # the kernels here give the same bits with either team: it tuned
         assert 1 in sets and len(tuner.choices) >= 1
-    else:
-        assert set(sets) <= {2}
+    else:  # the check built each team's primitives, then the tuner left the team at 2
+        assert tuner.choices == [] and sets[-1] == 2 and threads.current_team() == 2
     set_team(threads.available_cores())
 
 

@@ -26,7 +26,8 @@ targets and ``make_hidden``) and ``trainer.observation``, and write under
 * :class:`TrainingGif`: ``OUT/training.gif`` from the preview grids when
   training ends.
 * :class:`TeamTuner`: oneDNN's thread count at the fastest size for the
-  machine's load, where that changes no number.
+  machine's load, where that changes no number (elsewhere a warning when a
+  smaller team would run faster: :class:`ThreadsWarning`).
 
 What they read from the updater is declared in :mod:`.protocol`.
 """
@@ -40,7 +41,7 @@ from gan_trainer.extensions.nan_guard import NaNGuard, TrainingDiverged
 from gan_trainer.extensions.quality import QualityReport
 from gan_trainer.extensions.snapshot import Snapshots
 from gan_trainer.extensions.stop import GracefulStop, Stopped
-from gan_trainer.extensions.team_tuner import TeamTuner
+from gan_trainer.extensions.team_tuner import TeamTuner, ThreadsWarning
 from gan_trainer.extensions.tensorboard import TensorBoardReport
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     'Stopped',
     'TeamTuner',
     'TensorBoardReport',
+    'ThreadsWarning',
     'TrainingDiverged',
     'TrainingGif',
 ]

@@ -20,23 +20,45 @@ doubles (up to ``max_every``) each time the choice stays the same, so
 that a steady machine spends few iterations on the worse size.
 
 Its choice never changes a number: before it first changes the team, it
-checks that every cached oneDNN convolution gives the same bits with each
-candidate size (:func:`gan_trainer.ops.onednn_conv.team_independent`: the
-kernels of the machine's CPU may split a gradient's sums by thread), and
-where that does not hold it leaves the team alone for the whole run. So a
-run with the tuner is the run without it, bit for bit, and a resumed run
-continues exactly; it keeps no state in snapshots.
+builds every cached oneDNN convolution and normalization for each
+candidate size (a primitive keeps the team it was built for, so
+:func:`gan_trainer.ops.dnnl.cached` keeps one per team) and checks that
+they give the same bits (:func:`gan_trainer.ops.onednn_conv.team_independent`:
+the kernels of the machine's CPU may split a gradient's sums by thread),
+and where that does not hold it leaves the team alone for the whole run.
+So a run with the tuner is the run without it, bit for bit, and a resumed
+run continues exactly; it keeps no state in snapshots. Where the team
+matters to the sums (on the AVX2 CPU of benchmarks/RESULTS.md, the batch
+normalizations and some convolutions), it times the cached convolutions
+with each team once, outside the training step, and if a smaller team is
+faster by more than a fifth (other work on the cores) says so, in a run
+of 500 iterations or more, in one warning (:class:`ThreadsWarning`) with the ``OMP_NUM_THREADS`` that would
+use it from the start: a run's team is chosen when it starts
+(:func:`gan_trainer.ops.threads.share_cores`), not in the middle.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import warnings
 
 from chainer import training
 
 from gan_trainer.ops import onednn_conv, threads
 from gan_trainer.priorities import priority_of
+
+
+class ThreadsWarning(UserWarning):
+    """A smaller oneDNN team would run this run faster (see :class:`TeamTuner`)."""
+
+
+def long_run(trainer, iterations: int) -> bool:
+    """Whether the trainer stops after ``iterations`` or more (a run by epochs counts as long;
+    a stop trigger of another kind too)."""
+    length = getattr(trainer, 'stop_trigger', None)
+    length = getattr(length, 'get_training_length', lambda: None)()
+    return not (length and length[1] == 'iteration' and length[0] < iterations)
 
 
 def candidates(team: int) -> list[int]:
@@ -78,20 +100,44 @@ class TeamTuner(training.Extension):
         self._times: dict[int, list[list[float]]] = {}  # team -> windows of durations
         self._last: float | None = None
         self._next = None  # the iteration the next exploration starts at
+        self.advise_above = 0.2  # a smaller team this much faster is worth a warning,
+        self.advise_min_iterations = 500  # in a run at least this long
+        self.timed: dict[int, float] = {}  # team -> ms, where the check found the team matters
+        self.advice: int | None = None  # the team the warning proposed
 
     def _set(self, team: int) -> None:
         threads.set_team(team)
         self.team = team
 
-    def _decide(self) -> bool:
+    def _decide(self, advise: bool = True) -> bool:
         full = threads.team
         if full is None or full < 2 or not threads.onednn_loaded():
             return False
         self.sizes = candidates(full)
         same = onednn_conv.team_independent(self.sizes, threads.set_team)
+        if not same and advise:
+            self._advise(full)
         threads.set_team(full)
         self.team = full
         return same
+
+    def _advise(self, full: int) -> None:
+        """One warning when a smaller team runs the layers clearly faster now (timed
+        on the cached convolutions, outside the training step), though the
+        tuner may not switch: the user can start with that team."""
+        ms = onednn_conv.team_times(self.sizes, threads.set_team)
+        if not ms:
+            return
+        best = min(ms, key=ms.get)
+        self.timed = ms
+        if best != full and ms[best] < ms[full] * (1 - self.advise_above):
+            self.advice = best
+            warnings.warn(
+                f"oneDNN ran this run's convolutions {ms[full] / ms[best]:.1f}x faster with "
+                f'{best} thread(s) than with {full} (other work is using the cores); start '
+                f'with OMP_NUM_THREADS={best} to use that (the team is kept during a run: '
+                f"this CPU's kernels sum in another order with another team)",
+                ThreadsWarning, stacklevel=2)
 
     def __call__(self, trainer) -> None:
         now = time.perf_counter()
@@ -100,7 +146,7 @@ class TeamTuner(training.Extension):
         if self.enabled is False or iteration <= self.warmup:
             return
         if self.enabled is None:
-            self.enabled = self._decide()
+            self.enabled = self._decide(long_run(trainer, self.advise_min_iterations))
             self._next = iteration
             self._last = time.perf_counter()  # the check's own time is no iteration's
             return

@@ -351,11 +351,16 @@ _CACHE: dict = {}
 
 
 def cached(key, make):
-    """The primitive(s) ``make()`` builds for ``key``, built once per process.
+    """The primitive(s) ``make()`` builds for ``key`` and the current OpenMP team,
+    built once per process.
 
-    A failed build (an unsupported case) is cached as None, so the caller
-    falls back without retrying on every call.
+    The team size (:func:`gan_trainer.ops.threads.current_team`) is the last
+    element of every stored key: a primitive runs with the team it was built
+    for whatever the team is later, so a changed team (``share_cores``, the
+    team tuner) must build its own. A failed build (an unsupported case) is
+    cached as None, so the caller falls back without retrying on every call.
     """
+    key = (*key, threads.current_team())
     try:
         return _CACHE[key]
     except KeyError:

@@ -51,6 +51,9 @@ there for the fallbacks. Several threads may call them at once
 
 from __future__ import annotations
 
+import functools
+import time
+
 import chainer
 import chainer.functions as F
 import numpy
@@ -418,45 +421,89 @@ def _like(shape, strides, rng) -> numpy.ndarray:
     return numpy.lib.stride_tricks.as_strided(base, shape, strides)
 
 
-def team_independent(teams, set_team) -> bool:
-    """Whether every cached convolution gives the same bits with each team size.
-
-    oneDNN's kernels split their work among the OpenMP threads; whether a
-    gradient's sums are added in the same order whatever the number of
-    threads depends on the kernel (and so on the CPU and the shapes). This
-    runs each cached primitive's forward, backward-data and backward-weights
-    passes on random inputs in the layouts it was built for, once with each
-    team size (``set_team(n)``), and compares the results bit for bit; the
-    cached batch normalizations too (:func:`.onednn_norm.team_independent`).
-    False when no convolution is cached (nothing to go by yet).
-    :class:`gan_trainer.extensions.TeamTuner` changes the team during a run
-    only when this holds, so that its choice never changes a number.
-    """
-    problems = [(key, prob) for key, prob in list(dnnl._CACHE.items())
-                if key[0] == 'conv' and prob is not None]
-    if not problems:
-        return False
+def _team_runs(teams, set_team) -> list[dict | None]:
+    """For each cached convolution, ``{team: run}``: ``run()`` computes its forward,
+    backward-data and backward-weights passes on the same random inputs (in
+    the layouts of the call) with the primitives built for that team (None
+    where oneDNN cannot build one)."""
+    problems = {key[:-1]: prob for key, prob in list(dnnl._CACHE.items())
+                if key[0] == 'conv' and prob is not None}  # the team dropped from the key
     rng = numpy.random.default_rng(0)
-    for key, prob in problems:
+    cases = []
+    for key, prob in problems.items():
         _, _, transposed, x_shape, x_strides, w_shape, w_strides, has_bias, s, p, out_hw, \
             act, slope = key
         x = _like(x_shape, x_strides, rng)
         W = _like(w_shape, w_strides, rng)
         b = rng.standard_normal(prob.out_shape[1]).astype(numpy.float32) if has_bias else None
         gy = rng.standard_normal(prob.out_shape).astype(numpy.float32)
-        results = []
+        outsize = out_hw if transposed else None
+        runs = {}
         for n in teams:
-            set_team(n)
-            node = ConvolutionDNNL(s, p, transposed=transposed, outsize=out_hw if transposed
-                                   else None, activation=act, slope=slope, problem=prob)
-            try:
-                y = node.compute(x, W, b)
-                grads = node.gradients((0, 1, 2), x, W, has_bias, gy)
-            except dnnl.DNNLError:
-                return False
-            results.append([y, *(g for g in grads if g is not None)])
-        first = results[0]
-        for other in results[1:]:
+            set_team(n)  # each team's own primitives (dnnl.cached keeps them per team)
+            built = problem(transposed, x, W, has_bias, s, p, outsize, act, slope)
+            if built is None:
+                runs = None
+                break
+            node = ConvolutionDNNL(s, p, transposed=transposed, outsize=outsize,
+                                   activation=act, slope=slope, problem=built)
+            runs[n] = functools.partial(_forward_backward, node, x, W, b, has_bias, gy)
+        cases.append(runs)
+    return cases
+
+
+def _forward_backward(node, x, W, b, has_bias, gy) -> list:
+    y = node.compute(x, W, b)
+    grads = node.gradients((0, 1, 2), x, W, has_bias, gy)
+    return [y, *(g for g in grads if g is not None)]
+
+
+def team_independent(teams, set_team) -> bool:
+    """Whether every cached convolution gives the same bits with each team size.
+
+    oneDNN's kernels split their work among the OpenMP threads; whether a
+    gradient's sums are added in the same order whatever the number of
+    threads depends on the kernel (and so on the CPU and the shapes). This
+    builds each cached convolution's primitives for each team size
+    (``set_team(n)``, then the cache: a primitive keeps the team it was built
+    for), runs their forward, backward-data and backward-weights passes on
+    the same random inputs in the layouts of the call, and compares the
+    results bit for bit; the
+    cached batch normalizations too (:func:`.onednn_norm.team_independent`).
+    False when no convolution is cached (nothing to go by yet).
+    :class:`gan_trainer.extensions.TeamTuner` changes the team during a run
+    only when this holds, so that its choice never changes a number.
+    """
+    cases = _team_runs(teams, set_team)
+    if not cases or None in cases:
+        return False
+    for runs in cases:
+        try:
+            first, *others = (runs[n]() for n in teams)
+        except dnnl.DNNLError:
+            return False
+        for other in others:
             if not all(numpy.array_equal(a, c) for a, c in zip(first, other)):
                 return False
     return onednn_norm.team_independent(teams, set_team)
+
+
+def team_times(teams, set_team, reps: int = 3) -> dict[int, float]:
+    """Milliseconds of the cached convolutions' forward and backward passes with
+    each team size (each case's median of ``reps`` runs, summed; its own
+    primitives per team): how fast each team runs this process's layers on
+    the machine as loaded now. Empty when nothing is cached or a team's
+    primitive cannot be built."""
+    cases = _team_runs(teams, set_team)
+    if not cases or None in cases:
+        return {}
+    ms = dict.fromkeys(teams, 0.0)
+    for runs in cases:
+        for n in teams:
+            times = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                runs[n]()
+                times.append(time.perf_counter() - start)
+            ms[n] += 1e3 * sorted(times)[len(times) // 2]
+    return ms

@@ -128,23 +128,26 @@ def rows_for(a: numpy.ndarray) -> numpy.ndarray:
 def team_independent(teams, set_team) -> bool:
     """Whether every cached normalization gives the same bits with each team size.
 
-    Runs each cached primitive's forward and backward pass on random rows,
-    once with each team size (``set_team(n)``), and compares every output
+    Builds each cached normalization for each team size (``set_team(n)``),
+    runs its forward and backward pass on the same random rows, and compares every output
     bit for bit (see :func:`gan_trainer.ops.onednn_conv.team_independent`,
     which calls this). True when nothing is cached.
     """
     rng = numpy.random.default_rng(0)
-    for key, prob in list(dnnl._CACHE.items()):
-        if key[0] != 'bn' or prob is None:
-            continue
-        c = prob.shape[1]
-        x = rng.standard_normal(prob.shape).astype(numpy.float32)
-        gy = rng.standard_normal(prob.shape).astype(numpy.float32)
+    keys = {key[:-1] for key, prob in list(dnnl._CACHE.items())
+            if key[0] == 'bn' and prob is not None}  # the team dropped from the key
+    for _, shape, eps, relu in sorted(keys):
+        c = shape[1]
+        x = rng.standard_normal(shape).astype(numpy.float32)
+        gy = rng.standard_normal(shape).astype(numpy.float32)
         gamma = rng.uniform(0.5, 1.5, c).astype(numpy.float32)
         beta = rng.standard_normal(c).astype(numpy.float32)
         results = []
         for n in teams:
-            set_team(n)
+            set_team(n)  # each team's own primitives (dnnl.cached keeps them per team)
+            prob = problem(shape, eps, relu)
+            if prob is None:
+                return False
             y, mean, var, ws = prob.forward(x, gamma, beta)
             results.append((y, mean, var, *prob.backward(x, mean, var, ws, gy, gamma)))
         first = results[0]

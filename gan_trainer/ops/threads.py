@@ -28,7 +28,9 @@ images per second. The policy, applied once, when oneDNN is first loaded
   thread, so a team with more threads than the cores left to it runs a
   layer slower than one thread would. :func:`~gan_trainer.run.build_trainer`
   calls it once it knows both counts; a process that never calls it uses
-  all the cores it may.
+  all the cores it may. A oneDNN primitive keeps the team it was built
+  with (:func:`current_team`), so :func:`gan_trainer.ops.dnnl.cached` keeps
+  one per team size and a changed team takes effect at the next call.
 
 ``benchmarks/threads.py`` measures this against passive and active
 OpenMP waiting, two OpenBLAS threads, one thread each and both libraries'
@@ -119,12 +121,40 @@ def set_team(n: int) -> None:
         _set_omp_threads(n)
 
 
-def _set_omp_threads(n: int) -> None:
+_GOMP = None
+
+
+def _gomp():
     # The libgomp oneDNN was loaded with (the same soname: dlopen returns it).
+    global _GOMP
+    if _GOMP is None:
+        _GOMP = ctypes.CDLL('libgomp.so.1')
+    return _GOMP
+
+
+def _set_omp_threads(n: int) -> None:
     try:
-        ctypes.CDLL('libgomp.so.1').omp_set_num_threads(int(n))
+        _gomp().omp_set_num_threads(int(n))
     except (OSError, AttributeError):  # pragma: no cover - oneDNN loaded it
         pass
+
+
+def current_team() -> int:
+    """The OpenMP team a oneDNN primitive built now would use (``omp_get_max_threads``).
+
+    A primitive splits its work for the team it was built with and keeps
+    that split: a oneDNN kernel asks OpenMP for its own thread count at every
+    call, so ``omp_set_num_threads`` after the build changes nothing for it
+    (measured: a convolution built for 2 threads ran at the 2-thread speed
+    after the team was set to 1). :func:`gan_trainer.ops.dnnl.cached` therefore
+    keeps primitives per team size. 1 before oneDNN is loaded.
+    """
+    if not _LOADED:
+        return 1
+    try:
+        return int(_gomp().omp_get_max_threads())
+    except (OSError, AttributeError):  # pragma: no cover - oneDNN loaded it
+        return 1
 
 
 def apply_after_load(blas_threads: int = 1) -> None:
