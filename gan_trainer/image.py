@@ -247,7 +247,8 @@ def open_regular_file(path: str | os.PathLike):
         raise
 
 
-def load_image(path: str | os.PathLike, *, size: int, gray: bool = False) -> np.ndarray:
+def load_image(path: str | os.PathLike, *, size: int, gray: bool = False,
+               raw: bool = False) -> np.ndarray:
     """Decodes one image file into a float32 ``(C, size, size)`` array.
 
     The image is scaled so its shorter side is ``size`` (Lanczos) and the
@@ -257,6 +258,8 @@ def load_image(path: str | os.PathLike, *, size: int, gray: bool = False) -> np.
         path: Image file in any format Pillow reads.
         size: Output side length.
         gray: Return one luminance channel instead of three RGB channels.
+        raw: Return the uint8 pixels (``(C, size, size)``, 0 to 255) instead;
+            :func:`to_float` turns them into exactly what ``raw=False`` gives.
 
     Returns:
         numpy.ndarray: float32 ``(1 or 3, size, size)`` in [-1, 1].
@@ -280,6 +283,11 @@ def load_image(path: str | os.PathLike, *, size: int, gray: bool = False) -> np.
     img = img.resize(
         (size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)
     )
-    array = np.asarray(img, dtype=np.float32)
+    array = np.asarray(img, dtype=np.uint8)
     array = array[None] if gray else array.transpose(2, 0, 1)
-    return np.ascontiguousarray(array / np.float32(127.5) - 1)
+    return np.ascontiguousarray(array) if raw else to_float(array)
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels (0 to 255) as the float32 values in [-1, 1] the networks train on."""
+    return np.ascontiguousarray(pixels.astype(np.float32) / np.float32(127.5) - 1)

@@ -1,6 +1,7 @@
 """Tests for gan_trainer.datasets: built-in digits, image folders, load_dataset."""
 
 import io
+import os
 import pickle
 import warnings
 
@@ -19,6 +20,7 @@ from gan_trainer.datasets import (
     load_dataset,
 )
 from gan_trainer.datasets import digits as datasets  # the built-in set's module
+from gan_trainer.image import load_image
 
 ONE_STEP = 1 / 127.5  # one uint8 level in [-1, 1] units
 
@@ -309,7 +311,8 @@ def test_load_dataset_folder_returns_its_facts(tmp_path):
     data = load_dataset(str(tmp_path), size=8)
     assert data.shape == (3, 8, 8) == image_shape(data.train)
     assert data.class_names == ('cats', 'dogs') and data.n_classes == 2
-    assert data.decodes_files and (len(data.train), len(data.test)) == (5, 1)
+    assert not data.decodes_files and (len(data.train), len(data.test)) == (5, 1)  # in memory
+    assert load_dataset(str(tmp_path), size=8, cache_bytes=0).decodes_files
     flat = load_dataset(str(tmp_path / 'cats'), size=8, gray=True)
     assert flat.class_names == () and flat.n_classes == 1 and flat.shape == (1, 8, 8)
 
@@ -377,3 +380,41 @@ def test_image_shape(example, shape):
 def test_image_shape_errors(dataset):
     with pytest.raises(ValueError):
         image_shape(dataset)
+
+
+def test_a_folder_in_memory_gives_the_decoded_images_bit_for_bit(tmp_path):
+    rng = np.random.RandomState(0)
+    for i in range(5):  # photos of odd sizes, a gray one, and a broken file among them
+        pixels = rng.randint(0, 256, (13 + i, 9 + 2 * i, 3)).astype(np.uint8)
+        _save(tmp_path / 'a' / f'{i}.jpg', Image.fromarray(pixels))
+    _save(tmp_path / 'b' / 'gray.png', Image.fromarray(rng.randint(0, 256, (7, 7)).astype(np.uint8)))
+    (tmp_path / 'a' / '2b.png').write_bytes(b'not an image')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', SkippedFilesWarning)
+        for gray in (False, True):
+            cached = ImageFolderDataset(tmp_path, size=6, gray=gray)
+            lazy = ImageFolderDataset(tmp_path, size=6, gray=gray, cache_bytes=0)
+            assert cached.cached and not lazy.cached and cached.paths == lazy.paths
+            assert len(cached) == 6 and [os.path.basename(p) for p, _ in cached.skipped] == ['2b.png']
+            for i in range(len(cached)):
+                (x, label), (y, label_lazy) = cached[i], lazy[i]
+                assert x.dtype == np.float32 and x.shape == (1 if gray else 3, 6, 6)
+                np.testing.assert_array_equal(x, y)
+                np.testing.assert_array_equal(x, load_image(cached.paths[i], size=6, gray=gray))
+                assert label == label_lazy
+    # Memory: the budget counts every candidate file (7) at 3x6x6 bytes; over it, lazy.
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', SkippedFilesWarning)
+        assert not ImageFolderDataset(tmp_path, size=6, cache_bytes=7 * 108 - 1).cached
+        assert ImageFolderDataset(tmp_path, size=6, cache_bytes=7 * 108).cached
+
+
+def test_a_folder_in_memory_does_not_read_its_files_again(tmp_path):
+    for i in range(3):
+        _save(tmp_path / f'{i}.png', _flat('RGB', (5, 5), (40 * i, 0, 0)))
+    cached = ImageFolderDataset(tmp_path, size=4)
+    lazy = ImageFolderDataset(tmp_path, size=4, cache_bytes=0)
+    os.remove(tmp_path / '1.png')
+    np.testing.assert_allclose(cached[1][0][0], 40 / 127.5 - 1, atol=1e-6)
+    with pytest.raises(DatasetError, match=r"cannot read image '.*1\.png'"):
+        lazy[1]

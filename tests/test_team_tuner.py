@@ -66,6 +66,7 @@ def test_a_smaller_team_must_be_clearly_faster(monkeypatch):
 
 
 def test_no_tuning_where_the_team_changes_the_bits(monkeypatch):
+    monkeypatch.delenv(team_tuner.ADVICE_SWITCH, raising=False)  # conftest turns it off
     monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: False)
     monkeypatch.setattr(onednn_conv, 'team_times', lambda teams, set_team: {2: 10.0, 1: 9.0})
     machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
@@ -78,6 +79,7 @@ def test_no_tuning_where_the_team_changes_the_bits(monkeypatch):
 
 
 def test_a_clearly_faster_smaller_team_is_advised_not_switched(monkeypatch):
+    monkeypatch.delenv(team_tuner.ADVICE_SWITCH, raising=False)  # conftest turns it off
     monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: False)
     monkeypatch.setattr(onednn_conv, 'team_times', lambda teams, set_team: {2: 38.0, 1: 23.0})
     machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
@@ -85,6 +87,12 @@ def test_a_clearly_faster_smaller_team_is_advised_not_switched(monkeypatch):
     with pytest.warns(ThreadsWarning, match=r'1\.7x faster with 1 thread.*OMP_NUM_THREADS=1'):
         machine.run(tuner, 1, 40)
     assert tuner.advice == 1 and tuner.choices == [] and machine.team == 2
+    monkeypatch.setenv(team_tuner.ADVICE_SWITCH, '0')
+    quiet = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        machine.run(quiet, 1, 40)
+    assert quiet.advice is None and quiet.enabled is False
 
 
 def test_only_a_long_run_is_advised():

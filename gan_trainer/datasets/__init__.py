@@ -36,13 +36,14 @@ from gan_trainer.datasets._common import (
 )
 from gan_trainer.datasets.digits import DIGITS_FILE, get_digits
 from gan_trainer.datasets.folder import (
+    CACHE_BYTES,
     IMAGE_EXTENSIONS,
     ImageFolderDataset,
     LargeImageWarning,
     SkippedFilesWarning,
 )
 
-__all__ = ['DIGITS_FILE', 'IMAGE_EXTENSIONS', 'ArrayDataset', 'Data', 'Dataset', 'DatasetError',
+__all__ = ['CACHE_BYTES', 'DIGITS_FILE', 'IMAGE_EXTENSIONS', 'ArrayDataset', 'Data', 'Dataset', 'DatasetError',
            'ImageFolderDataset', 'LargeImageWarning', 'SkippedFilesWarning', 'get_digits',
            'image_shape', 'load_dataset', 'resize_chw']
 
@@ -148,7 +149,8 @@ _CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'fro
 
 
 def load_dataset(
-    spec: str | os.PathLike, *, size: int | None = None, gray: bool = False
+    spec: str | os.PathLike, *, size: int | None = None, gray: bool = False,
+    cache_bytes: int = CACHE_BYTES,
 ) -> Data:
     """Turns a user's dataset spec into a :class:`Data` (``train, test = ...`` works).
 
@@ -170,6 +172,9 @@ def load_dataset(
         size: Output side length; ``None`` keeps the dataset's default.
         gray: Return 1-channel images; 1-channel data stays 1-channel either
             way.
+        cache_bytes: A folder keeps its decoded pixels in memory when they
+            take at most this much (:class:`ImageFolderDataset`); 0 decodes
+            every epoch.
 
     Returns:
         Data: ``(image, label)`` examples with image float32 ``(C, H, W)`` in
@@ -183,16 +188,16 @@ def load_dataset(
     if size is not None:
         size = _check_size(size)
     if os.path.isdir(spec):
-        dataset = ImageFolderDataset(spec, size=size or 64, gray=gray)
+        dataset = ImageFolderDataset(spec, size=size or 64, gray=gray, cache_bytes=cache_bytes)
         channels = 1 if gray else 3
         shape = (channels, dataset.size, dataset.size)
         classes = tuple(dataset.class_names)
         n = len(dataset)
         if n < 2:
-            return Data(spec, dataset, dataset, shape, classes, True)
+            return Data(spec, dataset, dataset, shape, classes, not dataset.cached)
         n_test = min(1000, max(1, int(n * 0.05)))
         train, test = chainer.datasets.split_dataset_random(dataset, n - n_test, seed=0)
-        return Data(spec, train, test, shape, classes, True)
+        return Data(spec, train, test, shape, classes, not dataset.cached)
     if spec == 'digits':
         side = size or 28
         return Data(spec, get_digits('train', size=side), get_digits('test', size=side),

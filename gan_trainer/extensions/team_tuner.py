@@ -35,10 +35,13 @@ faster by more than a fifth (other work on the cores) says so, in a run
 of 500 iterations or more, in one warning (:class:`ThreadsWarning`) with the ``OMP_NUM_THREADS`` that would
 use it from the start: a run's team is chosen when it starts
 (:func:`gan_trainer.ops.threads.share_cores`), not in the middle.
+``GAN_TRAINER_TEAM_ADVICE=0`` turns the warning off (the test suite does:
+its processes share the cores).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import warnings
@@ -47,6 +50,9 @@ from chainer import training
 
 from gan_trainer.ops import onednn_conv, threads
 from gan_trainer.priorities import priority_of
+
+#: Environment variable that turns the warning off (``0``).
+ADVICE_SWITCH = 'GAN_TRAINER_TEAM_ADVICE'
 
 
 class ThreadsWarning(UserWarning):
@@ -146,7 +152,9 @@ class TeamTuner(training.Extension):
         if self.enabled is False or iteration <= self.warmup:
             return
         if self.enabled is None:
-            self.enabled = self._decide(long_run(trainer, self.advise_min_iterations))
+            advise = (long_run(trainer, self.advise_min_iterations)
+                      and os.environ.get(ADVICE_SWITCH, '1').strip() != '0')
+            self.enabled = self._decide(advise)
             self._next = iteration
             self._last = time.perf_counter()  # the check's own time is no iteration's
             return

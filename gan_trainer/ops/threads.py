@@ -23,12 +23,14 @@ images per second. The policy, applied once, when oneDNN is first loaded
 
 * OpenMP's team gets the cores the process may use (its CPU affinity),
   divided among the processes of the run on this machine
-  (:func:`share_cores`: the data-parallel ranks, and the image-loader
-  workers of each): an OpenMP team waits at every barrier for its slowest
-  thread, so a team with more threads than the cores left to it runs a
-  layer slower than one thread would. :func:`~gan_trainer.run.build_trainer`
-  calls it once it knows both counts; a process that never calls it uses
-  all the cores it may. A oneDNN primitive keeps the team it was built
+  (:func:`share_cores`: the data-parallel ranks, and optionally the
+  image-loader workers of each): an OpenMP team waits at every barrier for
+  its slowest thread, so a team with more threads than the cores left to
+  it runs a layer slower than one thread would.
+  :func:`~gan_trainer.run.build_trainer` calls it with the ranks only:
+  loader workers wait for most of an iteration, and counting them made
+  folder runs slower (``benchmarks/folder_speed.py``). A process that never
+  calls it uses all the cores it may. A oneDNN primitive keeps the team it was built
   with (:func:`current_team`), so :func:`gan_trainer.ops.dnnl.cached` keeps
   one per team size and a changed team takes effect at the next call.
 

@@ -47,7 +47,7 @@ import chainer
 
 from gan_trainer import GANEvaluator, GANUpdater, precision
 from gan_trainer.checkpoint import SnapshotError, snapshot_iteration
-from gan_trainer.datasets import Data, DatasetError, load_dataset
+from gan_trainer.datasets import CACHE_BYTES, Data, DatasetError, load_dataset
 from gan_trainer.device import get_device
 from gan_trainer.ema import GeneratorEMA, generator_to_show
 from gan_trainer.iterators import train_iterator
@@ -179,7 +179,12 @@ def _data(config, group, resume, *, gen, data, say) -> tuple[RunConfig, _RunData
         if data is None and group.lead:
             memory.require(memory.data_bytes(config), _named(config, 'size', 'dataset'),
                            'use a smaller --size')
-            data = load_dataset(config.dataset, size=config.size, gray=config.gray)
+            # Loader processes asked for (-j N) decode every epoch; otherwise a
+            # folder that fits in 1 GiB (and a quarter of the free memory) is
+            # decoded once (ImageFolderDataset).
+            cache = 0 if config.loaderjob else min(CACHE_BYTES, memory.available_bytes() // 4)
+            data = load_dataset(config.dataset, size=config.size, gray=config.gray,
+                                cache_bytes=cache)
     facts = _share_facts(group, data)
     with group.agreeing():
         if config.conditional and facts['n_classes'] < 2:
@@ -248,8 +253,12 @@ def _updater(config, group, device, run_data, gen, dis, ema):
         seed = config.seed
     loaders = loader_processes(config, run_data.facts, group)
     train_iter = train_iterator(run_data.train, config.batchsize, seed=seed, n_processes=loaders)
-    # The run's processes on this machine share its cores (oneDNN's team).
-    share_cores(ranks=group.comm.intra_size if group.parallel else 1, loaders=loaders)
+    # The run's ranks on this machine share its cores (oneDNN's team). Loader
+    # processes are not counted: they wait for most of an iteration, and a
+    # team sized for them ran the folder runs of benchmarks/folder_speed.py
+    # 1.3x slower; and so a run gets the same team, and the same numbers,
+    # with any --loaderjob.
+    share_cores(ranks=group.comm.intra_size if group.parallel else 1)
     updater = GANUpdater(
         train_iter, optimizers, device=device, loss=make_loss(config), n_dis=config.n_dis,
         order=config.order, z_dist=z_sampler(config), separate_batches=config.separate_batches,

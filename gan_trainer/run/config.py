@@ -191,8 +191,10 @@ class RunConfig:
     loaderjob: int | None = option(
         None, kind='int', group='data', resume='free', checks=[at_least(0)],
         flags=('--loaderjob', '-j'),
-        help='processes that decode folder images ahead of training (default 2, at most '
-             'the CPU count); 0 decodes them in the training process')
+        help='processes that decode folder images ahead of training, every epoch; by '
+             'default a folder whose pixels fit in 1 GiB is decoded once and read from '
+             'memory, and a larger one gets 2 (at most the CPU count); 0 decodes in the '
+             'training process')
 
     # -------------------------------------------------------- networks
     arch: str = option('dcgan', kind='str', group='networks', networks=True,

@@ -9,7 +9,8 @@ only need to tell a run that fits from one that cannot.
 
 * :func:`data_bytes`: the images a dataset keeps in memory (the built-in
   and downloaded sets are resized in memory; a folder decodes a few
-  batches at a time).
+  batches at a time, or keeps its uint8 pixels when they fit in 1 GiB and
+  a quarter of the free memory, a budget the builder sets).
 * :func:`training_bytes`: parameters with their gradients and Adam's two
   moments, plus the activations of one D step and one G step, for the
   DCGAN family's layer plan (:func:`gan_trainer.nets.resolve_widths`);
