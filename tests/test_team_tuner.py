@@ -65,11 +65,17 @@ def test_a_smaller_team_must_be_clearly_faster(monkeypatch):
     assert tuner.choices == [(23, 2)] and machine.team == 2
 
 
-def test_no_tuning_where_the_team_changes_the_bits(monkeypatch):
+def team_dependent_machine(monkeypatch, times):
+    """A FakeMachine whose kernels change their sums with the team; ``times``: the
+    check's milliseconds per team."""
     monkeypatch.delenv(team_tuner.ADVICE_SWITCH, raising=False)  # conftest turns it off
     monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: False)
-    monkeypatch.setattr(onednn_conv, 'team_times', lambda teams, set_team: {2: 10.0, 1: 9.0})
-    machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
+    monkeypatch.setattr(onednn_conv, 'team_times', lambda teams, set_team: times)
+    return FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
+
+
+def test_no_tuning_where_the_team_changes_the_bits(monkeypatch):
+    machine = team_dependent_machine(monkeypatch, {2: 10.0, 1: 9.0})
     tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # 1 thread only 10% faster: no warning
@@ -79,10 +85,7 @@ def test_no_tuning_where_the_team_changes_the_bits(monkeypatch):
 
 
 def test_a_clearly_faster_smaller_team_is_advised_not_switched(monkeypatch):
-    monkeypatch.delenv(team_tuner.ADVICE_SWITCH, raising=False)  # conftest turns it off
-    monkeypatch.setattr(onednn_conv, 'team_independent', lambda teams, set_team: False)
-    monkeypatch.setattr(onednn_conv, 'team_times', lambda teams, set_team: {2: 38.0, 1: 23.0})
-    machine = FakeMachine({2: 10.0, 1: 6.0}, monkeypatch)
+    machine = team_dependent_machine(monkeypatch, {2: 38.0, 1: 23.0})
     tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
     with pytest.warns(ThreadsWarning, match=r'1\.7x faster with 1 thread.*OMP_NUM_THREADS=1'):
         machine.run(tuner, 1, 40)
