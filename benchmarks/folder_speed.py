@@ -15,11 +15,12 @@ same load:
   decoded once, when the folder is read, and every epoch reads them from
   there (:class:`gan_trainer.datasets.ImageFolderDataset`); no loader
   processes, so oneDNN's team has every core;
-* ``epoch``: ``--loaderjob 2``, the default before: two loader processes
-  decode every epoch's images, and oneDNN's team is sized for three
-  processes (:func:`gan_trainer.ops.threads.share_cores`);
-* ``epoch_team``: the same with ``OMP_NUM_THREADS`` set to the cores, so
-  the team ignores the loaders.
+* ``epoch``: the default before: ``--loaderjob 2`` (two loader processes
+  decode every epoch's images) with oneDNN's team sized for three
+  processes, as :func:`gan_trainer.ops.threads.share_cores` was called
+  then (``OMP_NUM_THREADS`` = the cores // 3, at least 1);
+* ``epoch_team``: ``--loaderjob 2`` as the package runs it now, the team
+  sized by the cores (the loaders not counted).
 
 Each line gives the seconds per iteration between ``--from`` and the last
 iteration (the log's ``elapsed_time``) and the seconds the process spent
@@ -74,8 +75,8 @@ def run(setting: str, folder: str, out: str, args) -> tuple[float, float]:
     flags = []
     if setting != 'memory':
         flags = ['--loaderjob', '2']
-    if setting == 'epoch_team':
-        env['OMP_NUM_THREADS'] = str(len(os.sched_getaffinity(0)))
+    if setting == 'epoch':
+        env['OMP_NUM_THREADS'] = str(max(1, len(os.sched_getaffinity(0)) // 3))
     cmd = [sys.executable, os.path.join(ROOT, 'examples', 'train_dcgan.py'), '--dataset', folder,
            '--size', str(args.size), '--iteration', str(args.iteration), '--display_interval',
            str(args.every), '--eval_interval', '1000000', '--snapshot_interval', '1000000',

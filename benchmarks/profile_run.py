@@ -292,12 +292,9 @@ def ab_switch(name: str):
     if name in ('blocks', 'onednn'):
         key = {'blocks': 'gan_trainer_blocks', 'onednn': 'gan_trainer_onednn'}[name]
         return lambda on: setattr(chainer.global_config, key, not on)
-    import ctypes
-
     from gan_trainer.ops import threads
-    gomp = ctypes.CDLL('libgomp.so.1')
     team = threads.team or threads.available_cores()
-    return lambda on: gomp.omp_set_num_threads(1 if on else team)
+    return lambda on: threads.set_team(1 if on else team)
 
 
 #: --ab NAME: (even windows, odd windows), as the report names them.

@@ -262,7 +262,8 @@ def load_image(path: str | os.PathLike, *, size: int, gray: bool = False,
             :func:`to_float` turns them into exactly what ``raw=False`` gives.
 
     Returns:
-        numpy.ndarray: float32 ``(1 or 3, size, size)`` in [-1, 1].
+        numpy.ndarray: float32 ``(1 or 3, size, size)`` in [-1, 1] (uint8 in
+        [0, 255] with ``raw``).
 
     Raises:
         ValueError: If ``size`` is not a positive integer.

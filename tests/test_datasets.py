@@ -418,3 +418,10 @@ def test_a_folder_in_memory_does_not_read_its_files_again(tmp_path):
     np.testing.assert_allclose(cached[1][0][0], 40 / 127.5 - 1, atol=1e-6)
     with pytest.raises(DatasetError, match=r"cannot read image '.*1\.png'"):
         lazy[1]
+
+
+@pytest.mark.parametrize('bad', [-1, True, 1.5, '1'])
+def test_a_bad_cache_budget_is_one_clear_error(tmp_path, bad):
+    _save(tmp_path / '0.png', _flat('RGB', (5, 5), (0, 0, 0)))
+    with pytest.raises(ValueError, match=f'cache_bytes must be an integer >= 0, got {bad!r}'):
+        ImageFolderDataset(tmp_path, size=4, cache_bytes=bad)

@@ -24,6 +24,9 @@ def test_candidates():
     assert team_tuner.candidates(8) == [8, 4, 1]
 
 
+real_team_times = onednn_conv.team_times
+
+
 class FakeMachine:
     """Iterations whose duration depends on the team: ms[team]."""
 
@@ -116,7 +119,7 @@ def test_team_times_runs_each_teams_own_primitives(monkeypatch):
     sets = []
     try:
         ms = onednn_conv.team_times([2, 1], lambda n: sets.append(n) or threads.set_team(n))
-        assert set(ms) == {1, 2} and all(v > 0 for v in ms.values()) and sets == [2, 1]
+        assert set(ms) == {1, 2} and all(v > 0 for v in ms.values()) and sets[:2] == [2, 1] and set(sets) == {1, 2}
         if threads.onednn_loaded():
             assert sorted(key[-1] for key in dnnl._CACHE if key[0] == 'conv') == [1, 2]
     finally:
@@ -142,7 +145,7 @@ def test_team_independent_compares_real_primitives(monkeypatch):
                        numpy.zeros(16, numpy.float32), 2, 1, activation='leaky_relu')
     teams = []
     assert onednn_conv.team_independent([2, 1], teams.append) in (True, False)
-    assert teams == [2, 1]
+    assert teams == [2, 1, 2, 1]  # each team set to build its primitives, then to run them
     # A kernel whose sums depend on the team is caught.
     compute = onednn_conv.ConvolutionDNNL.compute
     calls = []  # each call's output shifted by its number: the second team's differs
@@ -151,6 +154,62 @@ def test_team_independent_compares_real_primitives(monkeypatch):
     assert not onednn_conv.team_independent([2, 1], teams.append)
     monkeypatch.setattr(dnnl, '_CACHE', {})
     assert not onednn_conv.team_independent([2, 1], teams.append)  # nothing to check
+
+
+@needs_onednn
+def test_the_check_builds_every_teams_primitives_with_that_team(monkeypatch):
+    """Backward primitives are built at their first use: the check must run each
+    team's passes with that team set, or it compares one team with itself."""
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    built = []
+    init = dnnl.Primitive.__init__
+    monkeypatch.setattr(dnnl.Primitive, '__init__', lambda self, *a: (
+        built.append(threads.current_team()), init(self, *a))[1])
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((4, 8, 8, 8)).astype(numpy.float32)
+    W = rng.standard_normal((16, 8, 4, 4)).astype(numpy.float32)
+    try:
+        threads.set_team(2)
+        ops.convolution_2d(x, W, numpy.zeros(16, numpy.float32), 2, 1)  # forward, team 2
+        onednn_conv.team_independent([2, 1], threads.set_team)
+        if threads.onednn_loaded():
+            assert built.count(2) == built.count(1) >= 3  # forward, backward data, weights
+    finally:
+        threads.set_team(threads.available_cores())
+
+
+@needs_onednn
+def test_a_failing_backward_primitive_leaves_the_team_as_it_was(monkeypatch):
+    machine = team_dependent_machine(monkeypatch, {})
+    monkeypatch.setattr(onednn_conv, 'team_times', real_team_times)
+    monkeypatch.setattr(dnnl, '_CACHE', {})
+    rng = numpy.random.default_rng(0)
+    ops.convolution_2d(rng.standard_normal((4, 8, 8, 8)).astype(numpy.float32),
+                       rng.standard_normal((16, 8, 4, 4)).astype(numpy.float32), None, 2, 1)
+
+    def fail(*args):
+        raise dnnl.DNNLError('unimplemented')
+    monkeypatch.setattr(onednn_conv.ConvolutionDNNL, 'gradients', fail)
+    assert onednn_conv.team_times([2, 1], machine.set_team) == {}
+    tuner = TeamTuner(window=4, rounds=2, explore_every=100, warmup=5)
+    machine.run(tuner, 1, 40)
+    assert tuner.enabled is False and tuner.timed == {} and machine.team == 2
+
+
+@needs_onednn
+def test_another_python_thread_builds_with_the_chosen_team():
+    import threading
+    if not threads.onednn_loaded():
+        pytest.skip('oneDNN not loaded in this process')
+    seen = []
+    try:
+        threads.set_team(1)
+        worker = threading.Thread(target=lambda: seen.append(threads.current_team()))
+        worker.start()
+        worker.join()
+        assert seen == [1] and threads.current_team() == 1
+    finally:
+        threads.set_team(threads.available_cores())
 
 
 @needs_onednn

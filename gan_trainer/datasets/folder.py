@@ -92,12 +92,13 @@ class ImageFolderDataset(chainer.dataset.DatasetMixin):
     only one: the uint8 pixels are kept (:attr:`cached`) and every epoch
     reads them from memory, the same values a decode would give. A folder
     of small PNGs or of JPEG photos (decoded at a reduced scale) costs
-    little to decode, but every epoch's decoding in loader processes on two
-    cores took a core's share from the networks: the default run on 2,000
-    images at ``--size 64`` ran 1.4-1.5x faster per iteration from memory
-    (``benchmarks/folder_speed.py``; benchmarks/RESULTS.md, "A folder from
-    memory"). A larger folder, or ``cache_bytes=0``, keeps only the paths,
-    decodes lazily, and pickles cheaply for loader processes.
+    little to decode, but every epoch's decoding in loader processes took
+    a share of the cores from the networks: on two cores the default run
+    was markedly faster per iteration from memory
+    (``benchmarks/folder_speed.py`` measures it; the figures are in
+    benchmarks/RESULTS.md, "A folder from memory"). A larger folder, or
+    ``cache_bytes=0``, keeps only the paths, decodes lazily, and pickles
+    cheaply for loader processes.
 
     Args:
         root: Folder to read.
@@ -126,6 +127,9 @@ class ImageFolderDataset(chainer.dataset.DatasetMixin):
         self.root = os.fspath(root)
         self.size = _check_size(size)
         self.gray = bool(gray)
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, (int, np.integer)) \
+                or cache_bytes < 0:
+            raise ValueError(f'cache_bytes must be an integer >= 0, got {cache_bytes!r}')
         if not os.path.exists(self.root):
             raise DatasetError(f"dataset folder '{self.root}' does not exist")
         if not os.path.isdir(self.root):

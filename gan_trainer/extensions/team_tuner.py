@@ -120,11 +120,13 @@ class TeamTuner(training.Extension):
         if full is None or full < 2 or not threads.onednn_loaded():
             return False
         self.sizes = candidates(full)
-        same = onednn_conv.team_independent(self.sizes, threads.set_team)
-        if not same and advise:
-            self._advise(full)
-        threads.set_team(full)
-        self.team = full
+        try:
+            same = onednn_conv.team_independent(self.sizes, threads.set_team)
+            if not same and advise:
+                self._advise(full)
+        finally:
+            threads.set_team(full)
+            self.team = full
         return same
 
     def _advise(self, full: int) -> None:

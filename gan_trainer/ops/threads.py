@@ -134,11 +134,16 @@ def _gomp():
     return _GOMP
 
 
+_CHOSEN: int | None = None  # the team last set through this module, from any thread
+
+
 def _set_omp_threads(n: int) -> None:
+    global _CHOSEN
     try:
         _gomp().omp_set_num_threads(int(n))
     except (OSError, AttributeError):  # pragma: no cover - oneDNN loaded it
-        pass
+        return
+    _CHOSEN = int(n)
 
 
 def current_team() -> int:
@@ -150,11 +155,20 @@ def current_team() -> int:
     (measured: a convolution built for 2 threads ran at the 2-thread speed
     after the team was set to 1). :func:`gan_trainer.ops.dnnl.cached` therefore
     keeps primitives per team size. 1 before oneDNN is loaded.
+
+    OpenMP keeps the setting per thread: a Python thread other than the one
+    that set the team (a server's request thread, a loader thread) would
+    build with all the cores. Such a thread is given the team this module
+    set last (:func:`share_cores`, :func:`set_team`) before it answers.
     """
     if not _LOADED:
         return 1
     try:
-        return int(_gomp().omp_get_max_threads())
+        n = int(_gomp().omp_get_max_threads())
+        if _CHOSEN is not None and n != _CHOSEN:
+            _gomp().omp_set_num_threads(_CHOSEN)
+            n = _CHOSEN
+        return n
     except (OSError, AttributeError):  # pragma: no cover - oneDNN loaded it
         return 1
 

@@ -181,8 +181,10 @@ def _data(config, group, resume, *, gen, data, say) -> tuple[RunConfig, _RunData
                            'use a smaller --size')
             # Loader processes asked for (-j N) decode every epoch; otherwise a
             # folder that fits in 1 GiB (and a quarter of the free memory) is
-            # decoded once (ImageFolderDataset).
-            cache = 0 if config.loaderjob else min(CACHE_BYTES, memory.available_bytes() // 4)
+            # decoded once (ImageFolderDataset). Not in a data-parallel run:
+            # the lead sends each rank its dataset, and the pixels with it.
+            lazy = config.loaderjob or group.parallel
+            cache = 0 if lazy else min(CACHE_BYTES, memory.available_bytes() // 4)
             data = load_dataset(config.dataset, size=config.size, gray=config.gray,
                                 cache_bytes=cache)
     facts = _share_facts(group, data)
@@ -255,9 +257,9 @@ def _updater(config, group, device, run_data, gen, dis, ema):
     train_iter = train_iterator(run_data.train, config.batchsize, seed=seed, n_processes=loaders)
     # The run's ranks on this machine share its cores (oneDNN's team). Loader
     # processes are not counted: they wait for most of an iteration, and a
-    # team sized for them ran the folder runs of benchmarks/folder_speed.py
-    # 1.3x slower; and so a run gets the same team, and the same numbers,
-    # with any --loaderjob.
+    # team sized for them made folder runs slower (benchmarks/folder_speed.py);
+    # and so a run gets the same team, and the same numbers, with any
+    # --loaderjob.
     share_cores(ranks=group.comm.intra_size if group.parallel else 1)
     updater = GANUpdater(
         train_iter, optimizers, device=device, loss=make_loss(config), n_dis=config.n_dis,
