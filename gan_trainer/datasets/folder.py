@@ -29,8 +29,8 @@ class LargeImageWarning(UserWarning):
     """Some images of a folder are over Pillow's decompression-bomb warning limit."""
 
 
-def _decode_error(path: str, size: int | None = None,
-                  gray: bool = False) -> tuple[str | None, bool, np.ndarray | None]:
+def _decode(path: str, size: int | None = None,
+            gray: bool = False) -> tuple[str | None, bool, np.ndarray | None]:
     """``(why path cannot be decoded or None, whether Pillow called it a bomb,
     its uint8 pixels at size x size or None)``.
 
@@ -154,8 +154,7 @@ class ImageFolderDataset(chainer.dataset.DatasetMixin):
         self.paths, labels, self.skipped, large = [], [], [], []
         for rel in candidates:
             path = os.path.join(self.root, *rel)
-            error, is_large, image = _decode_error(path, *((self.size, self.gray)
-                                                             if self.cached else ()))
+            error, is_large, image = _decode(path, self.size if self.cached else None, self.gray)
             if error is not None:
                 self.skipped.append((path, error))
                 continue

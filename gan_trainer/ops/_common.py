@@ -194,3 +194,10 @@ def variables(*arrays) -> tuple:
     """Wraps backward results as Variables (``None`` stays ``None``)."""
     return tuple(None if a is None else chainer.Variable(a, requires_grad=False)
                  for a in arrays)
+
+
+def same_bits(results: Sequence[Sequence[numpy.ndarray]]) -> bool:
+    """Whether every run's outputs equal the first run's, bit for bit (the team
+    checks of :mod:`.onednn_conv` and :mod:`.onednn_norm`: one run per team size)."""
+    first, *others = results
+    return all(numpy.array_equal(a, b) for other in others for a, b in zip(first, other))

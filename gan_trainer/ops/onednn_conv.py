@@ -60,7 +60,13 @@ import numpy
 from chainer.utils import conv as conv_utils
 
 from gan_trainer.ops import dnnl, onednn_norm
-from gan_trainer.ops._common import FastNode, onednn_enabled, reference_backward, variables
+from gan_trainer.ops._common import (
+    FastNode,
+    onednn_enabled,
+    reference_backward,
+    same_bits,
+    variables,
+)
 from gan_trainer.ops.activation import activate, activate_in_place, activation_grad
 
 
@@ -483,12 +489,10 @@ def team_independent(teams, set_team) -> bool:
         return False
     for runs in cases:
         try:
-            first, *others = (runs[n]() for n in teams)
+            if not same_bits([runs[n]() for n in teams]):
+                return False
         except dnnl.DNNLError:
             return False
-        for other in others:
-            if not all(numpy.array_equal(a, c) for a, c in zip(first, other)):
-                return False
     return onednn_norm.team_independent(teams, set_team)
 
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy
 
 from gan_trainer.ops import dnnl
-from gan_trainer.ops._common import onednn_enabled
+from gan_trainer.ops._common import onednn_enabled, same_bits
 
 #: False sends every normalization to the NumPy arithmetic while the
 #: convolutions stay on oneDNN (``benchmarks/profile_run.py --ab bn`` compares
@@ -150,8 +150,6 @@ def team_independent(teams, set_team) -> bool:
                 return False
             y, mean, var, ws = prob.forward(x, gamma, beta)
             results.append((y, mean, var, *prob.backward(x, mean, var, ws, gy, gamma)))
-        first = results[0]
-        for other in results[1:]:
-            if not all(numpy.array_equal(a, b) for a, b in zip(first, other)):
-                return False
+        if not same_bits(results):
+            return False
     return True

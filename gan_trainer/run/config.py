@@ -29,6 +29,7 @@ import dataclasses
 import inspect
 from typing import Any
 
+from gan_trainer.datasets import CACHE_BYTES
 from gan_trainer.latent import SAMPLERS
 from gan_trainer.losses import loss_names
 from gan_trainer.nets import DiscriminatorOptions, GeneratorOptions
@@ -192,9 +193,9 @@ class RunConfig:
         None, kind='int', group='data', resume='free', checks=[at_least(0)],
         flags=('--loaderjob', '-j'),
         help='processes that decode folder images ahead of training, every epoch; by '
-             'default a folder whose pixels fit in 1 GiB is decoded once and read from '
-             'memory, and a larger one gets 2 (at most the CPU count); 0 decodes in the '
-             'training process')
+             f'default a folder whose pixels fit in {CACHE_BYTES >> 30} GiB is decoded once '
+             'and read from memory, and a larger one gets 2 (at most the CPU count); 0 '
+             'decodes in the training process')
 
     # -------------------------------------------------------- networks
     arch: str = option('dcgan', kind='str', group='networks', networks=True,
