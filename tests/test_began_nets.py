@@ -10,6 +10,7 @@ from chainer import gradient_check
 from helpers import assert_same_weights
 
 from gan_trainer import files
+from gan_trainer.cli.train import parse_config
 from gan_trainer.datasets import Data
 from gan_trainer.nets import (
     BEGANDiscriminator,
@@ -132,6 +133,29 @@ def test_arch_began_errors_are_one_line(options, flag, words):
         RunConfig(**options)
     assert error.value.option == flag and words in str(error.value)
     assert '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('argv, flag', [
+    (['--preset', 'began', '--arch', 'began', '--gen_norm', 'batch'], 'gen_norm'),
+    (['--preset', 'began', '--arch', 'began', '--dis_norm', 'batch'], 'dis_norm'),
+    (['--preset', 'began', '--dis_norm', 'batch'], 'dis_norm'),
+    (['--arch', 'resnet', '--dis_norm', 'batch'], 'dis_norm'),
+])
+def test_a_normalisation_the_nets_do_not_have_is_refused(argv, flag, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_config(argv)
+    said = capsys.readouterr().err
+    assert stop.value.code == 2 and said.count('\n') == 1
+    assert f'--{flag}' in said and "'batch' would have no effect" in said, said
+
+
+def test_none_and_an_unset_normalisation_are_accepted():
+    config = parse_config(['--preset', 'began', '--arch', 'began', '--gen_norm', 'none',
+                           '--dis_norm', 'none'])
+    assert (config.arch, config.gen_norm, config.dis_norm) == ('began', 'none', 'none')
+    assert parse_config(['--preset', 'began', '--arch', 'began']).dis_norm == 'batch'
+    # The DCGAN nets have BatchNorm: there the flag is taken.
+    assert parse_config(['--preset', 'began', '--gen_norm', 'batch']).gen_norm == 'batch'
 
 
 def test_a_run_of_the_papers_nets_resumes_bit_for_bit(tmp_path):

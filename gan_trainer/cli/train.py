@@ -31,7 +31,7 @@ from gan_trainer.cli._args import (
     one_line_warnings,
 )
 from gan_trainer.run.config import RunConfig
-from gan_trainer.run.options import GROUPS, allowed, declared
+from gan_trainer.run.options import GROUPS, ConfigError, allowed, declared
 
 _TYPES = {'int': integer, 'float': number, 'str': str, 'ints': int_list, 'floats': str,
           'names': str}
@@ -144,6 +144,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         SnapshotError: For a ``--config`` file that cannot be read.
     """
     from gan_trainer.checkpoint import SnapshotError
+    from gan_trainer.run.checks import normalizations_without_effect
     from gan_trainer.run.presets import apply_preset
     from gan_trainer.run.record import read_record
 
@@ -164,11 +165,17 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             base = record.config
     preset = explicit.pop('preset', None)
     if path is None:
-        return apply_preset(base, preset or base.preset, **explicit)
-    if preset is not None and preset != base.preset:
+        config = apply_preset(base, preset or base.preset, **explicit)
+    elif preset is not None and preset != base.preset:
         # Its settings over the run's: a resume then names the first one that differs.
-        return apply_preset(base, preset, **explicit)
-    return base.replace(**explicit)
+        config = apply_preset(base, preset, **explicit)
+    else:
+        config = base.replace(**explicit)
+    for name, why in normalizations_without_effect(config).items():
+        if explicit.get(name, 'none') != 'none':
+            raise ConfigError(name, f'{explicit[name]!r} would have no effect: {why} '
+                                    f'(leave --{name} out, or give it as none)')
+    return config
 
 
 def _resumed_config(resume: str, out: str) -> str | None:

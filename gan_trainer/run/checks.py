@@ -195,6 +195,29 @@ def _check_ganlib(config) -> None:
                                      f"{config.loss!r} has none")
 
 
+def normalizations_without_effect(config) -> dict[str, str]:
+    """The normalisation options ``config``'s nets do not have: name -> why.
+
+    Every run holds ``gen_norm`` and ``dis_norm`` (``'batch'`` unless a
+    preset says otherwise), but BEGAN's own nets (arch ``'began'``), BEGAN's
+    autoencoder D (loss ``'began'``) and SNGAN's ResNet D have no
+    normalisation layer at all. A config cannot tell a value the user chose
+    from the default it holds, so the command line, which can, refuses such
+    a flag when it is given as anything but ``'none'``
+    (:func:`gan_trainer.cli.train.config_from_args`).
+    """
+    ignored = {}
+    if config.arch == 'began':
+        why = "arch 'began' (the BEGAN paper's nets) has no normalisation in G or D"
+        ignored = {'gen_norm': why, 'dis_norm': why}
+    elif config.loss == 'began':
+        ignored = {'dis_norm': "loss 'began' trains an autoencoder D, which has no "
+                               'normalisation'}
+    elif config.arch == 'resnet':
+        ignored = {'dis_norm': "arch 'resnet' has SNGAN's D, which has no normalisation"}
+    return ignored
+
+
 def optimizer_spec(config, net: str):
     """The :class:`~gan_trainer.optimizers.OptimizerSpec` of ``'gen'`` or ``'dis'``.
 
