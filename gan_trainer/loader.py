@@ -199,7 +199,8 @@ class LoaderPool:
             # makes on Linux.
             warnings.filterwarnings('ignore', message=r'This process .* is multi-threaded',
                                     category=DeprecationWarning)
-            process = self._context.Process(target=_work, args=(self.dataset, theirs, parents),
+            process = self._context.Process(target=_work,
+                                            args=(self.dataset, theirs, parents, os.getpid()),
                                             daemon=True, name='gan_trainer-loader')
             process.start()
         theirs.close()
@@ -293,9 +294,15 @@ def _stop_signals_ignored():
             signal.signal(signum, handler)
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel sends this process SIGKILL when its parent dies."""
-    parent = os.getppid()
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel sends this process SIGKILL when its parent (pid ``parent``) dies.
+
+    ``parent`` is the pid the training process read of itself before it
+    started the worker: read here, after the fork, it would already be the
+    orphan's new parent if the training process had died in between, and
+    the check below would pass (a loaded machine showed that race: a worker
+    busy with a slow example outlived ``kill -9`` of its parent).
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
@@ -303,11 +310,11 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _work(dataset, conn, parents) -> None:
+def _work(dataset, conn, parents, parent_pid: int) -> None:
     """A worker's life: read the indices of each task, answer with the examples."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(parent_pid)
     for parent in parents:
         parent.close()
     while True:

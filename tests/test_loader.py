@@ -167,6 +167,28 @@ KILLED_PARENT = textwrap.dedent('''
 ''')
 
 
+ORPHAN = textwrap.dedent('''
+    import os, sys
+    from gan_trainer.loader import _die_with_parent
+    _die_with_parent(int(sys.argv[1]))
+    print('alive', flush=True)
+''')
+
+
+@pytest.mark.process
+def test_a_worker_whose_parent_died_before_it_started_exits():
+    # The race a loaded machine showed: the training process dies between the
+    # fork and the worker's prctl, so the worker's parent is already another
+    # process. The worker compares with the pid it was given, not with the
+    # parent it finds.
+    here = subprocess.run([sys.executable, '-c', ORPHAN, str(os.getpid())], cwd=REPO, check=False,
+                          capture_output=True, text=True, timeout=60)
+    assert (here.returncode, here.stdout) == (0, 'alive\n'), here.stderr
+    dead = subprocess.run([sys.executable, '-c', ORPHAN, str(os.getpid() + 1_000_000)],
+                          cwd=REPO, check=False, capture_output=True, text=True, timeout=60)
+    assert (dead.returncode, dead.stdout) == (1, ''), dead.stderr
+
+
 @pytest.mark.process
 def test_workers_die_with_the_training_process():
     # Each worker is busy for ten minutes: only the parent's death can end it.
