@@ -428,6 +428,38 @@ def test_leaky_relu_matches_chainer_and_numpy(shape, slope, dtype):
     assert_close(gx, numpy.where(x > 0, gy, gy * dtype(slope)), dtype)
 
 
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('act', ['relu', 'leaky_relu', 'tanh'])
+def test_shifted_activation_matches_chainer_and_numpy(act, dtype):
+    rng = numpy.random.default_rng(4)
+    x, shift, gy = (randn(rng, (3, 4, 5, 2), dtype) for _ in range(3))
+    x.flat[::7] = -shift.flat[::7]  # the kink at x + shift == 0, Chainer's convention
+    ref = {'relu': F.relu, 'leaky_relu': lambda v: F.leaky_relu(v, 0.2), 'tanh': F.tanh}[act]
+    y, (gx,) = grads(lambda v: ops.activation.shifted_activation(v, shift, act), (x,), gy)
+    y_ref, (gx_ref,) = grads(lambda v: ref(v + shift), (x,), gy)
+    assert isinstance(y.creator, activation.ShiftedActivation)
+    assert_close(y, y_ref, dtype)
+    assert_close(gx, gx_ref, dtype)
+    s = x + shift
+    by_hand = {'relu': (numpy.maximum(s, 0), numpy.where(s > 0, gy, 0)),
+               'leaky_relu': (numpy.where(s > 0, s, 0.2 * s), numpy.where(s > 0, gy, 0.2 * gy)),
+               'tanh': (numpy.tanh(s), gy * (1 - numpy.tanh(s) ** 2))}[act]
+    assert_close(y, by_hand[0].astype(dtype), dtype)
+    assert_close(gx, by_hand[1].astype(dtype), dtype)
+
+
+def test_shifted_activation_keeps_the_layout_and_falls_back():
+    x = numpy.zeros((2, 3, 4, 4), numpy.float32).transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
+    shift = numpy.empty_like(x)
+    shift[...] = 1
+    y = ops.activation.shifted_activation(x, shift, 'relu')
+    assert y.array.strides == x.strides and (y.array == 1).all()
+    half = ops.activation.shifted_activation(x.astype(numpy.float16), shift.astype(numpy.float16),
+                                             'relu')
+    assert not isinstance(half.creator, activation.ShiftedActivation)
+    numpy.testing.assert_array_equal(half.array, 1)
+
+
 # --- Gradients by finite differences (float64) ----------------------------------
 
 
@@ -521,6 +553,19 @@ def test_leaky_relu_check_double_backward():
     gradient_check.check_double_backward(
         lambda v: fn(v) ** 2, (x,), randn(rng, x.shape), (randn(rng, x.shape),)
     )
+
+
+@pytest.mark.parametrize('act', ['leaky_relu', 'tanh'])
+def test_shifted_activation_check_backward_and_double_backward(act):
+    rng = numpy.random.default_rng(5)
+    x = away_from_zero(rng, (2, 3, 4))
+    shift = numpy.zeros_like(x)
+    shift[0] = 0.05  # keeps x + shift 0.05 away from the kink
+    fn = fast(lambda v: ops.activation.shifted_activation(v, shift, act),
+              activation.ShiftedActivation)
+    gradient_check.check_backward(fn, (x,), randn(rng, x.shape))
+    gradient_check.check_double_backward(
+        lambda v: fn(v) ** 2, (x,), randn(rng, x.shape), (randn(rng, x.shape),))
 
 
 def distinct(rng, shape):

@@ -27,7 +27,7 @@ from gan_trainer.nets import (
     build_discriminator,
     build_generator,
 )
-from gan_trainer.nets._layers import upsample, upsample_conv
+from gan_trainer.nets._layers import gaussian, upsample, upsample_conv
 from gan_trainer.testing import fake_images
 
 F64 = np.float64
@@ -406,19 +406,60 @@ def test_noise_and_dropout_act_only_in_training():
     np.testing.assert_array_equal(_eval(noisy, x), _eval(noisy, x))
 
 
-def test_noise_is_added_to_the_input_and_every_hidden_layer():
-    dis = Discriminator(size=8, widths=[4], norm='none', noise_sigma=0.2, fc_width=3)
+@pytest.mark.parametrize('width', [4, 8])  # maps stored channel-first, channel-last
+def test_noise_is_added_to_the_input_and_every_hidden_layer(width):
+    dis = Discriminator(size=8, widths=[width], norm='none', noise_sigma=0.2, fc_width=3)
     rng = copy.deepcopy(dis.stochastic.rng)
     x = fake_images(2)
 
-    def noise(h):
-        return h + 0.2 * rng.standard_normal(h.shape, dtype=np.float32)
+    def noise(h, like=None):
+        # The net draws in the memory order of the map it adds to (its
+        # convolutions' outputs are channel-last from 5 channels on).
+        return h + gaussian(rng, h.shape, np.float32, 0.2, like=like)
 
+    with chainer.no_backprop_mode():
+        layout = dis.convs[0](x).array
     h = F.leaky_relu(noise(F.convolution_2d(noise(x), dis.convs[0].W, dis.convs[0].b,
-                                             stride=2, pad=1).array), 0.2)
+                                             stride=2, pad=1).array, layout), 0.2)
     h = F.leaky_relu(noise(F.linear(h, dis.fc.W, dis.fc.b).array), 0.2)
     expected = F.flatten(F.linear(h, dis.out.W, dis.out.b)).array
     np.testing.assert_allclose(dis(x).array, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_gaussian_draws_are_normal(dtype):
+    rng = np.random.Generator(np.random.PCG64(3))
+    z = gaussian(rng, (1001, 999), dtype, scale=0.5) / 0.5  # an odd number of draws
+    assert z.shape == (1001, 999) and z.dtype == dtype and z.flags.c_contiguous
+    n = z.size
+    # Moments of N(0, 1) within 5 standard errors for a million draws.
+    assert abs(z.mean()) < 5 / n ** 0.5
+    assert abs(z.var() - 1) < 5 * 2 ** 0.5 / n ** 0.5
+    assert abs((z ** 3).mean()) < 5 * 15 ** 0.5 / n ** 0.5
+    assert abs((z ** 4).mean() - 3) < 5 * 96 ** 0.5 / n ** 0.5
+    # Tail masses: P(|z| > 1) = 0.31731, P(|z| > 2) = 0.04550, P(|z| > 3) = 0.00270.
+    for k, p in ((1, 0.31731), (2, 0.04550), (3, 0.00270)):
+        assert abs((np.abs(z) > k).mean() - p) < 5 * (p * (1 - p) / n) ** 0.5, k
+    # The two halves (cos and sin of the same angles) are uncorrelated.
+    flat = z.reshape(-1)
+    half = (n + 1) // 2
+    assert abs(np.mean(flat[:half - 1] * flat[half:])) < 5 / n ** 0.5
+
+
+def test_gaussian_follows_the_state_and_the_layout():
+    state = np.random.Generator(np.random.PCG64(5))
+    a, b = copy.deepcopy(state), copy.deepcopy(state)
+    np.testing.assert_array_equal(gaussian(a, (4, 3, 5, 5), np.float32),
+                                  gaussian(b, (4, 3, 5, 5), np.float32))
+    like = np.empty((4, 5, 5, 3), np.float32).transpose(0, 3, 1, 2)  # channel-last
+    c = copy.deepcopy(state)
+    z = gaussian(c, like.shape, np.float32, like=like)
+    assert z.strides == like.strides
+    # The same draws as in C order, laid out in like's memory order.
+    np.testing.assert_array_equal(z.transpose(0, 2, 3, 1).reshape(-1),
+                                  gaussian(copy.deepcopy(state), (300,), np.float32))
+    # The next draws continue from where these ended.
+    np.testing.assert_array_equal(gaussian(c, (7,), np.float32), gaussian(a, (7,), np.float32))
 
 
 def test_dropout_drops_its_fraction_and_rescales_the_rest():

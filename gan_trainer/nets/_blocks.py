@@ -427,7 +427,6 @@ class DiscriminatorBase(chainer.Chain):
             chainer.Variable: The last feature map, ``(B, widths[-1], s0,
             s0)``, after its activation (and pooling, and dropout).
         """
-        act = ACTIVATIONS[self.activation]
         stochastic = self.stochastic
         # The DCGAN's own stack (strided convs, ReLU or LeakyReLU, no noise or
         # dropout) runs each layer's activation inside its conv or BN node.
@@ -449,7 +448,7 @@ class DiscriminatorBase(chainer.Chain):
                 h = conv(h)
                 if norm is not None:
                     h = norm(h)
-                h = act(stochastic.noise(h))
+                h = stochastic.noisy_activation(h, self.activation)
             if self.downsample != 'stride':
                 h = downsample(h, self.downsample)
             h = stochastic.drop(h)
@@ -468,7 +467,7 @@ class DiscriminatorBase(chainer.Chain):
         if self.fc_width is None:
             return h
         h = self.fc(h)  # (B, widths[-1] * s0 * s0) -> (B, fc_width)
-        h = ACTIVATIONS[self.fc_activation or self.activation](self.stochastic.noise(h))
+        h = self.stochastic.noisy_activation(h, self.fc_activation or self.activation)
         return self.stochastic.drop(h)
 
     def read_out(self, h) -> chainer.Variable:

@@ -121,3 +121,52 @@ def activate_in_place(y: numpy.ndarray, activation, slope) -> None:
 def activated(y, activation, slope):
     """``activation(y)`` as separate functions: this module's LeakyReLU, Chainer's others."""
     return leaky_relu(y, slope) if activation == 'leaky_relu' else activate(y, activation, slope)
+
+
+class ShiftedActivation(FastNode):
+    """``activation(x + shift)`` for a constant ``shift`` (no gradient flows to it).
+
+    Chainer's DCGAN example adds fresh Gaussian noise to each of D's hidden
+    maps right before the activation. As two nodes (an add, then the
+    activation) that is two passes forward, a new array each, and the
+    add's own node in the graph; one node computes the sum into its output
+    and activates that in place, and its backward pass needs only the
+    output (the activation's derivative), as :func:`activation_grad` does.
+    """
+
+    def __init__(self, shift: numpy.ndarray, activation: str, slope: float):
+        self.shift, self.activation, self.slope = shift, activation, slope
+
+    def forward(self, inputs):
+        x, = inputs
+        self.retain_inputs((0,))  # for double backprop only; x is alive anyway
+        y = numpy.add(x, self.shift)  # the inputs' layout (channel-last maps stay so)
+        activate_in_place(y, self.activation, self.slope)
+        self.retain_outputs((0,))
+        return y,
+
+    def backward(self, indexes, grad_outputs):
+        if chainer.config.enable_backprop:
+            return reference_backward(self, indexes, grad_outputs, self.reference)
+        y = self.get_retained_outputs()[0].array
+        return variables(activation_grad(y, grad_outputs[0].array, self.activation, self.slope))
+
+    def reference(self, x):
+        return activate(x + self.shift, self.activation, self.slope)
+
+
+def shifted_activation(x, shift, activation: str, slope: float = 0.2):
+    """``activation(x + shift)`` as one node on NumPy; ``shift`` is a constant array.
+
+    ``activation`` is one of :data:`ACTIVATIONS`; ``shift`` has ``x``'s
+    shape and dtype (best stored in the same layout). Anything the fast path
+    does not take (CuPy, float16, the fast functions off) runs as Chainer's
+    add and activation.
+    """
+    check_activation(activation, slope)
+    array = x.array if isinstance(x, chainer.Variable) else x
+    if activation is None or not use_fast(x) or not isinstance(shift, numpy.ndarray) or (
+            shift.dtype != array.dtype or shift.shape != array.shape):
+        return activate(x + shift, activation, slope)
+    y, = ShiftedActivation(shift, activation, slope).apply((x,))
+    return y
