@@ -38,16 +38,7 @@ class LeakyReLU(FastNode):
         if chainer.config.enable_backprop:
             return reference_backward(self, indexes, grad_outputs, self.reference)
         y = self.get_retained_outputs()[0].array
-        gy = grad_outputs[0].array
-        # Chainer 7's convention: slope for x <= 0, 1 for x > 0. The factor is
-        # built arithmetically: numpy.where/copyto with a random mask branch
-        # per element and run ~9x slower.
-        slope = gy.dtype.type(self.slope)
-        gx = (y > 0).astype(gy.dtype)
-        gx *= 1 - slope
-        gx += slope
-        gx *= gy
-        return variables(gx)
+        return variables(activation_grad(y, grad_outputs[0].array, 'leaky_relu', self.slope))
 
     def reference(self, x):
         return F.leaky_relu(x, self.slope)
@@ -98,7 +89,9 @@ def activation_grad(y: numpy.ndarray, gy: numpy.ndarray, activation, slope) -> n
     if activation == 'tanh':
         g = numpy.multiply(y, y)
         numpy.subtract(1, g, out=g)
-    else:  # relu / leaky relu: 1 for y > 0, else 0 / slope (Chainer's convention at 0)
+    else:  # relu / leaky relu: 1 for y > 0, else 0 / slope (Chainer 7's convention at 0)
+        # Built arithmetically: numpy.where/copyto with a random mask branch
+        # per element and run ~9x slower.
         g = (y > 0).astype(y.dtype)
         if activation == 'leaky_relu':
             s = y.dtype.type(slope)
