@@ -419,6 +419,8 @@ def test_noise_is_added_to_the_input_and_every_hidden_layer(width):
 
     with chainer.no_backprop_mode():
         layout = dis.convs[0](x).array
+    # The two widths cover both layouts (the fast convolutions' choice).
+    assert (layout.strides[1] == layout.itemsize) == (width == 8), layout.strides
     h = F.leaky_relu(noise(F.convolution_2d(noise(x), dis.convs[0].W, dis.convs[0].b,
                                              stride=2, pad=1).array, layout), 0.2)
     h = F.leaky_relu(noise(F.linear(h, dis.fc.W, dis.fc.b).array), 0.2)
@@ -440,7 +442,8 @@ def test_gaussian_draws_are_normal(dtype):
     # Tail masses: P(|z| > 1) = 0.31731, P(|z| > 2) = 0.04550, P(|z| > 3) = 0.00270.
     for k, p in ((1, 0.31731), (2, 0.04550), (3, 0.00270)):
         assert abs((np.abs(z) > k).mean() - p) < 5 * (p * (1 - p) / n) ** 0.5, k
-    # The two halves (cos and sin of the same angles) are uncorrelated.
+    # The two halves (cos and sin of the same angles) are uncorrelated
+    # (n/2 pairs: the bound is about 3.5 standard errors).
     flat = z.reshape(-1)
     half = (n + 1) // 2
     assert abs(np.mean(flat[:half - 1] * flat[half:])) < 5 / n ** 0.5
@@ -468,6 +471,9 @@ def test_dropout_drops_its_fraction_and_rescales_the_rest():
     y = st.drop(chainer.Variable(ones)).array
     assert (y == 0).mean() == pytest.approx(0.3, abs=0.01)
     np.testing.assert_allclose(y[y != 0], 1 / 0.7, rtol=1e-6)
+    # A channel-last map keeps its layout through the dropout.
+    maps = np.ones((4, 5, 5, 6), np.float32).transpose(0, 3, 1, 2)
+    assert st.drop(chainer.Variable(maps)).array.strides == maps.strides
     with chainer.using_config('train', False):
         assert st.drop(ones) is ones and st.noise(ones) is ones
 

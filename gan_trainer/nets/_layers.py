@@ -29,9 +29,10 @@ from gan_trainer.ops.activation import activated, shifted_activation
 
 #: Hidden-layer nonlinearity by name. LeakyReLU's slope is the DCGAN
 #: paper's 0.2 (Keras' default is 0.3; the difference is small).
+LEAKY_SLOPE = 0.2
 ACTIVATIONS = {
     'relu': F.relu,
-    'leaky_relu': lambda x: ops.leaky_relu(x, slope=0.2),
+    'leaky_relu': lambda x: ops.leaky_relu(x, slope=LEAKY_SLOPE),
     'elu': F.elu,
     'tanh': F.tanh,
 }
@@ -233,9 +234,12 @@ def gaussian(rng: numpy.random.Generator, shape, dtype, scale: float = 1.0, *,
     benchmarks/RESULTS.md). The draws are exactly normal up to the uniforms'
     resolution: float32 uniforms are multiples of ``2**-24``, so no draw
     lies beyond ``sqrt(48 ln 2) = 5.77`` standard deviations (a normal does
-    with probability 8e-9). The same generator state gives the same draws on
-    the same machine (a resumed run's noise is an uninterrupted one's); the
-    last bits of ``log``/``cos``/``sin`` may differ between CPUs.
+    with probability 8e-9). The same generator state and the same layout
+    (``like``) give the same draws on the same machine (a resumed run's
+    noise is an uninterrupted one's); the last bits of ``log``/``cos``/``sin``
+    may differ between CPUs. Before 2026-12-07 the noise came from
+    ``standard_normal``: a snapshot of that time resumes with other draws
+    (the same distribution).
 
     Args:
         rng: The generator the uniforms come from.
@@ -246,15 +250,13 @@ def gaussian(rng: numpy.random.Generator, shape, dtype, scale: float = 1.0, *,
         like: An array of ``shape`` whose memory layout the result takes
             (channel-last maps: adding the noise to them then runs in memory
             order and keeps their layout for the next layer). The draws are
-            i.i.d., so the layout only decides which element gets which draw,
-            the same way every time.
+            i.i.d., so the layout only decides which element gets which draw.
+
+    Raises:
+        ValueError: If ``like``'s shape is not ``shape``.
     """
     dtype = numpy.dtype(dtype)
-    out = numpy.empty(shape, dtype) if like is None else numpy.empty_like(like, dtype)
-    flat = _memory_order(out)
-    if flat is None:  # a layout with gaps: C order, then copied into it
-        out[...] = gaussian(rng, shape, dtype, scale)
-        return out
+    out, flat = _laid_out(shape, dtype, like)
     n = flat.size
     half = (n + 1) // 2
     u = rng.random(2 * half, dtype=dtype)
@@ -273,11 +275,17 @@ def gaussian(rng: numpy.random.Generator, shape, dtype, scale: float = 1.0, *,
     return out
 
 
-def _memory_order(array: numpy.ndarray) -> numpy.ndarray | None:
-    """A 1-D view of ``array``'s elements in memory order, or None if it has gaps."""
-    order = sorted(range(array.ndim), key=lambda axis: -array.strides[axis])
-    dense = array.transpose(order)
-    return dense.reshape(-1) if dense.flags.c_contiguous else None
+def _laid_out(shape, dtype, like: numpy.ndarray | None) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """A new dense array of ``shape`` (``like``'s layout, else C order) and a
+    1-D view of its elements in memory order, to be filled with i.i.d. draws."""
+    if like is not None and like.shape != tuple(shape):
+        raise ValueError(f'like has shape {like.shape}, the draws {tuple(shape)}')
+    out = numpy.empty(shape, dtype) if like is None else numpy.empty_like(like, dtype)
+    # empty_like makes a dense array: its axes sorted by stride are C-contiguous.
+    order = sorted(range(out.ndim), key=lambda axis: -out.strides[axis])
+    flat = out.transpose(order).reshape(-1)
+    assert numpy.may_share_memory(flat, out), 'a dense array reshaped to 1-D is a view'
+    return out, flat
 
 
 class Stochastic:
@@ -336,12 +344,12 @@ class Stochastic:
             return h
         return h + self._gaussian(h)
 
-    def noisy_activation(self, h, activation: str, slope: float = 0.2):
+    def noisy_activation(self, h, activation: str):
         """``ACTIVATIONS[activation](self.noise(h))``, one node where the fast functions can."""
         if self.noise_sigma == 0 or not chainer.config.train or (
                 activation not in FUSABLE):
             return ACTIVATIONS[activation](self.noise(h))
-        return shifted_activation(h, self._gaussian(h), activation, slope)
+        return shifted_activation(h, self._gaussian(h), activation, LEAKY_SLOPE)
 
     def drop(self, h):
         """Inverted dropout of ``h`` in training, ``h`` otherwise."""
@@ -350,8 +358,12 @@ class Stochastic:
         keep = 1 - self.dropout
 
         def mask(shape, dtype, like):
-            kept = self.rng.random(shape, dtype=dtype) < keep
-            return kept.astype(dtype) * dtype.type(1 / keep)
+            # In h's memory order, as the noise: h * mask then keeps h's layout
+            # (channel-last maps stay so for the next convolution).
+            out, flat = _laid_out(shape, dtype, like)
+            numpy.less(self.rng.random(flat.size, dtype=dtype), keep, out=flat, casting='unsafe')
+            flat *= dtype.type(1 / keep)
+            return out
 
         return h * self._draw(h, mask)
 

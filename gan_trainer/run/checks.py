@@ -200,8 +200,8 @@ def normalizations_without_effect(config) -> dict[str, str]:
 
     Every run holds ``gen_norm`` and ``dis_norm`` (``'batch'`` unless a
     preset says otherwise), but BEGAN's own nets (arch ``'began'``), BEGAN's
-    autoencoder D (loss ``'began'``) and SNGAN's ResNet D have no
-    normalisation layer at all. A config cannot tell a value the user chose
+    autoencoder D (loss ``'began'``) and SNGAN's ResNet D have no BatchNorm
+    layer at all. A config cannot tell a value the user chose
     from the default it holds, so the command line, which can, refuses such
     a flag when it is given as anything but ``'none'``
     (:func:`gan_trainer.cli.train.config_from_args`).
@@ -214,7 +214,8 @@ def normalizations_without_effect(config) -> dict[str, str]:
         ignored = {'dis_norm': "loss 'began' trains an autoencoder D, which has no "
                                'normalisation'}
     elif config.arch == 'resnet':
-        ignored = {'dis_norm': "arch 'resnet' has SNGAN's D, which has no normalisation"}
+        ignored = {'dis_norm': "arch 'resnet' has SNGAN's D, which has no BatchNorm (its "
+                               'one normalisation is --spectral_norm)'}
     return ignored
 
 
