@@ -20,7 +20,22 @@ import numpy
 from gan_trainer.ops._common import FastNode, reference_backward, use_fast, variables
 
 
-class LeakyReLU(FastNode):
+class _Activated(FastNode):
+    """A node whose output is an activation's: the backward pass needs only
+    that output (:func:`activation_grad`), or, for a differentiable backward
+    pass, Chainer's functions on the retained input (``reference``)."""
+
+    activation = 'leaky_relu'
+    slope = 0.2
+
+    def backward(self, indexes, grad_outputs):
+        if chainer.config.enable_backprop:
+            return reference_backward(self, indexes, grad_outputs, self.reference)
+        y = self.get_retained_outputs()[0].array
+        return variables(activation_grad(y, grad_outputs[0].array, self.activation, self.slope))
+
+
+class LeakyReLU(_Activated):
     """``max(x, slope * x)`` for ``0 < slope <= 1``."""
 
     def __init__(self, slope: float):
@@ -33,12 +48,6 @@ class LeakyReLU(FastNode):
         numpy.maximum(x, y, out=y)
         self.retain_outputs((0,))
         return y,
-
-    def backward(self, indexes, grad_outputs):
-        if chainer.config.enable_backprop:
-            return reference_backward(self, indexes, grad_outputs, self.reference)
-        y = self.get_retained_outputs()[0].array
-        return variables(activation_grad(y, grad_outputs[0].array, 'leaky_relu', self.slope))
 
     def reference(self, x):
         return F.leaky_relu(x, self.slope)
@@ -116,7 +125,7 @@ def activated(y, activation, slope):
     return leaky_relu(y, slope) if activation == 'leaky_relu' else activate(y, activation, slope)
 
 
-class ShiftedActivation(FastNode):
+class ShiftedActivation(_Activated):
     """``activation(x + shift)`` for a constant ``shift`` (no gradient flows to it).
 
     Chainer's DCGAN example adds fresh Gaussian noise to each of D's hidden
@@ -137,12 +146,6 @@ class ShiftedActivation(FastNode):
         activate_in_place(y, self.activation, self.slope)
         self.retain_outputs((0,))
         return y,
-
-    def backward(self, indexes, grad_outputs):
-        if chainer.config.enable_backprop:
-            return reference_backward(self, indexes, grad_outputs, self.reference)
-        y = self.get_retained_outputs()[0].array
-        return variables(activation_grad(y, grad_outputs[0].array, self.activation, self.slope))
 
     def reference(self, x):
         return activate(x + self.shift, self.activation, self.slope)
