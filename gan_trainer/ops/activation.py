@@ -23,10 +23,8 @@ from gan_trainer.ops._common import FastNode, reference_backward, use_fast, vari
 class _Activated(FastNode):
     """A node whose output is an activation's: the backward pass needs only
     that output (:func:`activation_grad`), or, for a differentiable backward
-    pass, Chainer's functions on the retained input (``reference``)."""
-
-    activation = 'leaky_relu'
-    slope = 0.2
+    pass, Chainer's functions on the retained input (``reference``).
+    Subclasses set ``activation`` and ``slope``."""
 
     def backward(self, indexes, grad_outputs):
         if chainer.config.enable_backprop:
@@ -37,6 +35,8 @@ class _Activated(FastNode):
 
 class LeakyReLU(_Activated):
     """``max(x, slope * x)`` for ``0 < slope <= 1``."""
+
+    activation = 'leaky_relu'
 
     def __init__(self, slope: float):
         self.slope = slope
