@@ -218,3 +218,74 @@ def test_peer_scripts_say_how_to_make_their_venv():
     for script in compare.RECIPES.values():
         doc = (PEERS / script).read_text()
         assert textwrap.dedent('pip install tensorflow-cpu') in doc, script
+
+
+def _conv_channel_last(x, kernel, bias, pad):
+    """Keras' Conv2D on (N, H, W, C) with a (kh, kw, C, O) kernel, in NumPy."""
+    x = numpy.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    windows = numpy.lib.stride_tricks.sliding_window_view(x, kernel.shape[:2], axis=(1, 2))
+    return numpy.einsum('nhwcij,ijco->nhwo', windows, kernel) + bias
+
+
+def _keras_g(w, z, eps=1e-3):
+    h = numpy.tanh(z @ w[0] + w[1]) @ w[2] + w[3]
+    h = numpy.tanh((h - w[6]) / numpy.sqrt(w[7] + eps) * w[4] + w[5]).reshape(-1, 7, 7, 128)
+    for kernel, bias in ((w[8], w[9]), (w[10], w[11])):
+        h = numpy.tanh(_conv_channel_last(h.repeat(2, 1).repeat(2, 2), kernel, bias, 2))
+    return h
+
+
+def _keras_d(w, x):
+    for kernel, bias, pad in ((w[0], w[1], 2), (w[2], w[3], 0)):
+        h = numpy.tanh(_conv_channel_last(x, kernel, bias, pad))
+        n, s, _, c = h.shape
+        x = h.reshape(n, s // 2, 2, s // 2, 2, c).max(axis=(2, 4))
+    return (numpy.tanh(x.reshape(len(x), -1) @ w[4] + w[5]) @ w[6] + w[7])[:, 0]
+
+
+def test_step_check_hands_keras_the_presets_nets_in_keras_layout(tmp_path):
+    # step_check.py copies the preset's weights into the Keras peer's nets;
+    # the Keras nets written in NumPy (channel-last, as keras_dcgan.py builds
+    # them) must then compute what the package's G and D compute. Biases
+    # and BatchNorm's statistics are made non-trivial so that a wrong
+    # permutation of the Dense units cannot hide behind zeros and ones.
+    import chainer
+    import step_check
+    updater = step_check.build(0, '', str(tmp_path / 'run'))
+    gen, dis = updater.gen, updater.dis
+    rng = numpy.random.RandomState(0)
+    for link in (gen, dis):
+        for _, param in link.namedparams():
+            if param.name in ('b', 'beta'):
+                param.array[...] = rng.uniform(-0.1, 0.1, param.shape)
+    gen.bn0.avg_mean[...] = rng.uniform(-0.5, 0.5, gen.bn0.avg_mean.shape)
+    gen.bn0.avg_var[...] = rng.uniform(0.5, 2.0, gen.bn0.avg_var.shape)
+    keras_g, keras_d = step_check.keras_weights(gen, dis)
+    z = rng.uniform(-1, 1, (4, 100)).astype(numpy.float32)
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        images = gen(z).array
+        logits = dis(images).array.reshape(-1)
+    numpy.testing.assert_allclose(_keras_g(keras_g, z), images.transpose(0, 2, 3, 1),
+                                  atol=2e-5)
+    numpy.testing.assert_allclose(_keras_d(keras_d, images.transpose(0, 2, 3, 1)), logits,
+                                  rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.process
+@pytest.mark.skipif(_peer_python() is None, reason='no Python with keras (PEER_PYTHON)')
+def test_keras_dcgan_preset_steps_as_the_keras_original(tmp_path):
+    # The same weights, batches and z in both: after each of two iterations
+    # every tensor's change agrees with Keras' to rounding (a different
+    # step, e.g. D's learning rate not halved for the package's summed D
+    # loss, differs by the order of the change itself).
+    proc = subprocess.run([sys.executable, str(PEERS / 'step_check.py'), '--iterations', '2',
+                           '--peer_python', _peer_python()],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [ln.split() for ln in proc.stdout.splitlines()[2:-1]]
+    assert len(rows) == 20
+    for row in rows:
+        if 'rounding' not in ' '.join(row):
+            assert max(float(row[2]), float(row[3])) < 5e-2, row
+    d_loss, keras_d_loss = proc.stdout.splitlines()[-1].split('D loss ')[1].split()[:3:2]
+    assert float(d_loss) == pytest.approx(float(keras_d_loss.strip('),')), rel=1e-5)

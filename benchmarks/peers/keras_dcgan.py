@@ -88,46 +88,67 @@ def sgd() -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(learning_rate=5e-4, momentum=0.9, nesterov=True)
 
 
-def main(argv=None) -> int:
-    args = peer_io.parse(__doc__.splitlines()[1], argv)
-    keras.utils.set_random_seed(args.seed)
-    rng = numpy.random.RandomState(args.seed)
-    train, z_grid, z_samples = peer_io.load(args.data)
+def build() -> tuple[keras.Model, keras.Model, keras.Model]:
+    """``(g, d, d_on_g)`` compiled in the original's order.
 
+    D is frozen while the combined model is compiled, then trainable again
+    for its own compile; :func:`train_step` freezes it around the G step
+    too, as Keras 3 reads ``trainable`` when a step is traced.
+    """
     d, g = discriminator(), generator()
-    # The original's order: D frozen while the combined model is compiled,
-    # then trainable again for its own compile.
     d.trainable = False
     d_on_g = keras.Sequential([g, d])
     d_on_g.compile(loss='binary_crossentropy', optimizer=sgd())
     d.trainable = True
     d.compile(loss='binary_crossentropy', optimizer=sgd())
+    return g, d, d_on_g
 
-    def draw(z):
-        return g(z, training=False).numpy()
 
-    labels_d = numpy.array([1.0] * BATCH + [0.0] * BATCH, numpy.float32)
-    labels_g = numpy.ones(BATCH, numpy.float32)
+def draw(g: keras.Model, z: numpy.ndarray) -> numpy.ndarray:
+    """G in inference mode (the original's ``g.predict``)."""
+    return g(z, training=False).numpy()
+
+
+def train_step(g, d, d_on_g, real: numpy.ndarray, z_dis: numpy.ndarray,
+               z_gen: numpy.ndarray, check: bool = False) -> tuple[float, float]:
+    """One iteration of the original: D on real+fakes of ``z_dis``, then G on ``z_gen``.
+
+    With ``check``, fails unless the D step changed D's weights and the G
+    step left them unchanged (whether D is really frozen in the combined
+    model is checked, not assumed). Returns ``(d_loss, g_loss)``.
+    """
+    fakes = draw(g, z_dis)
+    labels_d = numpy.array([1.0] * len(real) + [0.0] * len(fakes), numpy.float32)
+    before = [w.copy() for w in d.get_weights()] if check else None
+    d_loss = d.train_on_batch(numpy.concatenate([real, fakes]), labels_d)
+    after_d = [w.copy() for w in d.get_weights()] if check else None
+    d.trainable = False
+    g_loss = d_on_g.train_on_batch(z_gen, numpy.ones(len(z_gen), numpy.float32))
+    d.trainable = True
+    if check:
+        moved = any(not numpy.array_equal(a, b) for a, b in zip(before, after_d))
+        frozen = all(numpy.array_equal(a, b) for a, b in zip(after_d, d.get_weights()))
+        if not (moved and frozen):
+            raise SystemExit(f'keras_dcgan.py: D trained in its step: {moved}, frozen in '
+                             f"G's step: {frozen}; this Keras does not freeze D as the "
+                             'original does')
+    return float(d_loss), float(g_loss)
+
+
+def main(argv=None) -> int:
+    args = peer_io.parse(__doc__.splitlines()[1], argv)
+    keras.utils.set_random_seed(args.seed)
+    rng = numpy.random.RandomState(args.seed)
+    train, z_grid, z_samples = peer_io.load(args.data)
+    g, d, d_on_g = build()
     real_batches = peer_io.batches(train, BATCH, rng)
-    recorder = peer_io.Recorder(args, draw, z_grid)
+    recorder = peer_io.Recorder(args, lambda z: draw(g, z), z_grid)
     for iteration in range(1, args.iterations + 1):
-        noise = rng.uniform(-1, 1, (BATCH, N_HIDDEN)).astype(numpy.float32)
-        fakes = draw(noise)
-        x = numpy.concatenate([next(real_batches), fakes])
-        before = [w.copy() for w in d.get_weights()] if iteration == 1 else None
-        d_loss = d.train_on_batch(x, labels_d)
-        after_d = [w.copy() for w in d.get_weights()] if iteration == 1 else None
-        noise = rng.uniform(-1, 1, (BATCH, N_HIDDEN)).astype(numpy.float32)
-        d.trainable = False
-        g_loss = d_on_g.train_on_batch(noise, labels_g)
-        d.trainable = True
-        if iteration == 1:
-            moved = any(not numpy.array_equal(a, b) for a, b in zip(before, after_d))
-            frozen = all(numpy.array_equal(a, b) for a, b in zip(after_d, d.get_weights()))
-            if not (moved and frozen):
-                raise SystemExit(f'keras_dcgan.py: D trained in its step: {moved}, frozen in '
-                                 f"G's step: {frozen}; this Keras does not freeze D as the "
-                                 'original does')
+        # The draws in the order of the runs recorded in RESULTS.md.
+        z_dis = rng.uniform(-1, 1, (BATCH, N_HIDDEN)).astype(numpy.float32)
+        real = next(real_batches)
+        z_gen = rng.uniform(-1, 1, (BATCH, N_HIDDEN)).astype(numpy.float32)
+        d_loss, g_loss = train_step(g, d, d_on_g, real, z_dis, z_gen, check=iteration == 1)
         recorder.step(iteration, d_loss=d_loss, g_loss=g_loss)
     recorder.save(z_samples, framework=f'keras {keras.__version__}', batch=BATCH)
     return 0
