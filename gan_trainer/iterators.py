@@ -39,6 +39,7 @@ from chainer.iterators import _statemachine
 
 from gan_trainer.datasets import Dataset
 from gan_trainer.loader import Failure, LoaderPool
+from gan_trainer.streams import random_state
 
 # A prefetching iterator is at most ``n_prefetch`` batches (2 here) ahead of
 # training, so it can draw only a few epochs' orders early unless a batch
@@ -242,7 +243,9 @@ def train_iterator(dataset: Dataset, batch_size: int, *, seed: int | None = None
         dataset: The training examples.
         batch_size: Examples per batch.
         seed: Seed of the shuffling (a :class:`ResumableShuffleOrderSampler`
-            on ``RandomState(seed)``); the same seed gives the same batches
+            on :func:`gan_trainer.streams.random_state` ``(seed, 'order')``,
+            a stream of its own, independent of the z and of the initial
+            weights drawn from the same seed); the same seed gives the same batches
             whatever ``n_processes`` is.
         n_processes: Worker processes that read the examples ahead of
             training (a :class:`~gan_trainer.loader.LoaderPool`); 0 reads
@@ -258,7 +261,7 @@ def train_iterator(dataset: Dataset, batch_size: int, *, seed: int | None = None
     """
     if n_processes < 0:
         raise ValueError(f'n_processes must be 0 or positive, got {n_processes}')
-    sampler = ResumableShuffleOrderSampler(numpy.random.RandomState(seed))
+    sampler = ResumableShuffleOrderSampler(random_state(seed, 'order'))
     if n_processes == 0:
         return _SerialIterator(dataset, batch_size, order_sampler=sampler)
     return _WorkerIterator(dataset, batch_size, n_processes=n_processes, order_sampler=sampler)

@@ -167,6 +167,7 @@ from gan_trainer.losses import (
 )
 from gan_trainer.nets import call_net, checked_outputs, dis_outputs
 from gan_trainer.ops import frozen
+from gan_trainer.streams import random_state
 
 ORDERS = ('dis_first', 'gen_first', 'simultaneous')
 
@@ -220,7 +221,11 @@ class GANUpdater(StandardUpdater):
         n_hidden: Dimension of z; defaults to ``gen.n_hidden``.
         separate_batches: Feed real and fake batches to D in separate
             forward passes (default, BatchNorm-safe) or concatenated.
-        seed: Seed of the updater's own z random state (saved in snapshots).
+        seed: Seed of the updater's own random state (z, augmentation,
+            soft labels; saved in snapshots): :func:`gan_trainer.streams.random_state`
+            ``(seed, 'step')``, a stream independent of
+            ``numpy.random.seed(seed)``'s, so nets initialised under that
+            seed do not see their own initial weights as z.
         penalty: A gradient penalty added to D's loss, a callable
             ``(d, x_real, x_fake, rng) -> scalar`` such as
             :class:`gan_trainer.penalties.WGANGP` or
@@ -326,7 +331,7 @@ class GANUpdater(StandardUpdater):
             raise ValueError(
                 'n_hidden is required when the generator has neither an '
                 'n_hidden attribute nor a make_hidden method')
-        self.rng = numpy.random.RandomState(seed)
+        self.rng = random_state(seed, 'step')
         self.penalty = penalty
         self.penalty_every = penalty_every
         self.regularizers = tuple(regularizers)

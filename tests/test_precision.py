@@ -10,7 +10,7 @@ from gan_trainer.extensions import DivergenceMonitor, NaNGuard, TrainingDiverged
 from gan_trainer.testing import fake_images, tiny_discriminator, tiny_generator
 
 
-def mixed16_updater(*, lr=2e-4, interval=1000, n_images=16):
+def mixed16_updater(*, lr=2e-4, interval=1000, n_images=16, seed=0):
     with chainer.using_config('dtype', chainer.mixed16):
         gen, dis = tiny_generator(), tiny_discriminator()
     opts = {}
@@ -20,7 +20,7 @@ def mixed16_updater(*, lr=2e-4, interval=1000, n_images=16):
     precision.configure_optimizers(opts, 'mixed16', interval=interval)
     # float32 images, as every dataset gives them: D casts at its entrance.
     iterator = chainer.iterators.SerialIterator(fake_images(n_images), 4, shuffle=False)
-    return GANUpdater(iterator, opts, device=-1, seed=0)
+    return GANUpdater(iterator, opts, device=-1, seed=seed)
 
 
 def observe(updater):
@@ -110,7 +110,8 @@ def guarded_trainer(updater, stop):
 
 
 def test_the_guard_lets_overflow_skips_pass_and_the_monitor_leaves_them_out():
-    updater = mixed16_updater()
+    # seed=3: z with which G's overflow is skipped, then the run recovers.
+    updater = mixed16_updater(seed=3)
     overflow(updater, 'gen')
     trainer = guarded_trainer(updater, 4)
     monitor = trainer.get_extension('divergence_monitor')
