@@ -25,6 +25,10 @@ and warm-up; log lines and grids are inside the windows on both sides);
 and, with ``--picture``, the seed-0 grids of both, side by side, one row
 per ``--grid_every`` iterations.
 
+This compares whole runs, each side with its own random streams (initial
+weights, data order, z); ``step_check.py`` compares the keras-dcgan
+preset's iterations with Keras' from the same weights, batches and z.
+
 ``OUT/RECIPE/results.json`` keeps every measurement; runs whose files are
 there are not trained again (a new ``--out`` measures anew). ``--variant
 NAME --flags=...`` trains the preset with other options under the side

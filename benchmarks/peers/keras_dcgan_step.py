@@ -10,8 +10,12 @@ Run by ``step_check.py`` with the TensorFlow venv's Python (see
 ``g.get_weights()`` and ``d.get_weights()``, Keras' layout and order),
 ``real`` ``(T, B, 28, 28, 1)``, ``z_dis`` and ``z_gen`` ``(T, B, 100)``
 and ``keep``, the iterations (from 1) after which to save the weights.
-``OUT.npz`` gets ``d_loss`` and ``g_loss`` ``(T,)`` and, for each kept
-iteration ``i``, ``it{i}_g_*`` and ``it{i}_d_*``. The iteration is
+Without ``g_*`` and ``d_*`` but with ``seed``, the nets start from the
+peer's own initial weights (``keras_dcgan.py --seed SEED``'s), which
+``OUT.npz`` then holds as ``init_g_*`` and ``init_d_*``. ``OUT.npz`` gets ``d_loss`` and ``g_loss`` ``(T,)`` and, for each kept
+iteration ``i``, ``it{i}_g_*`` and ``it{i}_d_*``; with ``z_samples`` in
+``IN.npz``, ``samples``: G's images of it after the last iteration, in
+inference mode, ``(N, 1, 28, 28)``. The iteration is
 :func:`keras_dcgan.train_step`, the peer's own.
 """
 
@@ -25,6 +29,7 @@ import numpy
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras_dcgan
+import peer_io
 
 
 def _arrays(f, prefix: str) -> list[numpy.ndarray]:
@@ -36,12 +41,21 @@ def main(argv=None) -> int:
     src, dst = (argv if argv is not None else sys.argv[1:])
     with numpy.load(src) as f:
         g_weights, d_weights = _arrays(f, 'g_'), _arrays(f, 'd_')
+        seed = int(f['seed']) if 'seed' in f.files else None
         real, z_dis, z_gen = f['real'], f['z_dis'], f['z_gen']
         keep = {int(i) for i in f['keep']}
-    g, d, d_on_g = keras_dcgan.build()
-    g.set_weights(g_weights)
-    d.set_weights(d_weights)
+        z_samples = f['z_samples'] if 'z_samples' in f.files else None
     out = {'d_loss': [], 'g_loss': []}
+    if g_weights:
+        g, d, d_on_g = keras_dcgan.build()
+        g.set_weights(g_weights)
+        d.set_weights(d_weights)
+    else:  # the peer's own initial weights, as keras_dcgan.py --seed SEED draws them
+        keras_dcgan.keras.utils.set_random_seed(seed)
+        g, d, d_on_g = keras_dcgan.build()
+        for net, name in ((g, 'g'), (d, 'd')):
+            for j, w in enumerate(net.get_weights()):
+                out[f'init_{name}_{j}'] = w
     for i in range(len(real)):
         d_loss, g_loss = keras_dcgan.train_step(g, d, d_on_g, real[i], z_dis[i], z_gen[i],
                                                 check=i == 0)
@@ -51,6 +65,8 @@ def main(argv=None) -> int:
             for net, name in ((g, 'g'), (d, 'd')):
                 for j, w in enumerate(net.get_weights()):
                     out[f'it{i + 1}_{name}_{j}'] = w
+    if z_samples is not None:
+        out['samples'] = peer_io.nchw(keras_dcgan.draw(g, z_samples))
     numpy.savez(dst, **out)
     return 0
 

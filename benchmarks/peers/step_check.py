@@ -4,6 +4,7 @@
     python3 -m venv /work/venv-tf && /work/venv-tf/bin/pip install tensorflow-cpu
     python benchmarks/peers/step_check.py --iterations 20
     python benchmarks/peers/step_check.py --flags='--dis_lr 5e-4'   # a variant of the preset
+    python benchmarks/peers/step_check.py --iterations 600 --measure --streams peer
 
 The preset's G and D are built as a run builds them (seed ``--seed``),
 their weights copied into the Keras peer's nets (``keras_dcgan.py``:
@@ -13,6 +14,13 @@ channel-first and Keras' channel-last reshapes), and both train for
 package's digits) and the same z for each D and G step. The Keras side is
 ``keras_dcgan_step.py``, run by ``--peer_python`` (the TensorFlow venv;
 never a dependency of this package).
+
+``--streams`` says whose random draws both sides get: the preset run's
+(its nets' initial weights under ``--seed``, its iterator's batches, its
+updater's z) or the peer's (``keras_dcgan.py --seed``'s Keras-initialised
+weights, its shuffled batches, its z); ``--measure`` adds the package's
+metric of both sides' samples after the last iteration (compare.py's
+1,000 z), so a whole run of each can be compared on the same draws.
 
 Prints, after the first and the last iteration, for every weight tensor:
 how far the package's change of the tensor is from Keras' (the largest
@@ -41,9 +49,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import chainer
+import compare
 
 from gan_trainer.cli.train import parse_config
 from gan_trainer.run import build_trainer
+from gan_trainer.sampling import draw_hidden, generate
 
 #: Keras' weight names, in ``get_weights()`` order.
 G_NAMES = ['fc/W', 'fc/b', 'project/W', 'project/b', 'bn/gamma', 'bn/beta', 'bn/mean',
@@ -84,6 +94,55 @@ def build(seed: int, flags: str, out: str):
     return build_trainer(parse_config(argv), log=None).updater
 
 
+def streams(updater, args) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """``(real, z_dis, z_gen)`` for ``--iterations``, as the preset's run or the peer draws them.
+
+    The package's: the run's iterator and the updater's own random state,
+    in the run's order (a D step's z, then the G step's). The peer's:
+    ``keras_dcgan.py``'s ``RandomState(seed)``, each iteration's D-step z,
+    its real batch (:func:`peer_io.batches`), then its G-step z.
+    """
+    n, batchsize = args.iterations, updater.get_iterator('main').batch_size
+    if args.streams == 'package':
+        real = [chainer.backends.cuda.to_cpu(updater.next_real_batch()[0]) for _ in range(n)]
+        z = [chainer.backends.cuda.to_cpu(updater.make_hidden(batchsize))
+             for _ in range(2 * n)]
+        return numpy.stack(real), numpy.stack(z[0::2]), numpy.stack(z[1::2])
+    import peer_io
+
+    from gan_trainer.datasets import get_digits
+    from gan_trainer.metrics.quality import real_images
+
+    rng = numpy.random.RandomState(args.seed)
+    batches = peer_io.batches(real_images(get_digits('train')), batchsize, rng)
+    real, z_dis, z_gen = [], [], []
+    for _ in range(n):
+        z_dis.append(rng.uniform(-1, 1, (batchsize, updater.n_hidden)).astype(numpy.float32))
+        real.append(next(batches))
+        z_gen.append(rng.uniform(-1, 1, (batchsize, updater.n_hidden)).astype(numpy.float32))
+    return numpy.stack(real), numpy.stack(z_dis), numpy.stack(z_gen)
+
+
+def load_keras_weights(gen, dis, g, d) -> None:
+    """The inverse of :func:`keras_weights`: the peer's arrays into the preset's G and D."""
+    pg, pd = _channel_last(128, 7), _channel_last(128, 5)
+
+    def units(target, values):  # Keras' unit k is Chainer's unit pg[k]
+        target[pg] = values
+
+    units(gen.project.W.array, g[2].T)
+    for target, values in ((gen.project.b.array, g[3]), (gen.bn0.gamma.array, g[4]),
+                           (gen.bn0.beta.array, g[5]), (gen.bn0.avg_mean, g[6]),
+                           (gen.bn0.avg_var, g[7])):
+        units(target, values)
+    gen.fc.W.array[...], gen.fc.b.array[...] = g[0].T, g[1]
+    for conv, (kernel, bias) in zip((*gen.convs, *dis.convs),
+                                    ((g[8], g[9]), (g[10], g[11]), (d[0], d[1]), (d[2], d[3]))):
+        conv.W.array[...], conv.b.array[...] = kernel.transpose(3, 2, 0, 1), bias
+    dis.fc.W.array[:, pd] = d[4].T
+    dis.fc.b.array[...], dis.out.W.array[...], dis.out.b.array[...] = d[5], d[6].T, d[7]
+
+
 def run_package(updater, real, z_dis, z_gen, keep):
     """The package's iterations on the given batches and z: losses and kept weights."""
     reals = [updater.device.send(r) for r in real]
@@ -118,6 +177,18 @@ def difference(ours, theirs, start) -> float:
     return float(numpy.abs((ours - start) - change).max()) / scale if scale else float('nan')
 
 
+def measure(ours: numpy.ndarray, theirs: numpy.ndarray) -> None:
+    """Prints the package's metric of both sides' samples."""
+    from gan_trainer.datasets import get_digits
+    from gan_trainer.metrics import RealStatistics, load_digits_classifier
+    from gan_trainer.metrics.quality import real_images
+
+    real = RealStatistics(load_digits_classifier().embed, real_images(get_digits('train')))
+    for side, samples in (('package', ours), ('Keras', theirs)):
+        m = real.measure(samples)
+        print(f'# {side}: ' + ', '.join(f'{k} {float(m[k]):.3f}' for k in compare.METRICS))
+
+
 def note(net: str, name: str, start: numpy.ndarray, change: float) -> str:
     """Why a tensor's difference may be large without the steps differing."""
     if (net, name) == ('g', 'project/b'):
@@ -133,6 +204,12 @@ def main(argv=None) -> int:
     p.add_argument('--iterations', type=int, default=20)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--flags', default='', help='options over the preset')
+    p.add_argument('--streams', choices=('package', 'peer'), default='package',
+                   help="whose initial weights, batches and z both sides get: the preset "
+                        "run's (seed --seed) or the peer's (keras_dcgan.py --seed)")
+    p.add_argument('--measure', action='store_true',
+                   help="the package's metric of both sides' samples after the last "
+                        "iteration (compare.py's 1,000 z)")
     p.add_argument('--peer_python', default=os.environ.get('PEER_PYTHON',
                                                            '/work/venv-tf/bin/python'))
     args = p.parse_args(argv)
@@ -141,26 +218,37 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         updater = build(args.seed, args.flags, os.path.join(tmp, 'run'))
         batchsize = updater.get_iterator('main').batch_size
-        real = [updater.next_real_batch()[0] for _ in range(args.iterations)]
-        real = numpy.stack([chainer.backends.cuda.to_cpu(r) for r in real])
-        rng = numpy.random.RandomState(args.seed)
-        z_dis, z_gen = (rng.uniform(-1, 1, (args.iterations, batchsize, updater.n_hidden))
-                        .astype(numpy.float32) for _ in range(2))
+        real, z_dis, z_gen = streams(updater, args)
         keep = sorted({1, args.iterations})
-        start_g, start_d = keras_weights(updater.gen, updater.dis)
-        inputs = os.path.join(tmp, 'in.npz')
-        numpy.savez(inputs, real=real.transpose(0, 1, 3, 4, 2), z_dis=z_dis, z_gen=z_gen,
-                    keep=numpy.array(keep), **{f'g_{i}': w for i, w in enumerate(start_g)},
-                    **{f'd_{i}': w for i, w in enumerate(start_d)})
+        inputs = {'real': real.transpose(0, 1, 3, 4, 2), 'z_dis': z_dis, 'z_gen': z_gen,
+                  'keep': numpy.array(keep)}
+        if args.measure:
+            inputs['z_samples'] = draw_hidden(compare.N_SAMPLES, updater.n_hidden,
+                                              z_dist='uniform', seed=0)
+        if args.streams == 'package':
+            start_g, start_d = keras_weights(updater.gen, updater.dis)
+            inputs.update({f'g_{i}': w for i, w in enumerate(start_g)},
+                          **{f'd_{i}': w for i, w in enumerate(start_d)})
+        else:
+            inputs['seed'] = numpy.array(args.seed)
+        numpy.savez(os.path.join(tmp, 'in.npz'), **inputs)
         outputs = os.path.join(tmp, 'out.npz')
         proc = subprocess.run([args.peer_python, os.path.join(HERE, 'keras_dcgan_step.py'),
-                               inputs, outputs], capture_output=True, text=True, check=False)
+                               os.path.join(tmp, 'in.npz'), outputs],
+                              capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             lines = proc.stderr.strip().splitlines() or ['(no output)']
             raise SystemExit(f'step_check.py: error: keras_dcgan_step.py: {lines[-1]}')
-        ours, kept = run_package(updater, real, z_dis, z_gen, keep)
         with numpy.load(outputs) as f:
             theirs = {k: f[k] for k in f.files}
+        if args.streams == 'peer':
+            start_g = [theirs[f'init_g_{i}'] for i in range(len(G_NAMES))]
+            start_d = [theirs[f'init_d_{i}'] for i in range(len(D_NAMES))]
+            load_keras_weights(updater.gen, updater.dis, start_g, start_d)
+        ours, kept = run_package(updater, real, z_dis, z_gen, keep)
+        if args.measure:
+            ours['samples'] = generate(updater.gen, inputs['z_samples'])
+    print(f'# streams: {args.streams} (seed {args.seed})')
     print(f'# keras-dcgan {args.flags or "(the preset)"}, seed {args.seed}, batch {batchsize}: '
           '|our change - Keras change| / |Keras change|, largest over each tensor')
     print(f'{"tensor":<12}' + ''.join(f'{"after " + str(i):>12}' for i in keep)
@@ -176,6 +264,8 @@ def main(argv=None) -> int:
                   + f'  {note(net, name, start[j], sizes[1])}')
     print(f'# first iteration: D loss {ours["d_loss"][0]:.6f} (Keras {theirs["d_loss"][0]:.6f}),'
           f' G loss {ours["g_loss"][0]:.6f} (Keras {theirs["g_loss"][0]:.6f})')
+    if args.measure:
+        measure(ours['samples'], theirs['samples'])
     return 0
 
 

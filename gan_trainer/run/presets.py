@@ -37,6 +37,9 @@ corrected:
 * ``keras-dcgan``: jacobgil/keras-dcgan (Dense 1024 and 128x7x7 in G,
   nearest upsampling and 5x5 convolutions, tanh; D of 5x5 convolutions,
   max-pooling and a Dense 1024, no BatchNorm; SGD with Nesterov momentum).
+  Its iteration is the Keras original's: ``benchmarks/peers/step_check.py``
+  starts both from the same weights and feeds them the same batches and z,
+  and every weight changes as in Keras to float32 rounding.
 * ``keras-dcgan-notes``: the "Keras DCGAN notes" (3x3 convolutions, ELU
   and upsampling in G; strided 3x3 convolutions without BatchNorm and a
   Dense 2048 in D; Adam 2e-4/0.5 for G and 1e-5/0.1 for D).
