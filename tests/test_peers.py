@@ -42,6 +42,21 @@ def test_batches_are_full_and_cover_every_image_once_per_epoch():
     assert not numpy.array_equal(epochs[0], epochs[1])  # reshuffled
 
 
+def test_keras_dcgan_draws_take_z_batch_z_from_one_random_state_in_turn():
+    train = numpy.arange(10, dtype=numpy.float32).reshape(10, 1, 1, 1)
+    draws = peer_io.keras_dcgan_draws(train, 3, 2, numpy.random.RandomState(5))
+    rng = numpy.random.RandomState(5)  # by hand: z, the epoch's order, one batch, z, ...
+    for epoch_start in (True, False, False, True):
+        z_dis, real, z_gen = next(draws)
+        numpy.testing.assert_array_equal(z_dis, rng.uniform(-1, 1, (3, 2)).astype(numpy.float32))
+        if epoch_start:
+            order, batch = rng.permutation(10), 0
+        numpy.testing.assert_array_equal(real.ravel(), order[batch * 3:batch * 3 + 3])
+        batch += 1
+        numpy.testing.assert_array_equal(z_gen, rng.uniform(-1, 1, (3, 2)).astype(numpy.float32))
+        assert z_dis.dtype == numpy.float32
+
+
 def test_recorder_keeps_grids_log_and_samples_that_compare_reads(tmp_path):
     args = peer_io.parse('t', ['--data', 'x', '--out', str(tmp_path / 'peer'),
                                '--iterations', '5', '--grid_every', '2', '--log_every', '2'])

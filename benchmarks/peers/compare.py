@@ -197,12 +197,17 @@ def picture(columns: list[tuple[str, dict[int, numpy.ndarray]]], path: str) -> N
     save_image(numpy.asarray(sheet), path)
 
 
-def measure_all(recipe: str, sides: list[str], args) -> dict:
-    """Every side's metrics and seconds per iteration, per seed (cached in results.json)."""
+def real_statistics():
+    """The package's metric of the training digits (``.measure(samples)``; docs/metrics.md)."""
     from gan_trainer.datasets import get_digits
     from gan_trainer.metrics import RealStatistics, load_digits_classifier
     from gan_trainer.metrics.quality import real_images
 
+    return RealStatistics(load_digits_classifier().embed, real_images(get_digits('train')))
+
+
+def measure_all(recipe: str, sides: list[str], args) -> dict:
+    """Every side's metrics and seconds per iteration, per seed (cached in results.json)."""
     path = os.path.join(args.out, recipe, 'results.json')
     try:
         with open(path) as f:
@@ -219,8 +224,7 @@ def measure_all(recipe: str, sides: list[str], args) -> dict:
             if key in results or not os.path.isdir(folder):
                 continue
             if real is None:
-                real = RealStatistics(load_digits_classifier().embed,
-                                      real_images(get_digits('train')))
+                real = real_statistics()
             m = real.measure(samples_of(folder, side, args.iterations, z))
             results[key] = {**{k: float(m[k]) for k in METRICS},
                             's_per_it': seconds_per_iteration(elapsed_of(folder, side))}

@@ -141,13 +141,10 @@ def main(argv=None) -> int:
     rng = numpy.random.RandomState(args.seed)
     train, z_grid, z_samples = peer_io.load(args.data)
     g, d, d_on_g = build()
-    real_batches = peer_io.batches(train, BATCH, rng)
+    draws = peer_io.keras_dcgan_draws(train, BATCH, N_HIDDEN, rng)
     recorder = peer_io.Recorder(args, lambda z: draw(g, z), z_grid)
     for iteration in range(1, args.iterations + 1):
-        # The draws in the order of the runs recorded in RESULTS.md.
-        z_dis = rng.uniform(-1, 1, (BATCH, N_HIDDEN)).astype(numpy.float32)
-        real = next(real_batches)
-        z_gen = rng.uniform(-1, 1, (BATCH, N_HIDDEN)).astype(numpy.float32)
+        z_dis, real, z_gen = next(draws)
         d_loss, g_loss = train_step(g, d, d_on_g, real, z_dis, z_gen, check=iteration == 1)
         recorder.step(iteration, d_loss=d_loss, g_loss=g_loss)
     recorder.save(z_samples, framework=f'keras {keras.__version__}', batch=BATCH)

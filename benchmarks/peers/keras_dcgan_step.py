@@ -12,11 +12,12 @@ Run by ``step_check.py`` with the TensorFlow venv's Python (see
 and ``keep``, the iterations (from 1) after which to save the weights.
 Without ``g_*`` and ``d_*`` but with ``seed``, the nets start from the
 peer's own initial weights (``keras_dcgan.py --seed SEED``'s), which
-``OUT.npz`` then holds as ``init_g_*`` and ``init_d_*``. ``OUT.npz`` gets ``d_loss`` and ``g_loss`` ``(T,)`` and, for each kept
-iteration ``i``, ``it{i}_g_*`` and ``it{i}_d_*``; with ``z_samples`` in
-``IN.npz``, ``samples``: G's images of it after the last iteration, in
-inference mode, ``(N, 1, 28, 28)``. The iteration is
-:func:`keras_dcgan.train_step`, the peer's own.
+``OUT.npz`` then holds as ``init_g_*`` and ``init_d_*``. ``OUT.npz`` gets
+``d_loss`` and ``g_loss`` ``(T,)`` and, for each kept iteration ``i``,
+``it{i}_g_*`` and ``it{i}_d_*``; with ``z_samples`` in ``IN.npz``,
+``samples``: G's images of it after the last iteration, in inference mode,
+``(N, 1, 28, 28)``. The iteration is :func:`keras_dcgan.train_step`, the
+peer's own.
 """
 
 from __future__ import annotations

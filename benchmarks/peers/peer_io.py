@@ -67,6 +67,22 @@ def batches(train: numpy.ndarray, batchsize: int, rng: numpy.random.RandomState)
             yield train[order[i * batchsize:(i + 1) * batchsize]]
 
 
+def keras_dcgan_draws(train: numpy.ndarray, batchsize: int, n_hidden: int,
+                      rng: numpy.random.RandomState):
+    """Endless ``(z of D's step, real batch, z of G's step)`` in ``keras_dcgan.py``'s order.
+
+    One ``rng`` for all three, drawn in this order every iteration (the
+    order of the runs recorded in benchmarks/RESULTS.md); z uniform in
+    [-1, 1], float32. ``step_check.py --streams peer`` replays it.
+    """
+    real_batches = batches(train, batchsize, rng)
+    while True:
+        z_dis = rng.uniform(-1, 1, (batchsize, n_hidden)).astype(numpy.float32)
+        real = next(real_batches)
+        z_gen = rng.uniform(-1, 1, (batchsize, n_hidden)).astype(numpy.float32)
+        yield z_dis, real, z_gen
+
+
 def nchw(images) -> numpy.ndarray:
     """``(N, H, W, C)`` -> ``(N, C, H, W)`` float32, the package's layout."""
     return numpy.ascontiguousarray(numpy.asarray(images, numpy.float32).transpose(0, 3, 1, 2))

@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import chainer
 import compare
+import peer_io
 
 from gan_trainer.cli.train import parse_config
 from gan_trainer.run import build_trainer
@@ -99,8 +100,8 @@ def streams(updater, args) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]
 
     The package's: the run's iterator and the updater's own random state,
     in the run's order (a D step's z, then the G step's). The peer's:
-    ``keras_dcgan.py``'s ``RandomState(seed)``, each iteration's D-step z,
-    its real batch (:func:`peer_io.batches`), then its G-step z.
+    ``keras_dcgan.py``'s, :func:`peer_io.keras_dcgan_draws` from
+    ``RandomState(seed)``.
     """
     n, batchsize = args.iterations, updater.get_iterator('main').batch_size
     if args.streams == 'package':
@@ -108,18 +109,12 @@ def streams(updater, args) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]
         z = [chainer.backends.cuda.to_cpu(updater.make_hidden(batchsize))
              for _ in range(2 * n)]
         return numpy.stack(real), numpy.stack(z[0::2]), numpy.stack(z[1::2])
-    import peer_io
-
     from gan_trainer.datasets import get_digits
     from gan_trainer.metrics.quality import real_images
 
-    rng = numpy.random.RandomState(args.seed)
-    batches = peer_io.batches(real_images(get_digits('train')), batchsize, rng)
-    real, z_dis, z_gen = [], [], []
-    for _ in range(n):
-        z_dis.append(rng.uniform(-1, 1, (batchsize, updater.n_hidden)).astype(numpy.float32))
-        real.append(next(batches))
-        z_gen.append(rng.uniform(-1, 1, (batchsize, updater.n_hidden)).astype(numpy.float32))
+    draws = peer_io.keras_dcgan_draws(real_images(get_digits('train')), batchsize,
+                                      updater.n_hidden, numpy.random.RandomState(args.seed))
+    z_dis, real, z_gen = zip(*(next(draws) for _ in range(n)))
     return numpy.stack(real), numpy.stack(z_dis), numpy.stack(z_gen)
 
 
@@ -179,11 +174,7 @@ def difference(ours, theirs, start) -> float:
 
 def measure(ours: numpy.ndarray, theirs: numpy.ndarray) -> None:
     """Prints the package's metric of both sides' samples."""
-    from gan_trainer.datasets import get_digits
-    from gan_trainer.metrics import RealStatistics, load_digits_classifier
-    from gan_trainer.metrics.quality import real_images
-
-    real = RealStatistics(load_digits_classifier().embed, real_images(get_digits('train')))
+    real = compare.real_statistics()
     for side, samples in (('package', ours), ('Keras', theirs)):
         m = real.measure(samples)
         print(f'# {side}: ' + ', '.join(f'{k} {float(m[k]):.3f}' for k in compare.METRICS))
