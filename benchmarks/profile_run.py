@@ -37,9 +37,10 @@ iteration (where oneDNN builds its primitives) are printed apart.
 The last line is ``profile ITERATION_MS ms/iteration`` (the plain windows'
 mean).
 
-``--ab blocks|onednn|bn|threads`` compares instead of profiling: the odd
+``--ab blocks|onednn|bn|linear|threads`` compares instead of profiling: the odd
 windows switch the fused layer blocks off, oneDNN off (NumPy functions),
-the batch normalizations alone from oneDNN to NumPy, or OpenMP's team
+the batch normalizations alone or the linear layers' products alone
+from oneDNN to NumPy, or OpenMP's team
 from all cores to one thread, in the same process, so
 both settings see the same load as it drifts (on a shared machine a
 second process's figures are not comparable with the first's). The last
@@ -84,6 +85,12 @@ NODE_KINDS = (
     ('ReLU', 'activations'),
     ('Tanh', 'activations'),
     ('Sigmoid', 'activations'),
+    ('ELU', 'activations'),
+    ('LeakyReLU', 'activations'),
+    ('Dropout', 'activations'),
+    ('Unpooling', 'upsampling and pooling'),
+    ('Upsampl', 'upsampling and pooling'),
+    ('Pooling', 'upsampling and pooling'),
     ('Reshape', 'reshapes, casts, concat'),
     ('Cast', 'reshapes, casts, concat'),
     ('Concat', 'reshapes, casts, concat'),
@@ -107,6 +114,7 @@ class Clock:
         self.rows: dict[str, float] = collections.defaultdict(float)
         self.node_total = 0.0  # exclusive node time, for the bookkeeping rows
         self.counts: dict[str, int] = collections.defaultdict(int)
+        self.by_label: dict[str, float] = collections.defaultdict(float)  # --nodes
 
     def timed(self, fn, row: str):
         clock = self
@@ -146,6 +154,7 @@ class NodeTimer(chainer.FunctionHook):
         clock.node_total += own
         if function is not _InBlock:  # a part of a node, not a node
             clock.counts[f'{function.label} {direction}'] += 1
+        clock.by_label[f'{function.label} {direction}'] += own
         if self.stack:
             self.stack[-1][1] += elapsed
 
@@ -289,6 +298,9 @@ def ab_switch(name: str):
     if name == 'bn':
         from gan_trainer.ops import onednn_norm
         return lambda on: setattr(onednn_norm, 'ENABLED', not on)
+    if name == 'linear':
+        from gan_trainer.ops import onednn_matmul
+        return lambda on: setattr(onednn_matmul, 'ENABLED', not on)
     if name in ('blocks', 'onednn'):
         key = {'blocks': 'gan_trainer_blocks', 'onednn': 'gan_trainer_onednn'}[name]
         return lambda on: setattr(chainer.global_config, key, not on)
@@ -300,6 +312,7 @@ def ab_switch(name: str):
 #: --ab NAME: (even windows, odd windows), as the report names them.
 AB = {'blocks': ('blocks', 'separate layers'), 'onednn': ('oneDNN', 'NumPy'),
       'bn': ('BN on oneDNN', 'BN on NumPy'),
+      'linear': ('linear on oneDNN', 'linear on NumPy'),
       'threads': ('all cores', '1 thread')}
 
 
@@ -316,11 +329,13 @@ def main(argv=None) -> int:
     p.add_argument('--window', type=int, default=25)
     p.add_argument('--all_extensions', action='store_true',
                    help="keep the run's preview, validation and snapshot intervals")
-    p.add_argument('--nodes', action='store_true', help='also print node counts by class')
+    p.add_argument('--nodes', action='store_true',
+                   help='also print each node class: calls and ms per iteration')
     p.add_argument('--ab', choices=sorted(AB),
                    help='no profile: the odd windows switch the fused blocks, oneDNN, '
-                        "the BN alone (oneDNN / NumPy) or OpenMP's team (all cores / 1 "
-                        'thread) instead, for a comparison under the same load')
+                        "the BN or the linear layers alone (oneDNN / NumPy) or OpenMP's "
+                        'team (all cores / 1 thread) instead, for a comparison under the '
+                        'same load')
     args = p.parse_args(argv)
     total = args.warmup + args.iterations
     with tempfile.TemporaryDirectory() as out:
@@ -423,8 +438,9 @@ def report(args, config, timeline: Timeline, clock: Clock, t_build: float, t_sta
     bwd = sum(c for k, c in clock.counts.items() if k.endswith('backward')) / n_timed
     print(f'nodes per iteration: {fwd:.0f} forward, {bwd:.0f} backward')
     if args.nodes:
-        for k, c in sorted(clock.counts.items(), key=lambda kv: -kv[1]):
-            print(f'  {k}: {c / n_timed:.1f}')
+        for k, ms in sorted(clock.by_label.items(), key=lambda kv: -kv[1]):
+            print(f'  {k}: {clock.counts.get(k, 0) / n_timed:.1f} calls, '
+                  f'{1e3 * ms / n_timed:.2f} ms')
     print(f'profile {mean_plain:.2f} ms/iteration')
 
 

@@ -52,6 +52,7 @@ FAST_NODES = (
     conv.Deconvolution2DNumPy,
     normalization.BatchNormalizationNumPy,
     activation.LeakyReLU,
+    activation.ELU,
     pooling.MaxPooling2x2,
     pooling.AveragePooling2x2,
     blocks.Block,
@@ -429,6 +430,42 @@ def test_leaky_relu_matches_chainer_and_numpy(shape, slope, dtype):
 
 
 @pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('alpha', [1.0, 0.3, 2.5])
+@pytest.mark.parametrize('where', ['nchw', 'channel_last'])
+def test_elu_matches_chainer_and_the_definition(where, alpha, dtype):
+    rng = numpy.random.default_rng(0)
+    x = layout(randn(rng, (3, 4, 5, 6), dtype) * 3, where)
+    x.flat[::7] = 0  # the kink: Chainer's derivative there is alpha (its mask is y > 0)
+    gy = randn(rng, x.shape, dtype)
+    y, (gx,) = grads(lambda v: ops.elu(v, alpha), (x,), gy)
+    y_ref, (gx_ref,) = grads(lambda v: F.elu(v, alpha), (x,), gy)
+    assert isinstance(y.creator, activation.ELU)
+    assert_close(y, y_ref, dtype)
+    assert_close(gx, gx_ref, dtype)
+    assert_close(y, numpy.where(x > 0, x, alpha * numpy.expm1(x)), dtype)
+    assert_close(gx, numpy.where(x > 0, gy, gy * alpha * numpy.exp(x)), dtype)
+    assert y.array.strides == x.strides  # a channel-last map stays channel-last
+
+
+@pytest.mark.parametrize('alpha', [1.0, 0.4, 2.0])
+def test_elu_check_backward_and_double_backward(alpha):
+    rng = numpy.random.default_rng(1)
+    x = away_from_zero(rng, (2, 3, 4, 5))
+    fn = fast(lambda v: ops.elu(v, alpha), activation.ELU)
+    gradient_check.check_backward(fn, (x,), randn(rng, x.shape))
+    gradient_check.check_double_backward(
+        lambda v: fn(v) ** 2, (x,), randn(rng, x.shape), (randn(rng, x.shape),))
+
+
+@pytest.mark.parametrize('alpha', [0.0, -0.5])
+def test_elu_without_a_positive_alpha_falls_back_to_chainer(alpha):
+    x = randn(numpy.random.default_rng(4), (3, 4, 5))
+    y = ops.elu(x, alpha)
+    assert is_chainer_node(y)
+    assert_close(y, numpy.where(x > 0, x, alpha * numpy.expm1(x)), numpy.float64)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('act', ['relu', 'leaky_relu', 'tanh'])
 def test_shifted_activation_matches_chainer_and_numpy(act, dtype):
     rng = numpy.random.default_rng(4)
@@ -650,6 +687,12 @@ OPS = {
         lambda x: ops.leaky_relu(x, 0.2),
         lambda x: F.leaky_relu(x, 0.2),
         activation.LeakyReLU,
+    ),
+    'elu': (
+        [(2, 3, 4, 5)],
+        ops.elu,
+        F.elu,
+        activation.ELU,
     ),
     # Odd rows: the last one is dropped (cover_all=False, Keras' 'valid').
     'max_pooling': (
@@ -1136,11 +1179,11 @@ def test_gan_update_with_fast_ops_matches_chainer(monkeypatch):
 
     before, fast_after, fast_counts = one_update(True, counts)
     _, slow_after, slow_counts = one_update(False, counts)
-    # The fast run used every fast node but pooling (the DCGAN nets have
-    # none; tests/test_recipe_nets.py runs the pooling D) and batch
+    # The fast run used every fast node but pooling and ELU (the DCGAN nets
+    # have none; tests/test_recipe_nets.py runs the write-up nets) and batch
     # normalization on its own (inside blocks here; tests/test_blocks.py), the
     # other none.
-    unused = {pooling.MaxPooling2x2, pooling.AveragePooling2x2,
+    unused = {pooling.MaxPooling2x2, pooling.AveragePooling2x2, activation.ELU,
               normalization.BatchNormalizationNumPy}
     assert set(fast_counts) == {node.__name__ for node in FAST_NODES if node not in unused}
     assert slow_counts == {}

@@ -33,7 +33,7 @@ LEAKY_SLOPE = 0.2
 ACTIVATIONS = {
     'relu': F.relu,
     'leaky_relu': lambda x: ops.leaky_relu(x, slope=LEAKY_SLOPE),
-    'elu': F.elu,
+    'elu': ops.elu,
     'tanh': F.tanh,
 }
 

@@ -114,7 +114,7 @@ class _Decoder(chainer.Chain):
                 h = upsample_conv(conv, h, 'nearest')
             else:
                 h = conv(h)
-            h = F.elu(h)  # (B, n, s, s)
+            h = ops.elu(h)  # (B, n, s, s)
         return self.out(h, activation='tanh' if self.tanh else None)
 
 
@@ -235,9 +235,9 @@ class BEGANDiscriminator(chainer.Chain):
         if x.shape[1:] != expected:
             raise ValueError(f'x must have shape (B, {", ".join(map(str, expected))}), '
                              f'got {tuple(x.shape)}')
-        h = F.elu(self.conv_in(x))
+        h = ops.elu(self.conv_in(x))
         for conv in self.convs:
-            h = F.elu(conv(h))  # (B, i n, s, s), or (B, i n, s/2, s/2) after a subsampling
+            h = ops.elu(conv(h))  # (B, i n, s, s), or (B, i n, s/2, s/2) after a subsampling
         return self.decoder(self.encode(h))  # code (B, code_dim), no activation
 
     def forward(self, x) -> chainer.Variable:

@@ -1,19 +1,20 @@
-"""Fast CPU building blocks: drop-ins for Chainer's conv, deconv, BN, LeakyReLU and pooling.
+"""Fast CPU building blocks: drop-ins for Chainer's conv, deconv, BN, LeakyReLU, ELU and pooling.
 
 Chainer 7's NumPy path spends most of a DCGAN step outside its matrix
 products (im2col padding copies, transposes around ``tensordot``, col2im
-scatter-adds, LeakyReLU's boolean masks). The functions here compute the
+scatter-adds, LeakyReLU's and ELU's boolean masks). The functions here compute the
 same values with one strided-view copy and one matrix product per
 convolution, keeping feature maps channel-last in memory; see
 :mod:`.conv`, :mod:`.normalization` and :mod:`.activation` for how.
 
 * Functions: :func:`convolution_2d`, :func:`deconvolution_2d`,
-  :func:`batch_normalization`, :func:`leaky_relu`, and 2x2 pooling
+  :func:`batch_normalization`, :func:`leaky_relu`, :func:`elu`, and 2x2 pooling
   (:func:`max_pooling_2x2`, :func:`average_pooling_2x2`); same arguments as
   Chainer's, same results (checked against Chainer's reference and by
   ``chainer.gradient_check`` in the tests).
 * :func:`linear` (and the link :class:`Linear`): Chainer's linear layer
-  as one node, with a backward pass that builds no nodes (:mod:`.linear`).
+  as one node, with a backward pass that builds no nodes (:mod:`.linear`;
+  its float32 products on oneDNN's threads, :mod:`.onednn_matmul`).
 * Blocks: :func:`block` runs a layer, its batch normalization and its
   activation as one node (:mod:`.blocks`; :func:`conv_bn`,
   :func:`linear_bn` on arrays), with the values of the separate layers.
@@ -34,7 +35,7 @@ with ``gan_trainer_blocks`` / ``GAN_TRAINER_BLOCKS=0``, oneDNN alone with
 """
 
 from gan_trainer.ops._common import BLOCKS_KEY, CONFIG_KEY, ONEDNN_KEY, fast_enabled, use_fast
-from gan_trainer.ops.activation import leaky_relu
+from gan_trainer.ops.activation import elu, leaky_relu
 from gan_trainer.ops.adam import Adam
 from gan_trainer.ops.blocks import conv_bn, linear_bn
 from gan_trainer.ops.conv import convolution_2d, deconvolution_2d
@@ -64,6 +65,7 @@ __all__ = [
     'conv_bn',
     'convolution_2d',
     'deconvolution_2d',
+    'elu',
     'fast_enabled',
     'frozen',
     'leaky_relu',

@@ -1,4 +1,4 @@
-"""LeakyReLU for NumPy without boolean-mask indexing.
+"""LeakyReLU and ELU for NumPy without boolean-mask indexing.
 
 Chainer's CPU LeakyReLU copies its input and multiplies the negative
 entries through a boolean mask (``y[x < 0] *= slope``), a gather and a
@@ -9,7 +9,15 @@ max(x, slope * x)``: two vectorised passes into one new array, which keeps
 the input's memory layout (channel-last maps stay channel-last). The
 backward pass builds the factor ``1`` or ``slope`` from the sign of the
 *output* (the input's, for a positive slope) with arithmetic, not masks.
+
+Chainer's ELU does the same with a mask (``y[x <= 0] = alpha *
+expm1(y[x <= 0])``), which on the channel-last maps of the Keras DCGAN
+notes' G costs many times ``max(x, alpha * expm1(min(x, 0)))``, three
+passes (:class:`ELU`; ``benchmarks/profile_run.py --nodes -- --preset
+keras-dcgan-notes`` shows each node's time in a run, figures in
+benchmarks/RESULTS.md).
 """
+
 
 from __future__ import annotations
 
@@ -51,6 +59,46 @@ class LeakyReLU(_Activated):
 
     def reference(self, x):
         return F.leaky_relu(x, self.slope)
+
+
+class ELU(_Activated):
+    """``alpha * expm1(x)`` for ``x <= 0``, ``x`` above, for ``alpha > 0``."""
+
+    activation = 'elu'
+
+    def __init__(self, alpha: float):
+        self.slope = alpha
+
+    def forward(self, inputs):
+        x, = inputs
+        self.retain_inputs((0,))  # for double backprop only; x is alive anyway
+        y = numpy.minimum(x, 0)  # the input's layout (channel-last maps stay so)
+        numpy.expm1(y, out=y)
+        if self.slope != 1:
+            y *= x.dtype.type(self.slope)
+        if self.slope <= 1:
+            # alpha * expm1(x) >= x for x <= 0 when alpha <= 1 (equal at 0), and 0 < x above.
+            numpy.maximum(x, y, out=y)
+        else:
+            y += numpy.maximum(x, 0)
+        self.retain_outputs((0,))
+        return y,
+
+    def reference(self, x):
+        return F.elu(x, self.slope)
+
+
+def elu(x, alpha: float = 1.0):
+    """Drop-in for :func:`chainer.functions.elu`, fast on NumPy.
+
+    The fast path needs ``alpha > 0`` (then ``x > 0`` exactly where the
+    output is, which the backward pass uses) and a NumPy float32/float64
+    input; anything else calls Chainer's function.
+    """
+    if not alpha > 0 or not use_fast(x):
+        return F.elu(x, alpha)
+    y, = ELU(alpha).apply((x,))
+    return y
 
 
 def leaky_relu(x, slope: float = 0.2):
@@ -98,6 +146,11 @@ def activation_grad(y: numpy.ndarray, gy: numpy.ndarray, activation, slope) -> n
     if activation == 'tanh':
         g = numpy.multiply(y, y)
         numpy.subtract(1, g, out=g)
+    elif activation == 'elu':  # 1 for y > 0, alpha * exp(x) = y + alpha below
+        g = numpy.minimum(y, 0)
+        g += y.dtype.type(slope)
+        if slope != 1:
+            g += (y > 0).astype(y.dtype) * y.dtype.type(1 - slope)
     else:  # relu / leaky relu: 1 for y > 0, else 0 / slope (Chainer 7's convention at 0)
         # Built arithmetically: numpy.where/copyto with a random mask branch
         # per element and run ~9x slower.

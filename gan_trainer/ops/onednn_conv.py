@@ -59,7 +59,7 @@ import chainer.functions as F
 import numpy
 from chainer.utils import conv as conv_utils
 
-from gan_trainer.ops import dnnl, onednn_norm
+from gan_trainer.ops import dnnl, onednn_matmul, onednn_norm
 from gan_trainer.ops._common import (
     FastNode,
     onednn_enabled,
@@ -493,7 +493,8 @@ def team_independent(teams, set_team) -> bool:
                 return False
         except dnnl.DNNLError:
             return False
-    return onednn_norm.team_independent(teams, set_team)
+    return (onednn_norm.team_independent(teams, set_team)
+            and onednn_matmul.team_independent(teams, set_team))
 
 
 def team_times(teams, set_team, reps: int = 3) -> dict[int, float]:

@@ -17,9 +17,10 @@ images per second. The policy, applied once, when oneDNN is first loaded
   It must be in the environment before ``libgomp`` starts, i.e. before the
   library loads.
 * OpenBLAS gets one thread (through ``threadpoolctl``): with the
-  convolutions in oneDNN, what is left to BLAS is the small products of the
-  linear layers, which gain little from a second thread and lose more to
-  the hand-over.
+  convolutions and the float32 linear layers in oneDNN
+  (:mod:`.onednn_matmul`), what is left to BLAS is float64 and the
+  fallbacks, which gain little from a second thread and lose more to the
+  hand-over.
 
 * OpenMP's team gets the cores the process may use (its CPU affinity),
   divided among the processes of the run on this machine
