@@ -114,7 +114,7 @@ DEFAULT_GEN_LR = 1.6e-3
 #: The names of the presets (:mod:`gan_trainer.run.presets`, whose values are
 #: RunConfigs and so are made there; a test checks the two agree).
 PRESET_NAMES = ('default', 'dcgan', 'wgan-gp', 'sngan', 'lsgan', 'keras-dcgan', 'keras-dcgan-notes',
-                'chainer-example', 'tf-gan', 'dragan', 'began', 'cramer', 'dfm',
+                'chainer-example', 'tf-gan', 'dragan', 'began', 'began-paper', 'cramer', 'dfm',
                 'minibatch-discrimination')
 
 #: The preset of a run that names none, and so the defaults of RunConfig's
@@ -198,7 +198,7 @@ class RunConfig:
              'decodes in the training process')
 
     # -------------------------------------------------------- networks
-    arch: str = option('dcgan', kind='str', group='networks', networks=True,
+    arch: str = option('dcgan', kind='str', group='networks', preset=True, networks=True,
                        choices=('dcgan', 'resnet', 'began'),
                        help="the networks: 'dcgan' (Radford et al.), 'resnet' (the SNGAN "
                             'ResNet of Miyato et al., for 28 to 128 pixels; use it with --sn '

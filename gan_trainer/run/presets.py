@@ -54,6 +54,8 @@ corrected:
   package's DCGAN nets (BEGAN: the autoencoder D; Cramér: 256 outputs;
   minibatch discrimination: its layer before the read-out). Each is checked
   against chainer-gan-lib's own updater by ``benchmarks/ganlib_check.py``.
+* ``began-paper``: BEGAN with the paper's own nets and optimizer, the
+  setting that learns the digits (the ``began`` line does not).
 * ``tf-gan``: TensorFlow's DCGAN tutorial (5x5 kernels, LeakyReLU in G,
   dropout 0.3 and no BatchNorm in D, Adam 1e-4 with TensorFlow's default
   beta1 0.9, batch 256).
@@ -84,6 +86,13 @@ _DCGAN = RunConfig(preset='dcgan', loss='nonsaturating', reuse_fakes=False,
 #: same forward pass, G updated, then D).
 _GANLIB = _DCGAN.replace(preset='dcgan', n_hidden=128, z_dist='uniform', order='simultaneous',
                          beta1=0.0, beta2=0.9)
+
+# init='glorot': with chainer-gan-lib's N(0, 0.02) weights the digits' narrow
+# autoencoder D starts as a constant function of its input, and L1 drives the
+# background (exactly -1) into tanh's flat tail before the input's signal grows:
+# D never reconstructs the reals and G gets no signal (issue 28, RESULTS.md).
+_BEGAN = _GANLIB.replace(preset='began', loss='began', began_gamma=0.5, gen_norm='none',
+                         init='glorot')
 
 #: Preset name -> the run it describes (see the module docstring's table).
 PRESETS: dict[str, RunConfig] = {
@@ -126,12 +135,12 @@ PRESETS: dict[str, RunConfig] = {
     # chainer-gan-lib's example.sh lines, on its loop (order 'simultaneous').
     'dragan': _GANLIB.replace(preset='dragan', penalty='dragan', penalty_weight=10.0,
                               dis_norm='none', n_dis=2, lr=1e-4),
-    # init='glorot': with chainer-gan-lib's N(0, 0.02) weights the digits' narrow
-    # autoencoder D starts as a constant function of its input, and L1 drives the
-    # background (exactly -1) into tanh's flat tail before the input's signal grows:
-    # D never reconstructs the reals and G gets no signal (issue 28, RESULTS.md).
-    'began': _GANLIB.replace(preset='began', loss='began', began_gamma=0.5, gen_norm='none',
-                             init='glorot'),
+    'began': _BEGAN,
+    # The paper's nets where chainer-gan-lib's line does not learn the digits: gamma 1
+    # and k_0 0.3 from the bisection of issue 28 (RESULTS.md, "BEGAN's G on the digits").
+    'began-paper': _BEGAN.replace(preset='began-paper', arch='began', base_width=16,
+                                  batchsize=16, lr=1e-4, beta1=0.5, beta2=0.999,
+                                  began_gamma=1.0, began_k0=0.3),
     'cramer': _GANLIB.replace(preset='cramer', loss='cramer', dis_out_dim=256,
                               penalty='wgan-gp', penalty_weight=10.0, cramer_penalty='ganlib',
                               dis_norm='none', n_dis=5, lr=1e-4, beta1=0.5),
@@ -194,6 +203,13 @@ DESCRIPTIONS: dict[str, str] = {
              'in the log), G without BatchNorm, Adam 2e-4/0/0.9; its step, 128-d uniform z. '
              'Differs: Glorot-uniform weights (chainer-gan-lib: N(0, 0.02), with which the '
              "digits' narrow autoencoder never learns to reconstruct)",
+    'began-paper': "BEGAN with the paper's own nets (Berthelot et al. 2017, Fig. 1: ELU, "
+                   'repeated 3x3 convs, nearest upsampling, an autoencoder D; n = 16 for '
+                   "the digits) and its Adam 1e-4/0.5/0.999 and batch 16, on chainer-gan-lib's "
+                   'step and z; draws digits where the began line does not. Differs, measured '
+                   'on the digits: gamma 1 (paper 0.3 to 1; with 0.5 k_t stays at 0 and '
+                   "G's samples shrink to blobs) and a starting k_t of 0.3 (paper 0); no "
+                   'learning-rate decay',
     'cramer': "chainer-gan-lib's cramer line (Bellemare et al. 2017): a critic of 256 outputs, "
               'the energy distance over two fake batches, the gradient penalty of 10 on the '
               'critic, differentiated as chainer-gan-lib does (df/dh held constant; the exact '
