@@ -5,7 +5,10 @@ A run's seed is used three times: for the networks' initial weights
 it by :func:`gan_trainer.latent.global_seed`), for the training step's own
 draws (z, augmentation, soft labels: :class:`~gan_trainer.GANUpdater`'s
 random state, saved in snapshots) and for the order of the training
-examples (:func:`gan_trainer.iterators.train_iterator`).
+examples (:func:`gan_trainer.iterators.train_iterator`). A fourth network
+(DFM's denoiser, built after G and D) takes its initial weights from a
+seed of its own (:func:`seed_for`): under the run's seed it repeated G's
+first weights.
 
 Seeding the last two with ``RandomState(seed)`` itself, as this package did
 until 2026-12-07, made all three *one* stream: NumPy's global
@@ -30,7 +33,7 @@ from __future__ import annotations
 import numpy
 
 #: Each use of the run's seed -> its ``SeedSequence`` spawn key.
-PURPOSES = {'step': 1, 'order': 2}
+PURPOSES = {'step': 1, 'order': 2, 'denoiser': 3}
 
 
 def random_state(seed: int | None, purpose: str) -> numpy.random.RandomState:
@@ -52,3 +55,13 @@ def random_state(seed: int | None, purpose: str) -> numpy.random.RandomState:
         raise ValueError(f'seed must be a non-negative integer, got {seed!r}')
     sequence = numpy.random.SeedSequence(int(seed), spawn_key=(PURPOSES[purpose],))
     return numpy.random.RandomState(numpy.random.MT19937(sequence))
+
+
+def seed_for(seed: int | None, purpose: str) -> int | None:
+    """A 32-bit seed for ``purpose``'s use of NumPy's global state (e.g. a network's
+    initial weights under :func:`gan_trainer.latent.global_seed`), derived from
+    ``seed`` as :func:`random_state`'s stream is; ``None`` stays ``None``."""
+    if seed is None:
+        return None
+    state = random_state(seed, purpose)  # checks purpose and seed
+    return int(state.randint(0, 2**32, dtype=numpy.uint64))

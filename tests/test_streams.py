@@ -59,3 +59,35 @@ def test_a_runs_z_and_data_order_are_not_its_initial_weights(tmp_path):
     same = numpy.stack([images[i][0] for i in numpy.random.RandomState(0).permutation(
         len(images))[:config.batchsize]])
     assert first.shape == same.shape and not numpy.array_equal(first, same)
+
+
+def test_seed_for_gives_a_repeatable_seed_of_its_own():
+    from gan_trainer.streams import seed_for
+
+    assert seed_for(5, 'denoiser') == seed_for(5, 'denoiser')
+    assert seed_for(5, 'denoiser') not in (5, seed_for(6, 'denoiser'))
+    assert 0 <= seed_for(0, 'denoiser') < 2**32
+    assert seed_for(None, 'denoiser') is None
+    with pytest.raises(ValueError, match="unknown random stream 'x'"):
+        seed_for(1, 'x')
+
+
+def test_the_dfm_denoiser_does_not_repeat_gs_initial_weights(tmp_path):
+    # Built under numpy.random.seed(seed) like G, its first layer's weights were
+    # G's first weights again (the same initializer drawing the same numbers).
+    from gan_trainer.run import PRESETS, build_trainer
+
+    config = PRESETS['dfm'].replace(out=str(tmp_path / 'run'), progress=False, seed=0,
+                                    widths=(4, 8), dfm_width=16)
+    updater = build_trainer(config, log=None).updater
+    den = updater.get_optimizer('den').target
+    nets = [*updater.gen.namedparams(), *updater.dis.namedparams()]
+    for name, w in den.namedparams():
+        for other, v in nets:
+            a, b = w.array.ravel(), v.array.ravel()
+            n = min(a.size, b.size)
+            if w.ndim == v.ndim == 2 and n >= 256:  # (denoiser /linears/0/W, G /project/W: 1.0)
+                assert abs(numpy.corrcoef(a[:n], b[:n])[0, 1]) < 0.2, (name, other)
+    again = build_trainer(config.replace(out=str(tmp_path / 'again')), log=None).updater
+    for a, b in zip(den.params(), again.get_optimizer('den').target.params()):
+        numpy.testing.assert_array_equal(a.array, b.array)

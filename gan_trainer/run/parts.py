@@ -16,6 +16,7 @@ import warnings
 
 import chainer
 
+from gan_trainer import streams
 from gan_trainer.latent import get_sampler, global_seed
 from gan_trainer.nets import (
     DiscriminatorOptions,
@@ -100,7 +101,8 @@ def make_denoiser(config: RunConfig, dis: chainer.Link):
         return None
     from gan_trainer.dfm import Denoiser
 
-    with global_seed(config.seed):
+    # A seed of its own: under config.seed its weights would repeat G's first ones.
+    with global_seed(streams.seed_for(config.seed, 'denoiser')):
         return Denoiser(dis.n_features, width=config.dfm_width or DFM_WIDTH)
 
 
