@@ -40,6 +40,17 @@ class _Activated(FastNode):
         y = self.get_retained_outputs()[0].array
         return variables(activation_grad(y, grad_outputs[0].array, self.activation, self.slope))
 
+    def forward(self, inputs):
+        x, = inputs
+        self.retain_inputs((0,))  # for double backprop only; x is alive anyway
+        y = self.activate(x)
+        self.retain_outputs((0,))
+        return y,
+
+    def activate(self, x: numpy.ndarray) -> numpy.ndarray:
+        """The activation of ``x`` in a new array (the forward pass on arrays)."""
+        raise NotImplementedError
+
 
 class LeakyReLU(_Activated):
     """``max(x, slope * x)`` for ``0 < slope <= 1``."""
@@ -49,13 +60,10 @@ class LeakyReLU(_Activated):
     def __init__(self, slope: float):
         self.slope = slope
 
-    def forward(self, inputs):
-        x, = inputs
-        self.retain_inputs((0,))  # for double backprop only; x is alive anyway
+    def activate(self, x):
         y = numpy.multiply(x, x.dtype.type(self.slope))
         numpy.maximum(x, y, out=y)
-        self.retain_outputs((0,))
-        return y,
+        return y
 
     def reference(self, x):
         return F.leaky_relu(x, self.slope)
@@ -69,9 +77,7 @@ class ELU(_Activated):
     def __init__(self, alpha: float):
         self.slope = alpha
 
-    def forward(self, inputs):
-        x, = inputs
-        self.retain_inputs((0,))  # for double backprop only; x is alive anyway
+    def activate(self, x):
         y = numpy.minimum(x, 0)  # the input's layout (channel-last maps stay so)
         numpy.expm1(y, out=y)
         if self.slope != 1:
@@ -81,8 +87,7 @@ class ELU(_Activated):
             numpy.maximum(x, y, out=y)
         else:
             y += numpy.maximum(x, 0)
-        self.retain_outputs((0,))
-        return y,
+        return y
 
     def reference(self, x):
         return F.elu(x, self.slope)
