@@ -85,8 +85,7 @@ NODE_KINDS = (
     ('ReLU', 'activations'),
     ('Tanh', 'activations'),
     ('Sigmoid', 'activations'),
-    ('ELU', 'activations'),
-    ('LeakyReLU', 'activations'),
+    ('ELU', 'activations'),  # LeakyReLU matches 'ReLU' above
     ('Dropout', 'activations'),
     ('Unpooling', 'upsampling and pooling'),
     ('Upsampl', 'upsampling and pooling'),

@@ -18,7 +18,6 @@ keras-dcgan-notes`` shows each node's time in a run, figures in
 benchmarks/RESULTS.md).
 """
 
-
 from __future__ import annotations
 
 import chainer

@@ -32,8 +32,6 @@ NumPy's ``dot``; so does a product oneDNN refuses to build.
 
 from __future__ import annotations
 
-import ctypes
-
 import numpy
 
 from gan_trainer.ops import dnnl
@@ -53,17 +51,7 @@ def available(*arrays) -> bool:
     for a in arrays:
         if a is not None and getattr(a, 'array', a).dtype != numpy.float32:
             return False
-    return _library() is not None
-
-
-def _library():
-    lib = dnnl.library()
-    if lib is not None and not hasattr(lib, 'matmul_primitive_desc_create'):
-        fn = lib.cdll.dnnl_matmul_primitive_desc_create  # oneDNN >= 3.0's signature
-        fn.restype = ctypes.c_int
-        fn.argtypes = [dnnl._pp] + [dnnl._p] * 6  # pd, engine, src, weights, bias, dst, attr
-        lib.matmul_primitive_desc_create = fn
-    return lib
+    return dnnl.library() is not None
 
 
 def _plain(a: numpy.ndarray) -> numpy.ndarray:
@@ -80,19 +68,20 @@ def _strides(a: numpy.ndarray) -> tuple[int, ...]:
 
 
 class Product:
-    """The primitive for ``a @ b (+ bias)`` with ``a``, ``b`` of given shapes and strides.
+    """The primitive for ``a @ b (+ bias)`` with operands of ``a``'s and ``b``'s
+    shapes and strides (the arrays are only described, not kept).
 
     Args:
-        a_layout, b_layout: ``(shape, strides in elements)`` of each operand.
+        a, b: Float32 matrices ``(M, K)`` and ``(K, N)`` in the layouts of the calls.
         bias: Whether a ``(N,)`` bias is added.
     """
 
-    def __init__(self, a_layout, b_layout, bias: bool):
-        lib = _library()
-        (m, k), (k2, n) = a_layout[0], b_layout[0]
+    def __init__(self, a: numpy.ndarray, b: numpy.ndarray, bias: bool):
+        lib = dnnl.library()
+        (m, k), (k2, n) = a.shape, b.shape
         assert k == k2
         self.shape = (m, n)
-        descs = [dnnl.memory_desc(*a_layout), dnnl.memory_desc(*b_layout),
+        descs = [dnnl.array_desc(a), dnnl.array_desc(b),
                  dnnl.memory_desc((1, n), (n, 1)) if bias else None,
                  dnnl.memory_desc((m, n), (n, 1))]
         try:
@@ -117,8 +106,7 @@ def product(a: numpy.ndarray, b: numpy.ndarray, bias: numpy.ndarray | None = Non
     if bias is not None:
         bias = numpy.ascontiguousarray(bias)
     key = ('matmul', a.shape, _strides(a), b.shape, _strides(b), bias is not None)
-    prod = dnnl.cached(key, lambda: Product((a.shape, _strides(a)), (b.shape, _strides(b)),
-                                            bias is not None))
+    prod = dnnl.cached(key, lambda: Product(a, b, bias is not None))
     return None if prod is None else prod(a, b, bias)
 
 
