@@ -15,7 +15,7 @@
    conversions, and the explicit transfers through
    ``gan_trainer.finite.to_host`` (absent before it existed).
 2. *Time.* The default run's networks (digits, ``base_width`` 32) after one
-   real Adam iteration, with an EMA of G: the guard's ``__call__`` timed
+   real iteration of the run's Adam (:class:`gan_trainer.ops.Adam`), with an EMA of G: the guard's ``__call__`` timed
    alone (median of ``--repeats``), beside one ``GANUpdater.update()``;
    then (this checkout only) four ways to reduce the same arrays:
    ``isfinite`` of each network's arrays concatenated (the guard before), a
@@ -104,9 +104,13 @@ def time_guard(repeats: int, preset: str | None = None):
         from gan_trainer.run import PRESETS
         from gan_trainer.run.parts import build_networks
         gen, dis = build_networks(PRESETS[preset], (1, 28, 28))
+    try:  # the run's Adam: parameters and state as views of flat buffers
+        from gan_trainer.ops import Adam
+    except ImportError:  # a checkout from before it
+        Adam = chainer.optimizers.Adam
     opts = {}
     for name, net in (('gen', gen), ('dis', dis)):
-        opts[name] = chainer.optimizers.Adam(alpha=2e-4, beta1=0.5)
+        opts[name] = Adam(alpha=2e-4, beta1=0.5)
         opts[name].setup(net)
     iterator = chainer.iterators.SerialIterator(get_digits('train'), 64)
     kwargs = {'ema': GeneratorEMA(gen, decay=0.999)}

@@ -300,6 +300,9 @@ def ab_switch(name: str):
     if name == 'linear':
         from gan_trainer.ops import onednn_matmul
         return lambda on: setattr(onednn_matmul, 'ENABLED', not on)
+    if name == 'eltwise':
+        from gan_trainer.ops import onednn_eltwise
+        return lambda on: setattr(onednn_eltwise, 'ENABLED', not on)
     if name in ('blocks', 'onednn'):
         key = {'blocks': 'gan_trainer_blocks', 'onednn': 'gan_trainer_onednn'}[name]
         return lambda on: setattr(chainer.global_config, key, not on)
@@ -312,6 +315,7 @@ def ab_switch(name: str):
 AB = {'blocks': ('blocks', 'separate layers'), 'onednn': ('oneDNN', 'NumPy'),
       'bn': ('BN on oneDNN', 'BN on NumPy'),
       'linear': ('linear on oneDNN', 'linear on NumPy'),
+      'eltwise': ('(leaky) ReLU on oneDNN', '(leaky) ReLU on NumPy'),
       'threads': ('all cores', '1 thread')}
 
 

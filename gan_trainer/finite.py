@@ -20,6 +20,13 @@ networks (``benchmarks/nan_guard_cost.py --preset keras-dcgan-notes``, a
 Dense 2048 in D; the figures are in ``benchmarks/RESULTS.md``).
 Only when a flag is down are the arrays of that group searched one by one
 (one synchronisation each, once, on the way out).
+
+Views that tile one buffer are checked as that buffer: the fused Adam
+(:class:`gan_trainer.ops.Adam`) keeps a network's parameters, and Adam's
+``m`` and ``v``, as views into three flat buffers, so the guard's sixty-odd
+small reductions on the default network become three large ones
+(:func:`_tiled`; ``benchmarks/nan_guard_cost.py`` times the guard). The
+buffer holds exactly the views' numbers, so the flag is the same.
 """
 
 from __future__ import annotations
@@ -72,7 +79,7 @@ def reduce_to_host(scalars: Sequence, groups: Sequence[Sequence]) -> tuple[list,
             (False, i, value.reshape((1,)).astype(numpy.float64)))
     for i, arrays in enumerate(groups):
         by_device: dict = {}
-        for array in arrays:
+        for array in _tiled(arrays):
             by_device.setdefault(_device_key(array), []).append(array)
         for key, same in by_device.items():
             xp = chainer.backend.get_array_module(same[0])
@@ -90,6 +97,53 @@ def reduce_to_host(scalars: Sequence, groups: Sequence[Sequence]) -> tuple[list,
             else:
                 values[i] = value
     return values, flags
+
+
+_TILINGS: dict = {}  # (id of each array) -> (the arrays, what to reduce instead)
+
+
+def _tiled(arrays: Sequence) -> Sequence:
+    """``arrays`` with every set of NumPy views that exactly covers its owner's
+    memory (each contiguous, end to end, nothing else) replaced by the owner.
+
+    The plan is kept per list of arrays (checked by identity, so replaced
+    arrays make a new plan): the search costs more than it saves when run on
+    every call.
+    """
+    key = tuple(map(id, arrays))
+    known = _TILINGS.get(key)
+    if known is not None and all(a is b for a, b in zip(known[0], arrays)):
+        return known[1]
+    by_owner: dict = {}
+    for a in arrays:
+        base = a.base if type(a) is numpy.ndarray else None
+        if (base is not None and type(base) is numpy.ndarray and a.flags.c_contiguous
+                and base.flags.c_contiguous and base.dtype == a.dtype):
+            by_owner.setdefault(id(base), (base, []))[1].append(a)
+    whole = {}
+    for base, views in by_owner.values():
+        spans = sorted((v.__array_interface__['data'][0], v.nbytes) for v in views)
+        start = base.__array_interface__['data'][0]
+        end = start
+        for address, nbytes in spans:
+            if address != end:
+                break
+            end += nbytes
+        else:
+            if end == start + base.nbytes:
+                whole.update({id(v): base for v in views})
+    plan, seen = [], set()
+    for a in arrays:
+        base = whole.get(id(a))
+        if base is None:
+            plan.append(a)
+        elif id(base) not in seen:
+            seen.add(id(base))
+            plan.append(base)
+    if len(_TILINGS) > 16:
+        _TILINGS.clear()
+    _TILINGS[key] = (tuple(arrays), plan)
+    return plan
 
 
 def first_nonfinite(named_arrays) -> tuple[str, str] | None:

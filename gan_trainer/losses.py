@@ -94,6 +94,7 @@ import chainer.functions as F
 
 from gan_trainer import cramer
 from gan_trainer.began import BEGANEquilibrium, mean_error
+from gan_trainer.ops.least_squares import half_mean_square
 
 LossFn = Callable[[chainer.Variable], chainer.Variable]
 #: ``(logits (B,), targets (B,)) -> scalar``: D's loss on real images with soft targets.
@@ -242,8 +243,12 @@ def gen_linear(y_fake: chainer.Variable) -> chainer.Variable:
 
 
 def least_squares_real(y: chainer.Variable) -> chainer.Variable:
-    """``0.5 mean((y - 1)^2)``: least squares towards the "real" code 1."""
-    return 0.5 * F.mean(F.square(y - 1))
+    """``0.5 mean((y - 1)^2)``: least squares towards the "real" code 1.
+
+    One node (:func:`gan_trainer.ops.least_squares.half_mean_square`): the
+    bits of ``0.5 * F.mean(F.square(y - 1))`` without its nine nodes.
+    """
+    return half_mean_square(y, 1.0)
 
 
 def least_squares_real_soft(y: chainer.Variable, t) -> chainer.Variable:
@@ -252,8 +257,9 @@ def least_squares_real_soft(y: chainer.Variable, t) -> chainer.Variable:
 
 
 def least_squares_fake(y: chainer.Variable) -> chainer.Variable:
-    """``0.5 mean(y^2)``: least squares towards the "fake" code 0."""
-    return 0.5 * F.mean(F.square(y))
+    """``0.5 mean(y^2)``: least squares towards the "fake" code 0 (one node, as
+    :func:`least_squares_real`)."""
+    return half_mean_square(y, 0.0)
 
 
 def critic_real(y: chainer.Variable) -> chainer.Variable:

@@ -331,3 +331,47 @@ def test_lsgan_counts_d_right_about_its_boundary_of_one_half():
             updater.update()
         accuracy[name] = (float(observation['dis/acc_real']), float(observation['dis/acc_fake']))
     assert accuracy == {'lsgan': (0.0, 1.0), 'nonsaturating': (1.0, 0.0)}
+
+
+# --- The least-squares terms as one node (gan_trainer/ops/least_squares.py) ----------
+
+
+def _chainer_least_squares(y, target):
+    import chainer.functions as F
+    return 0.5 * F.mean(F.square(y - target if target else y))
+
+
+@pytest.mark.parametrize('dtype', [numpy.float16, numpy.float32, numpy.float64])
+@pytest.mark.parametrize('n', [1, 7, 50, 64])
+@pytest.mark.parametrize('target,fn', [(1.0, LSGAN.dis_real), (0.0, LSGAN.dis_fake)])
+@pytest.mark.parametrize('gy', [1.0, 1024.0, 0.37])
+def test_lsgan_terms_have_chainers_bits_value_and_gradient(dtype, n, target, fn, gy):
+    """``0.5 * F.mean(F.square(y - c))`` in Chainer's nodes and in the one node: the
+    same bits forward and backward, for a loss-scaled or weighted output gradient
+    and a batch whose 1/n is not a power of two."""
+    y0 = (3 * numpy.random.default_rng(n).standard_normal(n)).astype(dtype)
+    got, want = chainer.Variable(y0.copy()), chainer.Variable(y0.copy())
+    a, b = fn(got), _chainer_least_squares(want, target)
+    assert a.array.dtype == b.array.dtype and a.array.shape == b.array.shape == ()
+    numpy.testing.assert_array_equal(a.array, b.array)
+    for loss in (a, b):
+        loss.grad = numpy.asarray(gy, dtype)
+        loss.backward()
+    numpy.testing.assert_array_equal(got.grad, want.grad)
+    # ... and the hand-computed value: 0.5 mean((y - c)^2), gradient gy (y - c) / n
+    d = y0.astype(numpy.float64) - target
+    assert float(a.array) == pytest.approx(0.5 * numpy.mean(d * d), rel=2e-3)
+    numpy.testing.assert_allclose(got.grad, gy * d / n, rtol=2e-3, atol=1e-6)
+
+
+def test_lsgan_term_is_one_node_and_differentiates_twice():
+    from gan_trainer.ops.least_squares import HalfMeanSquare
+    y = chainer.Variable(numpy.array([0.5, -1.0, 2.0], numpy.float32))
+    loss = LSGAN.gen(y)
+    assert isinstance(loss.creator, HalfMeanSquare) and loss.creator.inputs[0] is y.node
+    # d/dy of sum(g^2), g = dloss/dy = (y - 1) / n: 2 g / n
+    g, = chainer.grad([loss], [y], enable_double_backprop=True)
+    gg, = chainer.grad([chainer.functions.sum(g * g)], [y])
+    expected_g = (y.array - 1) / 3
+    numpy.testing.assert_allclose(g.array, expected_g, rtol=1e-6)
+    numpy.testing.assert_allclose(gg.array, 2 * expected_g / 3, rtol=1e-6)

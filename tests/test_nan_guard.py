@@ -420,3 +420,58 @@ def test_a_divergence_monitor_alone_reads_its_three_values_in_one_transfer(monke
     monitor(trainer)
     assert DeviceArray.implicit == 0 and transfers == [(3,)]
     assert list(monitor._history) == [(0.75, 2.0)]
+
+
+# ------------------------------------------------- views of one buffer, reduced as it
+
+
+def test_views_that_tile_a_buffer_are_reduced_as_the_buffer():
+    from gan_trainer import finite
+    base = numpy.zeros(30, numpy.float32)
+    views = [base[10:30].reshape(4, 5), base[:10].reshape(2, 5)]  # any order
+    other = numpy.zeros(3, numpy.float32)
+    plan = finite._tiled([views[0], other, views[1]])
+    assert len(plan) == 2 and plan[0] is base and plan[1] is other
+    base[17] = NAN
+    assert finite.reduce_to_host([], [[views[0], other, views[1]]])[1] == [False]
+
+
+@pytest.mark.parametrize('pieces', [
+    [(0, 10), (20, 30)],   # a gap: the buffer holds numbers no view holds
+    [(0, 10), (10, 20)],   # the buffer's end not reached
+    [(0, 20), (10, 30)],   # overlapping views
+])
+def test_views_that_do_not_tile_their_buffer_are_reduced_one_by_one(pieces):
+    from gan_trainer import finite
+    base = numpy.zeros(30, numpy.float32)
+    views = [base[a:b] for a, b in pieces]
+    plan = finite._tiled(views)
+    assert len(plan) == len(views) and all(p is v for p, v in zip(plan, views))
+    base[:] = NAN
+    for a, b in pieces:
+        base[a:b] = 0  # every view finite, the rest of the buffer not
+    assert finite.reduce_to_host([], [views])[1] == [True]
+
+
+@pytest.mark.parametrize('state', ['m', 'v', 'param'])
+def test_the_fused_adams_flat_buffers_are_checked_and_a_culprit_named(state):
+    """gan_trainer.ops.Adam keeps parameters and state as views of flat buffers: the
+    guard reduces the buffers, and still names the array that went bad."""
+    from gan_trainer import finite, ops
+    opts = {}
+    for name, net in (('gen', tiny_generator()), ('dis', tiny_discriminator())):
+        opts[name] = ops.Adam()
+        opts[name].setup(net)
+    iterator = chainer.iterators.SerialIterator(fake_images(8), 4, shuffle=False)
+    updater = GANUpdater(iterator, opts, device=-1, seed=0)
+    updater.update()
+    guard = NaNGuard()
+    groups = guard.groups(updater)
+    arrays = [a for _, a in groups['dis']]
+    assert len(finite._tiled(arrays)) < len(arrays) - 10  # params, m and v: three buffers
+    assert guard.check({}, groups) is None
+    W = updater.dis.convs[1].W
+    target = W.array if state == 'param' else W.update_rule.state[state]
+    target[0, 0, 0, 0] = NAN
+    name = 'parameter dis/convs/1/W' if state == 'param' else f'optimizer state dis/convs/1/W/{state}'
+    assert guard.check({}, guard.groups(updater)) == f'{name} holds nan'

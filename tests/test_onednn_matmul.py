@@ -115,6 +115,45 @@ def test_values_and_gradients_are_chainers(case, calls):
     assert_close(ours[0], (y64 + (0 if b is None else b)).astype(numpy.float32))
 
 
+@pytest.mark.parametrize('n_out,batch', [(1, 64), (8, 8), (9, 8)])
+def test_a_read_out_from_a_channel_last_map_reads_it_in_place(n_out, batch, calls):
+    """D's read-out (a map stored channel-last, no more outputs than images) runs
+    on the map's own memory and sends the input gradient back channel-last;
+    with more outputs than images the map is flattened in Chainer's order."""
+    rng = numpy.random.default_rng(5)
+    x = channel_last(rng.standard_normal((batch, 16, 7, 7)).astype(numpy.float32))
+    W = (rng.standard_normal((n_out, 16 * 49)) / 28).astype(numpy.float32)
+    b = rng.standard_normal(n_out).astype(numpy.float32)
+    gy = rng.standard_normal((batch, n_out)).astype(numpy.float32)
+    xv = chainer.Variable(x)
+    vs = [xv, chainer.Variable(W), chainer.Variable(b)]
+    y = ops.linear(*vs)
+    in_place = n_out <= batch
+    rows = y.creator._rows
+    assert (rows is not None and numpy.shares_memory(rows, x)) == in_place
+    y.grad = gy
+    y.backward()
+    ref = run(F.linear, x, W, b, gy)
+    for a, r in zip([y.array] + [v.grad for v in vs], ref):
+        assert_close(a, r)
+    assert (xv.grad.strides == x.strides) == in_place  # channel-last back
+    assert vs[1].grad.flags.c_contiguous  # W's gradient in Chainer's column order
+    assert calls == [(batch, n_out), (batch, 16 * 49), (n_out, 16 * 49)]
+
+
+def test_a_read_out_in_place_gives_what_the_flattened_one_gives_within_rounding():
+    """The same D twice, its read-out's map in place and flattened (the copy in
+    Chainer's order): outputs and every gradient within float32 rounding."""
+    rng = numpy.random.default_rng(6)
+    x = channel_last(rng.standard_normal((64, 64, 7, 7)).astype(numpy.float32))
+    W = (rng.standard_normal((1, 64 * 49)) / 56).astype(numpy.float32)
+    gy = rng.standard_normal((64, 1)).astype(numpy.float32)
+    got = run(ops.linear, x, W, None, gy)
+    want = run(ops.linear, numpy.ascontiguousarray(x), W, None, gy)  # C order: flattened
+    for a, r in zip(got, want):
+        assert_close(a, r)
+
+
 def test_the_link_and_a_fused_block_use_onednn(calls):
     rng = numpy.random.default_rng(1)
     link = ops.Linear(12, 6)

@@ -24,6 +24,7 @@ import chainer
 import chainer.functions as F
 import numpy
 
+from gan_trainer.ops import onednn_eltwise
 from gan_trainer.ops._common import FastNode, reference_backward, use_fast, variables
 
 
@@ -144,9 +145,13 @@ def activate(y, activation, slope):
 
 
 def activation_grad(y: numpy.ndarray, gy: numpy.ndarray, activation, slope) -> numpy.ndarray:
-    """``gy`` times the activation's derivative, from the activation's output ``y``."""
+    """``gy`` times the activation's derivative, from the activation's output ``y``
+    (oneDNN's one pass for (leaky) ReLU where it can, :mod:`.onednn_eltwise`)."""
     if activation is None:
         return gy
+    g = onednn_eltwise.activation_grad(y, gy, activation, slope)
+    if g is not None:
+        return g
     if activation == 'tanh':
         g = numpy.multiply(y, y)
         numpy.subtract(1, g, out=g)
@@ -168,7 +173,10 @@ def activation_grad(y: numpy.ndarray, gy: numpy.ndarray, activation, slope) -> n
 
 
 def activate_in_place(y: numpy.ndarray, activation, slope) -> None:
-    """``activation(y)`` into ``y`` itself, NumPy (the values of Chainer's functions)."""
+    """``activation(y)`` into ``y`` itself (the values of Chainer's functions; oneDNN's
+    one pass for (leaky) ReLU where it can, :mod:`.onednn_eltwise`)."""
+    if onednn_eltwise.activate_in_place(y, activation, slope):
+        return
     if activation == 'relu':
         numpy.maximum(y, 0, out=y)
     elif activation == 'leaky_relu':

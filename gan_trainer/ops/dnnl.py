@@ -129,6 +129,12 @@ _SIGNATURES = {
     'dnnl_batch_normalization_backward_primitive_desc_create': (
         ctypes.c_int, [_pp, _p, ctypes.c_int, _p, _p, _p, ctypes.c_float, ctypes.c_uint,
                        _p, _p]),
+    'dnnl_eltwise_forward_primitive_desc_create': (
+        ctypes.c_int, [_pp, _p, ctypes.c_int, ctypes.c_int, _p, _p, ctypes.c_float,
+                       ctypes.c_float, _p]),
+    'dnnl_eltwise_backward_primitive_desc_create': (
+        ctypes.c_int, [_pp, _p, ctypes.c_int, _p, _p, _p, ctypes.c_float, ctypes.c_float,
+                       _p, _p]),
     'dnnl_matmul_primitive_desc_create': (ctypes.c_int, [_pp, _p, _p, _p, _p, _p, _p]),
     'dnnl_reorder_primitive_desc_create': (ctypes.c_int, [_pp, _p, _p, _p, _p, _p]),
     'dnnl_primitive_desc_query': (ctypes.c_int, [_p, ctypes.c_int, ctypes.c_int, _p]),

@@ -13,6 +13,18 @@ double backprop (a gradient penalty) it differentiates Chainer's own
 function instead, as the package's other fast nodes do. Float32 products
 go to oneDNN where it is loaded (:mod:`.onednn_matmul`: all of the OpenMP
 team's threads instead of one OpenBLAS thread; equal within rounding).
+
+**A read-out from a channel-last map.** The convolutions store their maps
+channel-last, and ``x.reshape(N, -1)`` flattens in Chainer's order
+``(C, H, W)``: a transposing copy of the map in every forward pass, and
+an input gradient in that order, which the layer before (a normalization
+with LeakyReLU, channel-last) must copy back. On the oneDNN path, when
+``W`` has no more rows than the batch (D's read-out to one logit), the
+product runs on the map's own memory as rows ``(N, H*W*C)`` against a copy
+of ``W`` with its columns in that order (cheaper than the map's copy), and
+the input gradient comes out channel-last; ``W``'s gradient is put back
+into Chainer's column order. The same products in another order of
+summation: equal within rounding (``tests/test_onednn_matmul.py``).
 """
 
 from __future__ import annotations
@@ -33,8 +45,31 @@ def _c_or_f(a: numpy.ndarray) -> numpy.ndarray:
     return a
 
 
+def channel_last_rows(x: numpy.ndarray) -> numpy.ndarray | None:
+    """The ``(N, H*W*C)`` view of a map ``(N, C, H, W)`` stored channel-last (any
+    other array: None)."""
+    if x.ndim != 4:
+        return None
+    t = x.transpose(0, 2, 3, 1)
+    return t.reshape(len(x), -1) if t.flags.c_contiguous else None
+
+
+def _columns_channel_last(W: numpy.ndarray, shape) -> numpy.ndarray:
+    """``W``'s columns from Chainer's ``(C, H, W)`` order to ``(H, W, C)``, a copy."""
+    m, (c, h, w) = W.shape[0], shape[1:]
+    return numpy.ascontiguousarray(W.reshape(m, c, h, w).transpose(0, 2, 3, 1)).reshape(m, -1)
+
+
+def _columns_chainer(gW: numpy.ndarray, shape) -> numpy.ndarray:
+    """The inverse of :func:`_columns_channel_last`, a copy."""
+    m, (c, h, w) = gW.shape[0], shape[1:]
+    return numpy.ascontiguousarray(gW.reshape(m, h, w, c).transpose(0, 3, 1, 2)).reshape(m, -1)
+
+
 class LinearNumPy(FastNode):
     """``x.reshape(N, -1) @ W.T + b`` for an ``x`` of any rank, output ``(N, M)``."""
+
+    _rows = None  # the channel-last rows the forward pass used (see the module docstring)
 
     def forward(self, inputs):
         self.retain_inputs(tuple(range(len(inputs))))
@@ -42,6 +77,15 @@ class LinearNumPy(FastNode):
 
     def compute(self, x, W, b=None) -> numpy.ndarray:
         """The forward pass on arrays, no graph (also the first part of a fused block)."""
+        self._rows = None
+        if W.shape[0] <= len(x) and onednn_matmul.available(x, W, b):
+            rows = channel_last_rows(x)
+            if rows is not None:
+                Wc = _columns_channel_last(W, x.shape)
+                y = onednn_matmul.product(rows, Wc.T, b)
+                if y is not None:
+                    self.x_shape, self._rows, self._Wc = x.shape, rows, Wc
+                    return y
         x2 = _c_or_f(x.reshape(len(x), -1))
         self.x_shape, self.x2 = x.shape, x2  # the flattened x: W's gradient needs it
         if onednn_matmul.available(x2, W, b):
@@ -90,7 +134,9 @@ class LinearNumPy(FastNode):
         """``(gx, gW, gb)`` on arrays; entries not in ``indexes`` are None."""
         gy = _c_or_f(gy)
         gx = gW = gb = None
-        if onednn_matmul.available(gy, W):
+        if self._rows is not None:
+            gx, gW = self._channel_last_gradients(indexes, gy)
+        elif onednn_matmul.available(gy, W):
             if 0 in indexes:
                 gx = onednn_matmul.product(gy, W)
                 gx = None if gx is None else gx.reshape(self.x_shape)
@@ -103,6 +149,18 @@ class LinearNumPy(FastNode):
         if 2 in indexes:
             gb = gy.sum(axis=0)
         return gx, gW, gb
+
+    def _channel_last_gradients(self, indexes, gy) -> tuple:
+        """``(gx, gW)`` after a forward pass on channel-last rows: ``gx`` channel-last."""
+        gx = gW = None
+        n, c, h, w = self.x_shape
+        if 0 in indexes:
+            g = onednn_matmul.product(gy, self._Wc)
+            gx = (gy.dot(self._Wc) if g is None else g).reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        if 1 in indexes:
+            g = onednn_matmul.product(gy.T, self._rows)
+            gW = _columns_chainer(gy.T.dot(self._rows) if g is None else g, self.x_shape)
+        return gx, gW
 
     def reference(self, x, W, b=None):
         return F.linear(x, W, b)
