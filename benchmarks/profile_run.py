@@ -303,6 +303,9 @@ def ab_switch(name: str):
     if name == 'eltwise':
         from gan_trainer.ops import onednn_eltwise
         return lambda on: setattr(onednn_eltwise, 'ENABLED', not on)
+    if name == 'adam':
+        from gan_trainer.ops import onednn_adam
+        return lambda on: setattr(onednn_adam, 'ENABLED', not on)
     if name in ('blocks', 'onednn'):
         key = {'blocks': 'gan_trainer_blocks', 'onednn': 'gan_trainer_onednn'}[name]
         return lambda on: setattr(chainer.global_config, key, not on)
@@ -316,6 +319,7 @@ AB = {'blocks': ('blocks', 'separate layers'), 'onednn': ('oneDNN', 'NumPy'),
       'bn': ('BN on oneDNN', 'BN on NumPy'),
       'linear': ('linear on oneDNN', 'linear on NumPy'),
       'eltwise': ('(leaky) ReLU on oneDNN', '(leaky) ReLU on NumPy'),
+      'adam': ('Adam on oneDNN', 'Adam on NumPy'),
       'threads': ('all cores', '1 thread')}
 
 
@@ -336,9 +340,9 @@ def main(argv=None) -> int:
                    help='also print each node class: calls and ms per iteration')
     p.add_argument('--ab', choices=sorted(AB),
                    help='no profile: the odd windows switch the fused blocks, oneDNN, '
-                        "the BN or the linear layers alone (oneDNN / NumPy) or OpenMP's "
-                        'team (all cores / 1 thread) instead, for a comparison under the '
-                        'same load')
+                        'the BN, the linear layers, the (leaky) ReLUs or Adam alone '
+                        "(oneDNN / NumPy) or OpenMP's team (all cores / 1 thread) instead, "
+                        'for a comparison under the same load')
     args = p.parse_args(argv)
     total = args.warmup + args.iterations
     with tempfile.TemporaryDirectory() as out:

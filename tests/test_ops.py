@@ -1295,6 +1295,42 @@ def test_adam_is_chainers_bit_for_bit_and_takes_the_flat_pass():
     assert all(numpy.shares_memory(p.array, flat_params) for p in ours[0].params())
 
 
+@pytest.mark.parametrize('onednn', [True, False], ids=['onednn', 'numpy'])
+@pytest.mark.parametrize('hyper', [{}, {'eps': 1e-3, 'eta': 0.5, 'beta2': 0.9}], ids=str)
+def test_adam_on_onednn_and_on_numpy_is_chainers_bit_for_bit(onednn, hyper, monkeypatch):
+    """The default run's G (0.35 million parameters, float32), five steps, with
+    some zero gradients: the four oneDNN passes (gan_trainer/ops/onednn_adam.py)
+    and the thirteen NumPy ones both give Chainer's parameters and moments."""
+    from gan_trainer.ops import dnnl, onednn_adam
+    if onednn and dnnl.library() is None:
+        pytest.skip('oneDNN does not load here')
+    monkeypatch.setattr(onednn_adam, 'ENABLED', onednn)
+    calls = []
+    run_update = onednn_adam.Update.__call__
+    monkeypatch.setattr(onednn_adam.Update, '__call__',
+                        lambda self, *a, **k: calls.append(1) or run_update(self, *a, **k))
+
+    def trained(cls):
+        with global_seed(1):
+            net = Generator(size=28, channels=1, base_width=32)
+        opt = cls(alpha=2e-4, beta1=0.5, **hyper)
+        opt.setup(net)
+        rng = numpy.random.RandomState(3)
+        for step in range(5):
+            net.cleargrads()
+            for p in net.params():
+                g = rng.standard_normal(p.shape).astype(p.dtype) * 10.0 ** -step
+                g.reshape(-1)[::7] = 0
+                p.grad = g
+            opt.update()
+        return net, opt
+
+    with chainer.using_config(_common.ONEDNN_KEY, True):  # this file's fixture turns it off
+        ours = trained(ops.Adam)
+    assert len(calls) == (5 if onednn else 0)
+    assert_same_training_state(ours, trained(chainer.optimizers.Adam))
+
+
 @pytest.mark.parametrize(
     'hyper', [{'weight_decay_rate': 1e-2}, {'amsgrad': True}, {'eps': 1e-3, 'eta': 0.5}], ids=str
 )

@@ -8,7 +8,8 @@ and their Python around them on the two optimizers. This :class:`Adam`
 keeps every parameter, and Adam's ``m`` and ``v`` of every parameter, as
 views into one flat buffer per network, gathers the gradients into a third
 one with one ``concatenate``, and runs the same 11 operations once on the
-flat buffers, in place.
+flat buffers, in place (float32 on oneDNN, four passes on its threads:
+:mod:`.onednn_adam`).
 
 It is a drop-in: the same constructor and hyperparameters, the same
 update rules with the same state names (``m``, ``v`` and ``t`` per
@@ -29,6 +30,8 @@ from __future__ import annotations
 import chainer
 import numpy
 from chainer.optimizers import adam as chainer_adam
+
+from gan_trainer.ops import onednn_adam
 
 
 class Adam(chainer.optimizers.Adam):
@@ -107,22 +110,31 @@ class Adam(chainer.optimizers.Adam):
             p.update_rule.t += 1
         hp = self.hyperparam
         alpha_t = chainer_adam._learning_rate(hp, params[0].update_rule.t)
-        # Chainer's AdamRule.update_core_cpu, operation for operation:
-        # m += (1 - beta1) * (grad - m)
-        numpy.subtract(fg, fm, out=tmp)
-        tmp *= 1.0 - hp.beta1
-        fm += tmp
-        # v += (1 - beta2) * (grad * grad - v)
-        numpy.multiply(fg, fg, out=tmp)
-        tmp -= fv
-        tmp *= 1.0 - hp.beta2
-        fv += tmp
-        # param += -eta * ((alpha_t / (sqrt(v) + eps)) * m)
-        numpy.sqrt(fv, out=tmp)
-        tmp += hp.eps
-        numpy.divide(alpha_t, tmp, out=tmp)
-        tmp *= fm
-        tmp *= -hp.eta
-        fp += tmp
+        on_onednn = onednn_adam.update_for(fp)
+        if on_onednn is not None:  # the same operations, four passes on the team's threads
+            on_onednn(fp, fm, fv, fg, tmp, beta1=hp.beta1, beta2=hp.beta2, eps=hp.eps,
+                      eta=hp.eta, alpha_t=alpha_t)
+        else:
+            _update_numpy(fp, fm, fv, fg, tmp, hp, alpha_t)
         self.reallocate_cleared_grads()
         self.call_hooks('post')
+
+
+def _update_numpy(fp, fm, fv, fg, tmp, hp, alpha_t) -> None:
+    """Chainer's ``AdamRule.update_core_cpu``, operation for operation, on flat buffers."""
+    # m += (1 - beta1) * (grad - m)
+    numpy.subtract(fg, fm, out=tmp)
+    tmp *= 1.0 - hp.beta1
+    fm += tmp
+    # v += (1 - beta2) * (grad * grad - v)
+    numpy.multiply(fg, fg, out=tmp)
+    tmp -= fv
+    tmp *= 1.0 - hp.beta2
+    fv += tmp
+    # param += -eta * ((alpha_t / (sqrt(v) + eps)) * m)
+    numpy.sqrt(fv, out=tmp)
+    tmp += hp.eps
+    numpy.divide(alpha_t, tmp, out=tmp)
+    tmp *= fm
+    tmp *= -hp.eta
+    fp += tmp

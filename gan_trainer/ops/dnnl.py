@@ -58,13 +58,17 @@ BACKWARD_WEIGHTS = 192
 BACKWARD = 128
 CONVOLUTION_DIRECT = 0x1
 DECONVOLUTION_DIRECT = 0xa
-ELTWISE = {'relu': 0x20, 'tanh': 0x21, 'logistic': 0x29}
+ELTWISE = {'relu': 0x20, 'tanh': 0x21, 'sqrt': 0x25, 'logistic': 0x29}
 USE_SCALE, USE_SHIFT, FUSE_NORM_RELU = 0x2, 0x4, 0x8
 ARG = {
     'src': 1, 'dst': 17, 'weights': 33, 'bias': 41, 'mean': 49, 'variance': 50,
     'scale': 51, 'shift': 52, 'workspace': 64, 'diff_src': 129, 'diff_dst': 145,
     'diff_weights': 161, 'diff_bias': 169, 'diff_scale': 255, 'diff_shift': 256,
+    'src1': 2,  # a binary primitive's second operand (its first is 'src')
+    # the second operand of post-op i (DNNL_ARG_ATTR_MULTIPLE_POST_OP(i) | DNNL_ARG_SRC_1)
+    **{f'post_op_{i}': 32768 * (i + 1) | 2 for i in range(4)},
 }
+BINARY = {'add': 0x1fff0, 'mul': 0x1fff1, 'div': 0x1fff4, 'sub': 0x1fff5}
 QUERY_IMPL_INFO_STR = 8
 QUERY_EXEC_ARG_MD = 255
 SUCCESS = 0
@@ -106,6 +110,8 @@ _SIGNATURES = {
     'dnnl_post_ops_destroy': (ctypes.c_int, [_p]),
     'dnnl_post_ops_append_eltwise': (
         ctypes.c_int, [_p, ctypes.c_int, ctypes.c_float, ctypes.c_float]),
+    'dnnl_post_ops_append_binary': (ctypes.c_int, [_p, ctypes.c_int, _p]),
+    'dnnl_binary_primitive_desc_create': (ctypes.c_int, [_pp, _p, ctypes.c_int, _p, _p, _p, _p]),
     'dnnl_convolution_forward_primitive_desc_create': (
         ctypes.c_int, [_pp, _p, ctypes.c_int, ctypes.c_int, _p, _p, _p, _p,
                        _dims_t, _dims_t, _dims_t, _dims_t, _p]),
@@ -278,14 +284,28 @@ def post_ops_attr(activation):
     """Primitive attributes with an eltwise post-op ``(name, alpha)``, or None for none."""
     if activation is None:
         return None
-    lib = _LIB
     name, alpha = activation
+    return attr_of([('eltwise', name, alpha)])
+
+
+def attr_of(post_ops):
+    """Primitive attributes with these post-ops, in order: ``('eltwise', name,
+    alpha)`` (:data:`ELTWISE`) or ``('binary', name, md)`` (:data:`BINARY`; its
+    operand, described by ``md``, is the argument ``post_op_<i>``)."""
+    lib = _LIB
     attr, po = _p(), _p()
     lib.check(lib.primitive_attr_create(ctypes.byref(attr)), 'primitive_attr_create')
     lib.check(lib.post_ops_create(ctypes.byref(po)), 'post_ops_create')
-    lib.check(lib.post_ops_append_eltwise(po, ELTWISE[name], alpha, 0.0), 'post_ops_append')
-    lib.check(lib.primitive_attr_set_post_ops(attr, po), 'primitive_attr_set_post_ops')
-    lib.post_ops_destroy(po)
+    try:
+        for kind, name, arg in post_ops:
+            if kind == 'eltwise':
+                lib.check(lib.post_ops_append_eltwise(po, ELTWISE[name], arg, 0.0),
+                          'post_ops_append')
+            else:
+                lib.check(lib.post_ops_append_binary(po, BINARY[name], arg), 'post_ops_append')
+        lib.check(lib.primitive_attr_set_post_ops(attr, po), 'primitive_attr_set_post_ops')
+    finally:
+        lib.post_ops_destroy(po)
     return attr
 
 
