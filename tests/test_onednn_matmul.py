@@ -107,8 +107,9 @@ def test_values_and_gradients_are_chainers(case, calls):
     gy = rng.standard_normal((n, m)).astype(numpy.float32)
     ours = run(ops.linear, x, W, b, gy)
     ref = run(F.linear, x, W, b, gy)
-    # The forward product, then gx and gW: three products on oneDNN.
-    assert calls == [(n, m), (n, W.shape[1]), (m, W.shape[1])]
+    # The forward product, then gx and gW: three products on oneDNN, but for
+    # an outer product (an inner dimension of 1: one output, or batch 1).
+    assert calls == [(n, m)] + [(n, W.shape[1])] * (m > 1) + [(m, W.shape[1])] * (n > 1)
     for a, r in zip(ours, ref):
         assert_close(a, r)
     y64 = x.reshape(n, -1).astype(numpy.float64) @ W.T.astype(numpy.float64)
@@ -138,7 +139,21 @@ def test_a_read_out_from_a_channel_last_map_reads_it_in_place(n_out, batch, call
         assert_close(a, r)
     assert (xv.grad.strides == x.strides) == in_place  # channel-last back
     assert vs[1].grad.flags.c_contiguous  # W's gradient in Chainer's column order
-    assert calls == [(batch, n_out), (batch, 16 * 49), (n_out, 16 * 49)]
+    assert calls == [(batch, n_out)] + [(batch, 16 * 49)] * (n_out > 1) + [(n_out, 16 * 49)]
+
+
+def test_an_outer_product_is_numpys_multiply_with_onednns_bits(calls):
+    """No sums in ``(M, 1) @ (1, N)``: NumPy's broadcast multiply, and the same
+    bits as oneDNN's matmul of the same operands (built directly)."""
+    rng = numpy.random.default_rng(7)
+    a = rng.standard_normal((64, 1)).astype(numpy.float32)
+    b = rng.standard_normal((3136, 1)).astype(numpy.float32).T  # a transposed view
+    got = onednn_matmul.product(a, b)
+    assert calls == [] and got.flags.c_contiguous and got.shape == (64, 3136)
+    numpy.testing.assert_array_equal(got, onednn_matmul.Product(a, b, False)(a, b))
+    with_bias = onednn_matmul.product(a, b, numpy.ones(3136, numpy.float32))
+    assert calls == [(64, 3136)] * 2  # the reference, then with a bias: oneDNN's product
+    numpy.testing.assert_allclose(with_bias, got + 1, rtol=1e-6)
 
 
 def test_a_read_out_in_place_gives_what_the_flattened_one_gives_within_rounding():
