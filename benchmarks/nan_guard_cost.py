@@ -15,9 +15,9 @@
    conversions, and the explicit transfers through
    ``gan_trainer.finite.to_host`` (absent before it existed).
 2. *Time.* The default run's networks (digits, ``base_width`` 32) after one
-   real iteration of the run's Adam (:class:`gan_trainer.ops.Adam`), with an EMA of G: the guard's ``__call__`` timed
-   alone (median of ``--repeats``), beside one ``GANUpdater.update()``;
-   then (this checkout only) four ways to reduce the same arrays:
+   real iteration of the run's Adam (:class:`gan_trainer.ops.Adam`), with an
+   EMA of G: the guard's ``__call__`` timed alone (median of
+   ``--repeats``), beside one ``GANUpdater.update()``; then (this checkout only) four ways to reduce the same arrays:
    ``isfinite`` of each network's arrays concatenated (the guard before), a
    float64 sum of them (the guard before that), ``isfinite`` array by array
    (one synchronisation each on a GPU), and the guard's ``isfinite`` array

@@ -37,10 +37,10 @@ iteration (where oneDNN builds its primitives) are printed apart.
 The last line is ``profile ITERATION_MS ms/iteration`` (the plain windows'
 mean).
 
-``--ab blocks|onednn|bn|linear|threads`` compares instead of profiling: the odd
-windows switch the fused layer blocks off, oneDNN off (NumPy functions),
-the batch normalizations alone or the linear layers' products alone
-from oneDNN to NumPy, or OpenMP's team
+``--ab blocks|onednn|bn|linear|eltwise|adam|threads`` compares instead of
+profiling: the odd windows switch the fused layer blocks off, oneDNN off
+(NumPy functions), the batch normalizations, the linear layers' products,
+the (leaky) ReLUs or the fused Adam alone from oneDNN to NumPy, or OpenMP's team
 from all cores to one thread, in the same process, so
 both settings see the same load as it drifts (on a shared machine a
 second process's figures are not comparable with the first's). The last

@@ -115,8 +115,10 @@ def test_enum_values_are_the_librarys():
     assert lib.fmt_tag2str(onednn_conv.MAPS['nhwc']) == b'acdb'
     assert lib.alg_kind2str(dnnl.CONVOLUTION_DIRECT) == b'convolution_direct'
     assert lib.alg_kind2str(dnnl.DECONVOLUTION_DIRECT) == b'deconvolution_direct'
-    assert [lib.alg_kind2str(dnnl.ELTWISE[a]) for a in ('relu', 'tanh', 'logistic')] == [
-        b'eltwise_relu', b'eltwise_tanh', b'eltwise_logistic']
+    assert {a: lib.alg_kind2str(v) for a, v in dnnl.ELTWISE.items()} == {
+        a: b'eltwise_' + a.encode() for a in dnnl.ELTWISE}
+    assert {a: lib.alg_kind2str(v) for a, v in dnnl.BINARY.items()} == {
+        a: b'binary_' + a.encode() for a in dnnl.BINARY}
     assert [lib.prop_kind2str(v) for v in (dnnl.FORWARD_TRAINING, dnnl.BACKWARD_DATA,
                                            dnnl.BACKWARD_WEIGHTS, dnnl.BACKWARD)] == [
         b'forward_training', b'backward_data', b'backward_weights', b'backward']

@@ -58,7 +58,8 @@ BACKWARD_WEIGHTS = 192
 BACKWARD = 128
 CONVOLUTION_DIRECT = 0x1
 DECONVOLUTION_DIRECT = 0xa
-ELTWISE = {'relu': 0x20, 'tanh': 0x21, 'sqrt': 0x25, 'logistic': 0x29}
+ELTWISE = {'relu': 0x20, 'tanh': 0x21, 'sqrt': 0x25, 'logistic': 0x29,
+           'relu_use_dst_for_bwd': 0x100}
 USE_SCALE, USE_SHIFT, FUSE_NORM_RELU = 0x2, 0x4, 0x8
 ARG = {
     'src': 1, 'dst': 17, 'weights': 33, 'bias': 41, 'mean': 49, 'variance': 50,

@@ -18,8 +18,8 @@ convolutions use:
 Every step rounds as NumPy's float32 operation does (a product, a
 difference, a correctly rounded square root; the scalars are float32, as
 NumPy casts a Python float against a float32 array), so the parameters
-and moments are Chainer's bit for bit (``tests/test_optimizers.py``
-compares them over several steps). The ``+ 0`` of step 3 only lets a
+and moments are Chainer's bit for bit (``tests/test_ops.py`` compares
+them over five steps). The ``+ 0`` of step 3 only lets a
 binary primitive carry the square root (an element-wise primitive with
 post-ops takes oneDNN's reference kernel here, many times slower); it
 changes nothing, ``v`` being never ``-0``. Element-wise, so no team size

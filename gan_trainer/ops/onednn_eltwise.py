@@ -38,7 +38,7 @@ from gan_trainer.ops._common import onednn_enabled
 #: oneDNN (``benchmarks/profile_run.py --ab eltwise``); the users' switches are the package's.
 ENABLED = True
 
-_RELU_USE_DST = 0x100  # dnnl_eltwise_relu_use_dst_for_bwd; forward it is relu itself
+_RELU_USE_DST = dnnl.ELTWISE['relu_use_dst_for_bwd']  # forward, it is relu itself
 _SMALL = 4096  # below this many elements NumPy's few passes cost less than a call
 
 
